@@ -1,0 +1,41 @@
+# dm-jsnap top-level Makefile.  Kbuild (the file `Kbuild`) builds the
+# module; this file drives set-up, the VM and the tests.
+#
+#   make run     the main job: build everything, boot a VM, load the module,
+#                create a jsnap device with a snapshot and exercise it
+#   make check   every test; ends with "N passed, M failed"
+#   make paths   KERNEL=<bzImage> and MODULE=<dm-jsnap.ko>
+#   make module  just the module (after set-up)
+#   make bench   fio benchmarks (see README)
+
+SHELL := /bin/bash
+TOP := $(CURDIR)
+
+.PHONY: all setup module paths run check bench clean host-test
+
+all: module
+
+setup:
+	@bash scripts/setup.sh
+
+module: setup
+	@bash scripts/build-module.sh
+
+paths: module
+	@. scripts/env.sh; echo "KERNEL=$$KDIR/arch/x86/boot/bzImage"; echo "MODULE=$(TOP)/dm-jsnap.ko"
+
+host-test:
+	@cd rust/host && cargo test
+
+run: module
+	@bash scripts/run.sh
+
+check:
+	@bash scripts/check.sh
+
+bench: module
+	@bash bench/run.sh
+
+clean:
+	@. scripts/env.sh; [ ! -d "$$KDIR" ] || $(MAKE) -C "$$KDIR" M=$(TOP) clean >/dev/null
+	rm -rf rust/ffi/generated rust/host/target

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! dm-jsnap: instant snapshots whose copy-on-write cost is taken off the
+//! write path by a pmem journal.
+//!
+//! Two device-mapper targets: `jsnap` (the production volume, [`jsnap`])
+//! and `jsnap-view` (the snapshot volume).  All `unsafe` code lives in
+//! [`ffi`]; the pure logic (on-media format, ring, replay, overlap algebra,
+//! validity map, argument parsing) in [`logic`] is plain `core` Rust that is
+//! also tested on the host (`rust/host`).
+#![deny(unsafe_code)]
+
+use kernel::prelude::*;
+
+#[allow(unsafe_code)]
+mod ffi;
+
+/// Pure `core` logic shared with the host test crate (`rust/host`).
+#[allow(unreachable_pub, dead_code)]
+mod logic {
+    pub mod crc;
+    pub mod extent;
+    pub mod format;
+    pub mod kunit_cases;
+    pub mod replay;
+    pub mod ring;
+    pub mod table;
+    pub mod validity;
+}
+
+mod jsnap;
+mod kunit;
+
+module! {
+    type: JsnapModule,
+    name: "dm_jsnap",
+    authors: ["dm-jsnap developers"],
+    description: "device-mapper journaled instant snapshots",
+    license: "GPL",
+}
+
+struct JsnapModule {
+    _jsnap: ffi::dm::Registration<jsnap::Jsnap>,
+}
+
+impl kernel::Module for JsnapModule {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let jsnap = ffi::dm::Registration::new(module)?;
+        pr_info!("dm-jsnap: loaded\n");
+        Ok(Self { _jsnap: jsnap })
+    }
+}

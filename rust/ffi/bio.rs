@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Bios handed to a target's `map`.
+//!
+//! [`Bio`] is an owned handle: it must be completed ([`Bio::endio`]),
+//! remapped (returned from `map`) or parked in a [`BioList`].  Dropping it
+//! completes it with an I/O error, so a forgotten bio fails instead of
+//! hanging its submitter.
+//!
+//! C header: [`include/linux/bio.h`](srctree/include/linux/bio.h)
+
+use super::dm::DmDev;
+use super::pmem::Pmem;
+use super::sys;
+use core::ptr::NonNull;
+use kernel::prelude::*;
+
+/// What a bio asks for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum BioKind {
+    /// Read data.
+    Read,
+    /// Write data (possibly with REQ_PREFLUSH / REQ_FUA).
+    Write,
+    /// An empty flush.
+    Flush,
+    /// Discard a range.
+    Discard,
+    /// Write zeroes to a range.
+    WriteZeroes,
+    /// Anything else.
+    Other,
+}
+
+/// An owned bio.
+///
+/// # Invariants
+///
+/// `0` is a valid bio that this handle owns until it is completed,
+/// remapped or handed to a [`BioList`].
+pub(crate) struct Bio(NonNull<sys::bio>);
+
+// SAFETY: a bio may be completed or submitted from any thread.
+unsafe impl Send for Bio {}
+
+impl Bio {
+    /// # Safety
+    ///
+    /// `bio` must be valid and owned by the caller, who hands ownership over.
+    pub(crate) unsafe fn from_raw(bio: *mut sys::bio) -> Option<Self> {
+        NonNull::new(bio).map(Self)
+    }
+
+    /// Gives up ownership without completing (the bio was remapped).
+    pub(crate) fn into_raw(self) -> *mut sys::bio {
+        let p = self.0.as_ptr();
+        core::mem::forget(self);
+        p
+    }
+
+    fn raw(&self) -> *mut sys::bio {
+        self.0.as_ptr()
+    }
+
+    /// What the bio asks for.
+    pub(crate) fn kind(&self) -> BioKind {
+        // SAFETY: the bio is valid by the type invariant.
+        match unsafe { sys::jsnap_bio_kind(self.raw()) } {
+            0 => BioKind::Read,
+            1 => BioKind::Write,
+            2 => BioKind::Flush,
+            3 => BioKind::Discard,
+            4 => BioKind::WriteZeroes,
+            _ => BioKind::Other,
+        }
+    }
+
+    /// Whether REQ_PREFLUSH is set.
+    pub(crate) fn is_preflush(&self) -> bool {
+        // SAFETY: the bio is valid by the type invariant.
+        unsafe { sys::jsnap_bio_is_preflush(self.raw()) }
+    }
+
+    /// Whether REQ_FUA is set.
+    pub(crate) fn is_fua(&self) -> bool {
+        // SAFETY: the bio is valid by the type invariant.
+        unsafe { sys::jsnap_bio_is_fua(self.raw()) }
+    }
+
+    /// First sector (relative to the mapped device, as dm passes it).
+    pub(crate) fn sector(&self) -> u64 {
+        // SAFETY: the bio is valid by the type invariant.
+        unsafe { sys::jsnap_bio_sector(self.raw()) }
+    }
+
+    /// Size in bytes.
+    pub(crate) fn bytes(&self) -> u32 {
+        // SAFETY: the bio is valid by the type invariant.
+        unsafe { sys::jsnap_bio_size(self.raw()) }
+    }
+
+    /// Size in sectors.
+    pub(crate) fn sectors(&self) -> u32 {
+        self.bytes() >> 9
+    }
+
+    /// Points the bio at `dev`, sector `sector`.
+    pub(crate) fn remap(&mut self, dev: &DmDev, sector: u64) {
+        // SAFETY: the bio is valid and the device held by the target.
+        unsafe { sys::jsnap_bio_remap(self.raw(), dev.bdev(), sector) }
+    }
+
+    /// Keeps only the first `sectors` sectors; device-mapper resubmits the
+    /// rest to `map` as a new bio.
+    pub(crate) fn accept_partial(&mut self, sectors: u32) {
+        if sectors > 0 && sectors < self.sectors() {
+            // SAFETY: called from `map` on a read/write bio with a valid
+            // length strictly inside the bio.
+            unsafe { sys::dm_accept_partial_bio(self.raw(), sectors) }
+        }
+    }
+
+    /// Copies the whole bio into `pmem` at byte `off` with non-temporal
+    /// stores (no fence) and returns the CRC32C of the data.
+    pub(crate) fn copy_to_pmem(&self, pmem: &Pmem, off: usize) -> Result<u32> {
+        let dst = pmem.ptr_for(off, self.bytes() as usize)?;
+        // SAFETY: `dst` is valid for `bytes()` bytes of the mapping (checked
+        // by `ptr_for`); the bio is valid.
+        Ok(unsafe { sys::jsnap_bio_copy_to_pmem(self.raw(), dst.cast()) })
+    }
+
+    /// Copies `len` bytes of `pmem` at `off` into the bio at byte `skip`.
+    pub(crate) fn copy_from_pmem(&mut self, skip: u32, pmem: &Pmem, off: usize, len: u32) -> Result {
+        if skip.checked_add(len).is_none_or(|e| e > self.bytes()) {
+            return Err(EINVAL);
+        }
+        let src = pmem.ptr_for(off, len as usize)?;
+        // SAFETY: `src` is valid for `len` bytes; the bio has room for
+        // `skip + len` bytes (checked above).
+        unsafe { sys::jsnap_bio_copy_from(self.raw(), skip, src.cast(), len) };
+        Ok(())
+    }
+
+    /// Copies `src` into the bio at byte `skip`.
+    pub(crate) fn copy_from_slice(&mut self, skip: u32, src: &[u8]) -> Result {
+        let len = u32::try_from(src.len()).map_err(|_| EINVAL)?;
+        if skip.checked_add(len).is_none_or(|e| e > self.bytes()) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `src` is valid for `len` bytes and the bio has room.
+        unsafe { sys::jsnap_bio_copy_from(self.raw(), skip, src.as_ptr().cast(), len) };
+        Ok(())
+    }
+
+    /// Completes the bio with `res`.
+    pub(crate) fn endio(self, res: Result) {
+        let err = match res {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        };
+        let p = self.into_raw();
+        // SAFETY: we owned the bio and give it back to the block layer.
+        unsafe { sys::jsnap_bio_endio(p, err) }
+    }
+}
+
+impl Drop for Bio {
+    fn drop(&mut self) {
+        pr_err!("dm-jsnap: bio dropped without completion, failing it\n");
+        // SAFETY: we own the bio (type invariant) and complete it once.
+        unsafe { sys::jsnap_bio_endio(self.raw(), EIO.to_errno()) }
+    }
+}
+
+/// A FIFO of bios linked through `bi_next`; never allocates.
+///
+/// # Invariants
+///
+/// `head..tail` is a `bi_next`-linked list of bios this list owns.
+pub(crate) struct BioList {
+    head: *mut sys::bio,
+    tail: *mut sys::bio,
+    len: usize,
+}
+
+// SAFETY: the list owns its bios, which may move between threads.
+unsafe impl Send for BioList {}
+
+impl BioList {
+    /// An empty list.
+    pub(crate) const fn new() -> Self {
+        Self { head: core::ptr::null_mut(), tail: core::ptr::null_mut(), len: 0 }
+    }
+
+    /// Number of bios held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the list is empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Appends `bio`.
+    pub(crate) fn push(&mut self, bio: Bio) {
+        let b = bio.into_raw();
+        // SAFETY: `b` is a valid bio we now own; `tail` is valid if non-null.
+        unsafe {
+            (*b).bi_next = core::ptr::null_mut();
+            if self.tail.is_null() {
+                self.head = b;
+            } else {
+                (*self.tail).bi_next = b;
+            }
+        }
+        self.tail = b;
+        self.len += 1;
+    }
+
+    /// Removes the oldest bio.
+    pub(crate) fn pop(&mut self) -> Option<Bio> {
+        let b = NonNull::new(self.head)?;
+        // SAFETY: `b` is the valid head of our list.
+        unsafe {
+            self.head = (*b.as_ptr()).bi_next;
+            (*b.as_ptr()).bi_next = core::ptr::null_mut();
+        }
+        if self.head.is_null() {
+            self.tail = core::ptr::null_mut();
+        }
+        self.len -= 1;
+        Some(Bio(b))
+    }
+
+    /// Moves every bio of `self` to the returned list.
+    pub(crate) fn take(&mut self) -> BioList {
+        core::mem::replace(self, BioList::new())
+    }
+}
+
+impl Drop for BioList {
+    fn drop(&mut self) {
+        while let Some(b) = self.pop() {
+            b.endio(Err(EIO));
+        }
+    }
+}

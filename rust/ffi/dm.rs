@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device-mapper targets: registration, the `target_type` callbacks and the
+//! handles a target uses in them.
+//!
+//! A target implements [`Target`]; [`Registration`] builds the C
+//! `struct target_type` whose optional callbacks are present exactly when
+//! the implementation provides them (`T::HAS_…`, as in `block::mq`).  The
+//! target's private state is an `Arc<T>` stored in `ti->private` between
+//! `ctr` and `dtr`.
+//!
+//! C header: [`include/linux/device-mapper.h`](srctree/include/linux/device-mapper.h)
+
+use super::bio::{Bio, BioKind};
+use super::sys;
+use core::fmt;
+use core::ptr::NonNull;
+use kernel::error::to_result;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+/// What `map` did with a bio.
+pub(crate) enum Mapped {
+    /// Remapped to another device: device-mapper submits it.
+    Remap(Bio),
+    /// The target took the bio: it has completed it or queued it.
+    Submitted,
+}
+
+/// The kind of status `dmsetup` asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusType {
+    /// `dmsetup status`.
+    Info,
+    /// `dmsetup table`.
+    Table,
+    /// IMA measurement.
+    Ima,
+}
+
+/// A constructor failure: the `ti->error` text and the errno.
+pub(crate) struct CtrError {
+    /// Static, specific reason shown by dmsetup and the kernel log.
+    pub(crate) msg: &'static CStr,
+    /// The error returned to device-mapper.
+    pub(crate) err: Error,
+}
+
+impl CtrError {
+    /// A failure with `EINVAL`.
+    pub(crate) const fn inval(msg: &'static CStr) -> Self {
+        Self { msg, err: EINVAL }
+    }
+}
+
+/// Operations of a device-mapper target.
+#[vtable]
+pub(crate) trait Target: Sized + Send + Sync + 'static {
+    /// Target name as used in table lines.
+    const NAME: &'static CStr;
+    /// Target version reported by `dmsetup targets`.
+    const VERSION: [u32; 3];
+
+    /// Builds the target from its table arguments.
+    fn ctr(ti: &mut Ctr<'_>, args: &[&CStr]) -> core::result::Result<Arc<Self>, CtrError>;
+    /// Maps one bio.
+    fn map(&self, bio: Bio) -> Mapped;
+    /// Writes `dmsetup status` / `dmsetup table` output.
+    fn status(&self, _kind: StatusType, _out: &mut Out<'_>) {}
+    /// Handles `dmsetup message`.
+    fn message(&self, _args: &[&CStr], _out: &mut Out<'_>) -> Result {
+        Err(EINVAL)
+    }
+    /// Calls `it` for every underlying device.
+    fn iterate_devices(&self, _it: &mut DeviceIter<'_>) -> i32 {
+        0
+    }
+    /// Adjusts the queue limits of the mapped device.
+    fn io_hints(&self, _limits: &mut Limits<'_>) {}
+    /// Called before I/O is quiesced on suspend.
+    fn presuspend(&self) {}
+    /// Called once I/O is quiesced on suspend.
+    fn postsuspend(&self) {}
+    /// Called before resume; may refuse it.
+    fn preresume(&self) -> Result {
+        Ok(())
+    }
+    /// Called on resume.
+    fn resume(&self) {}
+}
+
+/// The constructor's view of the `struct dm_target` being built.
+///
+/// # Invariants
+///
+/// `ti` is the valid target being constructed, for `'a`.
+pub(crate) struct Ctr<'a> {
+    ti: &'a mut sys::dm_target,
+}
+
+impl Ctr<'_> {
+    /// Length of the target in sectors.
+    pub(crate) fn len(&self) -> u64 {
+        self.ti.len
+    }
+
+    /// Whether the table is opened for writing.
+    pub(crate) fn writable(&mut self) -> bool {
+        // SAFETY: `ti` is valid by the type invariant.
+        unsafe { sys::jsnap_ti_is_write(self.ti) }
+    }
+
+    /// Opens an underlying device by path or `major:minor`.
+    pub(crate) fn get_device(&mut self, path: &CStr, write: bool) -> Result<DmDev> {
+        // SAFETY: a pure function.
+        let mode = unsafe { sys::jsnap_open_mode(write) };
+        let mut dev: *mut sys::dm_dev = core::ptr::null_mut();
+        // SAFETY: `ti` is valid by the type invariant, `path` is NUL-terminated
+        // and `dev` is a valid out pointer.
+        to_result(unsafe {
+            sys::dm_get_device(self.ti, path.as_char_ptr(), mode, &mut dev)
+        })?;
+        let dev = NonNull::new(dev).ok_or(ENODEV)?;
+        // INVARIANT: `dm_get_device` succeeded; the reference is dropped by
+        // `DmDev::drop` while `ti` still exists (the target's state is
+        // dropped in `dtr` at the latest).
+        Ok(DmDev { ti: NonNull::from(&mut *self.ti), dev })
+    }
+
+    /// Sets the size of the per-bio data, flush and discard support.
+    pub(crate) fn setup(&mut self, per_bio_data: usize, discards: bool) {
+        // SAFETY: `ti` is valid by the type invariant.
+        unsafe { sys::jsnap_ti_set(self.ti, per_bio_data as u32, discards) }
+    }
+
+    /// Splits bios so that none crosses a multiple of `sectors`.
+    pub(crate) fn set_max_io_len(&mut self, sectors: u64) -> Result {
+        // SAFETY: `ti` is valid by the type invariant.
+        to_result(unsafe { sys::dm_set_target_max_io_len(self.ti, sectors) })
+    }
+}
+
+/// An underlying device opened with `dm_get_device`.
+///
+/// # Invariants
+///
+/// `dev` is a reference obtained from `dm_get_device(ti, …)` that is put
+/// exactly once, on drop, while `ti` is still valid.
+pub(crate) struct DmDev {
+    ti: NonNull<sys::dm_target>,
+    dev: NonNull<sys::dm_dev>,
+}
+
+// SAFETY: a `dm_dev` reference may be used and put from any thread.
+unsafe impl Send for DmDev {}
+// SAFETY: all methods taking `&self` only read immutable fields of `dm_dev`.
+unsafe impl Sync for DmDev {}
+
+impl DmDev {
+    pub(crate) fn raw(&self) -> *mut sys::dm_dev {
+        self.dev.as_ptr()
+    }
+
+    pub(crate) fn bdev(&self) -> *mut sys::block_device {
+        // SAFETY: `dev` is valid by the type invariant.
+        unsafe { sys::jsnap_dev_bdev(self.dev.as_ptr()) }
+    }
+
+    /// Size of the device in sectors.
+    pub(crate) fn sectors(&self) -> u64 {
+        // SAFETY: the block device of a held `dm_dev` is valid.
+        unsafe { sys::jsnap_bdev_sectors(self.bdev()) }
+    }
+
+    /// Logical block size in bytes.
+    pub(crate) fn logical_block_size(&self) -> u32 {
+        // SAFETY: the block device of a held `dm_dev` is valid.
+        unsafe { sys::jsnap_bdev_logical_block_size(self.bdev()) }
+    }
+
+    /// Whether the device supports DAX.
+    pub(crate) fn has_dax(&self) -> bool {
+        // SAFETY: `dev` is valid by the type invariant.
+        unsafe { sys::jsnap_dev_has_dax(self.dev.as_ptr()) }
+    }
+
+    /// The device number, to tell devices apart.
+    pub(crate) fn devt(&self) -> u32 {
+        // SAFETY: `dev` is valid by the type invariant.
+        unsafe { sys::jsnap_dev_devt(self.dev.as_ptr()) }
+    }
+}
+
+impl Drop for DmDev {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant `ti` is valid and `dev` is held.
+        unsafe { sys::dm_put_device(self.ti.as_ptr(), self.dev.as_ptr()) }
+    }
+}
+
+/// Output buffer of `status` and `message`, like `DMEMIT`: writes past the
+/// end are truncated, never overflow.
+pub(crate) struct Out<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Out<'_> {
+    /// Bytes written so far.
+    pub(crate) fn written(&self) -> usize {
+        self.pos
+    }
+}
+
+impl fmt::Write for Out<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Keep one byte for the terminating NUL.
+        let room = self.buf.len().saturating_sub(self.pos + 1);
+        let n = s.len().min(room);
+        if let Some(dst) = self.buf.get_mut(self.pos..self.pos + n) {
+            dst.copy_from_slice(&s.as_bytes()[..n]);
+            self.pos += n;
+        }
+        if let Some(b) = self.buf.get_mut(self.pos) {
+            *b = 0;
+        }
+        Ok(())
+    }
+}
+
+/// The callout of `iterate_devices`.
+pub(crate) struct DeviceIter<'a> {
+    ti: *mut sys::dm_target,
+    fun: sys::iterate_devices_callout_fn,
+    data: *mut c_void,
+    _p: core::marker::PhantomData<&'a ()>,
+}
+
+impl DeviceIter<'_> {
+    /// Reports `dev` (sectors `start..start+len`) to device-mapper.
+    pub(crate) fn call(&mut self, dev: &DmDev, start: u64, len: u64) -> i32 {
+        match self.fun {
+            // SAFETY: device-mapper gave us `fun`, `ti` and `data` for this
+            // call; `dev` is a held device of this target.
+            Some(f) => unsafe { f(self.ti, dev.raw(), start, len, self.data) },
+            None => 0,
+        }
+    }
+}
+
+/// Queue limits passed to `io_hints`.
+pub(crate) struct Limits<'a> {
+    lim: &'a mut kernel::bindings::queue_limits,
+}
+
+impl Limits<'_> {
+    /// Raises the logical block size to at least `bytes`.
+    pub(crate) fn min_logical_block(&mut self, bytes: u32) {
+        if self.lim.logical_block_size < bytes {
+            self.lim.logical_block_size = bytes;
+        }
+    }
+
+    /// Sets the preferred minimum and optimal I/O sizes in bytes.
+    pub(crate) fn set_io_sizes(&mut self, min: u32, opt: u32) {
+        self.lim.io_min = self.lim.io_min.max(min);
+        self.lim.io_opt = self.lim.io_opt.max(opt);
+    }
+}
+
+const MAX_ARGS: usize = 64;
+
+/// Collects `argv` as C strings.
+///
+/// # Safety
+///
+/// `argv` must point to `argc` valid NUL-terminated strings living for `'a`.
+unsafe fn args<'a>(
+    argc: c_uint,
+    argv: *mut *mut c_char,
+    out: &mut [&'a CStr; MAX_ARGS],
+) -> Option<usize> {
+    let n = argc as usize;
+    if n > MAX_ARGS {
+        return None;
+    }
+    for (i, slot) in out.iter_mut().enumerate().take(n) {
+        // SAFETY: the caller guarantees `argc` valid strings.
+        *slot = unsafe { CStr::from_char_ptr(*argv.add(i)) };
+    }
+    Some(n)
+}
+
+/// # Safety
+///
+/// `ti->private` must hold the pointer stored by `ctr_cb::<T>`.
+unsafe fn private<'a, T: Target>(ti: *mut sys::dm_target) -> &'a T {
+    // SAFETY: guaranteed by the caller; the `Arc` lives until `dtr_cb`.
+    unsafe { &*((*ti).private as *const T) }
+}
+
+unsafe extern "C" fn ctr_cb<T: Target>(
+    ti: *mut sys::dm_target,
+    argc: c_uint,
+    argv: *mut *mut c_char,
+) -> c_int {
+    // SAFETY: device-mapper passes a valid target under construction.
+    let ti = unsafe { &mut *ti };
+    let mut buf = [c""; MAX_ARGS];
+    // SAFETY: device-mapper passes `argc` valid strings.
+    let Some(n) = (unsafe { args(argc, argv, &mut buf) }) else {
+        ti.error = c"Too many arguments".as_char_ptr() as *mut c_char;
+        return EINVAL.to_errno();
+    };
+    let raw = core::ptr::from_mut(ti);
+    let mut ctr = Ctr { ti };
+    match T::ctr(&mut ctr, &buf[..n]) {
+        Ok(arc) => {
+            // SAFETY: `raw` is the target under construction.
+            unsafe { (*raw).private = Arc::into_raw(arc) as *mut c_void };
+            0
+        }
+        Err(e) => {
+            // SAFETY: `raw` is the target under construction; the message
+            // is static.
+            unsafe { (*raw).error = e.msg.as_char_ptr() as *mut c_char };
+            e.err.to_errno()
+        }
+    }
+}
+
+unsafe extern "C" fn dtr_cb<T: Target>(ti: *mut sys::dm_target) {
+    // SAFETY: `private` holds the `Arc` made by `ctr_cb`; `dtr` is called
+    // once and no callback runs after it.
+    drop(unsafe { Arc::from_raw((*ti).private as *const T) });
+}
+
+unsafe extern "C" fn map_cb<T: Target>(ti: *mut sys::dm_target, bio: *mut sys::bio) -> c_int {
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    let t = unsafe { private::<T>(ti) };
+    // SAFETY: device-mapper hands us ownership of a valid bio.
+    let Some(bio) = (unsafe { Bio::from_raw(bio) }) else {
+        return sys::DM_MAPIO_KILL as c_int;
+    };
+    match t.map(bio) {
+        Mapped::Remap(bio) => {
+            bio.into_raw();
+            sys::DM_MAPIO_REMAPPED as c_int
+        }
+        Mapped::Submitted => sys::DM_MAPIO_SUBMITTED as c_int,
+    }
+}
+
+unsafe extern "C" fn status_cb<T: Target>(
+    ti: *mut sys::dm_target,
+    kind: sys::status_type_t,
+    _flags: c_uint,
+    result: *mut c_char,
+    maxlen: c_uint,
+) {
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    let t = unsafe { private::<T>(ti) };
+    if result.is_null() || maxlen == 0 {
+        return;
+    }
+    // SAFETY: device-mapper gives a buffer of `maxlen` bytes.
+    let buf = unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) };
+    buf[0] = 0;
+    let kind = match kind {
+        sys::status_type_t_STATUSTYPE_INFO => StatusType::Info,
+        sys::status_type_t_STATUSTYPE_TABLE => StatusType::Table,
+        _ => StatusType::Ima,
+    };
+    t.status(kind, &mut Out { buf, pos: 0 });
+}
+
+unsafe extern "C" fn message_cb<T: Target>(
+    ti: *mut sys::dm_target,
+    argc: c_uint,
+    argv: *mut *mut c_char,
+    result: *mut c_char,
+    maxlen: c_uint,
+) -> c_int {
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    let t = unsafe { private::<T>(ti) };
+    let mut buf = [c""; MAX_ARGS];
+    // SAFETY: device-mapper passes `argc` valid strings.
+    let Some(n) = (unsafe { args(argc, argv, &mut buf) }) else {
+        return EINVAL.to_errno();
+    };
+    let mut empty = [0u8; 1];
+    let out = if result.is_null() || maxlen == 0 {
+        &mut empty[..]
+    } else {
+        // SAFETY: device-mapper gives a buffer of `maxlen` bytes.
+        unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) }
+    };
+    out[0] = 0;
+    match t.message(&buf[..n], &mut Out { buf: out, pos: 0 }) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+unsafe extern "C" fn iterate_devices_cb<T: Target>(
+    ti: *mut sys::dm_target,
+    fun: sys::iterate_devices_callout_fn,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    let t = unsafe { private::<T>(ti) };
+    t.iterate_devices(&mut DeviceIter { ti, fun, data, _p: core::marker::PhantomData })
+}
+
+unsafe extern "C" fn io_hints_cb<T: Target>(
+    ti: *mut sys::dm_target,
+    limits: *mut kernel::bindings::queue_limits,
+) {
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>`; `limits` is valid for
+    // the call.
+    let (t, lim) = unsafe { (private::<T>(ti), &mut *limits) };
+    t.io_hints(&mut Limits { lim });
+}
+
+unsafe extern "C" fn presuspend_cb<T: Target>(ti: *mut sys::dm_target) {
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    unsafe { private::<T>(ti) }.presuspend()
+}
+
+unsafe extern "C" fn postsuspend_cb<T: Target>(ti: *mut sys::dm_target) {
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    unsafe { private::<T>(ti) }.postsuspend()
+}
+
+unsafe extern "C" fn preresume_cb<T: Target>(ti: *mut sys::dm_target) -> c_int {
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    match unsafe { private::<T>(ti) }.preresume() {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+unsafe extern "C" fn resume_cb<T: Target>(ti: *mut sys::dm_target) {
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    unsafe { private::<T>(ti) }.resume()
+}
+
+/// A registered target type; unregistered on drop.
+///
+/// # Invariants
+///
+/// `tt` is registered with device-mapper for the lifetime of `self` and
+/// never moves (it is boxed).
+pub(crate) struct Registration<T: Target> {
+    tt: KBox<sys::target_type>,
+    _t: core::marker::PhantomData<T>,
+}
+
+// SAFETY: the registration is only used to unregister, from any thread.
+unsafe impl<T: Target> Send for Registration<T> {}
+// SAFETY: `&Registration` exposes nothing.
+unsafe impl<T: Target> Sync for Registration<T> {}
+
+impl<T: Target> Registration<T> {
+    /// Registers target type `T`.
+    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+        let tt = sys::target_type {
+            name: T::NAME.as_char_ptr(),
+            module: module.as_ptr().cast(),
+            version: T::VERSION,
+            ctr: Some(ctr_cb::<T>),
+            dtr: Some(dtr_cb::<T>),
+            map: Some(map_cb::<T>),
+            status: if T::HAS_STATUS { Some(status_cb::<T>) } else { None },
+            message: if T::HAS_MESSAGE { Some(message_cb::<T>) } else { None },
+            iterate_devices: if T::HAS_ITERATE_DEVICES {
+                Some(iterate_devices_cb::<T>)
+            } else {
+                None
+            },
+            io_hints: if T::HAS_IO_HINTS { Some(io_hints_cb::<T>) } else { None },
+            presuspend: if T::HAS_PRESUSPEND { Some(presuspend_cb::<T>) } else { None },
+            postsuspend: if T::HAS_POSTSUSPEND { Some(postsuspend_cb::<T>) } else { None },
+            preresume: if T::HAS_PRERESUME { Some(preresume_cb::<T>) } else { None },
+            resume: if T::HAS_RESUME { Some(resume_cb::<T>) } else { None },
+            ..Default::default()
+        };
+        let mut tt = KBox::new(tt, GFP_KERNEL)?;
+        // SAFETY: `tt` is a fully initialised target type that outlives the
+        // registration (it is unregistered before the box is freed).
+        to_result(unsafe { sys::dm_register_target(&mut *tt) })?;
+        // INVARIANT: registered above.
+        Ok(Self { tt, _t: core::marker::PhantomData })
+    }
+}
+
+impl<T: Target> Drop for Registration<T> {
+    fn drop(&mut self) {
+        // SAFETY: registered by the type invariant.
+        unsafe { sys::dm_unregister_target(&mut *self.tt) }
+    }
+}
+
+/// `BioKind` re-exported for targets.
+pub(crate) type Kind = BioKind;

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Direct access to the pmem journal through DAX.
+//!
+//! The journal device is mapped once into the kernel address space (as
+//! dm-writecache does).  Writes use non-temporal stores
+//! (`memcpy_flushcache`) and become durable at the next [`Pmem::fence`]
+//! (`pmem_wmb`).  Every access is bounds-checked against the mapping.
+//!
+//! C header: [`include/linux/dax.h`](srctree/include/linux/dax.h)
+
+use super::dm::DmDev;
+use super::sys;
+use core::ptr::NonNull;
+use kernel::prelude::*;
+
+/// A mapped pmem range.
+///
+/// # Invariants
+///
+/// `addr..addr+len` is mapped kernel memory of the DAX device for the
+/// lifetime of `self`; the `DmDev` it came from outlives it (both live in
+/// the target and the mapping is declared first).
+pub(crate) struct Pmem {
+    addr: NonNull<u8>,
+    len: usize,
+    vmapped: bool,
+}
+
+// SAFETY: the mapping is plain memory usable from any thread; concurrent
+// writers only ever touch disjoint ranges (the journal reserves them).
+unsafe impl Send for Pmem {}
+// SAFETY: as above; all accesses go through raw copies, never references.
+unsafe impl Sync for Pmem {}
+
+impl Pmem {
+    /// Maps the first `bytes` bytes (a multiple of the page size) of `dev`.
+    pub(crate) fn map(dev: &DmDev, bytes: u64) -> Result<Self> {
+        let mut vmapped = false;
+        // SAFETY: `dev` is a held device; `vmapped` is a valid out pointer.
+        let p = unsafe { sys::jsnap_dax_map(dev.raw(), bytes, &mut vmapped) };
+        // SAFETY: `IS_ERR` only inspects the pointer value.
+        if unsafe { kernel::bindings::IS_ERR(p.cast_const()) } {
+            return Err(Error::from_errno(p as isize as i32));
+        }
+        let addr = NonNull::new(p.cast::<u8>()).ok_or(ENOMEM)?;
+        let len = usize::try_from(bytes).map_err(|_| EINVAL)?;
+        // INVARIANT: mapped above for `bytes` bytes.
+        Ok(Self { addr, len, vmapped })
+    }
+
+    /// Size of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Pointer to `off..off+len`, bounds-checked.
+    pub(crate) fn ptr_for(&self, off: usize, len: usize) -> Result<*mut u8> {
+        match off.checked_add(len) {
+            Some(end) if end <= self.len => {
+                // SAFETY: `off < len` of the mapping, so the result stays in it.
+                Ok(unsafe { self.addr.as_ptr().add(off) })
+            }
+            _ => Err(ERANGE),
+        }
+    }
+
+    /// Persistent copy of `data` to `off` (durable after [`Pmem::fence`]).
+    pub(crate) fn write(&self, off: usize, data: &[u8]) -> Result {
+        let dst = self.ptr_for(off, data.len())?;
+        // SAFETY: `dst` is valid for `data.len()` bytes.
+        unsafe { sys::jsnap_pmem_copy(dst.cast(), data.as_ptr().cast(), data.len()) };
+        Ok(())
+    }
+
+    /// Orders and makes durable every preceding [`Pmem::write`].
+    pub(crate) fn fence(&self) {
+        // SAFETY: a memory barrier, always safe.
+        unsafe { sys::jsnap_pmem_fence() }
+    }
+
+    /// Copies `off..off+buf.len()` into `buf`.
+    pub(crate) fn read(&self, off: usize, buf: &mut [u8]) -> Result {
+        let src = self.ptr_for(off, buf.len())?;
+        // SAFETY: `src` is valid for `buf.len()` bytes and does not overlap
+        // `buf` (kernel memory outside the mapping).
+        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// CRC32C (standard convention) of `off..off+len`.
+    pub(crate) fn crc(&self, off: usize, len: usize) -> Result<u32> {
+        let src = self.ptr_for(off, len)?;
+        // SAFETY: `src` is valid for `len` bytes.
+        Ok(unsafe { sys::jsnap_crc32c(0, src.cast(), len) })
+    }
+}
+
+impl Drop for Pmem {
+    fn drop(&mut self) {
+        // SAFETY: mapped by `jsnap_dax_map` with this `vmapped` flag.
+        unsafe { sys::jsnap_dax_unmap(self.addr.as_ptr().cast(), self.vmapped) }
+    }
+}
+
+/// CRC32C (standard convention) of `data`, using the kernel's accelerated
+/// implementation.
+pub(crate) fn crc32c(crc: u32, data: &[u8]) -> u32 {
+    // SAFETY: `data` is valid for its length.
+    unsafe { sys::jsnap_crc32c(crc, data.as_ptr().cast(), data.len()) }
+}

@@ -1,0 +1,372 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-jsnap C shim: the static-inline helpers and macro-based loops of the
+ * block, device-mapper and DAX headers that Rust cannot call directly.
+ *
+ * Every function here is a thin wrapper; the policy lives in Rust.  The
+ * Rust side declares these in rust/ffi/shim.rs and never calls them except
+ * through the safe types of the ffi layer.
+ */
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/crc32.h>
+#include <linux/dax.h>
+#include <linux/device-mapper.h>
+#include <linux/dm-io.h>
+#include <linux/highmem.h>
+#include <linux/libnvdimm.h>
+#include <linux/string.h>
+#include <linux/vmalloc.h>
+#include <linux/workqueue.h>
+
+#include "shim.h"
+
+/* Bio classification, so that Rust never decodes REQ_* bits itself. */
+enum jsnap_bio_kind {
+	JSNAP_BIO_READ = 0,
+	JSNAP_BIO_WRITE = 1,
+	JSNAP_BIO_FLUSH = 2,	/* empty REQ_PREFLUSH */
+	JSNAP_BIO_DISCARD = 3,
+	JSNAP_BIO_WRITE_ZEROES = 4,
+	JSNAP_BIO_OTHER = 5,
+};
+
+unsigned int jsnap_bio_kind(struct bio *bio)
+{
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+		return JSNAP_BIO_READ;
+	case REQ_OP_WRITE:
+		if ((bio->bi_opf & REQ_PREFLUSH) && !bio_sectors(bio))
+			return JSNAP_BIO_FLUSH;
+		return JSNAP_BIO_WRITE;
+	case REQ_OP_FLUSH:
+		return JSNAP_BIO_FLUSH;
+	case REQ_OP_DISCARD:
+		return JSNAP_BIO_DISCARD;
+	case REQ_OP_WRITE_ZEROES:
+		return JSNAP_BIO_WRITE_ZEROES;
+	default:
+		return JSNAP_BIO_OTHER;
+	}
+}
+
+bool jsnap_bio_is_preflush(struct bio *bio)
+{
+	return bio->bi_opf & REQ_PREFLUSH;
+}
+
+bool jsnap_bio_is_fua(struct bio *bio)
+{
+	return bio->bi_opf & REQ_FUA;
+}
+
+sector_t jsnap_bio_sector(struct bio *bio)
+{
+	return bio->bi_iter.bi_sector;
+}
+
+unsigned int jsnap_bio_size(struct bio *bio)
+{
+	return bio->bi_iter.bi_size;
+}
+
+void jsnap_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector)
+{
+	bio_set_dev(bio, bdev);
+	bio->bi_iter.bi_sector = sector;
+}
+
+void jsnap_bio_endio(struct bio *bio, int err)
+{
+	bio->bi_status = errno_to_blk_status(err);
+	bio_endio(bio);
+}
+
+int jsnap_bio_status(struct bio *bio)
+{
+	return blk_status_to_errno(bio->bi_status);
+}
+
+/*
+ * Copy the data of a write bio to persistent memory with non-temporal
+ * stores (the caller fences with jsnap_pmem_fence()), computing the
+ * CRC32C of the data on the way.  Returns the standard CRC32C value.
+ */
+u32 jsnap_bio_copy_to_pmem(struct bio *bio, void *dst)
+{
+	struct bio_vec bv;
+	struct bvec_iter iter;
+	u32 crc = ~0U;
+
+	bio_for_each_segment(bv, bio, iter) {
+		void *src = bvec_kmap_local(&bv);
+
+		memcpy_flushcache(dst, src, bv.bv_len);
+		crc = crc32c(crc, src, bv.bv_len);
+		kunmap_local(src);
+		dst += bv.bv_len;
+	}
+	return ~crc;
+}
+
+/*
+ * Copy len bytes from src into the data of a read bio, starting skip bytes
+ * into the bio's current iterator.
+ */
+void jsnap_bio_copy_from(struct bio *bio, unsigned int skip, const void *src,
+			 unsigned int len)
+{
+	struct bvec_iter iter = bio->bi_iter;
+	struct bio_vec bv;
+
+	bio_advance_iter(bio, &iter, skip);
+	while (len && iter.bi_size) {
+		unsigned int n;
+		void *dst;
+
+		bv = bio_iter_iovec(bio, iter);
+		n = min(len, bv.bv_len);
+		dst = bvec_kmap_local(&bv);
+		memcpy(dst, src, n);
+		kunmap_local(dst);
+		flush_dcache_page(bv.bv_page);
+		src += n;
+		len -= n;
+		bio_advance_iter_single(bio, &iter, n);
+	}
+}
+
+/* Zero len bytes of a read bio, starting skip bytes into it. */
+void jsnap_bio_zero(struct bio *bio, unsigned int skip, unsigned int len)
+{
+	struct bvec_iter iter = bio->bi_iter;
+	struct bio_vec bv;
+
+	bio_advance_iter(bio, &iter, skip);
+	while (len && iter.bi_size) {
+		unsigned int n;
+
+		bv = bio_iter_iovec(bio, iter);
+		n = min(len, bv.bv_len);
+		memzero_page(bv.bv_page, bv.bv_offset, n);
+		len -= n;
+		bio_advance_iter_single(bio, &iter, n);
+	}
+}
+
+u32 jsnap_crc32c(u32 crc, const void *p, size_t len)
+{
+	return ~crc32c(~crc, p, len);
+}
+
+/* Persistent copy: non-temporal stores, no fence. */
+void jsnap_pmem_copy(void *dst, const void *src, size_t len)
+{
+	memcpy_flushcache(dst, src, len);
+}
+
+/* Make every preceding jsnap_pmem_copy() durable and ordered. */
+void jsnap_pmem_fence(void)
+{
+	pmem_wmb();
+}
+
+sector_t jsnap_bdev_sectors(struct block_device *bdev)
+{
+	return bdev_nr_sectors(bdev);
+}
+
+unsigned int jsnap_bdev_logical_block_size(struct block_device *bdev)
+{
+	return bdev_logical_block_size(bdev);
+}
+
+sector_t jsnap_bdev_start_sect(struct block_device *bdev)
+{
+	return get_start_sect(bdev);
+}
+
+bool jsnap_dev_has_dax(struct dm_dev *dev)
+{
+	return dev->dax_dev != NULL;
+}
+
+struct block_device *jsnap_dev_bdev(struct dm_dev *dev)
+{
+	return dev->bdev;
+}
+
+dev_t jsnap_dev_devt(struct dm_dev *dev)
+{
+	return dev->bdev->bd_dev;
+}
+
+const char *jsnap_dev_name(struct dm_dev *dev)
+{
+	return dev->name;
+}
+
+/*
+ * Map the first bytes of a DAX device into the kernel address space, as
+ * dm-writecache's persistent_memory_claim() does: directly when the whole
+ * range is one direct-mapped extent, otherwise through vmap().
+ * Returns the address or an ERR_PTR; *vmapped tells how to release it.
+ */
+void *jsnap_dax_map(struct dm_dev *dev, u64 bytes, bool *vmapped)
+{
+	long p = bytes >> PAGE_SHIFT, da, i;
+	sector_t offset = get_start_sect(dev->bdev);
+	struct page **pages = NULL;
+	void *map = NULL;
+	unsigned long pfn;
+	int id, r = 0;
+
+	*vmapped = false;
+	if (!dev->dax_dev)
+		return ERR_PTR(-EOPNOTSUPP);
+	if (!p || (offset & (PAGE_SIZE / 512 - 1)))
+		return ERR_PTR(-EINVAL);
+	offset >>= PAGE_SHIFT - 9;
+
+	id = dax_read_lock();
+	da = dax_direct_access(dev->dax_dev, offset, p, DAX_ACCESS, &map, &pfn);
+	if (da < 0) {
+		r = da;
+		goto out;
+	}
+	if (!pfn_valid(pfn)) {
+		r = -EOPNOTSUPP;
+		goto out;
+	}
+	if (da >= p)
+		goto out;
+
+	map = NULL;
+	pages = vmalloc_array(p, sizeof(struct page *));
+	if (!pages) {
+		r = -ENOMEM;
+		goto out;
+	}
+	i = 0;
+	do {
+		long daa = dax_direct_access(dev->dax_dev, offset + i, p - i,
+					     DAX_ACCESS, NULL, &pfn);
+
+		if (daa <= 0) {
+			r = daa ? daa : -EINVAL;
+			goto out;
+		}
+		if (!pfn_valid(pfn)) {
+			r = -EOPNOTSUPP;
+			goto out;
+		}
+		while (daa-- && i < p) {
+			pages[i++] = pfn_to_page(pfn);
+			pfn++;
+			if (!(i & 15))
+				cond_resched();
+		}
+	} while (i < p);
+	map = vmap(pages, p, VM_MAP, PAGE_KERNEL);
+	if (!map)
+		r = -ENOMEM;
+	else
+		*vmapped = true;
+out:
+	vfree(pages);
+	dax_read_unlock(id);
+	return r ? ERR_PTR(r) : map;
+}
+
+void jsnap_dax_unmap(void *map, bool vmapped)
+{
+	if (vmapped)
+		vunmap(map);
+}
+
+/*
+ * Synchronous dm-io between kernel memory (direct-mapped or vmapped pmem,
+ * kmalloc or vmalloc memory) and a block device.  write selects the direction;
+ * fua adds REQ_FUA.  Returns 0 or a negative errno.
+ */
+int jsnap_io(struct dm_io_client *client, struct block_device *bdev,
+	     sector_t sector, sector_t count, void *mem, bool write, bool fua)
+{
+	struct dm_io_region region = {
+		.bdev = bdev, .sector = sector, .count = count,
+	};
+	struct dm_io_request req = {
+		.bi_opf = (write ? REQ_OP_WRITE : REQ_OP_READ) | REQ_SYNC |
+			  (fua ? REQ_FUA : 0),
+		.mem.type = is_vmalloc_addr(mem) ? DM_IO_VMA : DM_IO_KMEM,
+		.mem.ptr.addr = mem,
+		.client = client,
+		.notify.fn = NULL,
+	};
+	unsigned long err_bits = 0;
+	int r;
+
+	r = dm_io(&req, 1, &region, &err_bits, NULL, IOPRIO_DEFAULT);
+	if (!r && err_bits)
+		r = -EIO;
+	return r;
+}
+
+struct dm_io_client *jsnap_io_client_create(void)
+{
+	struct dm_io_client *c = dm_io_client_create();
+
+	return IS_ERR(c) ? NULL : c;
+}
+
+void jsnap_io_client_destroy(struct dm_io_client *c)
+{
+	dm_io_client_destroy(c);
+}
+
+int jsnap_flush(struct block_device *bdev)
+{
+	return blkdev_issue_flush(bdev);
+}
+
+struct workqueue_struct *jsnap_alloc_workqueue(const char *name)
+{
+	return alloc_workqueue("%s", WQ_MEM_RECLAIM | WQ_UNBOUND, 1, name);
+}
+
+void jsnap_destroy_workqueue(struct workqueue_struct *wq)
+{
+	destroy_workqueue(wq);
+}
+
+void jsnap_flush_workqueue(struct workqueue_struct *wq)
+{
+	flush_workqueue(wq);
+}
+
+void jsnap_ti_set(struct dm_target *ti, unsigned int per_io_data_size,
+		  bool discards)
+{
+	ti->per_io_data_size = per_io_data_size;
+	ti->num_flush_bios = 1;
+	ti->flush_supported = true;
+	ti->num_discard_bios = discards ? 1 : 0;
+	ti->discards_supported = discards;
+	ti->num_write_zeroes_bios = 0;
+}
+
+void jsnap_set_error(struct dm_target *ti, const char *msg)
+{
+	ti->error = (char *)msg;
+}
+
+bool jsnap_ti_is_write(struct dm_target *ti)
+{
+	return dm_table_get_mode(ti->table) & BLK_OPEN_WRITE;
+}
+
+blk_mode_t jsnap_open_mode(bool write)
+{
+	return BLK_OPEN_READ | (write ? BLK_OPEN_WRITE : 0);
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Declarations of rust/ffi/shim.c; bindgen turns them into Rust. */
+#ifndef JSNAP_SHIM_H
+#define JSNAP_SHIM_H
+
+#include <linux/types.h>
+
+struct bio;
+struct block_device;
+struct dm_dev;
+struct dm_io_client;
+struct dm_target;
+struct workqueue_struct;
+
+unsigned int jsnap_bio_kind(struct bio *bio);
+bool jsnap_bio_is_preflush(struct bio *bio);
+bool jsnap_bio_is_fua(struct bio *bio);
+sector_t jsnap_bio_sector(struct bio *bio);
+unsigned int jsnap_bio_size(struct bio *bio);
+void jsnap_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector);
+void jsnap_bio_endio(struct bio *bio, int err);
+int jsnap_bio_status(struct bio *bio);
+u32 jsnap_bio_copy_to_pmem(struct bio *bio, void *dst);
+void jsnap_bio_copy_from(struct bio *bio, unsigned int skip, const void *src,
+			 unsigned int len);
+void jsnap_bio_zero(struct bio *bio, unsigned int skip, unsigned int len);
+u32 jsnap_crc32c(u32 crc, const void *p, size_t len);
+void jsnap_pmem_copy(void *dst, const void *src, size_t len);
+void jsnap_pmem_fence(void);
+sector_t jsnap_bdev_sectors(struct block_device *bdev);
+unsigned int jsnap_bdev_logical_block_size(struct block_device *bdev);
+sector_t jsnap_bdev_start_sect(struct block_device *bdev);
+bool jsnap_dev_has_dax(struct dm_dev *dev);
+struct block_device *jsnap_dev_bdev(struct dm_dev *dev);
+dev_t jsnap_dev_devt(struct dm_dev *dev);
+const char *jsnap_dev_name(struct dm_dev *dev);
+void *jsnap_dax_map(struct dm_dev *dev, u64 bytes, bool *vmapped);
+void jsnap_dax_unmap(void *map, bool vmapped);
+int jsnap_io(struct dm_io_client *client, struct block_device *bdev,
+	     sector_t sector, sector_t count, void *mem, bool write, bool fua);
+struct dm_io_client *jsnap_io_client_create(void);
+void jsnap_io_client_destroy(struct dm_io_client *c);
+int jsnap_flush(struct block_device *bdev);
+struct workqueue_struct *jsnap_alloc_workqueue(const char *name);
+void jsnap_destroy_workqueue(struct workqueue_struct *wq);
+void jsnap_flush_workqueue(struct workqueue_struct *wq);
+void jsnap_ti_set(struct dm_target *ti, unsigned int per_io_data_size,
+		  bool discards);
+void jsnap_set_error(struct dm_target *ti, const char *msg);
+bool jsnap_ti_is_write(struct dm_target *ti);
+blk_mode_t jsnap_open_mode(bool write);
+
+#endif

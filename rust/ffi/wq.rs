@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! An owned workqueue (the kernel crate offers only the system ones).
+//!
+//! C header: [`include/linux/workqueue.h`](srctree/include/linux/workqueue.h)
+
+use super::sys;
+use core::ptr::NonNull;
+use kernel::prelude::*;
+use kernel::workqueue::{Queue, RawWorkItem};
+
+/// A workqueue allocated with `WQ_MEM_RECLAIM`, destroyed on drop.
+///
+/// # Invariants
+///
+/// `0` is a live workqueue owned by `self`.
+pub(crate) struct OwnedQueue(NonNull<sys::workqueue_struct>);
+
+// SAFETY: workqueues are used from any thread.
+unsafe impl Send for OwnedQueue {}
+// SAFETY: as above.
+unsafe impl Sync for OwnedQueue {}
+
+impl OwnedQueue {
+    /// Allocates a workqueue named `name`.
+    pub(crate) fn new(name: &CStr) -> Result<Self> {
+        // SAFETY: `name` is NUL-terminated; it is copied by the callee.
+        let wq = unsafe { sys::jsnap_alloc_workqueue(name.as_char_ptr()) };
+        NonNull::new(wq).map(Self).ok_or(ENOMEM)
+    }
+
+    fn queue(&self) -> &Queue {
+        // SAFETY: the queue is live for the lifetime of `self`.
+        unsafe { Queue::from_raw(self.0.as_ptr().cast()) }
+    }
+
+    /// Queues `w` unless already queued.
+    pub(crate) fn enqueue<W: RawWorkItem<0> + Send + 'static>(&self, w: W) -> W::EnqueueOutput {
+        self.queue().enqueue(w)
+    }
+
+    /// Waits for every queued work item to finish.
+    pub(crate) fn flush(&self) {
+        // SAFETY: live by the type invariant.
+        unsafe { sys::jsnap_flush_workqueue(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for OwnedQueue {
+    fn drop(&mut self) {
+        // SAFETY: live by the type invariant; destroy drains it first.
+        unsafe { sys::jsnap_destroy_workqueue(self.0.as_ptr()) }
+    }
+}

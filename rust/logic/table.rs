@@ -1,0 +1,556 @@
+//! Parsing of the table-line and message arguments that are not device
+//! paths (see DESIGN.md §2).
+//!
+//! ```text
+//! jsnap:      <production_dev> <journal_dev> <store_dev> <chunk_sectors> [<#feature_args> <feature_arg>*]
+//! jsnap-view: <jsnap_dev> <ro|rw|mirror>
+//! ```
+//!
+//! Feature arguments (the count is the number of tokens that follow it):
+//!
+//! | feature | meaning | default |
+//! |---------|---------|---------|
+//! | `format` | initialise the journal even if it holds a valid superblock | off |
+//! | `high_watermark <1..100>` | destage starts when journal use exceeds this percentage | 50 |
+//! | `low_watermark <0..99>` | destage stops below this percentage; must be below `high_watermark` | 10 |
+//! | `destage_batch <1..4096>` | extents destaged per batch | 64 |
+//! | `hydrate_batch <1..1024>` | chunks copied per hydration step | 16 |
+//! | `no_destage` | destage only when forced (`drain`, full journal); for testing | off |
+//!
+//! Numbers are plain decimal: no sign, no `+`, no spaces, no overflow.
+
+use core::fmt::Write;
+
+/// Why an argument or message was refused; [`ArgError::msg`] is the text
+/// for `ti->error` or the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgError {
+    /// Bad `chunk_sectors`.
+    ChunkSize,
+    /// The feature count is not a number.
+    BadFeatureCount,
+    /// The feature count differs from the number of tokens that follow.
+    FeatureCount,
+    /// An unknown feature name.
+    UnknownFeature,
+    /// A feature given twice.
+    DuplicateFeature,
+    /// A feature that takes a value is the last token.
+    MissingValue,
+    /// Bad `high_watermark` value.
+    HighWatermark,
+    /// Bad `low_watermark` value.
+    LowWatermark,
+    /// `low_watermark >= high_watermark`.
+    WatermarkOrder,
+    /// Bad `destage_batch` value.
+    DestageBatch,
+    /// Bad `hydrate_batch` value.
+    HydrateBatch,
+    /// Bad `jsnap-view` mode.
+    ViewMode,
+    /// An empty message.
+    EmptyMessage,
+    /// An unknown message.
+    UnknownMessage,
+    /// A known message with the wrong number of arguments.
+    MessageArgs,
+    /// `hydrate` with something other than `on` or `off`.
+    HydrateArg,
+}
+
+impl ArgError {
+    /// Static human-readable reason.
+    pub fn msg(&self) -> &'static core::ffi::CStr {
+        match self {
+            ArgError::ChunkSize => {
+                c"Invalid chunk size: must be a power of two between 8 and 1048576 sectors"
+            }
+            ArgError::BadFeatureCount => c"Invalid feature argument count",
+            ArgError::FeatureCount => c"Feature argument count does not match the arguments given",
+            ArgError::UnknownFeature => c"Unknown feature argument",
+            ArgError::DuplicateFeature => c"Duplicate feature argument",
+            ArgError::MissingValue => c"Feature argument is missing its value",
+            ArgError::HighWatermark => c"Invalid high_watermark: must be 1..100",
+            ArgError::LowWatermark => c"Invalid low_watermark: must be 0..99",
+            ArgError::WatermarkOrder => c"low_watermark must be below high_watermark",
+            ArgError::DestageBatch => c"Invalid destage_batch: must be 1..4096",
+            ArgError::HydrateBatch => c"Invalid hydrate_batch: must be 1..1024",
+            ArgError::ViewMode => c"Invalid view mode: must be ro, rw or mirror",
+            ArgError::EmptyMessage => c"Empty message",
+            ArgError::UnknownMessage => {
+                c"Unknown message: expected snapshot, drop, hydrate or drain"
+            }
+            ArgError::MessageArgs => c"Wrong number of arguments for message",
+            ArgError::HydrateArg => c"Invalid hydrate argument: must be on or off",
+        }
+    }
+}
+
+/// Largest accepted chunk size: 2^20 sectors (512 MiB).
+pub const MAX_CHUNK_SECTORS: u32 = 1 << 20;
+
+/// Parses a plain decimal number in `lo..=hi`.
+fn parse_num(s: &str, lo: u32, hi: u32) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u32>().ok().filter(|v| (lo..=hi).contains(v))
+}
+
+/// Parses `chunk_sectors`: a power of two from 8 to [`MAX_CHUNK_SECTORS`].
+pub fn parse_chunk_sectors(s: &str) -> Result<u32, ArgError> {
+    parse_num(s, 8, MAX_CHUNK_SECTORS)
+        .filter(|v| v.is_power_of_two())
+        .ok_or(ArgError::ChunkSize)
+}
+
+/// A feature argument, in the order it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    /// `format`
+    Format,
+    /// `high_watermark <n>`
+    HighWatermark,
+    /// `low_watermark <n>`
+    LowWatermark,
+    /// `destage_batch <n>`
+    DestageBatch,
+    /// `hydrate_batch <n>`
+    HydrateBatch,
+    /// `no_destage`
+    NoDestage,
+}
+
+impl Feature {
+    const ALL: [Feature; 6] = [
+        Feature::Format,
+        Feature::HighWatermark,
+        Feature::LowWatermark,
+        Feature::DestageBatch,
+        Feature::HydrateBatch,
+        Feature::NoDestage,
+    ];
+
+    /// The feature's name on the table line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::Format => "format",
+            Feature::HighWatermark => "high_watermark",
+            Feature::LowWatermark => "low_watermark",
+            Feature::DestageBatch => "destage_batch",
+            Feature::HydrateBatch => "hydrate_batch",
+            Feature::NoDestage => "no_destage",
+        }
+    }
+}
+
+/// The parsed feature arguments, with defaults for those not given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// Format the journal even if it holds a valid superblock.
+    pub format: bool,
+    /// Journal use (percent) above which destage starts.
+    pub high_watermark: u32,
+    /// Journal use (percent) below which destage stops.
+    pub low_watermark: u32,
+    /// Extents destaged per batch.
+    pub destage_batch: u32,
+    /// Chunks copied per hydration step.
+    pub hydrate_batch: u32,
+    /// Destage only when forced.
+    pub no_destage: bool,
+    /// Whether the `<#feature_args>` count was on the table line at all.
+    count_given: bool,
+    /// The features in the order given; the first `nr_given` are valid.
+    given: [Feature; 6],
+    nr_given: usize,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features {
+            format: false,
+            high_watermark: 50,
+            low_watermark: 10,
+            destage_batch: 64,
+            hydrate_batch: 16,
+            no_destage: false,
+            count_given: false,
+            given: Feature::ALL,
+            nr_given: 0,
+        }
+    }
+}
+
+impl Features {
+    /// The features given on the table line, in order.
+    pub fn given(&self) -> &[Feature] {
+        self.given.get(..self.nr_given).unwrap_or_default()
+    }
+
+    /// The value of a feature that takes one.
+    fn value(&self, feat: Feature) -> Option<u32> {
+        match feat {
+            Feature::HighWatermark => Some(self.high_watermark),
+            Feature::LowWatermark => Some(self.low_watermark),
+            Feature::DestageBatch => Some(self.destage_batch),
+            Feature::HydrateBatch => Some(self.hydrate_batch),
+            Feature::Format | Feature::NoDestage => None,
+        }
+    }
+
+    /// Parses and stores the value of a feature that takes one.
+    fn set_value(&mut self, feat: Feature, s: &str) -> Result<(), ArgError> {
+        let (slot, lo, hi, err) = match feat {
+            Feature::HighWatermark => (&mut self.high_watermark, 1, 100, ArgError::HighWatermark),
+            Feature::LowWatermark => (&mut self.low_watermark, 0, 99, ArgError::LowWatermark),
+            Feature::DestageBatch => (&mut self.destage_batch, 1, 4096, ArgError::DestageBatch),
+            Feature::HydrateBatch => (&mut self.hydrate_batch, 1, 1024, ArgError::HydrateBatch),
+            Feature::Format | Feature::NoDestage => return Err(ArgError::UnknownFeature),
+        };
+        *slot = parse_num(s, lo, hi).ok_or(err)?;
+        Ok(())
+    }
+}
+
+/// Parses the tokens after `chunk_sectors`: nothing, or `<#feature_args>`
+/// followed by exactly that many tokens.
+pub fn parse_features(args: &[&str]) -> Result<Features, ArgError> {
+    let mut f = Features::default();
+    let Some((count, mut rest)) = args.split_first() else {
+        return Ok(f);
+    };
+    let count = parse_num(count, 0, u32::MAX).ok_or(ArgError::BadFeatureCount)?;
+    if usize::try_from(count).ok() != Some(rest.len()) {
+        return Err(ArgError::FeatureCount);
+    }
+    f.count_given = true;
+    while let Some((name, tail)) = rest.split_first() {
+        rest = tail;
+        let feat = Feature::ALL
+            .into_iter()
+            .find(|x| x.name() == *name)
+            .ok_or(ArgError::UnknownFeature)?;
+        if f.given().contains(&feat) {
+            return Err(ArgError::DuplicateFeature);
+        }
+        match feat {
+            Feature::Format => f.format = true,
+            Feature::NoDestage => f.no_destage = true,
+            _ => {
+                let (value, tail) = rest.split_first().ok_or(ArgError::MissingValue)?;
+                rest = tail;
+                f.set_value(feat, value)?;
+            }
+        }
+        *f.given
+            .get_mut(f.nr_given)
+            .ok_or(ArgError::DuplicateFeature)? = feat;
+        f.nr_given += 1;
+    }
+    if f.low_watermark >= f.high_watermark {
+        return Err(ArgError::WatermarkOrder);
+    }
+    Ok(f)
+}
+
+/// Writes the feature arguments as given (count first, order kept; nothing
+/// if there was no count), for `dmsetup table`. No leading space.
+pub fn features_to_table(f: &Features, out: &mut impl Write) -> core::fmt::Result {
+    if !f.count_given {
+        return Ok(());
+    }
+    let tokens: usize = f
+        .given()
+        .iter()
+        .map(|&x| if f.value(x).is_some() { 2 } else { 1 })
+        .sum();
+    write!(out, "{tokens}")?;
+    for &feat in f.given() {
+        write!(out, " {}", feat.name())?;
+        if let Some(v) = f.value(feat) {
+            write!(out, " {v}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Mode of a `jsnap-view` device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewMode {
+    /// Read-only snapshot.
+    Ro,
+    /// Writable snapshot; production never sees its writes.
+    Rw,
+    /// One-way mirror: writes reach the view and production.
+    Mirror,
+}
+
+impl ViewMode {
+    /// The mode's name on the table line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewMode::Ro => "ro",
+            ViewMode::Rw => "rw",
+            ViewMode::Mirror => "mirror",
+        }
+    }
+}
+
+/// Parses the `jsnap-view` mode argument.
+pub fn parse_view_mode(s: &str) -> Result<ViewMode, ArgError> {
+    [ViewMode::Ro, ViewMode::Rw, ViewMode::Mirror]
+        .into_iter()
+        .find(|m| m.name() == s)
+        .ok_or(ArgError::ViewMode)
+}
+
+/// A `dmsetup message` to a jsnap device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// `snapshot`
+    Snapshot,
+    /// `drop`
+    Drop,
+    /// `hydrate on|off`
+    Hydrate(bool),
+    /// `drain`
+    Drain,
+}
+
+/// Parses a message's words.
+pub fn parse_message(argv: &[&str]) -> Result<Message, ArgError> {
+    let (cmd, args) = argv.split_first().ok_or(ArgError::EmptyMessage)?;
+    let (msg, arity) = match *cmd {
+        "snapshot" => (Message::Snapshot, 0),
+        "drop" => (Message::Drop, 0),
+        "drain" => (Message::Drain, 0),
+        "hydrate" => (Message::Hydrate(false), 1),
+        _ => return Err(ArgError::UnknownMessage),
+    };
+    if args.len() != arity {
+        return Err(ArgError::MessageArgs);
+    }
+    match (msg, args.first().copied()) {
+        (Message::Hydrate(_), Some("on")) => Ok(Message::Hydrate(true)),
+        (Message::Hydrate(_), Some("off")) => Ok(Message::Hydrate(false)),
+        (Message::Hydrate(_), _) => Err(ArgError::HydrateArg),
+        _ => Ok(msg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::String;
+
+    fn table(f: &Features) -> String {
+        let mut s = String::new();
+        features_to_table(f, &mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn chunk_sectors() {
+        for (s, v) in [("8", 8), ("16", 16), ("1048576", 1 << 20), ("0008", 8)] {
+            assert_eq!(parse_chunk_sectors(s), Ok(v), "{s}");
+        }
+        for s in [
+            "",
+            "0",
+            "4",
+            "7",
+            "12",
+            "2097152",
+            "+8",
+            "-8",
+            " 8",
+            "8 ",
+            "0x8",
+            "8k",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_chunk_sectors(s), Err(ArgError::ChunkSize), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn features_defaults_and_values() {
+        let d = parse_features(&[]).unwrap();
+        assert_eq!(
+            (
+                d.format,
+                d.high_watermark,
+                d.low_watermark,
+                d.destage_batch,
+                d.hydrate_batch,
+                d.no_destage
+            ),
+            (false, 50, 10, 64, 16, false)
+        );
+        assert_eq!(table(&d), "");
+        let zero = parse_features(&["0"]).unwrap();
+        assert_eq!(table(&zero), "0");
+        let args = [
+            "8",
+            "no_destage",
+            "low_watermark",
+            "0",
+            "high_watermark",
+            "100",
+            "format",
+            "hydrate_batch",
+            "1024",
+        ];
+        let f = parse_features(&args).unwrap();
+        assert_eq!(
+            (
+                f.format,
+                f.high_watermark,
+                f.low_watermark,
+                f.hydrate_batch,
+                f.no_destage
+            ),
+            (true, 100, 0, 1024, true)
+        );
+        assert_eq!(f.destage_batch, 64);
+        assert_eq!(
+            f.given(),
+            [
+                Feature::NoDestage,
+                Feature::LowWatermark,
+                Feature::HighWatermark,
+                Feature::Format,
+                Feature::HydrateBatch
+            ]
+        );
+        assert_eq!(table(&f), args.join(" "));
+        let all = [
+            "10",
+            "destage_batch",
+            "4096",
+            "format",
+            "hydrate_batch",
+            "1",
+            "high_watermark",
+            "1",
+            "low_watermark",
+            "0",
+            "no_destage",
+        ];
+        assert_eq!(table(&parse_features(&all).unwrap()), all.join(" "));
+    }
+
+    #[test]
+    fn feature_errors() {
+        use ArgError::*;
+        let cases: [(&[&str], ArgError); 22] = [
+            (&["x"], BadFeatureCount),
+            (&["-1"], BadFeatureCount),
+            (&["+1", "format"], BadFeatureCount),
+            (&["", "format"], BadFeatureCount),
+            (&["1"], FeatureCount),
+            (&["0", "format"], FeatureCount),
+            (&["2", "format"], FeatureCount),
+            (&["4294967295", "format"], FeatureCount),
+            (&["1", "formats"], UnknownFeature),
+            (&["1", "FORMAT"], UnknownFeature),
+            (&["2", "format", "format"], DuplicateFeature),
+            (
+                &["4", "destage_batch", "8", "destage_batch", "8"],
+                DuplicateFeature,
+            ),
+            (&["1", "high_watermark"], MissingValue),
+            (&["2", "high_watermark", "0"], HighWatermark),
+            (&["2", "high_watermark", "101"], HighWatermark),
+            (&["2", "low_watermark", "100"], LowWatermark),
+            (&["2", "low_watermark", "50"], WatermarkOrder),
+            (
+                &["4", "high_watermark", "20", "low_watermark", "20"],
+                WatermarkOrder,
+            ),
+            (&["2", "destage_batch", "0"], DestageBatch),
+            (&["2", "destage_batch", "4097"], DestageBatch),
+            (&["2", "hydrate_batch", "1025"], HydrateBatch),
+            (&["2", "hydrate_batch", "+5"], HydrateBatch),
+        ];
+        for (args, err) in cases {
+            assert_eq!(parse_features(args), Err(err), "{args:?}");
+        }
+        // A value is taken as a value even if it looks like a feature name.
+        assert_eq!(
+            parse_features(&["2", "destage_batch", "format"]),
+            Err(DestageBatch)
+        );
+    }
+
+    #[test]
+    fn view_modes() {
+        for m in [ViewMode::Ro, ViewMode::Rw, ViewMode::Mirror] {
+            assert_eq!(parse_view_mode(m.name()), Ok(m));
+        }
+        for s in ["", "RO", "read-only", "mirror "] {
+            assert_eq!(parse_view_mode(s), Err(ArgError::ViewMode));
+        }
+    }
+
+    #[test]
+    fn messages() {
+        use ArgError::*;
+        assert_eq!(parse_message(&["snapshot"]), Ok(Message::Snapshot));
+        assert_eq!(parse_message(&["drop"]), Ok(Message::Drop));
+        assert_eq!(parse_message(&["drain"]), Ok(Message::Drain));
+        assert_eq!(
+            parse_message(&["hydrate", "on"]),
+            Ok(Message::Hydrate(true))
+        );
+        assert_eq!(
+            parse_message(&["hydrate", "off"]),
+            Ok(Message::Hydrate(false))
+        );
+        let bad: [(&[&str], ArgError); 9] = [
+            (&[], EmptyMessage),
+            (&["snap"], UnknownMessage),
+            (&["Snapshot"], UnknownMessage),
+            (&["snapshot", "now"], MessageArgs),
+            (&["drop", "x"], MessageArgs),
+            (&["drain", ""], MessageArgs),
+            (&["hydrate"], MessageArgs),
+            (&["hydrate", "on", "off"], MessageArgs),
+            (&["hydrate", "yes"], HydrateArg),
+        ];
+        for (argv, err) in bad {
+            assert_eq!(parse_message(argv), Err(err), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn every_error_has_a_distinct_message() {
+        use ArgError::*;
+        let all = [
+            ChunkSize,
+            BadFeatureCount,
+            FeatureCount,
+            UnknownFeature,
+            DuplicateFeature,
+            MissingValue,
+            HighWatermark,
+            LowWatermark,
+            WatermarkOrder,
+            DestageBatch,
+            HydrateBatch,
+            ViewMode,
+            EmptyMessage,
+            UnknownMessage,
+            MessageArgs,
+            HydrateArg,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert!(!a.msg().is_empty());
+            for b in &all[i + 1..] {
+                assert_ne!(a.msg(), b.msg());
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The persistent validity map: one bit per chunk, set once the chunk's
+//! snapshot copy is in the store.
+//!
+//! Bit `c` is bit `c % 64` of the little-endian u64 word `c / 64`, i.e. bit
+//! `c % 8` of byte `c / 8`. Bits are set one word at a time, so that the
+//! caller can persist the changed word with a single failure-atomic 8-byte
+//! store. Every function refuses chunks outside the map instead of
+//! panicking.
+
+/// A chunk number or chunk count beyond the map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfRange;
+
+const WORD: usize = 8;
+
+/// Byte index and mask of `chunk`, if its whole word lies inside `map`.
+fn locate(map: &[u8], chunk: u64) -> Result<(usize, u8), OutOfRange> {
+    let byte = usize::try_from(chunk / 8).map_err(|_| OutOfRange)?;
+    let word_end = (byte / WORD + 1).checked_mul(WORD).ok_or(OutOfRange)?;
+    if word_end > map.len() {
+        return Err(OutOfRange);
+    }
+    Ok((byte, 1 << (chunk % 8)))
+}
+
+/// Checks that the first `nr_chunks` bits lie inside `map`.
+fn check_len(map: &[u8], nr_chunks: u64) -> Result<(), OutOfRange> {
+    match nr_chunks.checked_sub(1) {
+        Some(last) => locate(map, last).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// Whether `chunk` is marked valid (preserved).
+pub fn test(map: &[u8], chunk: u64) -> Result<bool, OutOfRange> {
+    let (byte, mask) = locate(map, chunk)?;
+    Ok(map.get(byte).is_some_and(|b| b & mask != 0))
+}
+
+/// Marks `chunk` valid. Returns `None` if it already was, otherwise the byte
+/// offset of its 8-byte word in the map and the word's new little-endian
+/// content, which the caller must persist.
+pub fn set(map: &mut [u8], chunk: u64) -> Result<Option<(usize, [u8; 8])>, OutOfRange> {
+    let (byte, mask) = locate(map, chunk)?;
+    let b = map.get_mut(byte).ok_or(OutOfRange)?;
+    if *b & mask != 0 {
+        return Ok(None);
+    }
+    *b |= mask;
+    let off = byte / WORD * WORD;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(map.get(off..off + WORD).ok_or(OutOfRange)?);
+    Ok(Some((off, word)))
+}
+
+/// Number of valid chunks among the first `nr_chunks`.
+pub fn count(map: &[u8], nr_chunks: u64) -> Result<u64, OutOfRange> {
+    check_len(map, nr_chunks)?;
+    let full = (nr_chunks / 8) as usize;
+    let whole: u64 = map
+        .iter()
+        .take(full)
+        .map(|b| u64::from(b.count_ones()))
+        .sum();
+    let rest = map
+        .get(full)
+        .map_or(0, |b| b & ((1u16 << (nr_chunks % 8)) - 1) as u8);
+    Ok(whole + u64::from(rest.count_ones()))
+}
+
+/// First chunk in `from..nr_chunks` that is not yet valid, if any: where
+/// hydration resumes.
+pub fn first_clear_from(map: &[u8], nr_chunks: u64, from: u64) -> Result<Option<u64>, OutOfRange> {
+    check_len(map, nr_chunks)?;
+    let mut chunk = from;
+    while chunk < nr_chunks {
+        let byte = map.get((chunk / 8) as usize).copied().unwrap_or(0xFF);
+        let free = !byte & (0xFFu8 << (chunk % 8));
+        if free != 0 {
+            let found = chunk / 8 * 8 + u64::from(free.trailing_zeros());
+            return Ok((found < nr_chunks).then_some(found));
+        }
+        chunk = (chunk / 8 + 1) * 8;
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    #[test]
+    fn set_returns_the_word_to_persist() {
+        let mut map = [0u8; 16];
+        assert_eq!(set(&mut map, 0), Ok(Some((0, [1, 0, 0, 0, 0, 0, 0, 0]))));
+        assert_eq!(set(&mut map, 0), Ok(None));
+        assert_eq!(
+            set(&mut map, 63),
+            Ok(Some((0, [1, 0, 0, 0, 0, 0, 0, 0x80])))
+        );
+        assert_eq!(
+            set(&mut map, 64 + 9),
+            Ok(Some((8, [0, 2, 0, 0, 0, 0, 0, 0])))
+        );
+        assert_eq!(
+            u64::from_le_bytes(map[0..8].try_into().unwrap()),
+            1 | 1 << 63
+        );
+        assert_eq!(u64::from_le_bytes(map[8..16].try_into().unwrap()), 1 << 9);
+        assert_eq!(test(&map, 63), Ok(true));
+        assert_eq!(test(&map, 62), Ok(false));
+        assert_eq!(test(&map, 73), Ok(true));
+    }
+
+    #[test]
+    fn out_of_range_is_an_error() {
+        let mut map = [0u8; 16];
+        assert_eq!(set(&mut map, 128), Err(OutOfRange));
+        assert_eq!(test(&map, 128), Err(OutOfRange));
+        assert_eq!(test(&map, u64::MAX), Err(OutOfRange));
+        assert_eq!(count(&map, 129), Err(OutOfRange));
+        assert_eq!(first_clear_from(&map, 129, 0), Err(OutOfRange));
+        // A trailing partial word is not addressable.
+        let mut odd = [0u8; 12];
+        assert_eq!(set(&mut odd, 64), Err(OutOfRange));
+        assert_eq!(
+            set(&mut odd, 63),
+            Ok(Some((0, [0, 0, 0, 0, 0, 0, 0, 0x80])))
+        );
+        assert_eq!(map, [0; 16]);
+        assert_eq!(count(&map, 0), Ok(0));
+        assert_eq!(count(&[], 0), Ok(0));
+        assert_eq!(first_clear_from(&[], 0, 0), Ok(None));
+    }
+
+    #[test]
+    fn count_and_first_clear() {
+        let mut map = [0xFFu8; 16];
+        assert_eq!(count(&map, 128), Ok(128));
+        assert_eq!(count(&map, 77), Ok(77));
+        assert_eq!(first_clear_from(&map, 128, 0), Ok(None));
+        map[9] = !(1 << 3); // chunk 75
+        assert_eq!(count(&map, 128), Ok(127));
+        assert_eq!(count(&map, 75), Ok(75));
+        assert_eq!(count(&map, 76), Ok(75));
+        assert_eq!(first_clear_from(&map, 128, 0), Ok(Some(75)));
+        assert_eq!(first_clear_from(&map, 128, 75), Ok(Some(75)));
+        assert_eq!(first_clear_from(&map, 128, 76), Ok(None));
+        assert_eq!(first_clear_from(&map, 75, 0), Ok(None));
+        assert_eq!(first_clear_from(&map, 128, u64::MAX), Ok(None));
+    }
+
+    #[test]
+    fn random_against_a_bool_model() {
+        let mut rng = crate::Rng::new(3);
+        for _ in 0..50 {
+            let words = rng.range(1, 8) as usize;
+            let mut map = vec![0u8; words * 8];
+            let mut model = vec![false; words * 64];
+            for _ in 0..200 {
+                let c = rng.range(0, model.len() as u64 - 1);
+                let changed = set(&mut map, c).unwrap();
+                assert_eq!(changed.is_some(), !model[c as usize]);
+                if let Some((off, word)) = changed {
+                    assert_eq!(off, c as usize / 64 * 8);
+                    assert_eq!(word[..], map[off..off + 8]);
+                }
+                model[c as usize] = true;
+                let n = rng.range(0, model.len() as u64);
+                let from = rng.range(0, model.len() as u64);
+                assert_eq!(
+                    count(&map, n).unwrap(),
+                    model[..n as usize].iter().filter(|&&b| b).count() as u64
+                );
+                let want = (from..n).find(|&i| !model[i as usize]);
+                assert_eq!(first_clear_from(&map, n, from), Ok(want));
+                let bits: Vec<bool> = (0..model.len() as u64)
+                    .map(|i| test(&map, i).unwrap())
+                    .collect();
+                assert_eq!(bits, model);
+            }
+        }
+    }
+}

@@ -24,7 +24,8 @@
     unreachable_pub,
     unsafe_op_in_unsafe_fn,
     dead_code,
-    unused_imports
+    unused_imports,
+    unnecessary_transmutes
 )]
 pub(crate) mod sys {
     include!("ffi/generated/dm.rs");

@@ -1,32 +1,164 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The `jsnap` target: the production volume.
+//! The `jsnap` target: the production volume, fronted by a pmem journal.
 //!
 //! Table line (DESIGN.md §2.1):
 //! `<start> <len> jsnap <production_dev> <journal_dev> <store_dev|-> <chunk_sectors> [<#features> <feature>*]`
+//!
+//! # Data path
+//!
+//! * **Write** (on-line primary task, [`Jsnap::journal_write`]): reserve a
+//!   sequence number and ring space, insert the extent into the changes table
+//!   (marked not yet persistent), copy the data to pmem with non-temporal
+//!   stores, write the record descriptor, fence, mark the record persistent
+//!   and complete the bio.  The reservation and the table insertion happen in
+//!   one critical section, so table order is sequence order, which is also
+//!   the order replay applies records in.
+//! * **Read**: a prefix of the bio that the changes table maps to the journal
+//!   is copied from pmem, a prefix that it does not is remapped to
+//!   production; `dm_accept_partial_bio` hands the rest back to `map`.
+//! * **Destage** (off-line secondary task, [`destage`]): the kworker writes
+//!   batches of table extents from pmem to production, flushes production,
+//!   drops the extents it wrote and retires the records nothing refers to:
+//!   superblock first, then the ring space.
+//!
+//! # Locking
+//!
+//! `state` (spinlock) covers the changes table, the journal accounting, the
+//! record states and the deferred bios; nothing allocates or copies data
+//! under it.  `sb` (mutex) serialises superblock commits; it is never taken
+//! with `state` held.
 
-use crate::ffi::bio::{Bio, BioKind};
+mod destage;
+mod recovery;
+
+use crate::ffi::bio::{Bio, BioKind, BioList};
 use crate::ffi::dm::{Ctr, CtrError, DeviceIter, DmDev, Mapped, Out, StatusType, Target};
-use crate::logic::format;
+use crate::ffi::io::IoClient;
+use crate::ffi::pmem::Pmem;
+use crate::ffi::wq::OwnedQueue;
+use crate::logic::extent::{self, Carve, Extent};
+use crate::logic::format::{self, Descriptor, Superblock};
+use crate::logic::ring::{JournalSpace, RingError};
 use crate::logic::table::{self, Features};
 use core::fmt::Write;
+use kernel::alloc::Flags;
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::rbtree::{RBTree, RBTreeNodeReservation};
+use kernel::sync::{Arc, ArcBorrow, CondVar, Mutex, SpinLock};
+use kernel::workqueue::{Work, WorkItem};
+use kernel::{new_condvar, new_mutex, new_spinlock, new_work};
 
-/// Longest table line we keep for `dmsetup table`.
+/// Longest table line kept for `dmsetup table`.
 const MAX_TABLE: usize = 1024;
+/// Largest record: bios are split to this many sectors (1 MiB).
+const MAX_RECORD_SECTORS: u64 = 2048;
+
+/// In-core state of one journal record (indexed by `seq % desc_count`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Rec {
+    /// Sequence number this slot describes.
+    seq: u64,
+    /// Ring position just after the record's data.
+    end: u64,
+    /// Changes-table extents that still point into this record.
+    refs: u32,
+    /// Readers copying from this record right now.
+    pins: u32,
+    /// Data and descriptor are durable.
+    persisted: bool,
+    /// False for a hole left by a write that never persisted (recovery).
+    known: bool,
+}
+
+/// Everything the `state` spinlock protects.
+pub(crate) struct State {
+    /// The changes table: target sector → journal extent, non-overlapping.
+    table: RBTree<u64, Extent>,
+    /// Number of extents in `table`.
+    extents: u64,
+    /// Ring space and descriptor slots.
+    space: JournalSpace,
+    /// Record states, `desc_count` of them.
+    recs: KVVec<Rec>,
+    /// Writes waiting for journal space, in arrival order.
+    deferred: BioList,
+    /// Outstanding `drain` requests.
+    drains: u32,
+    /// Destage is running between the watermarks.
+    destaging: bool,
+    /// Suspended (postsuspend..resume) or being destroyed.
+    suspended: bool,
+    stopping: bool,
+    /// Threads sleeping on `cond`.
+    waiters: u32,
+    /// Retirement stopped at a pinned record: kick the worker on unpin.
+    retire_blocked: bool,
+    /// Next sector the destage cursor looks at.
+    cursor: u64,
+    /// Destage I/O errors so far, and whether the last attempt failed.
+    errors: u64,
+    degraded: bool,
+    /// Bytes journaled and destaged since the table was loaded.
+    written_bytes: u64,
+    destaged_bytes: u64,
+}
+
+impl State {
+    fn rec(&mut self, seq: u64) -> Option<&mut Rec> {
+        let n = self.recs.len() as u64;
+        self.recs.get_mut((seq % n) as usize)
+    }
+
+    /// Journal use in percent: the fuller of ring and descriptor slots.
+    fn usage_pct(&self) -> u64 {
+        let ring = self.space.ring();
+        let a = ring.used() * 100 / ring.size().max(1);
+        let b = self.space.pending() * 100 / u64::from(self.space.desc_count()).max(1);
+        a.max(b)
+    }
+}
+
+/// Superblock commits (the `sb` mutex).
+pub(crate) struct SbState {
+    sb: Superblock,
+    slot: usize,
+    buf: KBox<[u8; format::SB_SLOT_BYTES]>,
+}
 
 /// One `jsnap` target instance.
+#[pin_data]
 pub(crate) struct Jsnap {
+    /// Destroyed first (fields drop in order): no work runs afterwards.
+    wq: OwnedQueue,
+    pmem: Pmem,
+    io: IoClient,
     prod: DmDev,
     journal: DmDev,
     store: Option<DmDev>,
+    begin: u64,
     len: u64,
     chunk_sectors: u32,
     features: Features,
     geometry: format::Geometry,
     /// The table arguments exactly as loaded.
     table: KVec<u8>,
+    #[pin]
+    state: SpinLock<State>,
+    /// Readers waiting for a record to persist, `drain` waiting for destage.
+    #[pin]
+    cond: CondVar,
+    #[pin]
+    sb: Mutex<SbState>,
+    #[pin]
+    pub(crate) work: Work<Jsnap>,
+}
+
+/// What became of a write offered to the journal.
+enum Journaled {
+    Done,
+    /// No journal space (or no memory for table nodes): try again later.
+    Again(Bio),
 }
 
 /// Converts the C arguments to `&str`, refusing non-UTF-8.
@@ -37,20 +169,82 @@ fn str_args<'a>(args: &[&'a CStr], out: &mut [&'a str; 64]) -> core::result::Res
     Ok(args.len().min(64))
 }
 
+fn nomem(_: impl core::fmt::Debug) -> CtrError {
+    CtrError { msg: c"Out of memory", err: ENOMEM }
+}
+
 /// Remembers the arguments for `dmsetup table`.
 fn table_line(args: &[&str]) -> core::result::Result<KVec<u8>, CtrError> {
     let mut line = KVec::new();
     for (i, a) in args.iter().enumerate() {
         if i > 0 {
-            line.push(b' ', GFP_KERNEL).map_err(|_| CtrError { msg: c"Out of memory", err: ENOMEM })?;
+            line.push(b' ', GFP_KERNEL).map_err(nomem)?;
         }
-        line.extend_from_slice(a.as_bytes(), GFP_KERNEL)
-            .map_err(|_| CtrError { msg: c"Out of memory", err: ENOMEM })?;
+        line.extend_from_slice(a.as_bytes(), GFP_KERNEL).map_err(nomem)?;
     }
     if line.len() > MAX_TABLE {
         return Err(CtrError::inval(c"Table line too long"));
     }
     Ok(line)
+}
+
+/// The first table extent overlapping `start..end`, if any.
+fn first_overlap(table: &RBTree<u64, Extent>, start: u64, end: u64) -> Option<Extent> {
+    let (prev, next) = match table.cursor_lower_bound(&start) {
+        Some(c) => (c.peek_prev().map(|(_, v)| *v), Some(*c.current().1)),
+        None => (table.cursor_back().map(|c| *c.current().1), None),
+    };
+    if let Some(p) = prev.filter(|p| p.end() > start) {
+        return Some(p);
+    }
+    next.filter(|n| n.start < end)
+}
+
+/// Inserts `ext` (the newest record) into the changes table, carving the
+/// older extents it overlaps.  `node` holds the new extent; `split` is used
+/// when `ext` falls strictly inside one older extent.
+fn insert_extent(
+    st: &mut State,
+    ext: Extent,
+    node: RBTreeNodeReservation<u64, Extent>,
+    split: RBTreeNodeReservation<u64, Extent>,
+) {
+    let (start, end) = (ext.start, ext.end());
+    let mut split = Some(split);
+    while let Some(old) = first_overlap(&st.table, start, end) {
+        let Some(n) = st.table.remove_node(&old.start) else { break };
+        let res = n.into_reservation();
+        match extent::carve(&old, start, end) {
+            Carve::Covered => {
+                st.extents -= 1;
+                if let Some(r) = st.rec(old.seq) {
+                    r.refs = r.refs.saturating_sub(1);
+                }
+            }
+            Carve::Trimmed(x) => {
+                st.table.insert(res.into_node(x.start, x));
+            }
+            Carve::Split(a, b) => {
+                st.table.insert(res.into_node(a.start, a));
+                if let Some(r2) = split.take() {
+                    st.table.insert(r2.into_node(b.start, b));
+                    st.extents += 1;
+                    if let Some(r) = st.rec(old.seq) {
+                        r.refs += 1;
+                    }
+                }
+            }
+            Carve::Untouched => {
+                st.table.insert(res.into_node(old.start, old));
+                break;
+            }
+        }
+    }
+    st.table.insert(node.into_node(start, ext));
+    st.extents += 1;
+    if let Some(r) = st.rec(ext.seq) {
+        r.refs += 1;
+    }
 }
 
 impl Jsnap {
@@ -91,12 +285,181 @@ impl Jsnap {
         };
         Ok((prod, journal, store))
     }
+
+    fn ring_off(&self, pos: u64) -> usize {
+        self.geometry.ring_byte_offset(pos) as usize
+    }
+
+    /// Queues the destage worker (no-op while it is already queued).
+    fn kick(this: ArcBorrow<'_, Self>) {
+        let arc: Arc<Self> = this.into();
+        let _ = arc.wq.enqueue(arc.clone());
+    }
+
+    /// On-line primary task: journal one write and complete it.
+    ///
+    /// `from_worker` is set when the destage worker retries a deferred
+    /// write; map-path writes queue behind deferred ones to keep order.
+    fn journal_write(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
+        let (Ok(node), Ok(split)) = (RBTreeNodeReservation::new(gfp), RBTreeNodeReservation::new(gfp))
+        else {
+            return Journaled::Again(bio);
+        };
+        let sector = bio.sector() - self.begin;
+        let n = u64::from(bio.sectors());
+        let mut st = self.state.lock();
+        if st.stopping || (!from_worker && !st.deferred.is_empty()) {
+            return Journaled::Again(bio);
+        }
+        let (seq, res) = match st.space.reserve(n) {
+            Ok(x) => x,
+            Err(RingError::Full) => return Journaled::Again(bio),
+            Err(_) => {
+                drop(st);
+                pr_err!("dm-jsnap: write of {} sectors cannot be journaled\n", n);
+                bio.endio(Err(EIO));
+                return Journaled::Done;
+            }
+        };
+        if let Some(r) = st.rec(seq) {
+            *r = Rec { seq, end: res.pos + res.len, refs: 0, pins: 0, persisted: false, known: true };
+        }
+        let ext = Extent { start: sector, len: n, seq, ring_pos: res.pos };
+        insert_extent(&mut st, ext, node, split);
+        st.written_bytes += n << 9;
+        drop(st);
+
+        // Copy the data and the descriptor, then one fence: a descriptor
+        // that reaches pmem without its data fails its data CRC on replay,
+        // and such a write was never acknowledged.
+        let copied = bio.copy_to_pmem(&self.pmem, self.ring_off(res.pos)).and_then(|crc| {
+            let d = Descriptor { flags: 0, seq, sector, ring_pos: res.pos, nr_sectors: n as u32, data_crc: crc };
+            let mut buf = [0u8; format::DESC_BYTES];
+            d.encode(&mut buf);
+            self.pmem.write(self.geometry.desc_slot_offset(seq) as usize, &buf)
+        });
+        self.pmem.fence();
+
+        let mut st = self.state.lock();
+        if let Some(r) = st.rec(seq) {
+            r.persisted = true;
+        }
+        let wake = st.waiters > 0;
+        drop(st);
+        if wake {
+            self.cond.notify_all();
+        }
+        if copied.is_err() {
+            // Unreachable unless the geometry is wrong: the extent already
+            // points at the record, so fail loudly rather than lie.
+            pr_err!("dm-jsnap: journal copy out of bounds (seq {})\n", seq);
+        }
+        bio.endio(copied);
+        Journaled::Done
+    }
+
+    /// Serves a prefix of a read from the journal or remaps it.
+    fn read(this: ArcBorrow<'_, Self>, mut bio: Bio) -> Mapped {
+        let start = bio.sector() - this.begin;
+        let end = start + u64::from(bio.sectors());
+        let mut st = this.state.lock();
+        loop {
+            let Some(x) = first_overlap(&st.table, start, end) else {
+                drop(st);
+                bio.remap(&this.prod, start);
+                return Mapped::Remap(bio);
+            };
+            if x.start > start {
+                drop(st);
+                bio.accept_partial((x.start - start) as u32);
+                bio.remap(&this.prod, start);
+                return Mapped::Remap(bio);
+            }
+            let persisted = st.rec(x.seq).is_some_and(|r| r.persisted);
+            if !persisted {
+                // A write to these sectors is being copied right now.
+                st.waiters += 1;
+                this.cond.wait(&mut st);
+                st.waiters -= 1;
+                continue;
+            }
+            let piece = end.min(x.end()) - start;
+            let pos = x.ring_pos + (start - x.start);
+            if let Some(r) = st.rec(x.seq) {
+                r.pins += 1;
+            }
+            drop(st);
+            bio.accept_partial(piece as u32);
+            let res = bio.copy_from_pmem(0, &this.pmem, this.ring_off(pos), (piece << 9) as u32);
+            let mut st = this.state.lock();
+            let mut kick = false;
+            if let Some(r) = st.rec(x.seq) {
+                r.pins -= 1;
+                kick = r.pins == 0 && st.retire_blocked;
+            }
+            drop(st);
+            if kick {
+                Self::kick(this);
+            }
+            bio.endio(res);
+            return Mapped::Submitted;
+        }
+    }
+
+    fn status_info(&self, out: &mut Out<'_>) {
+        let st = self.state.lock();
+        let ring = st.space.ring();
+        let (used, size, pending) = (ring.used() << 9, ring.size() << 9, st.space.pending());
+        let (extents, deferred, errors, degraded) = (st.extents, st.deferred.len(), st.errors, st.degraded);
+        let (written, destaged) = (st.written_bytes, st.destaged_bytes);
+        drop(st);
+        let chunks = self.len.div_ceil(u64::from(self.chunk_sectors));
+        let state = if degraded { "degraded" } else { "ok" };
+        let _ = write!(
+            out,
+            "journal_used={used} journal_size={size} pending={pending} snapshot=none preserved=0 \
+             chunks={chunks} hydration=off errors={errors} state={state} extents={extents} \
+             deferred={deferred} written_bytes={written} destaged_bytes={destaged}"
+        );
+    }
+
+    /// `drain`: destage everything and wait until the journal is empty.
+    fn drain(this: ArcBorrow<'_, Self>) -> Result {
+        let mut st = this.state.lock();
+        if st.suspended {
+            return Err(EBUSY);
+        }
+        let errors = st.errors;
+        st.drains += 1;
+        drop(st);
+        Self::kick(this);
+        let mut st = this.state.lock();
+        let res = loop {
+            if st.space.pending() == 0 {
+                break Ok(());
+            }
+            if st.errors != errors {
+                break Err(EIO);
+            }
+            if st.stopping || st.suspended {
+                break Err(EBUSY);
+            }
+            st.waiters += 1;
+            let sig = this.cond.wait_interruptible(&mut st);
+            st.waiters -= 1;
+            if sig {
+                break Err(EINTR);
+            }
+        };
+        st.drains -= 1;
+        res
+    }
 }
 
 #[vtable]
 impl Target for Jsnap {
     const NAME: &'static CStr = c"jsnap";
-    const VERSION: [u32; 3] = [0, 1, 0];
+    const VERSION: [u32; 3] = [0, 2, 0];
 
     fn ctr(ti: &mut Ctr<'_>, args: &[&CStr]) -> core::result::Result<Arc<Self>, CtrError> {
         if args.len() < 4 {
@@ -110,31 +473,72 @@ impl Target for Jsnap {
         // Pure checks first: nothing is opened for a malformed line.
         let chunk_sectors = table::parse_chunk_sectors(s[3]).map_err(|e| CtrError::inval(e.msg()))?;
         let features = table::parse_features(&s[4..]).map_err(|e| CtrError::inval(e.msg()))?;
-        let len = ti.len();
+        let (begin, len) = (ti.begin(), ti.len());
         if len == 0 {
             return Err(CtrError::inval(c"Target length must not be zero"));
         }
         let table = table_line(s)?;
         let (prod, journal, store) = Self::open_devices(ti, args, s[2] == "-")?;
-        let geometry = format::plan_geometry(journal.sectors() << 9, len, chunk_sectors)
-            .map_err(|_| CtrError::inval(c"Journal device is too small for this target"))?;
-        ti.setup(0, true);
-        let this = Arc::new(
-            Self { prod, journal, store, len, chunk_sectors, features, geometry, table },
+        let store_sectors = if store.is_some() { len } else { 0 };
+        let loaded = recovery::load(&journal, len, chunk_sectors, store_sectors, features.format)?;
+        let max_io = loaded.state.space.ring().max_reservation().min(MAX_RECORD_SECTORS);
+        ti.set_max_io_len(max_io).map_err(|err| CtrError { msg: c"Cannot set the maximum I/O size", err })?;
+        ti.setup(0, false);
+        let wq = OwnedQueue::new(c"jsnap_destage").map_err(nomem)?;
+        let io = IoClient::new().map_err(nomem)?;
+        let buf = KBox::new([0u8; format::SB_SLOT_BYTES], GFP_KERNEL).map_err(nomem)?;
+        let recovery::Loaded { pmem, sb, slot, state } = loaded;
+        let geometry = sb.geometry;
+        let this = Arc::pin_init(
+            try_pin_init!(Self {
+                wq,
+                pmem,
+                io,
+                prod,
+                journal,
+                store,
+                begin,
+                len,
+                chunk_sectors,
+                features,
+                geometry,
+                table,
+                state <- new_spinlock!(state, "jsnap_state"),
+                cond <- new_condvar!("jsnap_cond"),
+                sb <- new_mutex!(SbState { sb, slot, buf }, "jsnap_sb"),
+                work <- new_work!("jsnap_work"),
+            }),
             GFP_KERNEL,
         )
-        .map_err(|_| CtrError { msg: c"Out of memory", err: ENOMEM })?;
+        .map_err(|err| CtrError { msg: c"Cannot allocate target state", err })?;
         Ok(this)
     }
 
-    fn map(&self, mut bio: Bio) -> Mapped {
+    fn dtr(&self) {
+        self.state.lock().stopping = true;
+        self.wq.flush();
+    }
+
+    fn map(this: ArcBorrow<'_, Self>, bio: Bio) -> Mapped {
         match bio.kind() {
-            BioKind::Read | BioKind::Write | BioKind::Flush | BioKind::Discard => {
-                let sector = bio.sector();
-                bio.remap(&self.prod, sector);
-                Mapped::Remap(bio)
+            BioKind::Read => Self::read(this, bio),
+            BioKind::Write => {
+                if let Journaled::Again(bio) = this.journal_write(bio, GFP_NOWAIT, false) {
+                    this.state.lock().deferred.push(bio);
+                    Self::kick(this);
+                } else if this.state.lock().usage_pct() >= u64::from(this.features.high_watermark)
+                    && !this.features.no_destage
+                {
+                    Self::kick(this);
+                }
+                Mapped::Submitted
             }
-            BioKind::WriteZeroes | BioKind::Other => {
+            // Every acknowledged write is already durable in pmem.
+            BioKind::Flush => {
+                bio.endio(Ok(()));
+                Mapped::Submitted
+            }
+            BioKind::Discard | BioKind::WriteZeroes | BioKind::Other => {
                 bio.endio(Err(EOPNOTSUPP));
                 Mapped::Submitted
             }
@@ -143,16 +547,7 @@ impl Target for Jsnap {
 
     fn status(&self, kind: StatusType, out: &mut Out<'_>) {
         match kind {
-            StatusType::Info => {
-                let chunks = self.len.div_ceil(u64::from(self.chunk_sectors));
-                let _ = write!(
-                    out,
-                    "journal_used=0 journal_size={} pending=0 snapshot=none preserved=0 \
-                     chunks={} hydration=off errors=0 state=ok",
-                    self.geometry.ring_sectors << 9,
-                    chunks
-                );
-            }
+            StatusType::Info => self.status_info(out),
             StatusType::Table => {
                 let _ = out.write_str(core::str::from_utf8(&self.table).unwrap_or(""));
             }
@@ -160,13 +555,13 @@ impl Target for Jsnap {
         }
     }
 
-    fn message(&self, args: &[&CStr], _out: &mut Out<'_>) -> Result {
+    fn message(this: ArcBorrow<'_, Self>, args: &[&CStr], _out: &mut Out<'_>) -> Result {
         let mut sbuf = [""; 64];
         let n = str_args(args, &mut sbuf).map_err(|e| e.err)?;
         match table::parse_message(&sbuf[..n]) {
-            Ok(table::Message::Drain) => Ok(()),
+            Ok(table::Message::Drain) => Self::drain(this),
             Ok(_) => {
-                pr_err!("dm-jsnap: message not supported yet\n");
+                pr_err!("dm-jsnap: snapshot messages are not implemented yet\n");
                 Err(EOPNOTSUPP)
             }
             Err(e) => {
@@ -178,5 +573,36 @@ impl Target for Jsnap {
 
     fn iterate_devices(&self, it: &mut DeviceIter<'_>) -> i32 {
         it.call(&self.prod, 0, self.len)
+    }
+
+    fn postsuspend(this: ArcBorrow<'_, Self>) {
+        // dm has waited for every in-flight bio (deferred ones included,
+        // which the worker served); stop the worker and let it finish.
+        this.state.lock().suspended = true;
+        this.cond.notify_all();
+        this.wq.flush();
+    }
+
+    fn resume(this: ArcBorrow<'_, Self>) {
+        this.state.lock().suspended = false;
+        Self::kick(this);
+    }
+}
+
+impl WorkItem for Jsnap {
+    type Pointer = Arc<Jsnap>;
+
+    fn run(this: Arc<Jsnap>) {
+        destage::run(&this);
+    }
+}
+
+impl Jsnap {
+    /// Destage step 2, preserve before overwrite: copy the chunks of
+    /// `start..start+len` that the snapshot still needs to the store, flush
+    /// it and persist their validity bits before production is written.
+    /// Without a snapshot there is nothing to preserve.
+    fn preserve(&self, _start: u64, _len: u64) -> Result {
+        Ok(())
     }
 }

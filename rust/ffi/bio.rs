@@ -218,6 +218,18 @@ impl BioList {
         self.len += 1;
     }
 
+    /// Puts `bio` back at the head (it could not be served yet).
+    pub(crate) fn push_front(&mut self, bio: Bio) {
+        let b = bio.into_raw();
+        // SAFETY: `b` is a valid bio we now own.
+        unsafe { (*b).bi_next = self.head };
+        if self.head.is_null() {
+            self.tail = b;
+        }
+        self.head = b;
+        self.len += 1;
+    }
+
     /// Removes the oldest bio.
     pub(crate) fn pop(&mut self) -> Option<Bio> {
         let b = NonNull::new(self.head)?;

@@ -17,7 +17,7 @@ use core::fmt;
 use core::ptr::NonNull;
 use kernel::error::to_result;
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, ArcBorrow};
 
 /// What `map` did with a bio.
 pub(crate) enum Mapped {
@@ -63,12 +63,15 @@ pub(crate) trait Target: Sized + Send + Sync + 'static {
 
     /// Builds the target from its table arguments.
     fn ctr(ti: &mut Ctr<'_>, args: &[&CStr]) -> core::result::Result<Arc<Self>, CtrError>;
+    /// Called when the table is destroyed, before the last reference to
+    /// the target's state is dropped: stop workers here.
+    fn dtr(&self) {}
     /// Maps one bio.
-    fn map(&self, bio: Bio) -> Mapped;
+    fn map(this: ArcBorrow<'_, Self>, bio: Bio) -> Mapped;
     /// Writes `dmsetup status` / `dmsetup table` output.
     fn status(&self, _kind: StatusType, _out: &mut Out<'_>) {}
     /// Handles `dmsetup message`.
-    fn message(&self, _args: &[&CStr], _out: &mut Out<'_>) -> Result {
+    fn message(_this: ArcBorrow<'_, Self>, _args: &[&CStr], _out: &mut Out<'_>) -> Result {
         Err(EINVAL)
     }
     /// Calls `it` for every underlying device.
@@ -78,15 +81,15 @@ pub(crate) trait Target: Sized + Send + Sync + 'static {
     /// Adjusts the queue limits of the mapped device.
     fn io_hints(&self, _limits: &mut Limits<'_>) {}
     /// Called before I/O is quiesced on suspend.
-    fn presuspend(&self) {}
+    fn presuspend(_this: ArcBorrow<'_, Self>) {}
     /// Called once I/O is quiesced on suspend.
-    fn postsuspend(&self) {}
+    fn postsuspend(_this: ArcBorrow<'_, Self>) {}
     /// Called before resume; may refuse it.
     fn preresume(&self) -> Result {
         Ok(())
     }
     /// Called on resume.
-    fn resume(&self) {}
+    fn resume(_this: ArcBorrow<'_, Self>) {}
 }
 
 /// The constructor's view of the `struct dm_target` being built.
@@ -99,6 +102,11 @@ pub(crate) struct Ctr<'a> {
 }
 
 impl Ctr<'_> {
+    /// First sector of the target in the mapped device.
+    pub(crate) fn begin(&self) -> u64 {
+        self.ti.begin
+    }
+
     /// Length of the target in sectors.
     pub(crate) fn len(&self) -> u64 {
         self.ti.len
@@ -299,6 +307,15 @@ unsafe fn private<'a, T: Target>(ti: *mut sys::dm_target) -> &'a T {
     unsafe { &*((*ti).private as *const T) }
 }
 
+/// # Safety
+///
+/// `ti->private` must hold the pointer stored by `ctr_cb::<T>`.
+unsafe fn borrow<'a, T: Target>(ti: *mut sys::dm_target) -> ArcBorrow<'a, T> {
+    // SAFETY: guaranteed by the caller: the pointer came from
+    // `Arc::into_raw` and the `Arc` lives until `dtr_cb`.
+    unsafe { ArcBorrow::from_raw((*ti).private as *const T) }
+}
+
 unsafe extern "C" fn ctr_cb<T: Target>(
     ti: *mut sys::dm_target,
     argc: c_uint,
@@ -332,17 +349,19 @@ unsafe extern "C" fn ctr_cb<T: Target>(
 unsafe extern "C" fn dtr_cb<T: Target>(ti: *mut sys::dm_target) {
     // SAFETY: `private` holds the `Arc` made by `ctr_cb`; `dtr` is called
     // once and no callback runs after it.
-    drop(unsafe { Arc::from_raw((*ti).private as *const T) });
+    let this = unsafe { Arc::from_raw((*ti).private as *const T) };
+    this.dtr();
+    drop(this);
 }
 
 unsafe extern "C" fn map_cb<T: Target>(ti: *mut sys::dm_target, bio: *mut sys::bio) -> c_int {
     // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
-    let t = unsafe { private::<T>(ti) };
+    let t = unsafe { borrow::<T>(ti) };
     // SAFETY: device-mapper hands us ownership of a valid bio.
     let Some(bio) = (unsafe { Bio::from_raw(bio) }) else {
         return sys::DM_MAPIO_KILL as c_int;
     };
-    match t.map(bio) {
+    match T::map(t, bio) {
         Mapped::Remap(bio) => {
             bio.into_raw();
             sys::DM_MAPIO_REMAPPED as c_int
@@ -382,7 +401,7 @@ unsafe extern "C" fn message_cb<T: Target>(
     maxlen: c_uint,
 ) -> c_int {
     // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
-    let t = unsafe { private::<T>(ti) };
+    let t = unsafe { borrow::<T>(ti) };
     let mut buf = [c""; MAX_ARGS];
     // SAFETY: device-mapper passes `argc` valid strings.
     let Some(n) = (unsafe { args(argc, argv, &mut buf) }) else {
@@ -396,7 +415,7 @@ unsafe extern "C" fn message_cb<T: Target>(
         unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) }
     };
     out[0] = 0;
-    match t.message(&buf[..n], &mut Out { buf: out, pos: 0 }) {
+    match T::message(t, &buf[..n], &mut Out { buf: out, pos: 0 }) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }
@@ -424,12 +443,12 @@ unsafe extern "C" fn io_hints_cb<T: Target>(
 
 unsafe extern "C" fn presuspend_cb<T: Target>(ti: *mut sys::dm_target) {
     // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
-    unsafe { private::<T>(ti) }.presuspend()
+    T::presuspend(unsafe { borrow::<T>(ti) })
 }
 
 unsafe extern "C" fn postsuspend_cb<T: Target>(ti: *mut sys::dm_target) {
     // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
-    unsafe { private::<T>(ti) }.postsuspend()
+    T::postsuspend(unsafe { borrow::<T>(ti) })
 }
 
 unsafe extern "C" fn preresume_cb<T: Target>(ti: *mut sys::dm_target) -> c_int {
@@ -442,7 +461,7 @@ unsafe extern "C" fn preresume_cb<T: Target>(ti: *mut sys::dm_target) -> c_int {
 
 unsafe extern "C" fn resume_cb<T: Target>(ti: *mut sys::dm_target) {
     // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
-    unsafe { private::<T>(ti) }.resume()
+    T::resume(unsafe { borrow::<T>(ti) })
 }
 
 /// A registered target type; unregistered on drop.

@@ -109,3 +109,41 @@ pub(crate) fn crc32c(crc: u32, data: &[u8]) -> u32 {
     // SAFETY: `data` is valid for its length.
     unsafe { sys::jsnap_crc32c(crc, data.as_ptr().cast(), data.len()) }
 }
+
+/// Fills `buf` with random bytes (journal UUIDs).
+pub(crate) fn random_bytes(buf: &mut [u8]) {
+    // SAFETY: `buf` is valid for writes of its length.
+    unsafe { sys::jsnap_random(buf.as_mut_ptr().cast(), buf.len()) }
+}
+
+/// A page of zeroes for clearing pmem.
+static ZEROES: [u8; 4096] = [0; 4096];
+
+impl Pmem {
+    /// Persistently zeroes `off..off+len` (durable after [`Pmem::fence`]).
+    pub(crate) fn zero(&self, off: usize, len: usize) -> Result {
+        self.ptr_for(off, len)?;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(ZEROES.len());
+            self.write(off + done, &ZEROES[..n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Whether `off..off+len` is all zero.
+    pub(crate) fn is_zero(&self, off: usize, len: usize) -> Result<bool> {
+        let mut buf = [0u8; 256];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len());
+            self.read(off + done, &mut buf[..n])?;
+            if buf[..n].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            done += n;
+        }
+        Ok(true)
+    }
+}

@@ -15,6 +15,7 @@
 #include <linux/dm-io.h>
 #include <linux/highmem.h>
 #include <linux/libnvdimm.h>
+#include <linux/random.h>
 #include <linux/string.h>
 #include <linux/vmalloc.h>
 #include <linux/workqueue.h>
@@ -369,4 +370,9 @@ bool jsnap_ti_is_write(struct dm_target *ti)
 blk_mode_t jsnap_open_mode(bool write)
 {
 	return BLK_OPEN_READ | (write ? BLK_OPEN_WRITE : 0);
+}
+
+void jsnap_random(void *buf, size_t len)
+{
+	get_random_bytes(buf, len);
 }

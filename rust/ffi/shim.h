@@ -49,5 +49,6 @@ void jsnap_ti_set(struct dm_target *ti, unsigned int per_io_data_size,
 void jsnap_set_error(struct dm_target *ti, const char *msg);
 bool jsnap_ti_is_write(struct dm_target *ti);
 blk_mode_t jsnap_open_mode(bool write);
+void jsnap_random(void *buf, size_t len);
 
 #endif

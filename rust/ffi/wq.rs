@@ -52,3 +52,7 @@ impl Drop for OwnedQueue {
         unsafe { sys::jsnap_destroy_workqueue(self.0.as_ptr()) }
     }
 }
+
+kernel::impl_has_work! {
+    impl HasWork<crate::jsnap::Jsnap> for crate::jsnap::Jsnap { self.work }
+}

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The off-line secondary task: the destage kworker.
+//!
+//! One run: serve deferred writes that now fit, then, while the journal is
+//! above the low watermark after crossing the high one (or a `drain` is
+//! waiting, or writers are deferred), destage a batch:
+//!
+//! 1. collect up to `destage_batch` persisted extents in sector order from a
+//!    rotating cursor (under the lock; only the worker removes extents, and
+//!    only the worker retires records, so the ring data stays put);
+//! 2. **preserve before overwrite** — the snapshot hook: chunks that the
+//!    snapshot still needs are copied to the store first (see `preserve`);
+//! 3. write the extents from pmem to production, merging runs that are
+//!    adjacent both on the target and in the ring, then flush production;
+//! 4. drop from the table the pieces of those records that are still there
+//!    (newer writes that arrived meanwhile stay);
+//! 5. retire every record nothing refers to: commit the superblock's new
+//!    tail, then free the ring space and wake deferred writers.
+//!
+//! Errors leave the extents in the table (and the data in the journal),
+//! count in `errors`, set `state=degraded` and are retried with back-off.
+
+use super::{first_overlap, Jsnap, Journaled, State};
+use crate::ffi::io;
+use crate::logic::extent::{self, Extent};
+use kernel::prelude::*;
+use kernel::sync::Arc;
+use kernel::time::Delta;
+
+/// Back-off after a failed batch, doubled up to the maximum.
+const BACKOFF_MS_MIN: i64 = 100;
+const BACKOFF_MS_MAX: i64 = 5000;
+
+/// Whether the worker should destage now.
+fn wanted(st: &mut State, high: u32, low: u32, no_destage: bool) -> bool {
+    if st.stopping || st.suspended {
+        return false;
+    }
+    if st.drains > 0 || !st.deferred.is_empty() {
+        return st.space.pending() > 0;
+    }
+    if no_destage {
+        return false;
+    }
+    let pct = st.usage_pct();
+    if pct >= u64::from(high) {
+        st.destaging = true;
+    } else if pct <= u64::from(low) {
+        st.destaging = false;
+    }
+    st.destaging && st.space.pending() > 0
+}
+
+/// Retries deferred writes in order until one does not fit.
+fn serve_deferred(this: &Arc<Jsnap>) {
+    loop {
+        let Some(bio) = this.state.lock().deferred.pop() else { return };
+        if let Journaled::Again(bio) = this.journal_write(bio, GFP_NOWAIT, true) {
+            this.state.lock().deferred.push_front(bio);
+            return;
+        }
+    }
+}
+
+/// Collects the next batch of destageable extents.
+fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
+    let max = this.features.destage_batch as usize;
+    let mut st = this.state.lock();
+    let mut from = st.cursor;
+    for _pass in 0..2 {
+        let mut key = from;
+        while batch.len() < max {
+            let Some(x) = st.table.cursor_lower_bound(&key).map(|c| *c.current().1) else { break };
+            let n = st.recs.len() as u64;
+            let persisted = st.recs.get((x.seq % n) as usize).is_some_and(|r| r.persisted && r.seq == x.seq);
+            if persisted && batch.push(x, GFP_NOWAIT).is_err() {
+                break;
+            }
+            key = x.end();
+        }
+        if batch.len() >= max || from == 0 {
+            break;
+        }
+        from = 0;
+    }
+    st.cursor = batch.last().map_or(0, |x| x.end());
+}
+
+/// Writes a batch to production; returns the number of sectors written.
+fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
+    let mut total = 0;
+    let mut i = 0;
+    while let Some(first) = batch.get(i) {
+        // Merge the run that is contiguous on the target and in the ring.
+        let mut run = *first;
+        let mut j = i + 1;
+        while let Some(next) = batch.get(j) {
+            match extent::merge_adjacent(&run, next) {
+                Some(m) if m.len <= 2048 => run = m,
+                _ => break,
+            }
+            j += 1;
+        }
+        this.preserve(run.start, run.len)?;
+        this.io.write_from_pmem(&this.prod, run.start, &this.pmem, this.ring_off(run.ring_pos), run.len)?;
+        total += run.len;
+        i = j;
+    }
+    io::flush(&this.prod)?;
+    Ok(total)
+}
+
+/// Removes from the table what the batch wrote: pieces of the same record.
+fn drop_destaged(st: &mut State, batch: &[Extent]) {
+    for x in batch {
+        let mut pos = x.start;
+        while pos < x.end() {
+            let Some(y) = first_overlap(&st.table, pos, x.end()) else { break };
+            let next = y.end();
+            if y.seq == x.seq {
+                if st.table.remove(&y.start).is_some() {
+                    st.extents -= 1;
+                    if let Some(r) = st.rec(y.seq) {
+                        r.refs = r.refs.saturating_sub(1);
+                    }
+                }
+            }
+            pos = next.max(pos + 1);
+        }
+    }
+}
+
+/// Retires every leading record that nothing refers to.  Returns whether
+/// any was retired.
+fn retire(this: &Jsnap) -> Result<bool> {
+    let mut st = this.state.lock();
+    let (mut seq, next) = (st.space.tail_seq(), st.space.next_seq());
+    let mut last = None;
+    st.retire_blocked = false;
+    while seq < next {
+        let Some(r) = st.rec(seq).copied() else { break };
+        if r.known && r.seq == seq {
+            if r.refs > 0 || !r.persisted {
+                break;
+            }
+            if r.pins > 0 {
+                st.retire_blocked = true;
+                break;
+            }
+            last = Some((seq, r.end));
+        }
+        seq += 1;
+    }
+    let Some((seq, end)) = last else { return Ok(false) };
+    let mut after = st.space;
+    if after.retire_through(seq, end).is_err() {
+        pr_err!("dm-jsnap: journal accounting refused retiring through {}\n", seq);
+        return Err(EIO);
+    }
+    drop(st);
+
+    // The superblock must name the new tail before the space is reused.
+    let mut sb = this.sb.lock();
+    let mut new = sb.sb;
+    new.generation += 1;
+    new.tail_seq = after.tail_seq();
+    new.tail_pos = after.tail_pos();
+    let slot = 1 - sb.slot;
+    super::recovery::write_sb(&this.pmem, &new, slot, &mut sb.buf)?;
+    sb.sb = new;
+    sb.slot = slot;
+    drop(sb);
+
+    let mut st = this.state.lock();
+    if st.space.retire_through(seq, end).is_err() {
+        pr_err!("dm-jsnap: journal accounting changed under the worker\n");
+        return Err(EIO);
+    }
+    Ok(true)
+}
+
+/// One worker run.
+pub(super) fn run(this: &Arc<Jsnap>) {
+    let mut backoff = BACKOFF_MS_MIN;
+    let (high, low, nd) = (this.features.high_watermark, this.features.low_watermark, this.features.no_destage);
+    loop {
+        serve_deferred(this);
+        let retired = match retire(this) {
+            Ok(r) => r,
+            Err(_) => false,
+        };
+        if retired {
+            serve_deferred(this);
+            this.cond.notify_all();
+        }
+        if !wanted(&mut this.state.lock(), high, low, nd) {
+            break;
+        }
+        let mut batch = KVec::new();
+        collect(this, &mut batch);
+        if batch.is_empty() {
+            // Only records still being copied or pinned remain.
+            if !retired {
+                kernel::time::delay::fsleep(Delta::from_millis(1));
+            }
+            continue;
+        }
+        match write_batch(this, &batch) {
+            Ok(sectors) => {
+                let mut st = this.state.lock();
+                drop_destaged(&mut st, &batch);
+                st.destaged_bytes += sectors << 9;
+                st.degraded = false;
+                backoff = BACKOFF_MS_MIN;
+            }
+            Err(e) => {
+                let mut st = this.state.lock();
+                st.errors += 1;
+                st.degraded = true;
+                let stop = st.stopping || st.suspended;
+                drop(st);
+                pr_warn!("dm-jsnap: destage failed ({:?}), retrying in {} ms\n", e, backoff);
+                this.cond.notify_all();
+                if stop {
+                    break;
+                }
+                kernel::time::delay::fsleep(Delta::from_millis(backoff));
+                backoff = (backoff * 2).min(BACKOFF_MS_MAX);
+            }
+        }
+    }
+    this.cond.notify_all();
+}

@@ -30,6 +30,7 @@ mod logic {
 
 mod jsnap;
 mod kunit;
+mod view;
 
 module! {
     type: JsnapModule,
@@ -41,12 +42,15 @@ module! {
 
 struct JsnapModule {
     _jsnap: ffi::dm::Registration<jsnap::Jsnap>,
+    _view: ffi::dm::Registration<view::View>,
 }
 
 impl kernel::Module for JsnapModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        ffi::registry::init();
         let jsnap = ffi::dm::Registration::new(module)?;
+        let view = ffi::dm::Registration::new(module)?;
         pr_info!("dm-jsnap: loaded\n");
-        Ok(Self { _jsnap: jsnap })
+        Ok(Self { _jsnap: jsnap, _view: view })
     }
 }

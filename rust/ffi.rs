@@ -35,4 +35,5 @@ pub(crate) mod bio;
 pub(crate) mod dm;
 pub(crate) mod io;
 pub(crate) mod pmem;
+pub(crate) mod registry;
 pub(crate) mod wq;

@@ -18,29 +18,43 @@
 //!   is copied from pmem, a prefix that it does not is remapped to
 //!   production; `dm_accept_partial_bio` hands the rest back to `map`.
 //! * **Destage** (off-line secondary task, [`destage`]): the kworker writes
-//!   batches of table extents from pmem to production, flushes production,
-//!   drops the extents it wrote and retires the records nothing refers to:
-//!   superblock first, then the ring space.
+//!   batches of table extents from pmem to production — preserving first
+//!   the chunks the snapshot still needs ([`snapshot`]) — flushes, drops the
+//!   extents it wrote and retires the records nothing refers to: superblock
+//!   first, then the ring space.
+//!
+//! # Snapshot
+//!
+//! `snapshot` records `snap_seq = next_seq`: records below it are the
+//! snapshot's, above it are not.  While the snapshot is active, a newer
+//! write that supersedes pre-snapshot journal data in a chunk that is not
+//! yet preserved moves that data to `snap_table` instead of forgetting it,
+//! so the snapshot's content of the chunk stays "production + pre-snapshot
+//! journal data" until the chunk is preserved.  See [`snapshot`].
 //!
 //! # Locking
 //!
-//! `state` (spinlock) covers the changes table, the journal accounting, the
-//! record states and the deferred bios; nothing allocates or copies data
-//! under it.  `sb` (mutex) serialises superblock commits; it is never taken
-//! with `state` held.
+//! Lock order: `batch` → chunk locks (ascending chunk) → `bounce` → `sb` →
+//! `state`.  `state` (spinlock) covers the changes table, the journal
+//! accounting, the record states, the validity map copy and the deferred
+//! bios; nothing allocates, sleeps or copies data under it.
 
+mod chunklock;
 mod destage;
 mod recovery;
+pub(crate) mod snapshot;
 
 use crate::ffi::bio::{Bio, BioKind, BioList};
 use crate::ffi::dm::{Ctr, CtrError, DeviceIter, DmDev, Mapped, Out, StatusType, Target};
 use crate::ffi::io::IoClient;
 use crate::ffi::pmem::Pmem;
+use crate::ffi::registry;
 use crate::ffi::wq::OwnedQueue;
 use crate::logic::extent::{self, Carve, Extent};
-use crate::logic::format::{self, Descriptor, Superblock};
+use crate::logic::format::{self, Descriptor, SnapState, Superblock};
 use crate::logic::ring::{JournalSpace, RingError};
 use crate::logic::table::{self, Features};
+use chunklock::ChunkLocks;
 use core::fmt::Write;
 use kernel::alloc::Flags;
 use kernel::prelude::*;
@@ -52,7 +66,9 @@ use kernel::{new_condvar, new_mutex, new_spinlock, new_work};
 /// Longest table line kept for `dmsetup table`.
 const MAX_TABLE: usize = 1024;
 /// Largest record: bios are split to this many sectors (1 MiB).
-const MAX_RECORD_SECTORS: u64 = 2048;
+pub(crate) const MAX_RECORD_SECTORS: u64 = 2048;
+/// Size of the bounce buffer used to copy chunks (production → store).
+pub(crate) const BOUNCE_BYTES: usize = 1 << 20;
 
 /// In-core state of one journal record (indexed by `seq % desc_count`).
 #[derive(Clone, Copy, Default)]
@@ -61,7 +77,7 @@ pub(crate) struct Rec {
     seq: u64,
     /// Ring position just after the record's data.
     end: u64,
-    /// Changes-table extents that still point into this record.
+    /// Table extents (changes table and snapshot table) pointing into it.
     refs: u32,
     /// Readers copying from this record right now.
     pins: u32,
@@ -73,16 +89,38 @@ pub(crate) struct Rec {
 
 /// Everything the `state` spinlock protects.
 pub(crate) struct State {
-    /// The changes table: target sector → journal extent, non-overlapping.
+    /// Journal replayed (done at the first preresume).
+    loaded: bool,
+    /// The changes table: target sector → newest journal extent.
     table: RBTree<u64, Extent>,
     /// Number of extents in `table`.
     extents: u64,
+    /// Pre-snapshot journal data superseded by newer writes, kept while a
+    /// chunk it touches is not preserved (see `snapshot`).
+    snap_table: RBTree<u64, Extent>,
+    snap_extents: u64,
     /// Ring space and descriptor slots.
     space: JournalSpace,
     /// Record states, `desc_count` of them.
     recs: KVVec<Rec>,
     /// Writes waiting for journal space, in arrival order.
     deferred: BioList,
+    /// Snapshot state and its first post-snapshot sequence number.
+    snap: SnapState,
+    snap_seq: u64,
+    /// In-core copy of the validity map (one bit per chunk).
+    map: KVVec<u8>,
+    nr_chunks: u64,
+    preserved: u64,
+    /// Attached `jsnap-view` targets.
+    views: u32,
+    /// Background copier switched on, and where it looks next.
+    hydrate: bool,
+    hydrate_cursor: u64,
+    /// Bumped by every user bio, for the copier's throttle.
+    io_count: u64,
+    /// Consecutive failures to preserve a chunk.
+    preserve_failures: u32,
     /// Outstanding `drain` requests.
     drains: u32,
     /// Destage is running between the watermarks.
@@ -107,6 +145,9 @@ pub(crate) struct State {
 impl State {
     fn rec(&mut self, seq: u64) -> Option<&mut Rec> {
         let n = self.recs.len() as u64;
+        if n == 0 {
+            return None;
+        }
         self.recs.get_mut((seq % n) as usize)
     }
 
@@ -117,12 +158,50 @@ impl State {
         let b = self.space.pending() * 100 / u64::from(self.space.desc_count()).max(1);
         a.max(b)
     }
+
+    /// Whether chunk `c` holds its snapshot copy in the store.
+    pub(crate) fn is_preserved(&self, c: u64) -> bool {
+        crate::logic::validity::test(&self.map, c).unwrap_or(false)
+    }
+
+    /// Whether a newer write carving `old` must keep the carved data for
+    /// the snapshot.
+    fn keeps_for_snapshot(&self, old: &Extent, new_seq: u64, chunk_sectors: u32) -> bool {
+        if self.snap != SnapState::Active || old.seq >= self.snap_seq || new_seq < self.snap_seq {
+            return false;
+        }
+        let cs = u64::from(chunk_sectors);
+        (old.start / cs..old.end().div_ceil(cs)).any(|c| !self.is_preserved(c))
+    }
+}
+
+/// Table-node reservations made before taking `state`.
+pub(crate) struct Nodes {
+    list: [Option<RBTreeNodeReservation<u64, Extent>>; 4],
+}
+
+impl Nodes {
+    /// Reserves `n` nodes (at most 4).
+    pub(crate) fn new(n: usize, gfp: Flags) -> Result<Self> {
+        let mut list = [None, None, None, None];
+        for slot in list.iter_mut().take(n) {
+            *slot = Some(RBTreeNodeReservation::new(gfp)?);
+        }
+        Ok(Self { list })
+    }
+
+    fn take(&mut self) -> Option<RBTreeNodeReservation<u64, Extent>> {
+        self.list.iter_mut().find_map(Option::take)
+    }
 }
 
 /// Superblock commits (the `sb` mutex).
 pub(crate) struct SbState {
     sb: Superblock,
     slot: usize,
+    /// Format the journal at the first preresume (`format` feature, or a
+    /// blank journal).
+    format_pending: bool,
     buf: KBox<[u8; format::SB_SLOT_BYTES]>,
 }
 
@@ -135,10 +214,12 @@ pub(crate) struct Jsnap {
     io: IoClient,
     prod: DmDev,
     journal: DmDev,
-    store: Option<DmDev>,
+    pub(crate) store: Option<DmDev>,
+    /// Device number of our mapped device (for `jsnap-view`).
+    devt: u32,
     begin: u64,
-    len: u64,
-    chunk_sectors: u32,
+    pub(crate) len: u64,
+    pub(crate) chunk_sectors: u32,
     features: Features,
     geometry: format::Geometry,
     /// The table arguments exactly as loaded.
@@ -150,31 +231,42 @@ pub(crate) struct Jsnap {
     cond: CondVar,
     #[pin]
     sb: Mutex<SbState>,
+    /// Held by the worker over a destage batch, and by `snapshot`.
+    #[pin]
+    batch: Mutex<()>,
+    #[pin]
+    locks: ChunkLocks,
+    /// Bounce buffer for chunk copies.
+    #[pin]
+    bounce: Mutex<KVVec<u8>>,
     #[pin]
     pub(crate) work: Work<Jsnap>,
 }
 
 /// What became of a write offered to the journal.
-enum Journaled {
+pub(crate) enum Journaled {
     Done,
     /// No journal space (or no memory for table nodes): try again later.
     Again(Bio),
 }
 
 /// Converts the C arguments to `&str`, refusing non-UTF-8.
-fn str_args<'a>(args: &[&'a CStr], out: &mut [&'a str; 64]) -> core::result::Result<usize, CtrError> {
+pub(crate) fn str_args<'a>(
+    args: &[&'a CStr],
+    out: &mut [&'a str; 64],
+) -> core::result::Result<usize, CtrError> {
     for (slot, a) in out.iter_mut().zip(args) {
         *slot = a.to_str().map_err(|_| CtrError::inval(c"Arguments must be valid UTF-8"))?;
     }
     Ok(args.len().min(64))
 }
 
-fn nomem(_: impl core::fmt::Debug) -> CtrError {
+pub(crate) fn nomem(_: impl core::fmt::Debug) -> CtrError {
     CtrError { msg: c"Out of memory", err: ENOMEM }
 }
 
 /// Remembers the arguments for `dmsetup table`.
-fn table_line(args: &[&str]) -> core::result::Result<KVec<u8>, CtrError> {
+pub(crate) fn table_line(args: &[&str]) -> core::result::Result<KVec<u8>, CtrError> {
     let mut line = KVec::new();
     for (i, a) in args.iter().enumerate() {
         if i > 0 {
@@ -188,8 +280,8 @@ fn table_line(args: &[&str]) -> core::result::Result<KVec<u8>, CtrError> {
     Ok(line)
 }
 
-/// The first table extent overlapping `start..end`, if any.
-fn first_overlap(table: &RBTree<u64, Extent>, start: u64, end: u64) -> Option<Extent> {
+/// The first extent of `table` overlapping `start..end`, if any.
+pub(crate) fn first_overlap(table: &RBTree<u64, Extent>, start: u64, end: u64) -> Option<Extent> {
     let (prev, next) = match table.cursor_lower_bound(&start) {
         Some(c) => (c.peek_prev().map(|(_, v)| *v), Some(*c.current().1)),
         None => (table.cursor_back().map(|c| *c.current().1), None),
@@ -201,49 +293,66 @@ fn first_overlap(table: &RBTree<u64, Extent>, start: u64, end: u64) -> Option<Ex
 }
 
 /// Inserts `ext` (the newest record) into the changes table, carving the
-/// older extents it overlaps.  `node` holds the new extent; `split` is used
-/// when `ext` falls strictly inside one older extent.
-fn insert_extent(
-    st: &mut State,
-    ext: Extent,
-    node: RBTreeNodeReservation<u64, Extent>,
-    split: RBTreeNodeReservation<u64, Extent>,
-) {
+/// older extents it overlaps.  Pre-snapshot data that the snapshot still
+/// needs moves to `snap_table`.  Needs up to 4 nodes (new extent, split
+/// remainder, two moved pieces).
+fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: u32) {
     let (start, end) = (ext.start, ext.end());
-    let mut split = Some(split);
     while let Some(old) = first_overlap(&st.table, start, end) {
         let Some(n) = st.table.remove_node(&old.start) else { break };
         let res = n.into_reservation();
+        let keep = st.keeps_for_snapshot(&old, ext.seq, chunk_sectors);
+        let moved = extent::intersect(&old, start, end);
+        let mut res = Some(res);
         match extent::carve(&old, start, end) {
-            Carve::Covered => {
-                st.extents -= 1;
+            Carve::Covered => st.extents -= 1,
+            Carve::Trimmed(x) => {
+                if let Some(r) = res.take() {
+                    st.table.insert(r.into_node(x.start, x));
+                }
                 if let Some(r) = st.rec(old.seq) {
-                    r.refs = r.refs.saturating_sub(1);
+                    r.refs += 1;
                 }
             }
-            Carve::Trimmed(x) => {
-                st.table.insert(res.into_node(x.start, x));
-            }
             Carve::Split(a, b) => {
-                st.table.insert(res.into_node(a.start, a));
-                if let Some(r2) = split.take() {
+                if let Some(r) = res.take() {
+                    st.table.insert(r.into_node(a.start, a));
+                }
+                if let Some(r2) = nodes.take() {
                     st.table.insert(r2.into_node(b.start, b));
                     st.extents += 1;
-                    if let Some(r) = st.rec(old.seq) {
-                        r.refs += 1;
-                    }
+                }
+                if let Some(r) = st.rec(old.seq) {
+                    r.refs += 2;
                 }
             }
             Carve::Untouched => {
-                st.table.insert(res.into_node(old.start, old));
+                if let Some(r) = res.take() {
+                    st.table.insert(r.into_node(old.start, old));
+                }
                 break;
             }
         }
+        // `old` itself no longer counts; its remainders were counted above.
+        if let Some(r) = st.rec(old.seq) {
+            r.refs = r.refs.saturating_sub(1);
+        }
+        if let (true, Some(m)) = (keep, moved) {
+            if let Some(r) = res.take().or_else(|| nodes.take()) {
+                st.snap_table.insert(r.into_node(m.start, m));
+                st.snap_extents += 1;
+                if let Some(r) = st.rec(m.seq) {
+                    r.refs += 1;
+                }
+            }
+        }
     }
-    st.table.insert(node.into_node(start, ext));
-    st.extents += 1;
-    if let Some(r) = st.rec(ext.seq) {
-        r.refs += 1;
+    if let Some(r) = nodes.take() {
+        st.table.insert(r.into_node(start, ext));
+        st.extents += 1;
+        if let Some(r) = st.rec(ext.seq) {
+            r.refs += 1;
+        }
     }
 }
 
@@ -291,18 +400,22 @@ impl Jsnap {
     }
 
     /// Queues the destage worker (no-op while it is already queued).
-    fn kick(this: ArcBorrow<'_, Self>) {
+    pub(crate) fn kick(this: ArcBorrow<'_, Self>) {
         let arc: Arc<Self> = this.into();
         let _ = arc.wq.enqueue(arc.clone());
+    }
+
+    /// Number of table nodes a write must reserve.
+    fn nodes_needed(&self) -> usize {
+        4
     }
 
     /// On-line primary task: journal one write and complete it.
     ///
     /// `from_worker` is set when the destage worker retries a deferred
     /// write; map-path writes queue behind deferred ones to keep order.
-    fn journal_write(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
-        let (Ok(node), Ok(split)) = (RBTreeNodeReservation::new(gfp), RBTreeNodeReservation::new(gfp))
-        else {
+    pub(crate) fn journal_write(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
+        let Ok(mut nodes) = Nodes::new(self.nodes_needed(), gfp) else {
             return Journaled::Again(bio);
         };
         let sector = bio.sector() - self.begin;
@@ -311,6 +424,7 @@ impl Jsnap {
         if st.stopping || (!from_worker && !st.deferred.is_empty()) {
             return Journaled::Again(bio);
         }
+        st.io_count += 1;
         let (seq, res) = match st.space.reserve(n) {
             Ok(x) => x,
             Err(RingError::Full) => return Journaled::Again(bio),
@@ -325,7 +439,7 @@ impl Jsnap {
             *r = Rec { seq, end: res.pos + res.len, refs: 0, pins: 0, persisted: false, known: true };
         }
         let ext = Extent { start: sector, len: n, seq, ring_pos: res.pos };
-        insert_extent(&mut st, ext, node, split);
+        insert_extent(&mut st, ext, &mut nodes, self.chunk_sectors);
         st.written_bytes += n << 9;
         drop(st);
 
@@ -350,12 +464,23 @@ impl Jsnap {
             self.cond.notify_all();
         }
         if copied.is_err() {
-            // Unreachable unless the geometry is wrong: the extent already
-            // points at the record, so fail loudly rather than lie.
             pr_err!("dm-jsnap: journal copy out of bounds (seq {})\n", seq);
         }
         bio.endio(copied);
         Journaled::Done
+    }
+
+    /// Journals a write from the map path, deferring it when the journal
+    /// is full.
+    pub(crate) fn submit_write(this: ArcBorrow<'_, Self>, bio: Bio) {
+        if let Journaled::Again(bio) = this.journal_write(bio, GFP_NOWAIT, false) {
+            this.state.lock().deferred.push(bio);
+            Self::kick(this);
+        } else if !this.features.no_destage
+            && this.state.lock().usage_pct() >= u64::from(this.features.high_watermark)
+        {
+            Self::kick(this);
+        }
     }
 
     /// Serves a prefix of a read from the journal or remaps it.
@@ -363,6 +488,7 @@ impl Jsnap {
         let start = bio.sector() - this.begin;
         let end = start + u64::from(bio.sectors());
         let mut st = this.state.lock();
+        st.io_count += 1;
         loop {
             let Some(x) = first_overlap(&st.table, start, end) else {
                 drop(st);
@@ -412,21 +538,33 @@ impl Jsnap {
         let (used, size, pending) = (ring.used() << 9, ring.size() << 9, st.space.pending());
         let (extents, deferred, errors, degraded) = (st.extents, st.deferred.len(), st.errors, st.degraded);
         let (written, destaged) = (st.written_bytes, st.destaged_bytes);
+        let (snap, preserved, chunks, hydrate) = (st.snap, st.preserved, st.nr_chunks, st.hydrate);
+        let (views, snap_extents) = (st.views, st.snap_extents);
         drop(st);
-        let chunks = self.len.div_ceil(u64::from(self.chunk_sectors));
+        let snapshot = match snap {
+            SnapState::None => "none",
+            SnapState::Active => "active",
+            SnapState::Invalid => "invalid",
+        };
+        let hydration = match (hydrate, snap) {
+            (true, SnapState::Active) if preserved >= chunks => "done",
+            (true, SnapState::Active) => "running",
+            _ => "off",
+        };
         let state = if degraded { "degraded" } else { "ok" };
         let _ = write!(
             out,
-            "journal_used={used} journal_size={size} pending={pending} snapshot=none preserved=0 \
-             chunks={chunks} hydration=off errors={errors} state={state} extents={extents} \
-             deferred={deferred} written_bytes={written} destaged_bytes={destaged}"
+            "journal_used={used} journal_size={size} pending={pending} snapshot={snapshot} \
+             preserved={preserved} chunks={chunks} hydration={hydration} errors={errors} \
+             state={state} extents={extents} snap_extents={snap_extents} deferred={deferred} \
+             views={views} written_bytes={written} destaged_bytes={destaged}"
         );
     }
 
     /// `drain`: destage everything and wait until the journal is empty.
     fn drain(this: ArcBorrow<'_, Self>) -> Result {
         let mut st = this.state.lock();
-        if st.suspended {
+        if st.suspended || !st.loaded {
             return Err(EBUSY);
         }
         let errors = st.errors;
@@ -454,12 +592,18 @@ impl Jsnap {
         st.drains -= 1;
         res
     }
+
+    /// Whether the snapshot is active and the journal loaded (for views).
+    pub(crate) fn snapshot_active(&self) -> bool {
+        let st = self.state.lock();
+        st.loaded && st.snap == SnapState::Active
+    }
 }
 
 #[vtable]
 impl Target for Jsnap {
     const NAME: &'static CStr = c"jsnap";
-    const VERSION: [u32; 3] = [0, 2, 0];
+    const VERSION: [u32; 3] = [0, 3, 0];
 
     fn ctr(ti: &mut Ctr<'_>, args: &[&CStr]) -> core::result::Result<Arc<Self>, CtrError> {
         if args.len() < 4 {
@@ -478,17 +622,23 @@ impl Target for Jsnap {
             return Err(CtrError::inval(c"Target length must not be zero"));
         }
         let table = table_line(s)?;
+        let devt = ti.md_devt();
+        if registry::find(devt).is_some_and(|j| j.state.lock().views > 0) {
+            return Err(CtrError { msg: c"A jsnap-view is attached to this device: remove it first", err: EBUSY });
+        }
         let (prod, journal, store) = Self::open_devices(ti, args, s[2] == "-")?;
         let store_sectors = if store.is_some() { len } else { 0 };
-        let loaded = recovery::load(&journal, len, chunk_sectors, store_sectors, features.format)?;
-        let max_io = loaded.state.space.ring().max_reservation().min(MAX_RECORD_SECTORS);
+        let opened = recovery::open(&journal, len, chunk_sectors, store_sectors, features.format)?;
+        let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS);
         ti.set_max_io_len(max_io).map_err(|err| CtrError { msg: c"Cannot set the maximum I/O size", err })?;
         ti.setup(0, false);
         let wq = OwnedQueue::new(c"jsnap_destage").map_err(nomem)?;
         let io = IoClient::new().map_err(nomem)?;
         let buf = KBox::new([0u8; format::SB_SLOT_BYTES], GFP_KERNEL).map_err(nomem)?;
-        let recovery::Loaded { pmem, sb, slot, state } = loaded;
+        let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(nomem)?;
+        let recovery::Opened { pmem, sb, slot, format_pending } = opened;
         let geometry = sb.geometry;
+        let state = recovery::empty_state(&sb).map_err(nomem)?;
         let this = Arc::pin_init(
             try_pin_init!(Self {
                 wq,
@@ -497,6 +647,7 @@ impl Target for Jsnap {
                 prod,
                 journal,
                 store,
+                devt,
                 begin,
                 len,
                 chunk_sectors,
@@ -505,17 +656,23 @@ impl Target for Jsnap {
                 table,
                 state <- new_spinlock!(state, "jsnap_state"),
                 cond <- new_condvar!("jsnap_cond"),
-                sb <- new_mutex!(SbState { sb, slot, buf }, "jsnap_sb"),
+                sb <- new_mutex!(SbState { sb, slot, format_pending, buf }, "jsnap_sb"),
+                batch <- new_mutex!((), "jsnap_batch"),
+                locks <- ChunkLocks::new(),
+                bounce <- new_mutex!(bounce, "jsnap_bounce"),
                 work <- new_work!("jsnap_work"),
             }),
             GFP_KERNEL,
         )
         .map_err(|err| CtrError { msg: c"Cannot allocate target state", err })?;
+        registry::add(devt, this.clone()).map_err(nomem)?;
         Ok(this)
     }
 
     fn dtr(&self) {
+        registry::remove(self);
         self.state.lock().stopping = true;
+        self.cond.notify_all();
         self.wq.flush();
     }
 
@@ -523,14 +680,7 @@ impl Target for Jsnap {
         match bio.kind() {
             BioKind::Read => Self::read(this, bio),
             BioKind::Write => {
-                if let Journaled::Again(bio) = this.journal_write(bio, GFP_NOWAIT, false) {
-                    this.state.lock().deferred.push(bio);
-                    Self::kick(this);
-                } else if this.state.lock().usage_pct() >= u64::from(this.features.high_watermark)
-                    && !this.features.no_destage
-                {
-                    Self::kick(this);
-                }
+                Self::submit_write(this, bio);
                 Mapped::Submitted
             }
             // Every acknowledged write is already durable in pmem.
@@ -558,21 +708,24 @@ impl Target for Jsnap {
     fn message(this: ArcBorrow<'_, Self>, args: &[&CStr], _out: &mut Out<'_>) -> Result {
         let mut sbuf = [""; 64];
         let n = str_args(args, &mut sbuf).map_err(|e| e.err)?;
-        match table::parse_message(&sbuf[..n]) {
-            Ok(table::Message::Drain) => Self::drain(this),
-            Ok(_) => {
-                pr_err!("dm-jsnap: snapshot messages are not implemented yet\n");
-                Err(EOPNOTSUPP)
-            }
-            Err(e) => {
-                pr_err!("dm-jsnap: {}\n", e.msg().to_str().unwrap_or("bad message"));
-                Err(EINVAL)
-            }
+        let msg = table::parse_message(&sbuf[..n]).map_err(|e| {
+            pr_err!("dm-jsnap: {}\n", e.msg().to_str().unwrap_or("bad message"));
+            EINVAL
+        })?;
+        match msg {
+            table::Message::Drain => Self::drain(this),
+            table::Message::Snapshot => snapshot::take(this),
+            table::Message::Drop => snapshot::drop_snapshot(this),
+            table::Message::Hydrate(on) => snapshot::set_hydrate(this, on),
         }
     }
 
     fn iterate_devices(&self, it: &mut DeviceIter<'_>) -> i32 {
         it.call(&self.prod, 0, self.len)
+    }
+
+    fn preresume(&self) -> Result {
+        recovery::load(self)
     }
 
     fn postsuspend(this: ArcBorrow<'_, Self>) {
@@ -594,15 +747,5 @@ impl WorkItem for Jsnap {
 
     fn run(this: Arc<Jsnap>) {
         destage::run(&this);
-    }
-}
-
-impl Jsnap {
-    /// Destage step 2, preserve before overwrite: copy the chunks of
-    /// `start..start+len` that the snapshot still needs to the store, flush
-    /// it and persist their validity bits before production is written.
-    /// Without a snapshot there is nothing to preserve.
-    fn preserve(&self, _start: u64, _len: u64) -> Result {
-        Ok(())
     }
 }

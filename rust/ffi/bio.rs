@@ -152,6 +152,24 @@ impl Bio {
         Ok(())
     }
 
+    /// Copies the bio's data from byte `skip` into `dst`.
+    pub(crate) fn copy_to_slice(&self, skip: u32, dst: &mut [u8]) -> Result {
+        let len = u32::try_from(dst.len()).map_err(|_| EINVAL)?;
+        if skip.checked_add(len).is_none_or(|e| e > self.bytes()) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `dst` is valid for `len` bytes and the bio holds them.
+        unsafe { sys::jsnap_bio_copy_to_buf(self.raw(), skip, dst.as_mut_ptr().cast(), len) };
+        Ok(())
+    }
+
+    /// Submits a remapped bio from a worker (outside `map`).
+    pub(crate) fn submit(self) {
+        let p = self.into_raw();
+        // SAFETY: we owned the remapped bio and hand it to the block layer.
+        unsafe { sys::jsnap_bio_submit(p) }
+    }
+
     /// Completes the bio with `res`.
     pub(crate) fn endio(self, res: Result) {
         let err = match res {

@@ -107,6 +107,12 @@ impl Ctr<'_> {
         self.ti.begin
     }
 
+    /// Device number of the mapped device this target belongs to.
+    pub(crate) fn md_devt(&mut self) -> u32 {
+        // SAFETY: `ti` is valid and belongs to a table of a mapped device.
+        unsafe { sys::jsnap_ti_devt(self.ti) }
+    }
+
     /// Length of the target in sectors.
     pub(crate) fn len(&self) -> u64 {
         self.ti.len

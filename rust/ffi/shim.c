@@ -376,3 +376,37 @@ void jsnap_random(void *buf, size_t len)
 {
 	get_random_bytes(buf, len);
 }
+
+/* Copy len bytes of a write bio, starting skip bytes into it, to dst. */
+void jsnap_bio_copy_to_buf(struct bio *bio, unsigned int skip, void *dst,
+			   unsigned int len)
+{
+	struct bvec_iter iter = bio->bi_iter;
+	struct bio_vec bv;
+
+	bio_advance_iter(bio, &iter, skip);
+	while (len && iter.bi_size) {
+		unsigned int n;
+		void *src;
+
+		bv = bio_iter_iovec(bio, iter);
+		n = min(len, bv.bv_len);
+		src = bvec_kmap_local(&bv);
+		memcpy(dst, src, n);
+		kunmap_local(src);
+		dst += n;
+		len -= n;
+		bio_advance_iter_single(bio, &iter, n);
+	}
+}
+
+/* The device number of the mapped device a target belongs to. */
+dev_t jsnap_ti_devt(struct dm_target *ti)
+{
+	return disk_devt(dm_disk(dm_table_get_md(ti->table)));
+}
+
+void jsnap_bio_submit(struct bio *bio)
+{
+	submit_bio_noacct(bio);
+}

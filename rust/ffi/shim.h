@@ -50,5 +50,9 @@ void jsnap_set_error(struct dm_target *ti, const char *msg);
 bool jsnap_ti_is_write(struct dm_target *ti);
 blk_mode_t jsnap_open_mode(bool write);
 void jsnap_random(void *buf, size_t len);
+void jsnap_bio_copy_to_buf(struct bio *bio, unsigned int skip, void *dst,
+			   unsigned int len);
+dev_t jsnap_ti_devt(struct dm_target *ti);
+void jsnap_bio_submit(struct bio *bio);
 
 #endif

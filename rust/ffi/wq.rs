@@ -56,3 +56,7 @@ impl Drop for OwnedQueue {
 kernel::impl_has_work! {
     impl HasWork<crate::jsnap::Jsnap> for crate::jsnap::Jsnap { self.work }
 }
+
+kernel::impl_has_work! {
+    impl HasWork<crate::view::View> for crate::view::View { self.work }
+}

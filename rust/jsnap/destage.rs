@@ -21,7 +21,8 @@
 //! Errors leave the extents in the table (and the data in the journal),
 //! count in `errors`, set `state=degraded` and are retried with back-off.
 
-use super::{first_overlap, Jsnap, Journaled, State};
+use super::{first_overlap, Jsnap, Journaled, State, MAX_RECORD_SECTORS};
+use crate::logic::format::SnapState;
 use crate::ffi::io;
 use crate::logic::extent::{self, Extent};
 use kernel::prelude::*;
@@ -88,7 +89,15 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
 }
 
 /// Writes a batch to production; returns the number of sectors written.
+///
+/// While a snapshot is active every run takes the exclusive locks of its
+/// chunks, and chunks that receive post-snapshot data are preserved first.
 fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
+    let (snap_active, snap_seq) = {
+        let st = this.state.lock();
+        (st.snap == SnapState::Active, st.snap_seq)
+    };
+    let cs = u64::from(this.chunk_sectors);
     let mut total = 0;
     let mut i = 0;
     while let Some(first) = batch.get(i) {
@@ -97,13 +106,39 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
         let mut j = i + 1;
         while let Some(next) = batch.get(j) {
             match extent::merge_adjacent(&run, next) {
-                Some(m) if m.len <= 2048 => run = m,
+                Some(m) if m.len <= MAX_RECORD_SECTORS => run = m,
                 _ => break,
             }
             j += 1;
         }
-        this.preserve(run.start, run.len)?;
-        this.io.write_from_pmem(&this.prod, run.start, &this.pmem, this.ring_off(run.ring_pos), run.len)?;
+        let chunks = run.start / cs..run.end().div_ceil(cs);
+        let mut locked = chunks.start;
+        let mut res = Ok(());
+        if snap_active {
+            for c in chunks.clone() {
+                if let Err(e) = this.locks.lock(c, true) {
+                    res = Err(e);
+                    break;
+                }
+                locked = c + 1;
+                if run.seq >= snap_seq {
+                    // Destage step 2: preserve before overwrite.
+                    if let Err(e) = this.preserve_chunk(c) {
+                        res = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if res.is_ok() {
+            res = this.io.write_from_pmem(&this.prod, run.start, &this.pmem, this.ring_off(run.ring_pos), run.len);
+        }
+        if snap_active {
+            for c in chunks.start..locked {
+                this.locks.unlock(c, true);
+            }
+        }
+        res?;
         total += run.len;
         i = j;
     }
@@ -180,6 +215,27 @@ fn retire(this: &Jsnap) -> Result<bool> {
     Ok(true)
 }
 
+/// Preserves the chunks of the first superseded pre-snapshot piece, which
+/// frees it.  Returns whether there was one.
+fn preserve_snap_pieces(this: &Jsnap) -> bool {
+    let Some(x) = this.state.lock().snap_table.cursor_front().map(|c| *c.current().1) else {
+        return false;
+    };
+    let cs = u64::from(this.chunk_sectors);
+    for c in x.start / cs..x.end().div_ceil(cs) {
+        if this.locks.lock(c, true).is_err() {
+            return false;
+        }
+        let res = this.preserve_chunk(c);
+        this.locks.unlock(c, true);
+        if res.is_err() {
+            kernel::time::delay::fsleep(Delta::from_millis(BACKOFF_MS_MIN));
+            return false;
+        }
+    }
+    true
+}
+
 /// One worker run.
 pub(super) fn run(this: &Arc<Jsnap>) {
     let mut backoff = BACKOFF_MS_MIN;
@@ -195,25 +251,35 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             this.cond.notify_all();
         }
         if !wanted(&mut this.state.lock(), high, low, nd) {
+            // Nothing to destage: copy snapshot chunks if asked to.
+            if this.hydrate_step() {
+                continue;
+            }
             break;
         }
+        let guard = this.batch.lock();
         let mut batch = KVec::new();
         collect(this, &mut batch);
         if batch.is_empty() {
-            // Only records still being copied or pinned remain.
-            if !retired {
+            drop(guard);
+            // What remains is pre-snapshot data superseded in unpreserved
+            // chunks (freed by preserving them), or records still being
+            // copied or pinned.
+            if !preserve_snap_pieces(this) && !retired {
                 kernel::time::delay::fsleep(Delta::from_millis(1));
             }
             continue;
         }
-        match write_batch(this, &batch) {
-            Ok(sectors) => {
-                let mut st = this.state.lock();
-                drop_destaged(&mut st, &batch);
-                st.destaged_bytes += sectors << 9;
-                st.degraded = false;
-                backoff = BACKOFF_MS_MIN;
-            }
+        let res = write_batch(this, &batch);
+        if let Ok(sectors) = res {
+            let mut st = this.state.lock();
+            drop_destaged(&mut st, &batch);
+            st.destaged_bytes += sectors << 9;
+            st.degraded = false;
+        }
+        drop(guard);
+        match res {
+            Ok(_) => backoff = BACKOFF_MS_MIN,
             Err(e) => {
                 let mut st = this.state.lock();
                 st.errors += 1;

@@ -1,30 +1,35 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Loading the journal at table load: check the superblock, format when
-//! asked (or when the superblock area is blank), and replay the records
-//! that were not yet retired into a fresh changes table.
+//! Opening and loading the journal.
 //!
-//! Nothing here writes to pmem unless the journal is being formatted, so a
-//! refused table line changes nothing and a second recovery of the same
-//! journal rebuilds exactly the same state.
+//! * At table load ([`open`], from `ctr`) the superblock is read and
+//!   checked, so that a foreign, corrupt or mismatched journal refuses the
+//!   table line; nothing is written.
+//! * At the first resume ([`load`], from `preresume`: the table it replaces,
+//!   if any, is suspended by then and has flushed its state) the journal is
+//!   formatted if that was asked for, and the records that were not yet
+//!   retired are replayed into a fresh changes table (and snapshot table),
+//!   together with the validity map.  Replay only reads, so a second
+//!   recovery rebuilds exactly the same state.
 
-use super::{insert_extent, nomem, Rec, State};
+use super::{insert_extent, Jsnap, Nodes, Rec, State};
 use crate::ffi::bio::BioList;
 use crate::ffi::dm::{CtrError, DmDev};
 use crate::ffi::pmem::{random_bytes, Pmem};
 use crate::logic::extent::Extent;
 use crate::logic::format::{self, Descriptor, Error as FmtError, SnapState, Superblock};
 use crate::logic::replay::{self, RecordInfo};
-use crate::logic::ring::JournalSpace;
+use crate::logic::ring::{JournalSpace, Ring};
+use crate::logic::validity;
 use kernel::prelude::*;
-use kernel::rbtree::{RBTree, RBTreeNodeReservation};
+use kernel::rbtree::RBTree;
 
-/// A journal ready for use.
-pub(crate) struct Loaded {
+/// A mapped journal whose superblock was checked.
+pub(crate) struct Opened {
     pub(crate) pmem: Pmem,
     pub(crate) sb: Superblock,
     pub(crate) slot: usize,
-    pub(crate) state: State,
+    pub(crate) format_pending: bool,
 }
 
 const PAGE: u64 = 4096;
@@ -37,24 +42,10 @@ pub(crate) fn write_sb(pmem: &Pmem, sb: &Superblock, slot: usize, buf: &mut [u8;
     Ok(())
 }
 
-/// Formats the journal (commit protocol step 5 in `logic/format.rs`).
-fn format_journal(
-    pmem: &Pmem,
-    geometry: format::Geometry,
-    prod_sectors: u64,
-    chunk_sectors: u32,
-    store_sectors: u64,
-) -> Result<Superblock> {
-    pmem.zero(0, 2 * format::SB_SLOT_BYTES)?;
-    pmem.fence();
-    pmem.zero(geometry.map_offset as usize, geometry.map_bytes as usize)?;
-    pmem.zero(geometry.desc_offset as usize, geometry.desc_count as usize * format::DESC_BYTES)?;
-    pmem.fence();
-    let mut uuid = [0u8; 16];
-    random_bytes(&mut uuid);
-    let sb = Superblock {
+fn fresh_sb(geometry: format::Geometry, prod_sectors: u64, chunk_sectors: u32, store_sectors: u64) -> Superblock {
+    Superblock {
         generation: 1,
-        uuid,
+        uuid: [0; 16],
         prod_sectors,
         chunk_sectors,
         store_sectors,
@@ -66,50 +57,51 @@ fn format_journal(
         snap_seq: 0,
         snap_id: 0,
         hydrate: false,
-    };
-    let mut buf = KBox::new([0u8; format::SB_SLOT_BYTES], GFP_KERNEL)?;
-    write_sb(pmem, &sb, 0, &mut buf)?;
-    Ok(sb)
+    }
+}
+
+/// Formats the journal (commit protocol step 5 in `logic/format.rs`).
+fn format_journal(pmem: &Pmem, sb: &mut Superblock, buf: &mut [u8; format::SB_SLOT_BYTES]) -> Result {
+    let g = sb.geometry;
+    pmem.zero(0, 2 * format::SB_SLOT_BYTES)?;
+    pmem.fence();
+    pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
+    pmem.zero(g.desc_offset as usize, g.desc_count as usize * format::DESC_BYTES)?;
+    pmem.fence();
+    random_bytes(&mut sb.uuid);
+    sb.generation = 1;
+    write_sb(pmem, sb, 0, buf)
 }
 
 fn refuse(msg: &'static CStr) -> CtrError {
     CtrError::inval(msg)
 }
 
-/// Maps the journal device and brings it to a consistent in-core state.
-pub(crate) fn load(
+/// Maps the journal device and checks its superblock (table load).
+pub(crate) fn open(
     journal: &DmDev,
     prod_sectors: u64,
     chunk_sectors: u32,
     store_sectors: u64,
     format_requested: bool,
-) -> core::result::Result<Loaded, CtrError> {
+) -> core::result::Result<Opened, CtrError> {
     let dev_bytes = (journal.sectors() << 9) & !(PAGE - 1);
     let geometry = format::plan_geometry(dev_bytes, prod_sectors, chunk_sectors)
         .map_err(|_| refuse(c"Journal device is too small for this target"))?;
     let pmem = Pmem::map(journal, dev_bytes)
         .map_err(|err| CtrError { msg: c"Cannot map the journal device (DAX)", err })?;
 
-    let mut slots = KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL).map_err(nomem)?;
+    let mut slots = KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL).map_err(super::nomem)?;
     pmem.read(0, &mut slots).map_err(|err| CtrError { msg: c"Cannot read the journal", err })?;
     let (s0, s1) = slots.split_at(format::SB_SLOT_BYTES);
     let picked = format::pick_superblock(s0, s1);
     let blank = slots.iter().all(|&b| b == 0);
     drop(slots);
 
-    let (sb, slot) = match picked {
-        _ if format_requested => {
-            let sb = format_journal(&pmem, geometry, prod_sectors, chunk_sectors, store_sectors)
-                .map_err(|err| CtrError { msg: c"Cannot format the journal", err })?;
-            pr_info!("dm-jsnap: journal formatted ({} bytes of ring)\n", geometry.ring_sectors << 9);
-            (sb, 0)
-        }
-        Err(FmtError::NotFormatted) if blank => {
-            let sb = format_journal(&pmem, geometry, prod_sectors, chunk_sectors, store_sectors)
-                .map_err(|err| CtrError { msg: c"Cannot format the journal", err })?;
-            pr_info!("dm-jsnap: blank journal formatted\n");
-            (sb, 0)
-        }
+    let fresh = fresh_sb(geometry, prod_sectors, chunk_sectors, store_sectors);
+    let (sb, slot, format_pending) = match picked {
+        _ if format_requested => (fresh, 0, true),
+        Err(FmtError::NotFormatted) if blank => (fresh, 0, true),
         Err(FmtError::NotFormatted) | Err(FmtError::BadMagic) => {
             return Err(refuse(c"Journal device holds foreign data (use the format feature to overwrite it)"))
         }
@@ -128,49 +120,36 @@ pub(crate) fn load(
             if sb.snap_state != SnapState::None && sb.store_sectors != store_sectors {
                 return Err(refuse(c"Journal holds a snapshot: the store device cannot change"));
             }
-            (sb, slot)
+            (sb, slot, false)
         }
     };
-    let state = replay_records(&pmem, &sb, prod_sectors)?;
-    Ok(Loaded { pmem, sb, slot, state })
+    Ok(Opened { pmem, sb, slot, format_pending })
 }
 
-/// Rebuilds the changes table and journal accounting from the records
-/// between the superblock's tail and the newest persisted record.
-fn replay_records(pmem: &Pmem, sb: &Superblock, prod_sectors: u64) -> core::result::Result<State, CtrError> {
+/// The state of a target whose journal is not loaded yet.
+pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
     let g = &sb.geometry;
-    let dc = u64::from(g.desc_count);
-    let mut infos: KVVec<RecordInfo> = KVVec::with_capacity(g.desc_count as usize, GFP_KERNEL).map_err(nomem)?;
-    let mut buf = [0u8; format::DESC_BYTES];
-    for i in 0..dc {
-        let off = (g.desc_offset + i * format::DESC_BYTES as u64) as usize;
-        if pmem.read(off, &mut buf).is_err() {
-            break;
-        }
-        let Ok(d) = Descriptor::decode(&buf, g.ring_sectors) else { continue };
-        if d.seq < sb.tail_seq || d.seq >= sb.tail_seq + dc || d.seq % dc != i {
-            continue;
-        }
-        let bytes = u64::from(d.nr_sectors) << 9;
-        let crc = pmem.crc(g.ring_byte_offset(d.ring_pos) as usize, bytes as usize);
-        if crc.ok() != Some(d.data_crc) {
-            continue; // torn: never acknowledged
-        }
-        if d.sector.checked_add(u64::from(d.nr_sectors)).is_none_or(|e| e > prod_sectors) {
-            return Err(refuse(c"Journal record lies outside the target"));
-        }
-        infos.push(RecordInfo::from_descriptor(&d, u64::from(d.nr_sectors)), GFP_KERNEL).map_err(nomem)?;
-    }
-    let plan = replay::plan(&mut infos, sb.tail_seq, sb.tail_pos, g.ring_sectors, g.desc_count)
-        .map_err(|_| refuse(c"Journal records are inconsistent"))?;
-    let space: JournalSpace = plan.space().map_err(|_| refuse(c"Journal records are inconsistent"))?;
-    let recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL).map_err(nomem)?;
-    let mut st = State {
+    let ring = Ring::new(g.ring_sectors, 0, 0).map_err(|_| EINVAL)?;
+    let space = JournalSpace::new(ring, g.desc_count, 1, 1).map_err(|_| EINVAL)?;
+    Ok(State {
+        loaded: false,
         table: RBTree::new(),
         extents: 0,
+        snap_table: RBTree::new(),
+        snap_extents: 0,
         space,
-        recs,
+        recs: KVVec::new(),
         deferred: BioList::new(),
+        snap: SnapState::None,
+        snap_seq: 0,
+        map: KVVec::new(),
+        nr_chunks: sb.prod_sectors.div_ceil(u64::from(sb.chunk_sectors)),
+        preserved: 0,
+        views: 0,
+        hydrate: false,
+        hydrate_cursor: 0,
+        io_count: 0,
+        preserve_failures: 0,
         drains: 0,
         destaging: false,
         suspended: false,
@@ -182,7 +161,77 @@ fn replay_records(pmem: &Pmem, sb: &Superblock, prod_sectors: u64) -> core::resu
         degraded: false,
         written_bytes: 0,
         destaged_bytes: 0,
-    };
+    })
+}
+
+/// Formats (if pending) and replays the journal; called at preresume.
+pub(crate) fn load(this: &Jsnap) -> Result {
+    if this.state.lock().loaded {
+        return Ok(());
+    }
+    let mut sbg = this.sb.lock();
+    if sbg.format_pending {
+        let super::SbState { sb, buf, .. } = &mut *sbg;
+        format_journal(&this.pmem, sb, buf)?;
+        sbg.slot = 0;
+        sbg.format_pending = false;
+        pr_info!("dm-jsnap: journal formatted ({} bytes of ring)\n", this.geometry.ring_sectors << 9);
+    }
+    let sb = sbg.sb;
+    drop(sbg);
+    let mut st = replay_records(this, &sb)?;
+    st.loaded = true;
+    let mut guard = this.state.lock();
+    // Keep the counters of the placeholder (nothing ran yet).
+    *guard = st;
+    Ok(())
+}
+
+/// Rebuilds the changes table, the snapshot table and the journal
+/// accounting from the records between the superblock's tail and the newest
+/// persisted record.
+fn replay_records(this: &Jsnap, sb: &Superblock) -> Result<State> {
+    let pmem = &this.pmem;
+    let g = &sb.geometry;
+    let dc = u64::from(g.desc_count);
+    let mut infos: KVVec<RecordInfo> = KVVec::with_capacity(g.desc_count as usize, GFP_KERNEL)?;
+    let mut buf = [0u8; format::DESC_BYTES];
+    for i in 0..dc {
+        let off = (g.desc_offset + i * format::DESC_BYTES as u64) as usize;
+        pmem.read(off, &mut buf)?;
+        let Ok(d) = Descriptor::decode(&buf, g.ring_sectors) else { continue };
+        if d.seq < sb.tail_seq || d.seq >= sb.tail_seq + dc || d.seq % dc != i {
+            continue;
+        }
+        let bytes = u64::from(d.nr_sectors) << 9;
+        let crc = pmem.crc(g.ring_byte_offset(d.ring_pos) as usize, bytes as usize);
+        if crc.ok() != Some(d.data_crc) {
+            continue; // torn: never acknowledged
+        }
+        if d.sector.checked_add(u64::from(d.nr_sectors)).is_none_or(|e| e > sb.prod_sectors) {
+            pr_err!("dm-jsnap: journal record {} lies outside the target\n", d.seq);
+            return Err(EINVAL);
+        }
+        infos.push(RecordInfo::from_descriptor(&d, u64::from(d.nr_sectors)), GFP_KERNEL)?;
+    }
+    let plan = replay::plan(&mut infos, sb.tail_seq, sb.tail_pos, g.ring_sectors, g.desc_count).map_err(|e| {
+        pr_err!("dm-jsnap: journal records are inconsistent ({:?})\n", e);
+        EINVAL
+    })?;
+    let space = plan.space().map_err(|_| EINVAL)?;
+    let mut st = empty_state(sb)?;
+    st.space = space;
+    st.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
+    st.map = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+    // Without a snapshot the map means nothing (a crash may have left it
+    // half zeroed after `drop`); `snapshot` zeroes it again.
+    if sb.snap_state != SnapState::None {
+        pmem.read(g.map_offset as usize, &mut st.map)?;
+    }
+    st.snap = sb.snap_state;
+    st.snap_seq = sb.snap_seq;
+    st.hydrate = sb.hydrate;
+    st.preserved = validity::count(&st.map, st.nr_chunks).unwrap_or(0);
     // Holes (records that never persisted) stay unknown and retire freely.
     for seq in sb.tail_seq..plan.next_seq {
         if let Some(r) = st.rec(seq) {
@@ -193,17 +242,17 @@ fn replay_records(pmem: &Pmem, sb: &Superblock, prod_sectors: u64) -> core::resu
         if let Some(r) = st.rec(info.seq) {
             *r = Rec { seq: info.seq, end: info.ring_pos + info.ring_len, refs: 0, pins: 0, persisted: true, known: true };
         }
-        let node = RBTreeNodeReservation::new(GFP_KERNEL).map_err(nomem)?;
-        let split = RBTreeNodeReservation::new(GFP_KERNEL).map_err(nomem)?;
+        let mut nodes = Nodes::new(4, GFP_KERNEL)?;
         let ext = Extent { start: info.sector, len: u64::from(info.nr_sectors), seq: info.seq, ring_pos: info.ring_pos };
-        insert_extent(&mut st, ext, node, split);
+        insert_extent(&mut st, ext, &mut nodes, sb.chunk_sectors);
     }
     if plan.count > 0 {
         pr_info!(
-            "dm-jsnap: replayed {} journal records (seq {}..{})\n",
+            "dm-jsnap: replayed {} journal records (seq {}..{}), {} extents\n",
             plan.count,
             sb.tail_seq,
-            plan.next_seq
+            plan.next_seq,
+            st.extents
         );
     }
     Ok(st)

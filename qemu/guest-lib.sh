@@ -1,0 +1,43 @@
+# shellcheck shell=bash
+# Helpers for scripts running inside a qemu/vm.sh guest (no udev there).
+#   . "$JSNAP_TOP/qemu/guest-lib.sh"
+
+# dm_mknodes: make /dev/mapper/* match the kernel's dm devices.
+dm_mknodes() {
+	dmsetup mknodes >/dev/null 2>&1 || true
+}
+
+# dm_create NAME TABLE...: dmsetup create, then mknodes, then check that
+# /dev/mapper/NAME is a block device (otherwise tools write to a regular
+# file on devtmpfs).  Returns dmsetup's status; prints the device path.
+dm_create() {
+	local name=$1 rc=0
+	shift
+	# (drop libdevmapper's complaint about a kernel without SysV semaphores)
+	dmsetup create "$name" --table "$*" 2> >(grep -v 'not configured for semaphores' >&2) || rc=$?
+	if [[ $rc != 0 ]]; then
+		return "$rc"
+	fi
+	dm_mknodes
+	if [[ ! -b /dev/mapper/$name ]]; then
+		echo "dm_create: /dev/mapper/$name is not a block device after mknodes" >&2
+		return 1
+	fi
+	echo "/dev/mapper/$name"
+}
+
+# dm_remove NAME: remove (retrying briefly while it is busy), then mknodes.
+dm_remove() {
+	local name=$1 _i
+	for _i in 1 2 3 4 5; do
+		if dmsetup remove "$name" 2>/dev/null; then
+			dm_mknodes
+			return 0
+		fi
+		sleep 0.2
+	done
+	dmsetup remove "$name"
+	local rc=$?
+	dm_mknodes
+	return $rc
+}

@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The snapshot: `snapshot`/`drop`/`hydrate` messages, preserving chunks
+//! (copy-on-write at destage), the snapshot's view of a chunk, and the
+//! background copier.
+//!
+//! # Snapshot content
+//!
+//! For chunk `c` the snapshot holds:
+//! * if `c` is preserved (its validity bit is set): the store's copy;
+//! * otherwise: production, overlaid with the pre-snapshot journal data of
+//!   `c` (extents with `seq < snap_seq` in the changes table, and the pieces
+//!   of such extents that newer writes superseded, kept in `snap_table`).
+//!
+//! Production is only overwritten with post-snapshot data after `c` is
+//! preserved: the destage worker, the copier and view writes all preserve
+//! under the chunk's exclusive lock, and snapshot reads of unpreserved
+//! chunks hold it shared, so a reader never sees a half-preserved chunk.
+//!
+//! # Preserving a chunk (order of DESIGN.md §2.3)
+//!
+//! 1. copy the chunk from production to the same offset of the store;
+//! 2. write the pre-snapshot journal data of the chunk over it;
+//! 3. flush the store;
+//! 4. set and persist the chunk's validity bit;
+//! 5. only then may production be overwritten.
+//!
+//! A chunk that cannot be preserved (store errors) keeps production
+//! untouched while the worker retries; after `MAX_PRESERVE_FAILURES`
+//! consecutive failures the snapshot is declared invalid (persistently) and
+//! destage proceeds without it.
+
+use super::{first_overlap, Jsnap, State, BOUNCE_BYTES};
+use crate::ffi::bio::Bio;
+use crate::ffi::io;
+use crate::logic::extent::{self, Extent};
+use crate::logic::format::SnapState;
+use crate::logic::validity;
+use kernel::prelude::*;
+use kernel::sync::ArcBorrow;
+use kernel::time::Delta;
+
+/// Consecutive preservation failures after which the snapshot is invalid.
+const MAX_PRESERVE_FAILURES: u32 = 8;
+
+/// Commits the superblock with `f` applied.
+fn commit_sb(this: &Jsnap, f: impl FnOnce(&mut crate::logic::format::Superblock)) -> Result {
+    let mut sbg = this.sb.lock();
+    let mut new = sbg.sb;
+    f(&mut new);
+    new.generation += 1;
+    let slot = 1 - sbg.slot;
+    super::recovery::write_sb(&this.pmem, &new, slot, &mut sbg.buf)?;
+    sbg.sb = new;
+    sbg.slot = slot;
+    Ok(())
+}
+
+/// `snapshot`: O(1); the snapshot holds every write with a sequence number
+/// below the current `next_seq`, i.e. every write completed before now.
+pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
+    if this.store.is_none() {
+        pr_err!("dm-jsnap: snapshot refused: the target has no store device\n");
+        return Err(EINVAL);
+    }
+    // Not in the middle of a destage batch that decided without the snapshot.
+    let _batch = this.batch.lock();
+    let mut st = this.state.lock();
+    if !st.loaded || st.suspended {
+        return Err(EBUSY);
+    }
+    if st.views > 0 {
+        pr_err!("dm-jsnap: snapshot refused: a jsnap-view is open\n");
+        return Err(EBUSY);
+    }
+    if st.snap != SnapState::None {
+        pr_err!("dm-jsnap: snapshot refused: a snapshot exists (drop it first)\n");
+        return Err(EBUSY);
+    }
+    let snap_seq = st.space.next_seq();
+    st.snap = SnapState::Active;
+    st.snap_seq = snap_seq;
+    st.preserved = 0;
+    st.hydrate = false;
+    st.hydrate_cursor = 0;
+    st.preserve_failures = 0;
+    st.map.fill(0);
+    drop(st);
+    let g = this.geometry;
+    let res = this
+        .pmem
+        .zero(g.map_offset as usize, g.map_bytes as usize)
+        .and_then(|()| {
+            this.pmem.fence();
+            commit_sb(&this, |sb| {
+                sb.snap_state = SnapState::Active;
+                sb.snap_seq = snap_seq;
+                sb.snap_id += 1;
+                sb.hydrate = false;
+            })
+        });
+    if let Err(e) = res {
+        let mut st = this.state.lock();
+        st.snap = SnapState::None;
+        clear_snap_table(&mut st);
+        return Err(e);
+    }
+    pr_info!("dm-jsnap: snapshot taken at journal seq {}\n", snap_seq);
+    Ok(())
+}
+
+fn clear_snap_table(st: &mut State) {
+    while let Some(x) = st.snap_table.cursor_front().map(|c| *c.current().1) {
+        st.snap_table.remove(&x.start);
+        if let Some(r) = st.rec(x.seq) {
+            r.refs = r.refs.saturating_sub(1);
+        }
+    }
+    st.snap_extents = 0;
+}
+
+/// `drop`: forget the snapshot.
+pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
+    let _batch = this.batch.lock();
+    let mut st = this.state.lock();
+    if !st.loaded || st.suspended {
+        return Err(EBUSY);
+    }
+    if st.views > 0 {
+        pr_err!("dm-jsnap: drop refused: a jsnap-view is open\n");
+        return Err(EBUSY);
+    }
+    if st.snap == SnapState::None {
+        pr_err!("dm-jsnap: drop refused: there is no snapshot\n");
+        return Err(EINVAL);
+    }
+    st.snap = SnapState::None;
+    st.hydrate = false;
+    clear_snap_table(&mut st);
+    st.map.fill(0);
+    st.preserved = 0;
+    drop(st);
+    commit_sb(&this, |sb| {
+        sb.snap_state = SnapState::None;
+        sb.hydrate = false;
+    })?;
+    let g = this.geometry;
+    this.pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
+    this.pmem.fence();
+    Jsnap::kick(this);
+    pr_info!("dm-jsnap: snapshot dropped\n");
+    Ok(())
+}
+
+/// `hydrate on|off`: start or stop the background copier.
+pub(crate) fn set_hydrate(this: ArcBorrow<'_, Jsnap>, on: bool) -> Result {
+    let mut st = this.state.lock();
+    if !st.loaded {
+        return Err(EBUSY);
+    }
+    if on && st.snap != SnapState::Active {
+        pr_err!("dm-jsnap: hydrate refused: no active snapshot\n");
+        return Err(EINVAL);
+    }
+    st.hydrate = on;
+    drop(st);
+    commit_sb(&this, |sb| sb.hydrate = on)?;
+    if on {
+        Jsnap::kick(this);
+    }
+    Ok(())
+}
+
+impl Jsnap {
+    /// Range of sectors of chunk `c`.
+    pub(crate) fn chunk_range(&self, c: u64) -> (u64, u64) {
+        let cs = u64::from(self.chunk_sectors);
+        (c * cs, ((c + 1) * cs).min(self.len))
+    }
+
+    /// The pre-snapshot journal pieces inside `start..end` (disjoint).
+    fn snapshot_pieces(&self, start: u64, end: u64, out: &mut KVVec<Extent>) -> Result {
+        let st = self.state.lock();
+        for (table, all) in [(&st.table, false), (&st.snap_table, true)] {
+            let mut pos = start;
+            while pos < end {
+                let Some(x) = first_overlap(table, pos, end) else { break };
+                pos = x.end();
+                if !all && x.seq >= st.snap_seq {
+                    continue;
+                }
+                if let Some(p) = extent::intersect(&x, start, end) {
+                    out.push(p, GFP_NOWAIT).map_err(|_| ENOMEM)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pieces_buf(&self) -> Result<KVVec<Extent>> {
+        let cap = (self.chunk_sectors as usize).min(1 << 16);
+        Ok(KVVec::with_capacity(cap, GFP_KERNEL)?)
+    }
+
+    /// Preserves chunk `c`; the caller holds its exclusive chunk lock.
+    pub(crate) fn preserve_chunk(&self, c: u64) -> Result {
+        {
+            let st = self.state.lock();
+            if st.snap != SnapState::Active || st.is_preserved(c) {
+                return Ok(());
+            }
+        }
+        let store = self.store.as_ref().ok_or(EINVAL)?;
+        let (cs, ce) = self.chunk_range(c);
+        let res = (|| -> Result {
+            let mut bounce = self.bounce.lock();
+            let mut pos = cs;
+            while pos < ce {
+                let n = (ce - pos).min((BOUNCE_BYTES >> 9) as u64);
+                let buf = bounce.get_mut(..(n << 9) as usize).ok_or(EINVAL)?;
+                self.io.read(&self.prod, pos, buf)?;
+                self.io.write(store, pos, buf, false)?;
+                pos += n;
+            }
+            drop(bounce);
+            let mut pieces = self.pieces_buf()?;
+            self.snapshot_pieces(cs, ce, &mut pieces)?;
+            for p in pieces.iter() {
+                self.io.write_from_pmem(store, p.start, &self.pmem, self.ring_off(p.ring_pos), p.len)?;
+            }
+            io::flush(store)
+        })();
+        let mut st = self.state.lock();
+        if let Err(e) = res {
+            st.preserve_failures += 1;
+            st.errors += 1;
+            st.degraded = true;
+            let give_up = st.preserve_failures >= MAX_PRESERVE_FAILURES;
+            drop(st);
+            pr_warn!("dm-jsnap: cannot preserve chunk {} ({:?})\n", c, e);
+            if give_up {
+                self.invalidate();
+            }
+            return Err(e);
+        }
+        st.preserve_failures = 0;
+        if let Ok(Some((off, word))) = validity::set(&mut st.map, c) {
+            // The bit is persisted before anyone may overwrite production.
+            let _ = self.pmem.write(self.geometry.map_offset as usize + off, &word);
+            self.pmem.fence();
+            st.preserved += 1;
+        }
+        // Superseded pre-snapshot pieces of fully preserved chunks are no
+        // longer needed.
+        let cs64 = u64::from(self.chunk_sectors);
+        let mut pos = cs;
+        while pos < ce {
+            let Some(x) = first_overlap(&st.snap_table, pos, ce) else { break };
+            pos = x.end();
+            if (x.start / cs64..x.end().div_ceil(cs64)).all(|k| st.is_preserved(k)) {
+                st.snap_table.remove(&x.start);
+                st.snap_extents -= 1;
+                if let Some(r) = st.rec(x.seq) {
+                    r.refs = r.refs.saturating_sub(1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares the snapshot invalid (persistently): preservation is
+    /// impossible, and production must not be held back forever.
+    fn invalidate(&self) {
+        let mut st = self.state.lock();
+        if st.snap != SnapState::Active {
+            return;
+        }
+        st.snap = SnapState::Invalid;
+        st.hydrate = false;
+        clear_snap_table(&mut st);
+        drop(st);
+        pr_err!("dm-jsnap: snapshot INVALID: chunks cannot be preserved on the store\n");
+        if commit_sb(self, |sb| {
+            sb.snap_state = SnapState::Invalid;
+            sb.hydrate = false;
+        })
+        .is_err()
+        {
+            pr_err!("dm-jsnap: cannot record the invalid snapshot in the superblock\n");
+        }
+    }
+
+    /// Reads a bio of the snapshot view that lies inside one chunk.
+    pub(crate) fn snapshot_read(&self, mut bio: Bio, start: u64) -> Option<Bio> {
+        let end = start + u64::from(bio.sectors());
+        let c = start / u64::from(self.chunk_sectors);
+        if self.locks.lock(c, false).is_err() {
+            bio.endio(Err(ENOMEM));
+            return None;
+        }
+        let (snap, preserved) = {
+            let st = self.state.lock();
+            (st.snap, st.is_preserved(c))
+        };
+        if snap != SnapState::Active {
+            self.locks.unlock(c, false);
+            bio.endio(Err(EIO));
+            return None;
+        }
+        if preserved {
+            // The store copy is final: no lock needed past this point.
+            self.locks.unlock(c, false);
+            if let Some(store) = self.store.as_ref() {
+                bio.remap(store, start);
+                return Some(bio);
+            }
+            bio.endio(Err(EIO));
+            return None;
+        }
+        let res = (|| -> Result {
+            let n = bio.bytes() as usize;
+            let mut bounce = self.bounce.lock();
+            let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
+            self.io.read(&self.prod, start, buf)?;
+            bio.copy_from_slice(0, buf)?;
+            drop(bounce);
+            let mut pieces = self.pieces_buf()?;
+            self.snapshot_pieces(start, end, &mut pieces)?;
+            for p in pieces.iter() {
+                let skip = ((p.start - start) << 9) as u32;
+                bio.copy_from_pmem(skip, &self.pmem, self.ring_off(p.ring_pos), (p.len << 9) as u32)?;
+            }
+            Ok(())
+        })();
+        self.locks.unlock(c, false);
+        bio.endio(res);
+        None
+    }
+
+    /// Makes chunk `c` store-owned for a view write: preserves it under the
+    /// exclusive lock.  The caller unlocks with `locks.unlock(c, true)`.
+    pub(crate) fn own_chunk(&self, c: u64) -> Result {
+        self.locks.lock(c, true)?;
+        if self.state.lock().snap != SnapState::Active {
+            self.locks.unlock(c, true);
+            return Err(EIO);
+        }
+        if let Err(e) = self.preserve_chunk(c) {
+            self.locks.unlock(c, true);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn unlock_chunk(&self, c: u64) {
+        self.locks.unlock(c, true);
+    }
+
+    /// Writes the data of `bio` to the store at `sector` (mirror mode).
+    pub(crate) fn write_bio_to_store(&self, bio: &Bio, sector: u64) -> Result {
+        let store = self.store.as_ref().ok_or(EIO)?;
+        let n = bio.bytes() as usize;
+        let mut bounce = self.bounce.lock();
+        let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
+        bio.copy_to_slice(0, buf)?;
+        self.io.write(store, sector, buf, true)
+    }
+
+    /// Whether chunk `c` of the active snapshot is preserved in the store.
+    pub(crate) fn chunk_is_preserved(&self, c: u64) -> bool {
+        let st = self.state.lock();
+        st.snap == SnapState::Active && st.is_preserved(c)
+    }
+
+    /// Registers or unregisters a view.
+    pub(crate) fn attach_view(&self, on: bool) -> Result {
+        let mut st = self.state.lock();
+        if on {
+            if !st.loaded || st.snap != SnapState::Active {
+                return Err(ENOENT);
+            }
+            st.views += 1;
+        } else {
+            st.views = st.views.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    /// One round of the background copier: preserve up to `hydrate_batch`
+    /// chunks, yielding to user I/O.  Returns whether work remains.
+    pub(crate) fn hydrate_step(&self) -> bool {
+        for _ in 0..self.features.hydrate_batch {
+            let (c, io_before) = {
+                let mut st = self.state.lock();
+                if !st.hydrate || st.snap != SnapState::Active || st.stopping || st.suspended {
+                    return false;
+                }
+                let next = validity::first_clear_from(&st.map, st.nr_chunks, st.hydrate_cursor)
+                    .ok()
+                    .flatten()
+                    .or_else(|| validity::first_clear_from(&st.map, st.nr_chunks, 0).ok().flatten());
+                let Some(c) = next else { return false };
+                st.hydrate_cursor = c + 1;
+                (c, st.io_count)
+            };
+            if self.locks.lock(c, true).is_err() {
+                return true;
+            }
+            let res = self.preserve_chunk(c);
+            self.locks.unlock(c, true);
+            if res.is_err() {
+                return true;
+            }
+            // User I/O keeps priority: back off while it is active.
+            if self.state.lock().io_count != io_before {
+                kernel::time::delay::fsleep(Delta::from_millis(5));
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,177 @@
+# shellcheck shell=bash
+# Shared helpers for the guest integration tests (tests/guest/NN-*.sh).
+# Sourced by each test; runs inside a qemu/vm.sh guest as root.
+#
+# Output convention (TAP-like): one line per check,
+#   ok - <name>
+#   not ok - <name> <reason>
+# and `finish` at the end exits 0 iff every check passed.
+
+set -uo pipefail
+
+JSNAP_TOP=${JSNAP_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=../../qemu/guest-lib.sh
+. "$JSNAP_TOP/qemu/guest-lib.sh"
+
+# Devices (provided by tests/run-guest.sh through qemu/vm.sh).
+PROD=${PROD:-/dev/disk/jsnap/prod}
+STORE=${STORE:-/dev/disk/jsnap/store}
+SPARE=${SPARE:-/dev/disk/jsnap/spare}
+PMEM=${PMEM:-/dev/pmem0}
+CHUNK=${CHUNK:-64}
+TEST_NAME=${TEST_NAME:-$(basename "${0%.sh}")}
+SCRATCH=${SCRATCH:-/tmp/jsnap-test.$$}
+mkdir -p "$SCRATCH"
+
+_npass=0
+_nfail=0
+
+ok() { echo "ok - $TEST_NAME: $1"; _npass=$((_npass + 1)); }
+fail() {
+	local name=$1
+	shift
+	echo "not ok - $TEST_NAME: $name${*:+ -- $*}"
+	_nfail=$((_nfail + 1))
+}
+# note: diagnostic output (not counted)
+note() { echo "# $*"; }
+
+# check_eq NAME EXPECTED ACTUAL
+check_eq() {
+	if [[ $2 == "$3" ]]; then ok "$1"; else fail "$1" "expected '$2', got '$3'"; fi
+}
+# check_match NAME ERE ACTUAL
+check_match() {
+	if [[ $3 =~ $2 ]]; then ok "$1"; else fail "$1" "'$3' does not match /$2/"; fi
+}
+# check_cmd NAME CMD...: ok if CMD succeeds (its output is shown as notes on failure)
+check_cmd() {
+	local name=$1 out rc=0
+	shift
+	out=$("$@" 2>&1) || rc=$?
+	if [[ $rc == 0 ]]; then ok "$name"; else
+		fail "$name" "command failed (rc=$rc): $*"
+		[[ -n $out ]] && sed 's/^/#   /' <<<"$out" | tail -n 20
+	fi
+	return $rc
+}
+# check_fails NAME CMD...: ok if CMD fails
+check_fails() {
+	local name=$1 rc=0
+	shift
+	"$@" >/dev/null 2>&1 || rc=$?
+	if [[ $rc != 0 ]]; then ok "$name"; else fail "$name" "command unexpectedly succeeded: $*"; fi
+}
+
+# finish: print the per-test summary and exit.
+finish() {
+	note "$TEST_NAME: $_npass passed, $_nfail failed"
+	rm -rf "$SCRATCH"
+	[[ $_nfail == 0 ]]
+	exit $?
+}
+
+# ---- checksums -------------------------------------------------------------
+# sum_stream: checksum of stdin (cksum: CRC32 + length; about twice as fast
+# as sha256sum under TCG, and enough to detect stray writes)
+sum_stream() { cksum | tr ' ' '-'; }
+# dev_sum DEV [MIB]: checksum of the whole device, or of its first MIB MiB.
+dev_sum() {
+	local dev=$1 mib=${2:-}
+	if [[ -n $mib ]]; then
+		dd if="$dev" bs=1M count="$mib" iflag=direct status=none | sum_stream
+	else
+		dd if="$dev" bs=1M iflag=direct status=none | sum_stream
+	fi
+}
+# read_range DEV OFFSET_SECTORS COUNT_SECTORS > file
+read_range() {
+	dd if="$1" bs=512 skip="$2" count="$3" iflag=direct status=none
+}
+
+# ---- kernel log ----------------------------------------------------------------
+_mark=
+# dmesg_mark: put a unique marker into the kernel log; dmesg_since_mark prints
+# the lines logged after the most recent marker.
+dmesg_mark() {
+	_mark="jsnap-test-mark $TEST_NAME $$ $RANDOM$RANDOM"
+	echo "$_mark" >/dev/kmsg
+}
+dmesg_since_mark() {
+	dmesg | awk -v m="$_mark" 'found { print } index($0, m) { found = 1 }'
+}
+SPLAT_RE='BUG|WARNING|Oops|KASAN|refcount|lockdep|general protection|Call Trace'
+# no_splat_since_mark NAME: check that no kernel splat appeared since the mark
+no_splat_since_mark() {
+	local s
+	s=$(dmesg_since_mark | grep -E "$SPLAT_RE" || true)
+	if [[ -z $s ]]; then ok "$1"; else
+		fail "$1" "kernel splat"
+		sed 's/^/#   /' <<<"$s" | head -n 30
+	fi
+}
+
+# no_splat_since_start NAME: no kernel splat since this test sourced lib.sh
+_start_mark="jsnap-test-start $TEST_NAME $$ $RANDOM$RANDOM"
+echo "$_start_mark" >/dev/kmsg 2>/dev/null || true
+no_splat_since_start() {
+	local s
+	s=$(dmesg | awk -v m="$_start_mark" 'found { print } index($0, m) { found = 1 }' |
+		grep -E "$SPLAT_RE" || true)
+	if [[ -z $s ]]; then ok "$1"; else
+		fail "$1" "kernel splat"
+		sed 's/^/#   /' <<<"$s" | head -n 30
+	fi
+}
+
+# ---- device-mapper / jsnap ---------------------------------------------------
+dev_sectors() { blockdev --getsz "$1"; }
+
+# jsnap_table LEN [PRODUCTION JOURNAL STORE CHUNK] [FEATURES...] -> table line
+# (features are given without their count; it is added here)
+jsnap_table() {
+	local len=$1
+	shift
+	local p=${1:-$PROD} j=${2:-$PMEM} s=${3:-$STORE} c=${4:-$CHUNK}
+	shift $(($# < 4 ? $# : 4))
+	local t="0 $len jsnap $p $j $s $c"
+	[[ $# -gt 0 ]] && t="$t $# $*"
+	echo "$t"
+}
+
+# mk_jsnap NAME LEN [FEATURES...]: jsnap over PROD/PMEM/STORE with CHUNK.
+# Prints the device node.
+mk_jsnap() {
+	local name=$1 len=$2
+	shift 2
+	dm_create "$name" "$(jsnap_table "$len" "$PROD" "$PMEM" "$STORE" "$CHUNK" "$@")"
+}
+
+# jsnap_status NAME: the status line without the "start len jsnap" prefix
+jsnap_status() {
+	dmsetup status "$1" | sed -E 's/^[0-9]+ [0-9]+ jsnap //'
+}
+# status_get NAME KEY
+status_get() {
+	jsnap_status "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1
+}
+# msg NAME WORDS...: dmsetup message
+msg() {
+	local name=$1
+	shift
+	dmsetup message "$name" 0 "$@"
+}
+
+# zero_journal_sb: zero the journal's superblock area (first 8 KiB)
+zero_journal_sb() {
+	dd if=/dev/zero of="$PMEM" bs=4096 count=2 oflag=direct status=none
+}
+
+# remove leftovers of a failed test
+cleanup_dm() {
+	local n
+	for n in $(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }'); do
+		dmsetup remove --force "$n" >/dev/null 2>&1 || true
+	done
+	dm_mknodes
+}

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# tests/powercut.sh [--cuts N] [--seed S] [--keep]
+#
+# Crash-consistency ("power cut") test for dm-jsnap.  File-backed media that
+# survive killing QEMU: pmem 32M (small, so the journal fills and writers meet
+# back-pressure and destage), prod 256M (NVMe), acklog 64M (virtio).
+#
+#   boot 0:    format the journal, initialise the acklog, run writer round 0,
+#              power cut (vm.sh --kill-after) at a random moment.
+#   boot i:    replay (create without format), verify round i-1 against its
+#              ack log, second recovery (remove + create: same content, state
+#              ok), run writer round i, power cut.
+#   last boot: verify the last round, drain, compare production with the
+#              jsnap device, rmmod.
+#
+# The writer (tests/powercut/pctool.c) writes self-describing 4 KiB blocks with
+# O_DIRECT (some O_DSYNC, some followed by fdatasync) and, once a write
+# returned, records it in the acklog (O_DIRECT|O_DSYNC, one checksummed
+# 512-byte record per write).  After the cut every block must hold exactly
+# the latest acknowledged write covering it, or the write that was in flight
+# (never older data, never a torn block); never-written blocks stay zero.
+#
+# Each round uses different features (default watermarks, constant destage,
+# no_destage, high watermarks, small destage batches) and a different cut
+# moment (3-15 s into the writer, and now and then during recovery itself).
+#
+# Output: one `ok - powercut ...` / `not ok - powercut ...` line per check,
+# progress notes (`# ...`), and finally `powercut: N passed, M failed`.
+# Exit status non-zero if anything failed.  Logs of every boot are kept in
+# the work directory when something fails (or with --keep).
+set -uo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=../scripts/env.sh
+. "$top/scripts/env.sh"
+
+cuts=20
+seed=
+keep=0
+usage() { sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--cuts) cuts=${2:?}; shift 2 ;;
+	--seed) seed=${2:?}; shift 2 ;;
+	--keep) keep=1; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+[[ $cuts =~ ^[0-9]+$ && $cuts -ge 1 ]] || { echo "powercut: --cuts must be >= 1" >&2; exit 2; }
+[[ -z $seed ]] && seed=$(( (RANDOM << 15 | RANDOM) ))
+[[ $seed =~ ^[0-9]+$ ]] || { echo "powercut: --seed must be a number" >&2; exit 2; }
+RANDOM=$seed # the schedule (features, cut moments) follows from the seed
+
+export JSNAP_MODULE=${JSNAP_MODULE:-$top/dm-jsnap.ko}
+[[ -f $JSNAP_MODULE ]] || { echo "powercut: module not found: $JSNAP_MODULE" >&2; exit 2; }
+
+# (the work directory must be visible in the guest, which sees the host's
+# root file system and /tmp, but not /var/tmp)
+work=$(mktemp -d "${PC_WORKDIR:-/tmp}/jsnap-powercut.XXXXXX")
+gcc -O2 -Wall -o "$work/pctool" "$top/tests/powercut/pctool.c" -lz ||
+	{ echo "powercut: cannot compile tests/powercut/pctool.c" >&2; exit 2; }
+echo "# powercut: seed=$seed cuts=$cuts work=$work module=$JSNAP_MODULE"
+
+PMEM_SIZE=${PC_PMEM:-32M}
+CHUNK=${PC_CHUNK:-64}
+export PC_CHUNK=$CHUNK
+SPLAT_RE='BUG|WARNING|Oops|KASAN|refcount|lockdep|general protection|Call Trace'
+VM_TIMEOUT=${PC_VM_TIMEOUT:-400}
+
+npass=0
+nfail=0
+failed_lines=()
+pass() { echo "ok - powercut $*"; npass=$((npass + 1)); }
+failc() { echo "not ok - powercut $*"; nfail=$((nfail + 1)); failed_lines+=("not ok - powercut $*"); }
+
+# Feature sets, chosen at random per round (always without `format`).
+FEATS=(
+	""
+	"high_watermark 5 low_watermark 1"
+	"no_destage"
+	"high_watermark 90 low_watermark 60"
+	"high_watermark 30 low_watermark 10 destage_batch 4"
+	"destage_batch 1"
+)
+
+# run_vm TAG KILL_AFTER GUEST-ARGS...: boot, run tests/powercut/guest.sh,
+# leave the log in $work/TAG.log (+ console); sets vm_rc.
+run_vm() {
+	local tag=$1 kill=$2
+	shift 2
+	local drain=${drain:-0}
+	local kopt=()
+	[[ $kill != 0 ]] && kopt=(--kill-after "$kill")
+	JSNAP_VM_CONSOLE=$work/$tag.console JSNAP_VM_DMESG=$work/$tag.dmesg \
+		"$top/qemu/vm.sh" --memory 1G --cpus 2 --timeout "$VM_TIMEOUT" "${kopt[@]}" \
+		--pmem "$PMEM_SIZE:$work/pmem.img" \
+		--disk "prod:256M:$work/prod.img:nvme" \
+		--disk "acklog:64M:$work/acklog.img:virtio" \
+		-- env PC_CHUNK="$CHUNK" PC_TOOL="$work/pctool" PC_DRAIN_LOOP="$drain" bash "$top/tests/powercut/guest.sh" "$@" \
+		>"$work/$tag.log" 2>&1
+	vm_rc=$?
+}
+
+# report TAG: copy the guest's ok/not ok lines into our tally, show notes
+# that matter, check for splats in the console log (vm.sh does not scan the
+# log of a killed VM).
+report() {
+	local tag=$1 line
+	while IFS= read -r line; do
+		case $line in
+		"ok - powercut "*) echo "$line"; npass=$((npass + 1)) ;;
+		"not ok - powercut "*) echo "$line"; nfail=$((nfail + 1)); failed_lines+=("$line") ;;
+		"#   "* | "# powercut "*": checkpoint gen="*" base_seq"*) echo "$line" ;;
+		esac
+	done <"$work/$tag.log"
+	local s
+	s=$(grep -aE "$SPLAT_RE" "$work/$tag.console" 2>/dev/null | grep -av 'jsnap-test-mark' || true)
+	if [[ -n $s ]]; then
+		failc "$tag: no kernel splat -- $(head -n1 <<<"$s")"
+		grep -aE -B2 -A25 "$SPLAT_RE" "$work/$tag.console" | head -n 60 | sed 's/^/#   console: /'
+	else
+		pass "$tag: no kernel splat in the console log"
+	fi
+}
+
+# cut_summary TAG KILL: what the writer was doing when the power went
+cut_summary() {
+	local tag=$1 kill=$2 ws lw lst
+	ws=$(grep -a '^# powercut .*: writer start t=' "$tag_log" | sed -E 's/.*writer start t=([0-9.]+).*/\1/' | head -n1)
+	lw=$(grep -a '^# powercut writer: t=' "$tag_log" | tail -n1)
+	lst=$(grep -a '^# st t=' "$tag_log" | tail -n1)
+	if [[ -z $ws ]]; then
+		echo "#   cut at ${kill}s: during recovery/verify (writer not started)"
+	else
+		echo "#   cut at ${kill}s: writer started at ${ws}s; last writer line: ${lw:-none}"
+		echo "#   last status: ${lst:-none}"
+		local ds dd df
+		ds=$(grep -ac '^# drain t=.* start' "$tag_log")
+		if ((ds > 0)); then
+			dd=$(grep -ac '^# drain t=.* done' "$tag_log")
+			df=$(grep -ac '^# drain t=.* failed' "$tag_log")
+			echo "#   concurrent drains: $ds started, $dd returned ($df with an error)"
+		fi
+		# a writer that made no progress for a long time before the cut = hang?
+		local tl tw
+		tl=$(sed -E 's/^# st t=([0-9.]+).*/\1/' <<<"$lst")
+		tw=$(sed -E 's/^# powercut writer: t=([0-9.]+).*/\1/' <<<"$lw")
+		[[ -z $lw ]] && tw=$ws
+		if [[ -n $tl && -n $tw ]] && awk -v a="$tl" -v b="$tw" 'BEGIN { exit !(a - b > 10) }'; then
+			failc "$tag: writer progress -- no write completed in the last $(awk -v a="$tl" -v b="$tw" 'BEGIN { printf "%.0f", a - b }') s before the cut (hung writes?)"
+		fi
+	fi
+}
+
+# Cut moments are measured from the start of the guest command; the writer
+# starts after recovery + verification, whose duration we learn as we go.
+est_init=6  # writer start offset in the init boot
+est_cut=8   # ... in a recovery boot (first guess; measured afterwards)
+measure() {
+	local ws
+	ws=$(grep -a '^# powercut .*: writer start t=' "$tag_log" | sed -E 's/.*writer start t=([0-9.]+).*/\1/' | head -n1)
+	[[ -n $ws ]] && printf '%.0f' "$(awk -v x="$ws" 'BEGIN { print x + 1.0 }')"
+}
+
+t_start=$(date +%s)
+feat_of=()
+prev=
+for ((i = 0; i <= cuts; i++)); do
+	elapsed=$(($(date +%s) - t_start))
+	if ((i < cuts)); then
+		f=${FEATS[RANDOM % ${#FEATS[@]}]}
+		r=$((RANDOM % 100))
+		if ((i == 0)); then est=$est_init; else est=$est_cut; fi
+		if ((i > 1 && r < 10 && est > 4)); then
+			# now and then: cut during replay/verify/second recovery
+			kill=$((1 + RANDOM % (est - 2)))
+			what="during recovery"
+		else
+			kill=$((est + 3 + RANDOM % 13))
+			what="writer ~$((kill - est))s"
+		fi
+		# now and then: `drain` messages every 2 s while the writer runs
+		drain=0
+		((RANDOM % 4 == 0)) && drain=1
+		label=cut$i
+		tag=boot$i
+		echo "# [$elapsed s] boot $i/$cuts: features='${f:-default}'$( ((drain)) && echo ' + drain loop'), power cut after ${kill}s ($what)"
+		if ((i == 0)); then
+			run_vm "$tag" "$kill" init "$label" "$seed" $f
+		else
+			run_vm "$tag" "$kill" cut "$prev" "$label" $f
+		fi
+		tag_log=$work/$tag.log
+		report "$tag"
+		if [[ $vm_rc == 137 ]]; then
+			pass "$tag: VM killed by the power cut (vm.sh 137)"
+		else
+			failc "$tag: VM killed by the power cut -- vm.sh exited $vm_rc (expected 137)"
+			tail -n 15 "$work/$tag.log" | sed 's/^/#   log: /'
+		fi
+		cut_summary "$tag" "$kill"
+		m=$(measure)
+		if [[ -n $m ]]; then
+			if ((i == 0)); then est_init=$m; else est_cut=$m; fi
+		fi
+		# "label" is verified in the next boot only if its writer ran;
+		# otherwise the next boot verifies the same data again (still prev).
+		if grep -aq "^# powercut $label: writer start" "$tag_log"; then prev=$label; fi
+		[[ -z $prev ]] && { failc "$tag: init did not complete; giving up"; break; }
+	else
+		f=${FEATS[RANDOM % ${#FEATS[@]}]}
+		tag=final
+		drain=0
+		echo "# [$elapsed s] final boot: features='${f:-default}', verify $prev, drain, compare production"
+		run_vm "$tag" 0 final "$prev" $f
+		tag_log=$work/$tag.log
+		report "$tag"
+		if [[ $vm_rc == 0 ]]; then pass "final: VM exit 0"; else
+			failc "final: VM exit 0 -- vm.sh exited $vm_rc"
+			tail -n 15 "$work/$tag.log" | sed 's/^/#   log: /'
+		fi
+	fi
+done
+
+echo "# powercut: seed=$seed, $cuts cuts, $(($(date +%s) - t_start)) s"
+if ((nfail > 0)); then
+	echo "# failed checks:"
+	printf '#   %s\n' "${failed_lines[@]}"
+fi
+if ((nfail > 0 || keep)); then
+	echo "# powercut: logs kept in $work"
+else
+	rm -rf "$work"
+fi
+echo "powercut: $npass passed, $nfail failed"
+((nfail == 0))

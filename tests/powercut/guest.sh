@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Guest side of tests/powercut.sh (runs in a qemu/vm.sh guest as root).
+#
+#   guest.sh init  LABEL SEED [FEATURE ARGS...]
+#       format the journal, create + remove, initialise the acklog, then
+#       re-create without format and run the writer of round LABEL.
+#   guest.sh cut   PREV LABEL [FEATURE ARGS...]
+#       replay (create without format), verify round PREV against its ack
+#       log, second recovery (remove + create: same content), then run the
+#       writer of round LABEL until the host cuts the power.
+#   guest.sh final PREV [FEATURE ARGS...]
+#       as `cut` for PREV, then drain and compare the jsnap device with the
+#       production disk read directly.
+#
+# Prints `ok - powercut ...` / `not ok - powercut ...` lines and `# ...`
+# notes; the writer never returns (the host kills QEMU).
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+JSNAP_TOP=${JSNAP_TOP:-$(cd "$here/../.." && pwd)}
+# shellcheck source=../../qemu/guest-lib.sh
+. "$JSNAP_TOP/qemu/guest-lib.sh"
+
+T0=$(date +%s.%N)
+rel() { echo "$(date +%s.%N) $T0" | awk '{ printf "%.1f", $1 - $2 }'; }
+PC=(python3 "$here/pc.py")
+PCTOOL=${PC_TOOL:?PC_TOOL: path of pctool (compiled from pctool.c) not set}
+PROD=/dev/disk/jsnap/prod
+ACK=/dev/disk/jsnap/acklog
+PMEM=/dev/pmem0
+NAME=pc
+DEV=/dev/mapper/$NAME
+CHUNK=${PC_CHUNK:-64}
+NBLK=${PC_NBLK:-32768}
+SCRATCH=/tmp/powercut.$$
+mkdir -p "$SCRATCH"
+SPLAT_RE='BUG|WARNING|Oops|KASAN|refcount|lockdep|general protection|Call Trace'
+
+mode=$1
+shift
+nfail=0
+ok() { echo "ok - powercut $*"; }
+notok() { echo "not ok - powercut $*"; nfail=$((nfail + 1)); }
+dmesg_tail() { dmesg | tail -n "${1:-25}" | sed 's/^/#   dmesg: /'; }
+
+LEN=$(blockdev --getsz "$PROD")
+table() {
+	local t="0 $LEN jsnap $PROD $PMEM - $CHUNK"
+	[[ $# -gt 0 ]] && t="$t $# $*"
+	echo "$t"
+}
+status() { dmsetup status "$NAME" 2>&1 | sed -E 's/^[0-9]+ [0-9]+ jsnap //'; }
+skey() { status | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1; }
+
+# create LABEL WHAT FEATURES...: dmsetup create; on failure print the reason
+# and the kernel log and give up (nothing else can be checked).
+create() {
+	local label=$1 what=$2 out
+	shift 2
+	if out=$(dm_create "$NAME" "$(table "$@")" 2>&1); then
+		ok "$label: $what"
+	else
+		notok "$label: $what -- $(tr '\n' ' ' <<<"$out")"
+		dmesg_tail
+		end
+	fi
+}
+remove() {
+	local label=$1 out
+	if ! out=$(dm_remove "$NAME" 2>&1); then
+		notok "$label: dmsetup remove -- $(tr '\n' ' ' <<<"$out")"
+		dmesg_tail
+		end
+	fi
+}
+# check_state LABEL WHAT: state=ok and errors=0
+check_state() {
+	local st
+	st=$(status)
+	if [[ $st =~ (^| )state=ok( |$) && $st =~ (^| )errors=0( |$) ]]; then
+		ok "$1: $2 state=ok errors=0"
+	else
+		notok "$1: $2 state=ok errors=0 -- status: $st"
+		dmesg_tail 15
+	fi
+	echo "# $1: status ($2): $st"
+}
+end() {
+	local s
+	s=$(dmesg | grep -E "$SPLAT_RE" || true)
+	if [[ -n $s ]]; then
+		notok "${LABEL:-guest}: no kernel splat -- $(head -n1 <<<"$s")"
+		dmesg_tail 40
+	fi
+	rm -rf "$SCRATCH"
+	[[ $nfail == 0 ]]
+	exit $?
+}
+
+# status_loop: a status line every second (shows journal fill and destage
+# at the moment of the cut)
+status_loop() {
+	while sleep 1; do
+		echo "# st t=$(rel) $(status)"
+	done
+}
+
+writer() {
+	local label=$1
+	echo "# powercut $label: writer start t=$(rel) table: $(dmsetup table "$NAME")"
+	status_loop &
+	local sl=$!
+	if [[ ${PC_DRAIN_LOOP:-0} == 1 ]]; then
+		# drain concurrently with the writer (cut while draining)
+		while sleep 2; do
+			echo "# drain t=$(rel) start"
+			dmsetup message "$NAME" 0 drain || echo "# drain t=$(rel) failed rc=$?"
+			echo "# drain t=$(rel) done"
+		done &
+	fi
+	local base seed nblk
+	read -r base seed nblk <"$SCRATCH/next" || { notok "$label: writer: no next seq"; end; }
+	if [[ -x $PCTOOL ]]; then
+		"$PCTOOL" write "$DEV" "$ACK" "$base" "$seed" "$nblk" "$T0"
+	else
+		"${PC[@]}" write --dev "$DEV" --acklog "$ACK" --t0 "$T0"
+	fi
+	local rc=$?
+	kill "$sl" 2>/dev/null
+	# the writer only ends on an error: the host expected to kill us first
+	notok "$label: writer ended before the power cut (rc=$rc)"
+	dmesg_tail
+	end
+}
+
+echo "# t=$(rel) insmod"
+if out=$(insmod "$JSNAP_MODULE" 2>&1); then :; else
+	notok "insmod -- $out"
+	exit 1
+fi
+
+# scan DEV NBLK OUT: per-block seq + crc of DEV (pctool.c)
+scan() {
+	local out
+	if ! out=$("$PCTOOL" scan "$@" 2>&1); then
+		notok "$LABEL: read $1 -- $out"
+		dmesg_tail 15
+		return 1
+	fi
+}
+# same_scan LABEL WHAT A B: the two scans are identical
+same_scan() {
+	if cmp -s "$3" "$4"; then
+		ok "$1: $2 ($(($(stat -c %s "$3") / 16 * 4096 >> 20)) MiB identical)"
+	else
+		"${PC[@]}" scancmp --a "$3" --b "$4" --label "$1" --what "$2"
+		nfail=$((nfail + 1))
+	fi
+}
+
+# recover PREV FEATURES...: replay, verify, second recovery
+recover() {
+	local prev=$1
+	shift
+	LABEL=$prev
+	echo "# t=$(rel) replay"
+	create "$prev" "replay (create without format)" "$@"
+	check_state "$prev" "after replay"
+	echo "# t=$(rel) scan + verify"
+	scan "$DEV" "$NBLK" "$SCRATCH/scan1" || end
+	"${PC[@]}" verify --scan "$SCRATCH/scan1" --dev "$DEV" --acklog "$ACK" --label "$prev" \
+		--next-out "$SCRATCH/next" || { nfail=$((nfail + 1)); dmesg_tail 15; }
+	[[ -s $SCRATCH/next ]] || end
+	echo "# t=$(rel) remove"
+	remove "$prev"
+	echo "# t=$(rel) second recovery"
+	create "$prev" "second recovery (create without format)" "$@"
+	scan "$DEV" "$NBLK" "$SCRATCH/scan2" &&
+		same_scan "$prev" "second recovery gives the same content" "$SCRATCH/scan1" "$SCRATCH/scan2"
+	check_state "$prev" "after second recovery"
+	echo "# t=$(rel) recovery checks done"
+}
+
+case $mode in
+init)
+	label=$1 seed=$2
+	shift 2
+	LABEL=$label
+	create init "create with 1 format" format
+	check_state init "after format"
+	remove init
+	"${PC[@]}" init --acklog "$ACK" --seed "$seed" --nblk "$NBLK" || { notok "init: acklog init"; end; }
+	echo "1 $seed $NBLK" >"$SCRATCH/next"
+	create init "create without format (empty journal)" "$@"
+	LABEL=$label
+	writer "$label"
+	;;
+cut)
+	prev=$1 label=$2
+	shift 2
+	recover "$prev" "$@"
+	LABEL=$label
+	writer "$label"
+	;;
+final)
+	prev=$1
+	shift
+	recover "$prev" "$@"
+	LABEL=final
+	if out=$(dmsetup message "$NAME" 0 drain 2>&1); then ok "final: drain"; else
+		notok "final: drain -- $out"
+		dmesg_tail
+	fi
+	st=$(status)
+	echo "# final: status after drain: $st"
+	if [[ $st =~ (^| )journal_used=0( |$) && $st =~ (^| )pending=0( |$) ]]; then
+		ok "final: journal empty after drain"
+	else
+		notok "final: journal empty after drain -- $st"
+	fi
+	check_state final "after drain"
+	# whole device through jsnap, then the production disk read directly
+	scan "$DEV" 0 "$SCRATCH/all-jsnap"
+	remove final
+	scan "$PROD" 0 "$SCRATCH/all-prod" &&
+		same_scan final "production disk after drain equals the jsnap device" \
+			"$SCRATCH/all-jsnap" "$SCRATCH/all-prod"
+	if out=$(rmmod dm-jsnap 2>&1); then ok "final: rmmod"; else notok "final: rmmod -- $out"; fi
+	end
+	;;
+*)
+	echo "guest.sh: bad mode $mode" >&2
+	exit 2
+	;;
+esac

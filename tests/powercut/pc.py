@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""Power-cut test tool for dm-jsnap (runs in the guest; see tests/powercut.sh).
+
+Data layout
+-----------
+The test area is the first NBLK 4 KiB blocks of the jsnap device.  Write number
+`seq` (global, increasing over the whole run) writes blocks
+[start, start+n) where (start, n, flags) are derived from (seed, seq) alone, so
+the verifier can recompute the range of a write whose ack was lost.
+
+Each 4 KiB block written by seq s at block b holds pattern(b, s): 8 sectors of
+512 bytes, each starting with (MAGIC, b, s, sector index), filled with a word
+derived from (b, s); the last 4 bytes of the block are a crc32 of the rest.  A
+block that was never written is all zeros.
+
+The acklog disk holds
+  - two checkpoint slots (A at 0, B at 1 MiB): header (magic, gen, next_seq,
+    seed, nblk, crc of map, crc of header) + map (u64 per block: the seq whose
+    pattern the block holds, 0 = zeros, UNKNOWN = anything accepted),
+  - from 2 MiB on: one 512-byte ack record per write of the current round,
+    slot = seq - next_seq(checkpoint), written with O_DIRECT|O_DSYNC after the
+    data pwrite returned: (magic, seed, seq, start, n, flags, crc32).
+
+Subcommands (all print TAP-like lines `ok - powercut LABEL: ...`):
+  init    --acklog D --seed S --nblk N
+  verify  --scan F --dev D --acklog D --label L [--next-out F] [--no-checkpoint]
+          F is the output of `pctool scan D NBLK F` (pctool.c: reading and
+          checking 32768 blocks is too slow in Python under TCG); D is only
+          re-read for the blocks that are wrong, to describe them.
+  scancmp --a F --b F --label L --what TEXT
+  write   --dev D --acklog D   (slow fallback for pctool write)
+"""
+
+import argparse
+import array
+import mmap
+import os
+import struct
+import sys
+import time
+import zlib
+
+BS = 4096
+SEC = 512
+MAGIC = 0x4A534E4150504331  # "JSNAPPC1"
+ACKMAGIC = 0x4A534E41505F41434B  # truncated to 64 bits below
+ACKMAGIC &= (1 << 64) - 1
+CKMAGIC = 0x4A534E4150434B50  # "JSNAPCKP"
+UNKNOWN = (1 << 64) - 1
+CK_SLOTS = (0, 1 << 20)
+ACK_BASE = 2 << 20
+ACK_SIZE = 512
+HOT_BLOCKS = 2048  # 8 MiB hot region: lots of overwrites
+M64 = (1 << 64) - 1
+
+F_DSYNC = 1      # written through an O_DSYNC fd (REQ_FUA)
+F_FDATASYNC = 2  # followed by fdatasync (REQ_PREFLUSH)
+
+
+def mix64(x):
+    x &= M64
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & M64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & M64
+    x ^= x >> 31
+    return x
+
+
+_PAT = struct.Struct('<' + '4Q480s' * 8)
+
+
+def pattern(b, s):
+    """4 KiB written by seq s at block b (= pattern() in pctool.c)."""
+    w = struct.pack('<Q', mix64(b * 0x9E3779B97F4A7C15 + s)) * 60  # 480 bytes
+    out = bytearray(_PAT.pack(*[v for i in range(8) for v in (MAGIC, b, s, i, w)]))
+    out[BS - 4:] = struct.pack('<I', zlib.crc32(memoryview(out)[:BS - 4]))
+    return bytes(out)
+
+
+ZERO = bytes(BS)
+
+
+def write_params(seed, seq, nblk):
+    """(start, nblocks, flags) of write number seq: a pure function of
+    (seed, seq, nblk); writer.c implements the same."""
+    x = mix64((seed * 0xD1B54A32D192ED03 + seq) & M64)
+
+    def r(k):
+        return mix64((x + k * 0x9E3779B97F4A7C15) & M64)
+    sizes = (1, 1, 2, 4, 8, 16, 32, 64, 1 + r(2) % 64)
+    n = sizes[r(1) % 9]
+    if r(3) % 2 == 0 and nblk >= HOT_BLOCKS:
+        lo, hi = 0, HOT_BLOCKS
+    else:
+        lo, hi = 0, nblk
+    start = lo + r(4) % (hi - n + 1 - lo)
+    f = r(5) % 100
+    flags = F_DSYNC if f < 10 else F_FDATASYNC if f < 15 else 0
+    return start, n, flags
+
+
+def abuf(size):
+    return mmap.mmap(-1, (size + 4095) // 4096 * 4096)
+
+
+def pread_direct(fd, off, size):
+    m = abuf(size)
+    got = os.preadv(fd, [memoryview(m)[:size]], off)
+    if got != size:
+        raise OSError('short read at %d: %d/%d' % (off, got, size))
+    return m
+
+
+def pwrite_direct(fd, off, data):
+    m = abuf(len(data))
+    m[:len(data)] = data
+    n = os.pwrite(fd, memoryview(m)[:len(data)], off)
+    if n != len(data):
+        raise OSError('short write at %d: %d/%d' % (off, n, len(data)))
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+# ---------------------------------------------------------------- checkpoint
+
+def ck_encode(gen, next_seq, seed, m):
+    mb = m.tobytes()
+    hdr = struct.pack('<QQQQQI', CKMAGIC, gen, next_seq, seed, len(m), zlib.crc32(mb))
+    hdr += struct.pack('<I', zlib.crc32(hdr))
+    hdr = hdr.ljust(BS, b'\0')
+    data = hdr + mb
+    return data.ljust((len(data) + BS - 1) // BS * BS, b'\0')
+
+
+def ck_read(fd):
+    best = None
+    for off in CK_SLOTS:
+        try:
+            h = pread_direct(fd, off, BS)
+        except OSError:
+            continue
+        magic, gen, next_seq, seed, nblk, mcrc = struct.unpack_from('<QQQQQI', h, 0)
+        (hcrc,) = struct.unpack_from('<I', h, 44)
+        if magic != CKMAGIC or zlib.crc32(h[:44]) != hcrc or nblk == 0 or nblk > (1 << 20):
+            continue
+        mb = pread_direct(fd, off + BS, nblk * 8)[:nblk * 8]
+        if zlib.crc32(mb) != mcrc:
+            continue
+        if best is None or gen > best[0]:
+            m = array.array('Q')
+            m.frombytes(mb)
+            best = (gen, next_seq, seed, m, off)
+    return best
+
+
+def ck_write(fd, gen, next_seq, seed, m):
+    off = CK_SLOTS[gen % 2]
+    pwrite_direct(fd, off, ck_encode(gen, next_seq, seed, m))
+    os.fsync(fd)
+
+
+# ---------------------------------------------------------------- ack log
+
+def ack_encode(seed, seq, start, n, flags):
+    r = struct.pack('<QQQQQQ', ACKMAGIC, seed, seq, start, n, flags).ljust(ACK_SIZE - 4, b'\0')
+    return r + struct.pack('<I', zlib.crc32(r))
+
+
+def acks_read(fd, seed, base, disk_size):
+    """Contiguous valid ack records for seq base, base+1, ..."""
+    acks = []
+    nslots = (disk_size - ACK_BASE) // ACK_SIZE
+    chunk = 1 << 20
+    idx = 0
+    while idx < nslots:
+        cnt = min(chunk // ACK_SIZE, nslots - idx)
+        buf = pread_direct(fd, ACK_BASE + idx * ACK_SIZE, cnt * ACK_SIZE)
+        for k in range(cnt):
+            r = buf[k * ACK_SIZE:(k + 1) * ACK_SIZE]
+            magic, sd, seq, start, n, flags = struct.unpack_from('<QQQQQQ', r, 0)
+            (crc,) = struct.unpack_from('<I', r, ACK_SIZE - 4)
+            if (magic != ACKMAGIC or zlib.crc32(r[:ACK_SIZE - 4]) != crc or sd != seed
+                    or seq != base + idx + k):
+                return acks
+            acks.append((seq, start, n, flags))
+        idx += cnt
+    return acks
+
+
+def dev_size(fd):
+    return os.lseek(fd, 0, os.SEEK_END)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_init(a):
+    fd = os.open(a.acklog, os.O_RDWR | os.O_DIRECT)
+    m = array.array('Q', bytes(8 * a.nblk))
+    # zero the first ack slots so that nothing stale can be taken for an ack
+    pwrite_direct(fd, ACK_BASE, bytes(1 << 20))
+    ck_write(fd, 1, 1, a.seed, m)
+    ck_write(fd, 2, 1, a.seed, m)
+    say('# powercut: acklog initialised: seed=%d nblk=%d' % (a.seed, a.nblk))
+    return 0
+
+
+def describe(buf, b, cands):
+    """Per-sector description of a bad block: which (block, seq, sector)
+    each 512-byte sector holds."""
+    out = []
+    for i in range(8):
+        sec = buf[i * SEC:(i + 1) * SEC]
+        if sec == bytes(SEC):
+            out.append('z')
+            continue
+        magic, bb, ss, ii = struct.unpack_from('<QQQQ', sec, 0)
+        if magic == MAGIC:
+            tag = 's%d' % ss
+            for name, s in cands:
+                if s == ss:
+                    tag = name
+            if bb != b or ii != i:
+                tag += '(blk%d.%d)' % (bb, ii)
+            out.append(tag)
+        else:
+            out.append('?')
+    return '[' + ' '.join(out) + ']'
+
+
+def cmd_verify(a):
+    t0 = time.time()
+    afd = os.open(a.acklog, os.O_RDWR | os.O_DIRECT)
+    ck = ck_read(afd)
+    if ck is None:
+        say('not ok - powercut %s: verify -- no valid checkpoint in the acklog' % a.label)
+        return 1
+    gen, base, seed, m, _ = ck
+    nblk = len(m)
+    acks = acks_read(afd, seed, base, dev_size(afd))
+    bad_ack = 0
+    for seq, start, n, flags in acks:
+        if (start, n, flags) != write_params(seed, seq, nblk):
+            bad_ack += 1
+        for b in range(start, start + n):
+            m[b] = seq
+    last = acks[-1][0] if acks else base - 1
+    infl = last + 1
+    i_start, i_n, i_flags = write_params(seed, infl, nblk)
+    say('# powercut %s: checkpoint gen=%d base_seq=%d acked writes this round=%d '
+        'last_ack=%d in-flight seq=%d blocks [%d,%d) flags=%d' %
+        (a.label, gen, base, len(acks), last, infl, i_start, i_start + i_n, i_flags))
+    if bad_ack:
+        say('not ok - powercut %s: ack records consistent -- %d records do not match the '
+            'derived write parameters (test tool bug?)' % (a.label, bad_ack))
+
+    scan = read_scan(a.scan)
+    if len(scan) < nblk:
+        say('not ok - powercut %s: verify -- scan has %d blocks, need %d' % (a.label, len(scan), nblk))
+        return 1
+    found = array.array('Q', m)
+    nfail = 0
+    first = []
+    n_infl = 0
+    n_old = n_zero_lost = n_garbage = n_unexp = 0
+    bad = []
+    for b in range(nblk):
+        e = m[b]
+        f = scan[b][0]
+        if e == f:
+            continue
+        if e == UNKNOWN:  # content unknown since an earlier failure
+            found[b] = f
+            continue
+        if f == infl and i_start <= b < i_start + i_n:
+            found[b] = infl
+            n_infl += 1
+            continue
+        nfail += 1
+        found[b] = f
+        if f == 0:
+            kind = 'zeros (acked write lost)'
+            n_zero_lost += 1
+        elif f == UNKNOWN:
+            kind = 'garbage/torn'
+            n_garbage += 1
+        elif f < e:
+            kind = 'older generation (stale data)'
+            n_old += 1
+        else:
+            kind = 'newer seq that is not the in-flight write'
+            n_unexp += 1
+        bad.append((b, e, f, kind))
+    if bad:
+        dfd = os.open(a.dev, os.O_RDONLY | os.O_DIRECT)
+        for b, e, f, kind in bad[:10]:
+            blk = pread_direct(dfd, b * BS, BS)[:BS]
+            first.append('block %d (byte %d): expected seq %d, found %s: %s %s' % (
+                b, b * BS, e, 'seq %d' % f if f != UNKNOWN else '?', kind,
+                describe(blk, b, [('E', e), ('I', infl)])))
+        os.close(dfd)
+    dt = time.time() - t0
+    if nfail == 0:
+        say('ok - powercut %s: verify (%d blocks, %d acked writes this round, '
+            '%d blocks of the in-flight write %d present, %.1fs)' %
+            (a.label, nblk, len(acks), n_infl, infl, dt))
+    else:
+        say('not ok - powercut %s: verify -- %d bad blocks (lost=%d stale=%d garbage/torn=%d '
+            'unexpected=%d); first: %s' % (a.label, nfail, n_zero_lost, n_old, n_garbage,
+                                          n_unexp, first[0]))
+        for line in first:
+            say('#   ' + line)
+        say('#   (sectors: E=expected seq, I=in-flight seq, z=zeros, ?=not a pattern, '
+            'sN=seq N, (blkB.i)=sector i of block B)')
+    if not a.no_checkpoint:
+        # The next round continues from what is really on the device.
+        ck_write(afd, gen + 1, infl + 1, seed, found)
+        say('# powercut %s: checkpoint gen=%d next_seq=%d written' % (a.label, gen + 1, infl + 1))
+        if a.next_out:
+            with open(a.next_out, 'w') as f:
+                f.write('%d %d %d\n' % (infl + 1, seed, nblk))
+    os.close(afd)
+    return 1 if nfail else 0
+
+
+def read_scan(path):
+    with open(path, 'rb') as f:
+        d = f.read()
+    return [struct.unpack_from('<QQ', d, i) for i in range(0, len(d) - 15, 16)]
+
+
+def cmd_scancmp(a):
+    x, y = read_scan(a.a), read_scan(a.b)
+    if len(x) != len(y):
+        say('not ok - powercut %s: %s -- size differs: %d vs %d blocks' %
+            (a.label, a.what, len(x), len(y)))
+        return 1
+    diff = [b for b in range(len(x)) if x[b] != y[b]]
+    if not diff:
+        say('ok - powercut %s: %s (%d MiB identical)' % (a.label, a.what, len(x) * BS >> 20))
+        return 0
+    say('not ok - powercut %s: %s -- %d blocks differ, first: %s' % (
+        a.label, a.what, len(diff), '; '.join(
+            'block %d: seq %s hash %016x vs seq %s hash %016x' % (
+                b, fmt_seq(x[b][0]), x[b][1], fmt_seq(y[b][0]), y[b][1]) for b in diff[:5])))
+    return 1
+
+
+def fmt_seq(s):
+    return '?' if s == UNKNOWN else str(s)
+
+
+def cmd_write(a):
+    afd = os.open(a.acklog, os.O_RDWR | os.O_DIRECT | os.O_DSYNC)
+    ck = ck_read(afd)
+    if ck is None:
+        say('not ok - powercut writer: no valid checkpoint')
+        return 1
+    _, base, seed, m, _ = ck
+    nblk = len(m)
+    nslots = (dev_size(afd) - ACK_BASE) // ACK_SIZE
+    fd = os.open(a.dev, os.O_WRONLY | os.O_DIRECT)
+    sfd = os.open(a.dev, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+    buf = abuf(64 * BS)
+    abf = abuf(ACK_SIZE)
+    seq = base
+    t0 = time.time()
+    tp = t0
+    g0 = a.t0 or t0
+    nbytes = 0
+    lat_max = 0.0
+    say('# powercut writer: start base_seq=%d nblk=%d' % (base, nblk))
+    while True:
+        if seq - base >= nslots:
+            say('# powercut writer: acklog full, idling')
+            while True:
+                time.sleep(10)
+        start, n, flags = write_params(seed, seq, nblk)
+        for k in range(n):
+            buf[k * BS:(k + 1) * BS] = pattern(start + k, seq)
+        t1 = time.time()
+        w = os.pwrite(sfd if flags & F_DSYNC else fd, memoryview(buf)[:n * BS], start * BS)
+        if w != n * BS:
+            say('not ok - powercut writer: short write seq %d: %d/%d' % (seq, w, n * BS))
+            return 1
+        if flags & F_FDATASYNC:
+            os.fdatasync(fd)
+        lat = time.time() - t1
+        lat_max = max(lat_max, lat)
+        # acknowledged: record it durably
+        abf[:ACK_SIZE] = ack_encode(seed, seq, start, n, flags)
+        os.pwrite(afd, memoryview(abf)[:ACK_SIZE], ACK_BASE + (seq - base) * ACK_SIZE)
+        nbytes += n * BS
+        seq += 1
+        now = time.time()
+        if now - tp >= 1.0:
+            say('# powercut writer: t=%.1f acked seq=%d writes=%d %.1f MiB (%.2f MiB/s) '
+                'max write latency %.0f ms' % (now - g0, seq - 1, seq - base, nbytes / 1048576,
+                                                nbytes / 1048576 / (now - t0), lat_max * 1000))
+            tp = now
+            lat_max = 0.0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest='cmd', required=True)
+    s = sub.add_parser('init')
+    s.add_argument('--acklog', required=True)
+    s.add_argument('--seed', type=int, required=True)
+    s.add_argument('--nblk', type=int, required=True)
+    s = sub.add_parser('verify')
+    s.add_argument('--scan', required=True)
+    s.add_argument('--dev', required=True)
+    s.add_argument('--acklog', required=True)
+    s.add_argument('--label', required=True)
+    s.add_argument('--no-checkpoint', action='store_true')
+    s.add_argument('--next-out', help='write "NEXT_SEQ SEED NBLK" here')
+    s = sub.add_parser('scancmp')
+    s.add_argument('--a', required=True)
+    s.add_argument('--b', required=True)
+    s.add_argument('--label', required=True)
+    s.add_argument('--what', required=True)
+    s = sub.add_parser('write')
+    s.add_argument('--dev', required=True)
+    s.add_argument('--acklog', required=True)
+    s.add_argument('--t0', type=float, default=0.0)
+    a = p.parse_args()
+    try:
+        return {'init': cmd_init, 'verify': cmd_verify, 'scancmp': cmd_scancmp,
+                'write': cmd_write}[a.cmd](a)
+    except Exception as e:  # an I/O error is a test failure, not a crash
+        import traceback
+        traceback.print_exc()
+        say('not ok - powercut %s: %s -- %s: %s' % (getattr(a, 'label', 'pc.py'), a.cmd,
+                                                   type(e).__name__, e))
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,111 +1,161 @@
 #!/usr/bin/env bash
-# 50-snapshot: snapshot / jsnap-view (ro, rw, mirror) / drop / hydrate
-# against the contract (DESIGN.md §2.1-2.3).  Skipped if the module does not
-# register jsnap-view.
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=lib.sh
-. "$here/lib.sh"
+# Snapshot content (DESIGN.md §2.1/§2.2/§2.3, issue 4), checked against
+# reference files that model what each volume must contain:
+#   - pre-snapshot data partly still in the journal, post-snapshot
+#     overwrites of mixed sizes and alignments (partial chunks);
+#   - the ro view returns exactly the snapshot, before and after drain,
+#     while a writer races with view reads, and after a table reload;
+#   - writes to a ro view fail; snapshot/drop refused while a view is open;
+#   - hydration to completion: the store ALONE holds the snapshot;
+#   - rw view: writes are visible on the view only, production unchanged;
+#   - hydration concurrent with writes on both volumes;
+#   - drop.
+. "$(dirname "$0")/lib.sh"
+cleanup_dm
 
-if ! dmsetup targets | grep -q '^jsnap-view '; then
-	note "jsnap-view target not registered: skipped"
-	finish
-fi
+MIB=48
+LEN=$((MIB * 2048))
+REF=$SCRATCH/ref      # what the jsnap device must return
+SNAP=$SCRATCH/snap    # what the snapshot must return
+VIEWM=$SCRATCH/view   # what an rw view must return
 
-SL=32768 # 16 MiB slices
-MIB=16
-dm_create sn_p "0 $SL linear $PROD 0" >/dev/null || { fail "setup linear sn_p"; finish; }
-dm_create sn_s "0 $SL linear $STORE 0" >/dev/null || { fail "setup linear sn_s"; finish; }
-J=/dev/mapper/sn
-V=/dev/mapper/sv
+# wr DEV SECTOR COUNT [MODEL...]: write COUNT random sectors at SECTOR to DEV
+# and to each model file.
+wr() {
+	local dev=$1 off=$2 n=$3
+	shift 3
+	head -c $((n * 512)) /dev/urandom >"$SCRATCH/blk"
+	dd if="$SCRATCH/blk" of="$dev" bs=512 seek="$off" count="$n" oflag=direct status=none || return 1
+	local m
+	for m in "$@"; do
+		dd if="$SCRATCH/blk" of="$m" bs=512 seek="$off" count="$n" conv=notrunc status=none
+	done
+}
+# random_writes DEV N [MODEL...]: N writes of 1..300 sectors anywhere
+random_writes() {
+	local dev=$1 n=$2 i off len
+	shift 2
+	for ((i = 0; i < n; i++)); do
+		len=$((RANDOM % 300 + 1))
+		off=$(((RANDOM * 32768 + RANDOM) % (LEN - len)))
+		wr "$dev" "$off" "$len" "$@" || return 1
+	done
+}
+same() { # same NAME DEV MODEL
+	local a b
+	a=$(dd if="$2" bs=1M count=$MIB iflag=direct status=none | sha256sum | cut -c1-16)
+	b=$(sha256sum <"$3" | cut -c1-16)
+	check_eq "$1" "$b" "$a"
+}
 
-dmesg_mark
-if dm_create sn "0 $SL jsnap /dev/mapper/sn_p $PMEM /dev/mapper/sn_s $CHUNK 1 format" >/dev/null; then
-	ok "create jsnap"
-else
-	fail "create jsnap" "$(dmesg_since_mark | grep jsnap | tail -n 3)"
-	finish
-fi
-check_eq "snapshot=none initially" none "$(status_get sn snapshot)"
-dmesg_mark
-check_fails "view without snapshot refused" dmsetup create sv --table "0 $SL jsnap-view $J ro"
-dmsetup remove sv >/dev/null 2>&1
+# Production starts with known content.
+head -c $((MIB << 20)) /dev/urandom >"$REF"
+dd if="$REF" of="$PROD" bs=1M oflag=direct status=none
+dev=$(mk_jsnap snap0 $LEN format) || { fail "create jsnap"; finish; }
+ok "create jsnap"
 
-# Pattern A everywhere, then the snapshot.
-dd if=/dev/urandom of=$J bs=1M count=$MIB oflag=direct status=none
-A=$(dev_sum $J $MIB)
-check_cmd "message snapshot" msg sn snapshot
-check_eq "snapshot=active" active "$(status_get sn snapshot)"
+# Pre-snapshot writes: they stay in the journal (default watermarks).
+random_writes "$dev" 40 "$REF" || fail "pre-snapshot writes"
+same "jsnap before snapshot" "$dev" "$REF"
+check_eq "snapshot none before" none "$(status_get snap0 snapshot)"
+check_fails "view refused without snapshot" dmsetup create v0 --table "0 $LEN jsnap-view $dev ro"
+dm_mknodes
 
-# Pattern B over parts of production (partial chunks, chunk-straddling).
-dd if=/dev/urandom of=$J bs=512 seek=0 count=2048 oflag=direct status=none
-dd if=/dev/urandom of=$J bs=512 seek=5000 count=77 oflag=direct status=none
-dd if=/dev/urandom of=$J bs=1M seek=8 count=2 oflag=direct status=none
-B=$(dev_sum $J $MIB)
-[[ $A != "$B" ]] && ok "production changed after snapshot" || fail "production changed after snapshot"
+check_cmd "snapshot message" msg snap0 snapshot
+cp "$REF" "$SNAP"
+check_eq "status snapshot=active" active "$(status_get snap0 snapshot)"
+check_eq "status preserved=0" 0 "$(status_get snap0 preserved)"
+check_fails "second snapshot refused" msg snap0 snapshot
 
-if dm_create sv "0 $SL jsnap-view $J ro" >/dev/null; then ok "create ro view"; else
-	fail "create ro view" "$(dmesg_since_mark | grep jsnap | tail -n 3)"
-fi
-if [[ -b $V ]]; then
-	check_eq "ro view reads the snapshot (data in journal)" "$A" "$(dev_sum $V $MIB)"
-	check_fails "write to ro view fails" dd if=/dev/zero of=$V bs=4k count=1 oflag=direct status=none
-	check_fails "snapshot refused while a view is open" msg sn snapshot
-	check_fails "drop refused while a view is open" msg sn drop
-	check_cmd "drain with view open" msg sn drain
-	check_eq "pending=0 after drain" 0 "$(status_get sn pending)"
-	p=$(status_get sn preserved)
-	if [[ $p =~ ^[0-9]+$ ]] && ((p > 0)); then ok "preserved>0 after drain ($p)"; else fail "preserved>0 after drain" "preserved=$p"; fi
-	check_eq "ro view still reads the snapshot after destage" "$A" "$(dev_sum $V $MIB)"
-	check_eq "production reads B after destage" "$B" "$(dev_sum $J $MIB)"
-	check_cmd "remove ro view" dm_remove sv
-fi
+# Post-snapshot overwrites, many, partial chunks.
+random_writes "$dev" 80 "$REF" || fail "post-snapshot writes"
+wr "$dev" 1 7 "$REF"
+wr "$dev" 130 1 "$REF"
+same "jsnap after overwrites" "$dev" "$REF"
 
-# Hydration: the whole snapshot copied to the store.
-check_cmd "hydrate on" msg sn hydrate on
-h=
-for _ in $(seq 120); do
-	h=$(status_get sn hydration)
-	[[ $h == done ]] && break
-	sleep 0.5
+view=$(dm_create v0 "0 $LEN jsnap-view $dev ro") || { fail "create ro view"; finish; }
+ok "create ro view"
+check_eq "view status" "mode=ro snapshot_active=1" "$(dmsetup status v0 | cut -d' ' -f4-)"
+check_eq "status views=1" 1 "$(status_get snap0 views)"
+same "ro view = snapshot (journal holds data)" "$view" "$SNAP"
+check_fails "write to ro view fails" dd if=/dev/zero of="$view" bs=4k count=1 oflag=direct status=none
+check_fails "snapshot refused while view open" msg snap0 snapshot
+check_fails "drop refused while view open" msg snap0 drop
+
+# A writer races with view reads and with destage (low watermarks).
+(random_writes "$dev" 60 "$REF") &
+wpid=$!
+for i in 1 2 3; do same "ro view = snapshot during writes ($i)" "$view" "$SNAP"; done
+wait $wpid || fail "racing writer"
+check_cmd "drain" msg snap0 drain
+check_eq "pending=0 after drain" 0 "$(status_get snap0 pending)"
+same "ro view = snapshot after drain" "$view" "$SNAP"
+same "jsnap after drain" "$dev" "$REF"
+same "production after drain" "$PROD" "$REF"
+pres=$(status_get snap0 preserved)
+if ((pres > 0)); then ok "copy-on-write preserved $pres chunks"; else fail "copy-on-write preserved chunks" "preserved=$pres"; fi
+
+# Reload with the view removed: the snapshot survives.
+dm_remove v0
+dm_remove snap0
+dev=$(mk_jsnap snap0 $LEN) || fail "re-create jsnap"
+check_eq "snapshot active after reload" active "$(status_get snap0 snapshot)"
+check_eq "preserved kept after reload" "$pres" "$(status_get snap0 preserved)"
+view=$(dm_create v0 "0 $LEN jsnap-view $dev ro") || fail "re-create ro view"
+same "ro view = snapshot after reload" "$view" "$SNAP"
+same "jsnap after reload" "$dev" "$REF"
+
+# Hydration to completion; the store alone then holds the snapshot.
+check_cmd "hydrate on" msg snap0 hydrate on
+chunks=$(status_get snap0 chunks)
+for ((i = 0; i < 300; i++)); do
+	[[ $(status_get snap0 hydration) == done ]] && break
+	sleep 1
 done
-check_eq "hydration done" done "$h"
-check_eq "preserved == chunks after hydration" "$(status_get sn chunks)" "$(status_get sn preserved)"
-check_eq "store holds the snapshot after hydration" "$A" "$(dev_sum /dev/mapper/sn_s $MIB)"
-msg sn hydrate off >/dev/null 2>&1
+check_eq "hydration=done" done "$(status_get snap0 hydration)"
+check_eq "preserved=chunks" "$chunks" "$(status_get snap0 preserved)"
+same "store alone = snapshot" "$STORE" "$SNAP"
+same "ro view = snapshot after hydration" "$view" "$SNAP"
+check_fails "hydrate bad arg" msg snap0 hydrate maybe
 
-check_cmd "drop" msg sn drop
-check_eq "snapshot=none after drop" none "$(status_get sn snapshot)"
+# rw view: writes land on the view only.
+dm_remove v0
+view=$(dm_create v0 "0 $LEN jsnap-view $dev rw") || fail "create rw view"
+cp "$SNAP" "$VIEWM"
+random_writes "$view" 30 "$VIEWM" || fail "rw view writes"
+same "rw view reads its writes" "$view" "$VIEWM"
+same "jsnap unchanged by rw view" "$dev" "$REF"
+check_cmd "drain after rw view writes" msg snap0 drain
+same "production unchanged by rw view" "$PROD" "$REF"
+dm_remove v0
+check_cmd "drop" msg snap0 drop
+check_eq "snapshot=none after drop" none "$(status_get snap0 snapshot)"
+check_fails "drop without snapshot" msg snap0 drop
 
-# rw view: writes change only the snapshot.
-check_cmd "snapshot (for rw)" msg sn snapshot
-C=$(dev_sum $J $MIB)
-if dm_create sv "0 $SL jsnap-view $J rw" >/dev/null; then
-	ok "create rw view"
-	head -c $((64 * 1024 + 512)) /dev/urandom >"$SCRATCH/w"
-	check_cmd "write to rw view" dd if="$SCRATCH/w" of=$V bs=512 seek=100 oflag=direct status=none
-	if cmp -s "$SCRATCH/w" <(read_range $V 100 $((129))); then ok "rw view reads its own write"; else fail "rw view reads its own write"; fi
-	check_eq "production unaffected by rw view write" "$C" "$(dev_sum $J $MIB)"
-	check_cmd "remove rw view" dm_remove sv
-fi
-check_cmd "drop (rw)" msg sn drop
-
-# mirror view (volume A): its writes reach production too; production
-# writes never reach it.
-check_cmd "snapshot (for mirror)" msg sn snapshot
-if dm_create sv "0 $SL jsnap-view $J mirror" >/dev/null; then
-	ok "create mirror view"
-	head -c 8192 /dev/urandom >"$SCRATCH/m"
-	check_cmd "write to mirror view" dd if="$SCRATCH/m" of=$V bs=4096 seek=10 oflag=direct status=none
-	if cmp -s "$SCRATCH/m" <(read_range $V 80 16); then ok "mirror view reads its own write"; else fail "mirror view reads its own write"; fi
-	if cmp -s "$SCRATCH/m" <(read_range $J 80 16); then ok "mirror view write reached production"; else fail "mirror view write reached production"; fi
-	before=$(read_range $V 4000 8 | sum_stream)
-	dd if=/dev/urandom of=$J bs=512 seek=4000 count=8 oflag=direct status=none
-	check_eq "production write does not reach the mirror view" "$before" "$(read_range $V 4000 8 | sum_stream)"
-	check_cmd "remove mirror view" dm_remove sv
-fi
-check_cmd "drop (mirror)" msg sn drop
-check_cmd "drain" msg sn drain
-check_cmd "remove jsnap" dm_remove sn
-for d in sn_s sn_p; do dm_remove "$d" >/dev/null 2>&1 || fail "remove $d"; done
+# A new snapshot, hydrated while both volumes are written.
+check_cmd "snapshot #2" msg snap0 snapshot
+cp "$REF" "$SNAP"
+cp "$REF" "$VIEWM"
+view=$(dm_create v0 "0 $LEN jsnap-view $dev rw") || fail "create rw view #2"
+check_cmd "hydrate on #2" msg snap0 hydrate on
+(random_writes "$dev" 40 "$REF") &
+p1=$!
+random_writes "$view" 20 "$VIEWM" || fail "view writes during hydration"
+wait $p1 || fail "jsnap writes during hydration"
+for ((i = 0; i < 300; i++)); do
+	[[ $(status_get snap0 hydration) == done ]] && break
+	sleep 1
+done
+check_eq "hydration #2 done" done "$(status_get snap0 hydration)"
+same "rw view after concurrent hydration" "$view" "$VIEWM"
+same "jsnap after concurrent hydration" "$dev" "$REF"
+same "store alone = view after hydration" "$STORE" "$VIEWM"
+dm_remove v0
+check_cmd "drop #2" msg snap0 drop
+check_cmd "drain at end" msg snap0 drain
+same "production at end" "$PROD" "$REF"
+check_eq "errors=0" 0 "$(status_get snap0 errors)"
+check_eq "state=ok" ok "$(status_get snap0 state)"
+dm_remove snap0
 no_splat_since_start "no kernel splat"
 finish

@@ -51,6 +51,9 @@ impl kernel::Module for JsnapModule {
         let jsnap = ffi::dm::Registration::new(module)?;
         let view = ffi::dm::Registration::new(module)?;
         pr_info!("dm-jsnap: loaded\n");
-        Ok(Self { _jsnap: jsnap, _view: view })
+        Ok(Self {
+            _jsnap: jsnap,
+            _view: view,
+        })
     }
 }

@@ -45,7 +45,7 @@ mod recovery;
 pub(crate) mod snapshot;
 
 use crate::ffi::bio::{Bio, BioKind, BioList};
-use crate::ffi::dm::{Ctr, CtrError, DeviceIter, DmDev, Mapped, Out, StatusType, Target};
+use crate::ffi::dm::{Ctr, CtrError, DeviceIter, DmDev, Limits, Mapped, Out, StatusType, Target};
 use crate::ffi::io::IoClient;
 use crate::ffi::pmem::Pmem;
 use crate::ffi::registry;
@@ -256,13 +256,18 @@ pub(crate) fn str_args<'a>(
     out: &mut [&'a str; 64],
 ) -> core::result::Result<usize, CtrError> {
     for (slot, a) in out.iter_mut().zip(args) {
-        *slot = a.to_str().map_err(|_| CtrError::inval(c"Arguments must be valid UTF-8"))?;
+        *slot = a
+            .to_str()
+            .map_err(|_| CtrError::inval(c"Arguments must be valid UTF-8"))?;
     }
     Ok(args.len().min(64))
 }
 
 pub(crate) fn nomem(_: impl core::fmt::Debug) -> CtrError {
-    CtrError { msg: c"Out of memory", err: ENOMEM }
+    CtrError {
+        msg: c"Out of memory",
+        err: ENOMEM,
+    }
 }
 
 /// Remembers the arguments for `dmsetup table`.
@@ -272,7 +277,8 @@ pub(crate) fn table_line(args: &[&str]) -> core::result::Result<KVec<u8>, CtrErr
         if i > 0 {
             line.push(b' ', GFP_KERNEL).map_err(nomem)?;
         }
-        line.extend_from_slice(a.as_bytes(), GFP_KERNEL).map_err(nomem)?;
+        line.extend_from_slice(a.as_bytes(), GFP_KERNEL)
+            .map_err(nomem)?;
     }
     if line.len() > MAX_TABLE {
         return Err(CtrError::inval(c"Table line too long"));
@@ -299,7 +305,9 @@ pub(crate) fn first_overlap(table: &RBTree<u64, Extent>, start: u64, end: u64) -
 fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: u32) {
     let (start, end) = (ext.start, ext.end());
     while let Some(old) = first_overlap(&st.table, start, end) {
-        let Some(n) = st.table.remove_node(&old.start) else { break };
+        let Some(n) = st.table.remove_node(&old.start) else {
+            break;
+        };
         let res = n.into_reservation();
         let keep = st.keeps_for_snapshot(&old, ext.seq, chunk_sectors);
         let moved = extent::intersect(&old, start, end);
@@ -363,17 +371,23 @@ impl Jsnap {
         store_none: bool,
     ) -> core::result::Result<(DmDev, DmDev, Option<DmDev>), CtrError> {
         let len = ti.len();
-        let prod = ti
-            .get_device(args[0], true)
-            .map_err(|err| CtrError { msg: c"Error opening production device", err })?;
+        let prod = ti.get_device(args[0], true).map_err(|err| CtrError {
+            msg: c"Error opening production device",
+            err,
+        })?;
         if prod.sectors() < len {
-            return Err(CtrError::inval(c"Production device is smaller than the target length"));
+            return Err(CtrError::inval(
+                c"Production device is smaller than the target length",
+            ));
         }
-        let journal = ti
-            .get_device(args[1], true)
-            .map_err(|err| CtrError { msg: c"Error opening journal device", err })?;
+        let journal = ti.get_device(args[1], true).map_err(|err| CtrError {
+            msg: c"Error opening journal device",
+            err,
+        })?;
         if journal.devt() == prod.devt() {
-            return Err(CtrError::inval(c"Production and journal must be different devices"));
+            return Err(CtrError::inval(
+                c"Production and journal must be different devices",
+            ));
         }
         if !journal.has_dax() {
             return Err(CtrError::inval(c"Journal device does not support DAX"));
@@ -381,14 +395,19 @@ impl Jsnap {
         let store = if store_none {
             None
         } else {
-            let store = ti
-                .get_device(args[2], true)
-                .map_err(|err| CtrError { msg: c"Error opening store device", err })?;
+            let store = ti.get_device(args[2], true).map_err(|err| CtrError {
+                msg: c"Error opening store device",
+                err,
+            })?;
             if store.devt() == prod.devt() || store.devt() == journal.devt() {
-                return Err(CtrError::inval(c"Store must differ from production and journal"));
+                return Err(CtrError::inval(
+                    c"Store must differ from production and journal",
+                ));
             }
             if store.sectors() < len {
-                return Err(CtrError::inval(c"Store device is smaller than the target length"));
+                return Err(CtrError::inval(
+                    c"Store device is smaller than the target length",
+                ));
             }
             Some(store)
         };
@@ -436,9 +455,21 @@ impl Jsnap {
             }
         };
         if let Some(r) = st.rec(seq) {
-            *r = Rec { seq, end: res.pos + res.len, refs: 0, pins: 0, persisted: false, known: true };
+            *r = Rec {
+                seq,
+                end: res.pos + res.len,
+                refs: 0,
+                pins: 0,
+                persisted: false,
+                known: true,
+            };
         }
-        let ext = Extent { start: sector, len: n, seq, ring_pos: res.pos };
+        let ext = Extent {
+            start: sector,
+            len: n,
+            seq,
+            ring_pos: res.pos,
+        };
         insert_extent(&mut st, ext, &mut nodes, self.chunk_sectors);
         st.written_bytes += n << 9;
         drop(st);
@@ -446,12 +477,22 @@ impl Jsnap {
         // Copy the data and the descriptor, then one fence: a descriptor
         // that reaches pmem without its data fails its data CRC on replay,
         // and such a write was never acknowledged.
-        let copied = bio.copy_to_pmem(&self.pmem, self.ring_off(res.pos)).and_then(|crc| {
-            let d = Descriptor { flags: 0, seq, sector, ring_pos: res.pos, nr_sectors: n as u32, data_crc: crc };
-            let mut buf = [0u8; format::DESC_BYTES];
-            d.encode(&mut buf);
-            self.pmem.write(self.geometry.desc_slot_offset(seq) as usize, &buf)
-        });
+        let copied = bio
+            .copy_to_pmem(&self.pmem, self.ring_off(res.pos))
+            .and_then(|crc| {
+                let d = Descriptor {
+                    flags: 0,
+                    seq,
+                    sector,
+                    ring_pos: res.pos,
+                    nr_sectors: n as u32,
+                    data_crc: crc,
+                };
+                let mut buf = [0u8; format::DESC_BYTES];
+                d.encode(&mut buf);
+                self.pmem
+                    .write(self.geometry.desc_slot_offset(seq) as usize, &buf)
+            });
         self.pmem.fence();
 
         let mut st = self.state.lock();
@@ -536,7 +577,8 @@ impl Jsnap {
         let st = self.state.lock();
         let ring = st.space.ring();
         let (used, size, pending) = (ring.used() << 9, ring.size() << 9, st.space.pending());
-        let (extents, deferred, errors, degraded) = (st.extents, st.deferred.len(), st.errors, st.degraded);
+        let (extents, deferred, errors, degraded) =
+            (st.extents, st.deferred.len(), st.errors, st.degraded);
         let (written, destaged) = (st.written_bytes, st.destaged_bytes);
         let (snap, preserved, chunks, hydrate) = (st.snap, st.preserved, st.nr_chunks, st.hydrate);
         let (views, snap_extents) = (st.views, st.snap_extents);
@@ -615,7 +657,8 @@ impl Target for Jsnap {
         let n = str_args(args, &mut sbuf)?;
         let s = &sbuf[..n];
         // Pure checks first: nothing is opened for a malformed line.
-        let chunk_sectors = table::parse_chunk_sectors(s[3]).map_err(|e| CtrError::inval(e.msg()))?;
+        let chunk_sectors =
+            table::parse_chunk_sectors(s[3]).map_err(|e| CtrError::inval(e.msg()))?;
         let features = table::parse_features(&s[4..]).map_err(|e| CtrError::inval(e.msg()))?;
         let (begin, len) = (ti.begin(), ti.len());
         if len == 0 {
@@ -624,19 +667,30 @@ impl Target for Jsnap {
         let table = table_line(s)?;
         let devt = ti.md_devt();
         if registry::find(devt).is_some_and(|j| j.state.lock().views > 0) {
-            return Err(CtrError { msg: c"A jsnap-view is attached to this device: remove it first", err: EBUSY });
+            return Err(CtrError {
+                msg: c"A jsnap-view is attached to this device: remove it first",
+                err: EBUSY,
+            });
         }
         let (prod, journal, store) = Self::open_devices(ti, args, s[2] == "-")?;
         let store_sectors = if store.is_some() { len } else { 0 };
         let opened = recovery::open(&journal, len, chunk_sectors, store_sectors, features.format)?;
         let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS);
-        ti.set_max_io_len(max_io).map_err(|err| CtrError { msg: c"Cannot set the maximum I/O size", err })?;
+        ti.set_max_io_len(max_io).map_err(|err| CtrError {
+            msg: c"Cannot set the maximum I/O size",
+            err,
+        })?;
         ti.setup(0, false);
         let wq = OwnedQueue::new(c"jsnap_destage").map_err(nomem)?;
         let io = IoClient::new().map_err(nomem)?;
         let buf = KBox::new([0u8; format::SB_SLOT_BYTES], GFP_KERNEL).map_err(nomem)?;
         let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(nomem)?;
-        let recovery::Opened { pmem, sb, slot, format_pending } = opened;
+        let recovery::Opened {
+            pmem,
+            sb,
+            slot,
+            format_pending,
+        } = opened;
         let geometry = sb.geometry;
         let state = recovery::empty_state(&sb).map_err(nomem)?;
         let this = Arc::pin_init(
@@ -664,7 +718,10 @@ impl Target for Jsnap {
             }),
             GFP_KERNEL,
         )
-        .map_err(|err| CtrError { msg: c"Cannot allocate target state", err })?;
+        .map_err(|err| CtrError {
+            msg: c"Cannot allocate target state",
+            err,
+        })?;
         registry::add(devt, this.clone()).map_err(nomem)?;
         Ok(this)
     }
@@ -722,6 +779,11 @@ impl Target for Jsnap {
 
     fn iterate_devices(&self, it: &mut DeviceIter<'_>) -> i32 {
         it.call(&self.prod, 0, self.len)
+    }
+
+    fn io_hints(&self, limits: &mut Limits<'_>) {
+        // Whole chunks destage and preserve best.
+        limits.set_io_sizes(4096, self.chunk_sectors << 9);
     }
 
     fn preresume(&self) -> Result {

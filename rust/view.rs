@@ -96,7 +96,9 @@ impl Target for View {
 
     fn ctr(ti: &mut Ctr<'_>, args: &[&CStr]) -> core::result::Result<Arc<Self>, CtrError> {
         if args.len() != 2 {
-            return Err(CtrError::inval(c"Invalid argument count: need <jsnap_dev> <ro|rw|mirror>"));
+            return Err(CtrError::inval(
+                c"Invalid argument count: need <jsnap_dev> <ro|rw|mirror>",
+            ));
         }
         let mut sbuf = [""; 64];
         let n = str_args(args, &mut sbuf)?;
@@ -105,22 +107,32 @@ impl Target for View {
         let table = table_line(s)?;
         let dev = ti
             .get_device(args[0], mode != ViewMode::Ro)
-            .map_err(|err| CtrError { msg: c"Error opening the jsnap device", err })?;
-        let jsnap = registry::find(dev.devt()).ok_or(CtrError::inval(c"Device is not a jsnap device"))?;
+            .map_err(|err| CtrError {
+                msg: c"Error opening the jsnap device",
+                err,
+            })?;
+        let jsnap =
+            registry::find(dev.devt()).ok_or(CtrError::inval(c"Device is not a jsnap device"))?;
         if ti.len() != jsnap.len {
-            return Err(CtrError::inval(c"View length must equal the jsnap device length"));
+            return Err(CtrError::inval(
+                c"View length must equal the jsnap device length",
+            ));
         }
         if jsnap.store.is_none() {
             return Err(CtrError::inval(c"The jsnap device has no store"));
         }
         let max_io = u64::from(jsnap.chunk_sectors).min(MAX_RECORD_SECTORS);
-        ti.set_max_io_len(max_io).map_err(|err| CtrError { msg: c"Cannot set the maximum I/O size", err })?;
+        ti.set_max_io_len(max_io).map_err(|err| CtrError {
+            msg: c"Cannot set the maximum I/O size",
+            err,
+        })?;
         ti.setup(0, false);
         let wq = OwnedQueue::new(c"jsnap_view").map_err(nomem)?;
         let (begin, len) = (ti.begin(), ti.len());
-        jsnap
-            .attach_view(true)
-            .map_err(|err| CtrError { msg: c"The jsnap device has no active snapshot", err })?;
+        jsnap.attach_view(true).map_err(|err| CtrError {
+            msg: c"The jsnap device has no active snapshot",
+            err,
+        })?;
         let undo = jsnap.clone();
         Arc::pin_init(
             try_pin_init!(Self {
@@ -138,7 +150,10 @@ impl Target for View {
         )
         .map_err(|err| {
             let _ = undo.attach_view(false);
-            CtrError { msg: c"Cannot allocate view state", err }
+            CtrError {
+                msg: c"Cannot allocate view state",
+                err,
+            }
         })
     }
 
@@ -160,7 +175,9 @@ impl Target for View {
                 // Preserved chunks are final in the store (mirror writes
                 // still need the journal half).
                 if this.mode != ViewMode::Mirror || kind == BioKind::Read {
-                    if let (true, Some(store)) = (this.jsnap.chunk_is_preserved(c), this.jsnap.store.as_ref()) {
+                    if let (true, Some(store)) =
+                        (this.jsnap.chunk_is_preserved(c), this.jsnap.store.as_ref())
+                    {
                         bio.remap(store, start);
                         return Mapped::Remap(bio);
                     }
@@ -217,7 +234,9 @@ impl WorkItem for View {
 
     fn run(this: Arc<View>) {
         loop {
-            let Some(bio) = this.queue.lock().pop() else { return };
+            let Some(bio) = this.queue.lock().pop() else {
+                return;
+            };
             this.process(bio);
         }
     }

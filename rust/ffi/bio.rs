@@ -75,18 +75,6 @@ impl Bio {
         }
     }
 
-    /// Whether REQ_PREFLUSH is set.
-    pub(crate) fn is_preflush(&self) -> bool {
-        // SAFETY: the bio is valid by the type invariant.
-        unsafe { sys::jsnap_bio_is_preflush(self.raw()) }
-    }
-
-    /// Whether REQ_FUA is set.
-    pub(crate) fn is_fua(&self) -> bool {
-        // SAFETY: the bio is valid by the type invariant.
-        unsafe { sys::jsnap_bio_is_fua(self.raw()) }
-    }
-
     /// First sector (relative to the mapped device, as dm passes it).
     pub(crate) fn sector(&self) -> u64 {
         // SAFETY: the bio is valid by the type invariant.
@@ -130,7 +118,13 @@ impl Bio {
     }
 
     /// Copies `len` bytes of `pmem` at `off` into the bio at byte `skip`.
-    pub(crate) fn copy_from_pmem(&mut self, skip: u32, pmem: &Pmem, off: usize, len: u32) -> Result {
+    pub(crate) fn copy_from_pmem(
+        &mut self,
+        skip: u32,
+        pmem: &Pmem,
+        off: usize,
+        len: u32,
+    ) -> Result {
         if skip.checked_add(len).is_none_or(|e| e > self.bytes()) {
             return Err(EINVAL);
         }
@@ -207,7 +201,11 @@ unsafe impl Send for BioList {}
 impl BioList {
     /// An empty list.
     pub(crate) const fn new() -> Self {
-        Self { head: core::ptr::null_mut(), tail: core::ptr::null_mut(), len: 0 }
+        Self {
+            head: core::ptr::null_mut(),
+            tail: core::ptr::null_mut(),
+            len: 0,
+        }
     }
 
     /// Number of bios held.
@@ -261,11 +259,6 @@ impl BioList {
         }
         self.len -= 1;
         Some(Bio(b))
-    }
-
-    /// Moves every bio of `self` to the returned list.
-    pub(crate) fn take(&mut self) -> BioList {
-        core::mem::replace(self, BioList::new())
     }
 }
 

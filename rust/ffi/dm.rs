@@ -11,7 +11,7 @@
 //!
 //! C header: [`include/linux/device-mapper.h`](srctree/include/linux/device-mapper.h)
 
-use super::bio::{Bio, BioKind};
+use super::bio::Bio;
 use super::sys;
 use core::fmt;
 use core::ptr::NonNull;
@@ -118,12 +118,6 @@ impl Ctr<'_> {
         self.ti.len
     }
 
-    /// Whether the table is opened for writing.
-    pub(crate) fn writable(&mut self) -> bool {
-        // SAFETY: `ti` is valid by the type invariant.
-        unsafe { sys::jsnap_ti_is_write(self.ti) }
-    }
-
     /// Opens an underlying device by path or `major:minor`.
     pub(crate) fn get_device(&mut self, path: &CStr, write: bool) -> Result<DmDev> {
         // SAFETY: a pure function.
@@ -131,14 +125,15 @@ impl Ctr<'_> {
         let mut dev: *mut sys::dm_dev = core::ptr::null_mut();
         // SAFETY: `ti` is valid by the type invariant, `path` is NUL-terminated
         // and `dev` is a valid out pointer.
-        to_result(unsafe {
-            sys::dm_get_device(self.ti, path.as_char_ptr(), mode, &mut dev)
-        })?;
+        to_result(unsafe { sys::dm_get_device(self.ti, path.as_char_ptr(), mode, &mut dev) })?;
         let dev = NonNull::new(dev).ok_or(ENODEV)?;
         // INVARIANT: `dm_get_device` succeeded; the reference is dropped by
         // `DmDev::drop` while `ti` still exists (the target's state is
         // dropped in `dtr` at the latest).
-        Ok(DmDev { ti: NonNull::from(&mut *self.ti), dev })
+        Ok(DmDev {
+            ti: NonNull::from(&mut *self.ti),
+            dev,
+        })
     }
 
     /// Sets the size of the per-bio data, flush and discard support.
@@ -186,12 +181,6 @@ impl DmDev {
         unsafe { sys::jsnap_bdev_sectors(self.bdev()) }
     }
 
-    /// Logical block size in bytes.
-    pub(crate) fn logical_block_size(&self) -> u32 {
-        // SAFETY: the block device of a held `dm_dev` is valid.
-        unsafe { sys::jsnap_bdev_logical_block_size(self.bdev()) }
-    }
-
     /// Whether the device supports DAX.
     pub(crate) fn has_dax(&self) -> bool {
         // SAFETY: `dev` is valid by the type invariant.
@@ -217,13 +206,6 @@ impl Drop for DmDev {
 pub(crate) struct Out<'a> {
     buf: &'a mut [u8],
     pos: usize,
-}
-
-impl Out<'_> {
-    /// Bytes written so far.
-    pub(crate) fn written(&self) -> usize {
-        self.pos
-    }
 }
 
 impl fmt::Write for Out<'_> {
@@ -268,13 +250,6 @@ pub(crate) struct Limits<'a> {
 }
 
 impl Limits<'_> {
-    /// Raises the logical block size to at least `bytes`.
-    pub(crate) fn min_logical_block(&mut self, bytes: u32) {
-        if self.lim.logical_block_size < bytes {
-            self.lim.logical_block_size = bytes;
-        }
-    }
-
     /// Sets the preferred minimum and optimal I/O sizes in bytes.
     pub(crate) fn set_io_sizes(&mut self, min: u32, opt: u32) {
         self.lim.io_min = self.lim.io_min.max(min);
@@ -434,7 +409,12 @@ unsafe extern "C" fn iterate_devices_cb<T: Target>(
 ) -> c_int {
     // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
     let t = unsafe { private::<T>(ti) };
-    t.iterate_devices(&mut DeviceIter { ti, fun, data, _p: core::marker::PhantomData })
+    t.iterate_devices(&mut DeviceIter {
+        ti,
+        fun,
+        data,
+        _p: core::marker::PhantomData,
+    })
 }
 
 unsafe extern "C" fn io_hints_cb<T: Target>(
@@ -496,18 +476,46 @@ impl<T: Target> Registration<T> {
             ctr: Some(ctr_cb::<T>),
             dtr: Some(dtr_cb::<T>),
             map: Some(map_cb::<T>),
-            status: if T::HAS_STATUS { Some(status_cb::<T>) } else { None },
-            message: if T::HAS_MESSAGE { Some(message_cb::<T>) } else { None },
+            status: if T::HAS_STATUS {
+                Some(status_cb::<T>)
+            } else {
+                None
+            },
+            message: if T::HAS_MESSAGE {
+                Some(message_cb::<T>)
+            } else {
+                None
+            },
             iterate_devices: if T::HAS_ITERATE_DEVICES {
                 Some(iterate_devices_cb::<T>)
             } else {
                 None
             },
-            io_hints: if T::HAS_IO_HINTS { Some(io_hints_cb::<T>) } else { None },
-            presuspend: if T::HAS_PRESUSPEND { Some(presuspend_cb::<T>) } else { None },
-            postsuspend: if T::HAS_POSTSUSPEND { Some(postsuspend_cb::<T>) } else { None },
-            preresume: if T::HAS_PRERESUME { Some(preresume_cb::<T>) } else { None },
-            resume: if T::HAS_RESUME { Some(resume_cb::<T>) } else { None },
+            io_hints: if T::HAS_IO_HINTS {
+                Some(io_hints_cb::<T>)
+            } else {
+                None
+            },
+            presuspend: if T::HAS_PRESUSPEND {
+                Some(presuspend_cb::<T>)
+            } else {
+                None
+            },
+            postsuspend: if T::HAS_POSTSUSPEND {
+                Some(postsuspend_cb::<T>)
+            } else {
+                None
+            },
+            preresume: if T::HAS_PRERESUME {
+                Some(preresume_cb::<T>)
+            } else {
+                None
+            },
+            resume: if T::HAS_RESUME {
+                Some(resume_cb::<T>)
+            } else {
+                None
+            },
             ..Default::default()
         };
         let mut tt = KBox::new(tt, GFP_KERNEL)?;
@@ -515,7 +523,10 @@ impl<T: Target> Registration<T> {
         // registration (it is unregistered before the box is freed).
         to_result(unsafe { sys::dm_register_target(&mut *tt) })?;
         // INVARIANT: registered above.
-        Ok(Self { tt, _t: core::marker::PhantomData })
+        Ok(Self {
+            tt,
+            _t: core::marker::PhantomData,
+        })
     }
 }
 
@@ -525,6 +536,3 @@ impl<T: Target> Drop for Registration<T> {
         unsafe { sys::dm_unregister_target(&mut *self.tt) }
     }
 }
-
-/// `BioKind` re-exported for targets.
-pub(crate) type Kind = BioKind;

@@ -32,16 +32,39 @@ impl IoClient {
         NonNull::new(c).map(Self).ok_or(ENOMEM)
     }
 
-    fn io(&self, dev: &DmDev, sector: u64, sectors: u64, mem: *mut u8, write: bool, fua: bool) -> Result {
+    fn io(
+        &self,
+        dev: &DmDev,
+        sector: u64,
+        sectors: u64,
+        mem: *mut u8,
+        write: bool,
+        fua: bool,
+    ) -> Result {
         // SAFETY: the caller checked that `mem` is valid for `sectors * 512`
         // bytes; `dev` is held; the client is live.
         to_result(unsafe {
-            sys::jsnap_io(self.0.as_ptr(), dev.bdev(), sector, sectors, mem.cast(), write, fua)
+            sys::jsnap_io(
+                self.0.as_ptr(),
+                dev.bdev(),
+                sector,
+                sectors,
+                mem.cast(),
+                write,
+                fua,
+            )
         })
     }
 
     /// Writes `sectors` sectors of pmem at byte `off` to `dev` at `sector`.
-    pub(crate) fn write_from_pmem(&self, dev: &DmDev, sector: u64, pmem: &Pmem, off: usize, sectors: u64) -> Result {
+    pub(crate) fn write_from_pmem(
+        &self,
+        dev: &DmDev,
+        sector: u64,
+        pmem: &Pmem,
+        off: usize,
+        sectors: u64,
+    ) -> Result {
         let len = usize::try_from(sectors << 9).map_err(|_| EINVAL)?;
         let p = pmem.ptr_for(off, len)?;
         self.io(dev, sector, sectors, p, true, false)
@@ -52,7 +75,14 @@ impl IoClient {
         if buf.len() % 512 != 0 {
             return Err(EINVAL);
         }
-        self.io(dev, sector, (buf.len() >> 9) as u64, buf.as_mut_ptr(), false, false)
+        self.io(
+            dev,
+            sector,
+            (buf.len() >> 9) as u64,
+            buf.as_mut_ptr(),
+            false,
+            false,
+        )
     }
 
     /// Writes `buf` (a multiple of 512 bytes) to `dev` at `sector`.
@@ -61,7 +91,14 @@ impl IoClient {
             return Err(EINVAL);
         }
         // dm-io does not write to memory on a WRITE request.
-        self.io(dev, sector, (buf.len() >> 9) as u64, buf.as_ptr().cast_mut(), true, fua)
+        self.io(
+            dev,
+            sector,
+            (buf.len() >> 9) as u64,
+            buf.as_ptr().cast_mut(),
+            true,
+            fua,
+        )
     }
 }
 

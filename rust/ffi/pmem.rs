@@ -49,11 +49,6 @@ impl Pmem {
         Ok(Self { addr, len, vmapped })
     }
 
-    /// Size of the mapping in bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Pointer to `off..off+len`, bounds-checked.
     pub(crate) fn ptr_for(&self, off: usize, len: usize) -> Result<*mut u8> {
         match off.checked_add(len) {
@@ -130,20 +125,5 @@ impl Pmem {
             done += n;
         }
         Ok(())
-    }
-
-    /// Whether `off..off+len` is all zero.
-    pub(crate) fn is_zero(&self, off: usize, len: usize) -> Result<bool> {
-        let mut buf = [0u8; 256];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(buf.len());
-            self.read(off + done, &mut buf[..n])?;
-            if buf[..n].iter().any(|&b| b != 0) {
-                return Ok(false);
-            }
-            done += n;
-        }
-        Ok(true)
     }
 }

@@ -37,5 +37,10 @@ pub(crate) fn remove(j: &Jsnap) {
 
 /// The newest instance for `devt`.
 pub(crate) fn find(devt: u32) -> Option<Arc<Jsnap>> {
-    REGISTRY.lock().iter().rev().find(|(d, _)| *d == devt).map(|(_, j)| j.clone())
+    REGISTRY
+        .lock()
+        .iter()
+        .rev()
+        .find(|(d, _)| *d == devt)
+        .map(|(_, j)| j.clone())
 }

@@ -52,16 +52,6 @@ unsigned int jsnap_bio_kind(struct bio *bio)
 	}
 }
 
-bool jsnap_bio_is_preflush(struct bio *bio)
-{
-	return bio->bi_opf & REQ_PREFLUSH;
-}
-
-bool jsnap_bio_is_fua(struct bio *bio)
-{
-	return bio->bi_opf & REQ_FUA;
-}
-
 sector_t jsnap_bio_sector(struct bio *bio)
 {
 	return bio->bi_iter.bi_sector;

@@ -13,8 +13,6 @@ struct dm_target;
 struct workqueue_struct;
 
 unsigned int jsnap_bio_kind(struct bio *bio);
-bool jsnap_bio_is_preflush(struct bio *bio);
-bool jsnap_bio_is_fua(struct bio *bio);
 sector_t jsnap_bio_sector(struct bio *bio);
 unsigned int jsnap_bio_size(struct bio *bio);
 void jsnap_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector);

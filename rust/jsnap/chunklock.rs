@@ -43,7 +43,10 @@ impl ChunkLocks {
         loop {
             match held.get_mut(&c) {
                 None => {
-                    let h = Holders { readers: u32::from(!exclusive), writer: exclusive };
+                    let h = Holders {
+                        readers: u32::from(!exclusive),
+                        writer: exclusive,
+                    };
                     if let Some(n) = node.take() {
                         held.insert(n.into_node(c, h));
                     }

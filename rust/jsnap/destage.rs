@@ -21,10 +21,10 @@
 //! Errors leave the extents in the table (and the data in the journal),
 //! count in `errors`, set `state=degraded` and are retried with back-off.
 
-use super::{first_overlap, Jsnap, Journaled, State, MAX_RECORD_SECTORS};
-use crate::logic::format::SnapState;
+use super::{first_overlap, Journaled, Jsnap, State, MAX_RECORD_SECTORS};
 use crate::ffi::io;
 use crate::logic::extent::{self, Extent};
+use crate::logic::format::SnapState;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::time::Delta;
@@ -56,7 +56,9 @@ fn wanted(st: &mut State, high: u32, low: u32, no_destage: bool) -> bool {
 /// Retries deferred writes in order until one does not fit.
 fn serve_deferred(this: &Arc<Jsnap>) {
     loop {
-        let Some(bio) = this.state.lock().deferred.pop() else { return };
+        let Some(bio) = this.state.lock().deferred.pop() else {
+            return;
+        };
         if let Journaled::Again(bio) = this.journal_write(bio, GFP_NOWAIT, true) {
             this.state.lock().deferred.push_front(bio);
             return;
@@ -72,9 +74,14 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
     for _pass in 0..2 {
         let mut key = from;
         while batch.len() < max {
-            let Some(x) = st.table.cursor_lower_bound(&key).map(|c| *c.current().1) else { break };
+            let Some(x) = st.table.cursor_lower_bound(&key).map(|c| *c.current().1) else {
+                break;
+            };
             let n = st.recs.len() as u64;
-            let persisted = st.recs.get((x.seq % n) as usize).is_some_and(|r| r.persisted && r.seq == x.seq);
+            let persisted = st
+                .recs
+                .get((x.seq % n) as usize)
+                .is_some_and(|r| r.persisted && r.seq == x.seq);
             if persisted && batch.push(x, GFP_NOWAIT).is_err() {
                 break;
             }
@@ -131,7 +138,13 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
             }
         }
         if res.is_ok() {
-            res = this.io.write_from_pmem(&this.prod, run.start, &this.pmem, this.ring_off(run.ring_pos), run.len);
+            res = this.io.write_from_pmem(
+                &this.prod,
+                run.start,
+                &this.pmem,
+                this.ring_off(run.ring_pos),
+                run.len,
+            );
         }
         if snap_active {
             for c in chunks.start..locked {
@@ -151,7 +164,9 @@ fn drop_destaged(st: &mut State, batch: &[Extent]) {
     for x in batch {
         let mut pos = x.start;
         while pos < x.end() {
-            let Some(y) = first_overlap(&st.table, pos, x.end()) else { break };
+            let Some(y) = first_overlap(&st.table, pos, x.end()) else {
+                break;
+            };
             let next = y.end();
             if y.seq == x.seq {
                 if st.table.remove(&y.start).is_some() {
@@ -187,10 +202,15 @@ fn retire(this: &Jsnap) -> Result<bool> {
         }
         seq += 1;
     }
-    let Some((seq, end)) = last else { return Ok(false) };
+    let Some((seq, end)) = last else {
+        return Ok(false);
+    };
     let mut after = st.space;
     if after.retire_through(seq, end).is_err() {
-        pr_err!("dm-jsnap: journal accounting refused retiring through {}\n", seq);
+        pr_err!(
+            "dm-jsnap: journal accounting refused retiring through {}\n",
+            seq
+        );
         return Err(EIO);
     }
     drop(st);
@@ -218,7 +238,13 @@ fn retire(this: &Jsnap) -> Result<bool> {
 /// Preserves the chunks of the first superseded pre-snapshot piece, which
 /// frees it.  Returns whether there was one.
 fn preserve_snap_pieces(this: &Jsnap) -> bool {
-    let Some(x) = this.state.lock().snap_table.cursor_front().map(|c| *c.current().1) else {
+    let Some(x) = this
+        .state
+        .lock()
+        .snap_table
+        .cursor_front()
+        .map(|c| *c.current().1)
+    else {
         return false;
     };
     let cs = u64::from(this.chunk_sectors);
@@ -239,7 +265,11 @@ fn preserve_snap_pieces(this: &Jsnap) -> bool {
 /// One worker run.
 pub(super) fn run(this: &Arc<Jsnap>) {
     let mut backoff = BACKOFF_MS_MIN;
-    let (high, low, nd) = (this.features.high_watermark, this.features.low_watermark, this.features.no_destage);
+    let (high, low, nd) = (
+        this.features.high_watermark,
+        this.features.low_watermark,
+        this.features.no_destage,
+    );
     loop {
         serve_deferred(this);
         let retired = match retire(this) {
@@ -286,7 +316,11 @@ pub(super) fn run(this: &Arc<Jsnap>) {
                 st.degraded = true;
                 let stop = st.stopping || st.suspended;
                 drop(st);
-                pr_warn!("dm-jsnap: destage failed ({:?}), retrying in {} ms\n", e, backoff);
+                pr_warn!(
+                    "dm-jsnap: destage failed ({:?}), retrying in {} ms\n",
+                    e,
+                    backoff
+                );
                 this.cond.notify_all();
                 if stop {
                     break;

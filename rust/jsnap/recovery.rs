@@ -35,14 +35,24 @@ pub(crate) struct Opened {
 const PAGE: u64 = 4096;
 
 /// Persists `sb` into superblock slot `slot`.
-pub(crate) fn write_sb(pmem: &Pmem, sb: &Superblock, slot: usize, buf: &mut [u8; format::SB_SLOT_BYTES]) -> Result {
+pub(crate) fn write_sb(
+    pmem: &Pmem,
+    sb: &Superblock,
+    slot: usize,
+    buf: &mut [u8; format::SB_SLOT_BYTES],
+) -> Result {
     sb.encode(buf);
     pmem.write(slot * format::SB_SLOT_BYTES, &buf[..])?;
     pmem.fence();
     Ok(())
 }
 
-fn fresh_sb(geometry: format::Geometry, prod_sectors: u64, chunk_sectors: u32, store_sectors: u64) -> Superblock {
+fn fresh_sb(
+    geometry: format::Geometry,
+    prod_sectors: u64,
+    chunk_sectors: u32,
+    store_sectors: u64,
+) -> Superblock {
     Superblock {
         generation: 1,
         uuid: [0; 16],
@@ -61,12 +71,19 @@ fn fresh_sb(geometry: format::Geometry, prod_sectors: u64, chunk_sectors: u32, s
 }
 
 /// Formats the journal (commit protocol step 5 in `logic/format.rs`).
-fn format_journal(pmem: &Pmem, sb: &mut Superblock, buf: &mut [u8; format::SB_SLOT_BYTES]) -> Result {
+fn format_journal(
+    pmem: &Pmem,
+    sb: &mut Superblock,
+    buf: &mut [u8; format::SB_SLOT_BYTES],
+) -> Result {
     let g = sb.geometry;
     pmem.zero(0, 2 * format::SB_SLOT_BYTES)?;
     pmem.fence();
     pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
-    pmem.zero(g.desc_offset as usize, g.desc_count as usize * format::DESC_BYTES)?;
+    pmem.zero(
+        g.desc_offset as usize,
+        g.desc_count as usize * format::DESC_BYTES,
+    )?;
     pmem.fence();
     random_bytes(&mut sb.uuid);
     sb.generation = 1;
@@ -88,11 +105,17 @@ pub(crate) fn open(
     let dev_bytes = (journal.sectors() << 9) & !(PAGE - 1);
     let geometry = format::plan_geometry(dev_bytes, prod_sectors, chunk_sectors)
         .map_err(|_| refuse(c"Journal device is too small for this target"))?;
-    let pmem = Pmem::map(journal, dev_bytes)
-        .map_err(|err| CtrError { msg: c"Cannot map the journal device (DAX)", err })?;
+    let pmem = Pmem::map(journal, dev_bytes).map_err(|err| CtrError {
+        msg: c"Cannot map the journal device (DAX)",
+        err,
+    })?;
 
-    let mut slots = KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL).map_err(super::nomem)?;
-    pmem.read(0, &mut slots).map_err(|err| CtrError { msg: c"Cannot read the journal", err })?;
+    let mut slots =
+        KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL).map_err(super::nomem)?;
+    pmem.read(0, &mut slots).map_err(|err| CtrError {
+        msg: c"Cannot read the journal",
+        err,
+    })?;
     let (s0, s1) = slots.split_at(format::SB_SLOT_BYTES);
     let picked = format::pick_superblock(s0, s1);
     let blank = slots.iter().all(|&b| b == 0);
@@ -103,10 +126,18 @@ pub(crate) fn open(
         _ if format_requested => (fresh, 0, true),
         Err(FmtError::NotFormatted) if blank => (fresh, 0, true),
         Err(FmtError::NotFormatted) | Err(FmtError::BadMagic) => {
-            return Err(refuse(c"Journal device holds foreign data (use the format feature to overwrite it)"))
+            return Err(refuse(
+                c"Journal device holds foreign data (use the format feature to overwrite it)",
+            ))
         }
-        Err(FmtError::BadVersion) => return Err(refuse(c"Journal has an unsupported format version")),
-        Err(_) => return Err(refuse(c"Journal superblock is corrupt (use the format feature to overwrite it)")),
+        Err(FmtError::BadVersion) => {
+            return Err(refuse(c"Journal has an unsupported format version"))
+        }
+        Err(_) => {
+            return Err(refuse(
+                c"Journal superblock is corrupt (use the format feature to overwrite it)",
+            ))
+        }
         Ok((sb, slot)) => {
             if sb.prod_sectors != prod_sectors {
                 return Err(refuse(c"Journal belongs to a target of another length"));
@@ -115,15 +146,24 @@ pub(crate) fn open(
                 return Err(refuse(c"Journal was formatted with another chunk size"));
             }
             if sb.geometry.dev_bytes > dev_bytes {
-                return Err(refuse(c"Journal device is smaller than its superblock says"));
+                return Err(refuse(
+                    c"Journal device is smaller than its superblock says",
+                ));
             }
             if sb.snap_state != SnapState::None && sb.store_sectors != store_sectors {
-                return Err(refuse(c"Journal holds a snapshot: the store device cannot change"));
+                return Err(refuse(
+                    c"Journal holds a snapshot: the store device cannot change",
+                ));
             }
             (sb, slot, false)
         }
     };
-    Ok(Opened { pmem, sb, slot, format_pending })
+    Ok(Opened {
+        pmem,
+        sb,
+        slot,
+        format_pending,
+    })
 }
 
 /// The state of a target whose journal is not loaded yet.
@@ -175,7 +215,10 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         format_journal(&this.pmem, sb, buf)?;
         sbg.slot = 0;
         sbg.format_pending = false;
-        pr_info!("dm-jsnap: journal formatted ({} bytes of ring)\n", this.geometry.ring_sectors << 9);
+        pr_info!(
+            "dm-jsnap: journal formatted ({} bytes of ring)\n",
+            this.geometry.ring_sectors << 9
+        );
     }
     let sb = sbg.sb;
     drop(sbg);
@@ -199,7 +242,9 @@ fn replay_records(this: &Jsnap, sb: &Superblock) -> Result<State> {
     for i in 0..dc {
         let off = (g.desc_offset + i * format::DESC_BYTES as u64) as usize;
         pmem.read(off, &mut buf)?;
-        let Ok(d) = Descriptor::decode(&buf, g.ring_sectors) else { continue };
+        let Ok(d) = Descriptor::decode(&buf, g.ring_sectors) else {
+            continue;
+        };
         if d.seq < sb.tail_seq || d.seq >= sb.tail_seq + dc || d.seq % dc != i {
             continue;
         }
@@ -208,13 +253,29 @@ fn replay_records(this: &Jsnap, sb: &Superblock) -> Result<State> {
         if crc.ok() != Some(d.data_crc) {
             continue; // torn: never acknowledged
         }
-        if d.sector.checked_add(u64::from(d.nr_sectors)).is_none_or(|e| e > sb.prod_sectors) {
-            pr_err!("dm-jsnap: journal record {} lies outside the target\n", d.seq);
+        if d.sector
+            .checked_add(u64::from(d.nr_sectors))
+            .is_none_or(|e| e > sb.prod_sectors)
+        {
+            pr_err!(
+                "dm-jsnap: journal record {} lies outside the target\n",
+                d.seq
+            );
             return Err(EINVAL);
         }
-        infos.push(RecordInfo::from_descriptor(&d, u64::from(d.nr_sectors)), GFP_KERNEL)?;
+        infos.push(
+            RecordInfo::from_descriptor(&d, u64::from(d.nr_sectors)),
+            GFP_KERNEL,
+        )?;
     }
-    let plan = replay::plan(&mut infos, sb.tail_seq, sb.tail_pos, g.ring_sectors, g.desc_count).map_err(|e| {
+    let plan = replay::plan(
+        &mut infos,
+        sb.tail_seq,
+        sb.tail_pos,
+        g.ring_sectors,
+        g.desc_count,
+    )
+    .map_err(|e| {
         pr_err!("dm-jsnap: journal records are inconsistent ({:?})\n", e);
         EINVAL
     })?;
@@ -235,15 +296,30 @@ fn replay_records(this: &Jsnap, sb: &Superblock) -> Result<State> {
     // Holes (records that never persisted) stay unknown and retire freely.
     for seq in sb.tail_seq..plan.next_seq {
         if let Some(r) = st.rec(seq) {
-            *r = Rec { seq, ..Rec::default() };
+            *r = Rec {
+                seq,
+                ..Rec::default()
+            };
         }
     }
     for info in infos.iter().take(plan.count) {
         if let Some(r) = st.rec(info.seq) {
-            *r = Rec { seq: info.seq, end: info.ring_pos + info.ring_len, refs: 0, pins: 0, persisted: true, known: true };
+            *r = Rec {
+                seq: info.seq,
+                end: info.ring_pos + info.ring_len,
+                refs: 0,
+                pins: 0,
+                persisted: true,
+                known: true,
+            };
         }
         let mut nodes = Nodes::new(4, GFP_KERNEL)?;
-        let ext = Extent { start: info.sector, len: u64::from(info.nr_sectors), seq: info.seq, ring_pos: info.ring_pos };
+        let ext = Extent {
+            start: info.sector,
+            len: u64::from(info.nr_sectors),
+            seq: info.seq,
+            ring_pos: info.ring_pos,
+        };
         insert_extent(&mut st, ext, &mut nodes, sb.chunk_sectors);
     }
     if plan.count > 0 {

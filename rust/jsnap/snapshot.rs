@@ -145,7 +145,8 @@ pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
         sb.hydrate = false;
     })?;
     let g = this.geometry;
-    this.pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
+    this.pmem
+        .zero(g.map_offset as usize, g.map_bytes as usize)?;
     this.pmem.fence();
     Jsnap::kick(this);
     pr_info!("dm-jsnap: snapshot dropped\n");
@@ -184,7 +185,9 @@ impl Jsnap {
         for (table, all) in [(&st.table, false), (&st.snap_table, true)] {
             let mut pos = start;
             while pos < end {
-                let Some(x) = first_overlap(table, pos, end) else { break };
+                let Some(x) = first_overlap(table, pos, end) else {
+                    break;
+                };
                 pos = x.end();
                 if !all && x.seq >= st.snap_seq {
                     continue;
@@ -226,7 +229,13 @@ impl Jsnap {
             let mut pieces = self.pieces_buf()?;
             self.snapshot_pieces(cs, ce, &mut pieces)?;
             for p in pieces.iter() {
-                self.io.write_from_pmem(store, p.start, &self.pmem, self.ring_off(p.ring_pos), p.len)?;
+                self.io.write_from_pmem(
+                    store,
+                    p.start,
+                    &self.pmem,
+                    self.ring_off(p.ring_pos),
+                    p.len,
+                )?;
             }
             io::flush(store)
         })();
@@ -246,7 +255,9 @@ impl Jsnap {
         st.preserve_failures = 0;
         if let Ok(Some((off, word))) = validity::set(&mut st.map, c) {
             // The bit is persisted before anyone may overwrite production.
-            let _ = self.pmem.write(self.geometry.map_offset as usize + off, &word);
+            let _ = self
+                .pmem
+                .write(self.geometry.map_offset as usize + off, &word);
             self.pmem.fence();
             st.preserved += 1;
         }
@@ -255,7 +266,9 @@ impl Jsnap {
         let cs64 = u64::from(self.chunk_sectors);
         let mut pos = cs;
         while pos < ce {
-            let Some(x) = first_overlap(&st.snap_table, pos, ce) else { break };
+            let Some(x) = first_overlap(&st.snap_table, pos, ce) else {
+                break;
+            };
             pos = x.end();
             if (x.start / cs64..x.end().div_ceil(cs64)).all(|k| st.is_preserved(k)) {
                 st.snap_table.remove(&x.start);
@@ -328,7 +341,12 @@ impl Jsnap {
             self.snapshot_pieces(start, end, &mut pieces)?;
             for p in pieces.iter() {
                 let skip = ((p.start - start) << 9) as u32;
-                bio.copy_from_pmem(skip, &self.pmem, self.ring_off(p.ring_pos), (p.len << 9) as u32)?;
+                bio.copy_from_pmem(
+                    skip,
+                    &self.pmem,
+                    self.ring_off(p.ring_pos),
+                    (p.len << 9) as u32,
+                )?;
             }
             Ok(())
         })();
@@ -398,7 +416,11 @@ impl Jsnap {
                 let next = validity::first_clear_from(&st.map, st.nr_chunks, st.hydrate_cursor)
                     .ok()
                     .flatten()
-                    .or_else(|| validity::first_clear_from(&st.map, st.nr_chunks, 0).ok().flatten());
+                    .or_else(|| {
+                        validity::first_clear_from(&st.map, st.nr_chunks, 0)
+                            .ok()
+                            .flatten()
+                    });
                 let Some(c) = next else { return false };
                 st.hydrate_cursor = c + 1;
                 (c, st.io_count)

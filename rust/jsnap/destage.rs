@@ -38,7 +38,11 @@ fn wanted(st: &mut State, high: u32, low: u32, no_destage: bool) -> bool {
     if st.stopping || st.suspended {
         return false;
     }
-    if st.drains > 0 || !st.deferred.is_empty() {
+    if !st.deferred.is_empty() {
+        // Writers wait: for space, or for memory for their table nodes.
+        return true;
+    }
+    if st.drains > 0 {
         return st.space.pending() > 0;
     }
     if no_destage {

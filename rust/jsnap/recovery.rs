@@ -219,6 +219,25 @@ pub(crate) fn load(this: &Jsnap) -> Result {
             "dm-jsnap: journal formatted ({} bytes of ring)\n",
             this.geometry.ring_sectors << 9
         );
+    } else {
+        // A table this one replaces may have committed since `ctr` read
+        // the superblock: read it again now that it is suspended.
+        let mut slots = KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL)?;
+        this.pmem.read(0, &mut slots)?;
+        let (s0, s1) = slots.split_at(format::SB_SLOT_BYTES);
+        let (sb, slot) = format::pick_superblock(s0, s1).map_err(|e| {
+            pr_err!(
+                "dm-jsnap: journal superblock unreadable at resume: {:?}\n",
+                e
+            );
+            EINVAL
+        })?;
+        if sb.uuid != sbg.sb.uuid || sb.geometry != sbg.sb.geometry {
+            pr_err!("dm-jsnap: journal changed identity since the table was loaded\n");
+            return Err(EINVAL);
+        }
+        sbg.sb = sb;
+        sbg.slot = slot;
     }
     let sb = sbg.sb;
     drop(sbg);

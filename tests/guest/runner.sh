@@ -7,7 +7,7 @@ export JSNAP_TOP=${JSNAP_TOP:-$(cd "$here/../.." && pwd)}
 # shellcheck source=../../qemu/guest-lib.sh
 . "$JSNAP_TOP/qemu/guest-lib.sh"
 SPLAT_RE='BUG|WARNING|Oops|KASAN|refcount|lockdep|general protection|Call Trace'
-per_test_timeout=${JSNAP_TEST_TIMEOUT:-420}
+per_test_timeout=${JSNAP_TEST_TIMEOUT:-300}
 
 tests=()
 for t in "$here"/[0-9]*.sh; do
@@ -33,19 +33,70 @@ fi
 dm_mknodes
 if dmsetup targets | grep -q '^jsnap '; then echo "ok - target jsnap registered"; else echo "not ok - target jsnap registered -- $(dmsetup targets | tr '\n' ' ')"; fi
 
+# dump_hung: where are the tasks stuck in D state?  (no sysrq in the test
+# kernel; /proc/PID/stack needs CONFIG_STACKTRACE)
+dump_hung() {
+	local p st
+	echo "# tasks in D state:"
+	for p in /proc/[0-9]*; do
+		st=$(awk '/^State:/ { print $2 }' "$p/status" 2>/dev/null)
+		[[ $st == D ]] || continue
+		echo "#   pid ${p#/proc/} $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) wchan=$(cat "$p/wchan" 2>/dev/null)"
+		sed 's/^/#     /' "$p/stack" 2>/dev/null
+	done
+	echo "# dm devices:"
+	timeout 5 dmsetup info -c 2>/dev/null | sed 's/^/#   /'
+	echo "# last kernel log lines:"
+	dmesg | tail -n 30 | sed 's/^/#   /'
+}
+
+# After a hang the kernel state is unusable (stuck I/O): report, save the
+# log for the host, and power off at once (no sync, which could block).
+give_up() {
+	local t2
+	for t2 in "${tests[@]:$1}"; do echo "not ok - $(basename "$t2" .sh): not run (an earlier test hung)"; done
+	echo "not ok - rmmod dm_jsnap: skipped (a test hung)"
+	if [[ -n ${JSNAP_VM_OUT:-} && -d ${JSNAP_VM_OUT:-} ]]; then
+		dmesg >"$JSNAP_VM_OUT/dmesg" 2>/dev/null
+		echo 1 >"$JSNAP_VM_OUT/rc"
+	fi
+	busybox poweroff -n -f 2>/dev/null || poweroff -f
+	exit 1
+}
+
 rc=0
+idx=0
 for t in "${tests[@]}"; do
+	idx=$((idx + 1))
 	n=$(basename "$t" .sh)
 	mark="jsnap-runner $n $RANDOM$RANDOM"
 	echo "$mark" >/dev/kmsg
 	echo "# ---- $n"
 	t0=$(date +%s)
+	# own session, so that a timeout can kill the whole test
+	TEST_NAME=$n setsid -w bash "$t" &
+	tp=$!
+	hung=
+	while kill -0 "$tp" 2>/dev/null; do
+		if (($(date +%s) - t0 >= per_test_timeout)); then hung=1; break; fi
+		sleep 0.5
+	done
 	trc=0
-	TEST_NAME=$n timeout -k 10 "$per_test_timeout" bash "$t" || trc=$?
-	echo "# $n: exit $trc after $(($(date +%s) - t0)) s"
-	if [[ $trc == 124 || $trc == 137 ]]; then
+	if [[ -n $hung ]]; then
 		echo "not ok - $n: timed out after ${per_test_timeout}s"
+		dump_hung
+		kill -KILL -- -"$tp" 2>/dev/null
+		sleep 1
+		# still there (uninterruptible)?  Then nothing else can run.
+		if kill -0 "$tp" 2>/dev/null || [[ -n $(for p in /proc/[0-9]*; do awk '/^State:/ && $2 == "D" { print }' "$p/status" 2>/dev/null; done) ]]; then
+			echo "# $n: tasks stuck in the kernel; giving up"
+			give_up "$idx"
+		fi
+		trc=124
+	else
+		wait "$tp" || trc=$?
 	fi
+	echo "# $n: exit $trc after $(($(date +%s) - t0)) s"
 	[[ $trc == 0 ]] || rc=1
 	s=$(dmesg | awk -v m="$mark" 'f { print } index($0, m) { f = 1 }' | grep -E "$SPLAT_RE" || true)
 	if [[ -n $s ]]; then
@@ -53,11 +104,20 @@ for t in "${tests[@]}"; do
 		sed 's/^/#   /' <<<"$s" | head -n 40
 		rc=1
 	fi
-	# leftovers from a failed test must not break the next one
+	# leftovers from a failed test must not break the next one: remove in
+	# dependency order (several passes), --force only as a last resort
 	left=$(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }')
 	if [[ -n $left ]]; then
-		echo "# $n left dm devices behind: $left (removing)"
-		for d in $left; do dmsetup remove --force "$d" >/dev/null 2>&1 || true; done
+		echo "# $n left dm devices behind: $(tr '\n' ' ' <<<"$left")(removing)"
+		for _pass in 1 2 3 4; do
+			for d in $(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }'); do
+				timeout 20 dmsetup remove "$d" >/dev/null 2>&1 || true
+			done
+		done
+		for d in $(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }'); do
+			echo "# could not remove $d: forcing"
+			timeout 20 dmsetup remove --force "$d" >/dev/null 2>&1 || true
+		done
 		dm_mknodes
 	fi
 done

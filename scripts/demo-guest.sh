@@ -24,16 +24,43 @@ fio --name=demo --filename=$dev --direct=1 --ioengine=libaio --rw=randwrite --bs
 awk -F';' '{ printf "fio: wrote %s KiB at %s IOPS, verify ok\n", $48, $49 }' /tmp/fio.out
 dmsetup status prod
 
-say "drain the journal to production"
+say "take an instant snapshot and attach it as a read-only volume"
+dd if=$dev bs=1M count=32 iflag=direct status=none | sha256sum | tee /tmp/snap.sum
+dmsetup message prod 0 snapshot
+dmsetup create snap --table "0 $len jsnap-view $dev ro"
+dmsetup mknodes
+dmsetup table snap
+dmsetup status prod
+
+say "overwrite production (copy-on-write happens at destage, not here)"
+fio --name=over --filename=$dev --direct=1 --ioengine=libaio --rw=randwrite --bs=4k-64k \
+	--size=32M --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=7 \
+	--output-format=terse >/dev/null && echo "overwrite + verify: ok"
+dmsetup status prod
+
+say "drain the journal to production, preserving snapshot chunks first"
 dmsetup message prod 0 drain
 dmsetup status prod
+echo "snapshot volume checksum (must equal the one taken before the snapshot):"
+dd if=/dev/mapper/snap bs=1M count=32 iflag=direct status=none | sha256sum | tee /tmp/view.sum
+cmp -s /tmp/snap.sum /tmp/view.sum && echo "snapshot content: identical"
+
+say "hydrate: turn the snapshot into a full copy in the store"
+dmsetup message prod 0 hydrate on
+for i in $(seq 1 300); do
+	dmsetup status prod | grep -q hydration=done && break
+	sleep 1
+done
+dmsetup status prod
+dmsetup remove snap
+dmsetup message prod 0 drop
 
 say "remove and re-create (journal replay), verify again"
 dmsetup remove prod
 dmsetup create prod --table "0 $len jsnap $P $J $S 64"
 dmsetup mknodes
-fio --name=demo --filename=$dev --direct=1 --ioengine=libaio --rw=randwrite --bs=4k-128k \
-	--size=32M --iodepth=16 --verify=crc32c --verify_fatal=1 --verify_only=1 --randrepeat=1 \
+fio --name=over --filename=$dev --direct=1 --ioengine=libaio --rw=randwrite --bs=4k-64k \
+	--size=32M --iodepth=16 --verify=crc32c --verify_fatal=1 --verify_only=1 --randseed=7 \
 	--output-format=terse >/dev/null && echo "verify after re-create: ok"
 dmsetup table prod
 dmsetup status prod

@@ -88,7 +88,7 @@ FEATS=(
 run_vm() {
 	local tag=$1 kill=$2
 	shift 2
-	local drain=${drain:-0}
+	local drain=${drain:-0} wat=${wat:-0}
 	local kopt=()
 	[[ $kill != 0 ]] && kopt=(--kill-after "$kill")
 	JSNAP_VM_CONSOLE=$work/$tag.console JSNAP_VM_DMESG=$work/$tag.dmesg \
@@ -96,7 +96,7 @@ run_vm() {
 		--pmem "$PMEM_SIZE:$work/pmem.img" \
 		--disk "prod:256M:$work/prod.img:nvme" \
 		--disk "acklog:64M:$work/acklog.img:virtio" \
-		-- env PC_CHUNK="$CHUNK" PC_TOOL="$work/pctool" PC_DRAIN_LOOP="$drain" bash "$top/tests/powercut/guest.sh" "$@" \
+		-- env PC_CHUNK="$CHUNK" PC_TOOL="$work/pctool" PC_DRAIN_LOOP="$drain" PC_WRITER_AT="$wat" bash "$top/tests/powercut/guest.sh" "$@" \
 		>"$work/$tag.log" 2>&1
 	vm_rc=$?
 }
@@ -131,8 +131,15 @@ cut_summary() {
 	lst=$(grep -a '^# st t=' "$tag_log" | tail -n1)
 	if [[ -z $ws ]]; then
 		echo "#   cut at ${kill}s: during recovery/verify (writer not started)"
+		n_cut_recovery=$((n_cut_recovery + 1))
 	else
-		echo "#   cut at ${kill}s: writer started at ${ws}s; last writer line: ${lw:-none}"
+		n_cut_writer=$((n_cut_writer + 1))
+		local pct
+		pct=$(sed -nE 's/.* journal_used=([0-9]+) journal_size=([0-9]+) .*/\1 \2/p' <<<"$lst" |
+			awk '{ printf "%d", $2 ? 100 * $1 / $2 : 0 }')
+		[[ -n $pct ]] && ((pct >= 80)) && n_cut_full=$((n_cut_full + 1))
+		grep -q 'destaged_bytes=[1-9]' <<<"$lst" && n_cut_destage=$((n_cut_destage + 1))
+		echo "#   cut at ${kill}s: ready at $(grep -a '^# powercut .*: ready t=' "$tag_log" | sed -E 's/.*ready t=//' | head -n1)s, writer started at ${ws}s; last writer line: ${lw:-none}"
 		echo "#   last status: ${lst:-none}"
 		local ds dd df
 		ds=$(grep -ac '^# drain t=.* start' "$tag_log")
@@ -152,16 +159,24 @@ cut_summary() {
 	fi
 }
 
-# Cut moments are measured from the start of the guest command; the writer
-# starts after recovery + verification, whose duration we learn as we go.
-est_init=6  # writer start offset in the init boot
-est_cut=8   # ... in a recovery boot (first guess; measured afterwards)
+# Cut moments are measured from the start of the guest command.  The guest
+# starts the writer at a moment we choose (PC_WRITER_AT), a little after the
+# time recovery + verification took in recent boots (it varies with the host
+# load), so that the cut lands the chosen number of seconds into the writer.
+est_init=6 # "ready" offset in the init boot (measured afterwards)
+recent=(8) # "ready" offsets of recent recovery boots
 measure() {
-	local ws
-	ws=$(grep -a '^# powercut .*: writer start t=' "$tag_log" | sed -E 's/.*writer start t=([0-9.]+).*/\1/' | head -n1)
-	[[ -n $ws ]] && printf '%.0f' "$(awk -v x="$ws" 'BEGIN { print x + 1.0 }')"
+	local r
+	r=$(grep -a '^# powercut .*: ready t=' "$tag_log" | sed -E 's/.*ready t=([0-9.]+).*/\1/' | head -n1)
+	[[ -n $r ]] && printf '%.0f' "$(awk -v x="$r" 'BEGIN { print x + 0.5 }')"
+}
+max_recent() {
+	local m=0 x
+	for x in "${recent[@]: -4}"; do ((x > m)) && m=$x; done
+	echo "$m"
 }
 
+n_cut_recovery=0 n_cut_writer=0 n_cut_full=0 n_cut_destage=0
 t_start=$(date +%s)
 feat_of=()
 prev=
@@ -170,14 +185,15 @@ for ((i = 0; i <= cuts; i++)); do
 	if ((i < cuts)); then
 		f=${FEATS[RANDOM % ${#FEATS[@]}]}
 		r=$((RANDOM % 100))
-		if ((i == 0)); then est=$est_init; else est=$est_cut; fi
-		if ((i > 1 && r < 10 && est > 4)); then
+		if ((i == 0)); then est=$est_init; else est=$(max_recent); fi
+		wat=$((est + 2)) # writer start
+		if ((i > 1 && r < 10)); then
 			# now and then: cut during replay/verify/second recovery
-			kill=$((1 + RANDOM % (est - 2)))
+			kill=$((1 + RANDOM % (est > 1 ? est : 1)))
 			what="during recovery"
 		else
-			kill=$((est + 3 + RANDOM % 13))
-			what="writer ~$((kill - est))s"
+			kill=$((wat + 3 + RANDOM % 13))
+			what="writer ~$((kill - wat))s"
 		fi
 		# now and then: `drain` messages every 2 s while the writer runs
 		drain=0
@@ -201,7 +217,7 @@ for ((i = 0; i <= cuts; i++)); do
 		cut_summary "$tag" "$kill"
 		m=$(measure)
 		if [[ -n $m ]]; then
-			if ((i == 0)); then est_init=$m; else est_cut=$m; fi
+			if ((i == 0)); then est_init=$m; else recent+=("$m"); fi
 		fi
 		# "label" is verified in the next boot only if its writer ran;
 		# otherwise the next boot verifies the same data again (still prev).
@@ -222,7 +238,8 @@ for ((i = 0; i <= cuts; i++)); do
 	fi
 done
 
-echo "# powercut: seed=$seed, $cuts cuts, $(($(date +%s) - t_start)) s"
+echo "# powercut: seed=$seed, $cuts cuts, $(($(date +%s) - t_start)) s; cuts while writing: $n_cut_writer" \
+	"(journal >= 80% full: $n_cut_full, destage had run: $n_cut_destage), during recovery: $n_cut_recovery"
 if ((nfail > 0)); then
 	echo "# failed checks:"
 	printf '#   %s\n' "${failed_lines[@]}"

@@ -21,7 +21,7 @@ J=$PMEM
 C=$CHUNK
 
 sums() {
-	echo "prod=$(dev_sum $P) store=$(dev_sum "$STORE" 24) pmem=$(dev_sum "$J" 16) spare=$(dev_sum "$SPARE" 16)"
+	echo "prod=$(dev_sum $P 64) store=$(dev_sum "$STORE" 24) pmem=$(dev_sum "$J" 16) spare=$(dev_sum "$SPARE" 16)"
 }
 
 # A valid baseline: the journal is formatted for (bt_p, len SL, chunk C).

@@ -24,11 +24,12 @@ VIEWM=$SCRATCH/view   # what an rw view must return
 wr() {
 	local dev=$1 off=$2 n=$3
 	shift 3
-	head -c $((n * 512)) /dev/urandom >"$SCRATCH/blk"
-	dd if="$SCRATCH/blk" of="$dev" bs=512 seek="$off" count="$n" oflag=direct status=none || return 1
+	local blk=$SCRATCH/blk.$BASHPID
+	head -c $((n * 512)) /dev/urandom >"$blk"
+	dd if="$blk" of="$dev" bs=512 seek="$off" count="$n" oflag=direct status=none || return 1
 	local m
 	for m in "$@"; do
-		dd if="$SCRATCH/blk" of="$m" bs=512 seek="$off" count="$n" conv=notrunc status=none
+		dd if="$blk" of="$m" bs=512 seek="$off" count="$n" conv=notrunc status=none
 	done
 }
 # random_writes DEV N [MODEL...]: N writes of 1..300 sectors anywhere

@@ -106,6 +106,12 @@ status_loop() {
 
 writer() {
 	local label=$1
+	# Start the writer at a fixed moment (PC_WRITER_AT seconds after the
+	# command started), so that the host's --kill-after lands where it aimed
+	# even though recovery takes a variable time.
+	echo "# powercut $label: ready t=$(rel)"
+	local at=${PC_WRITER_AT:-0}
+	while awk -v a="$(rel)" -v b="$at" 'BEGIN { exit !(a < b) }'; do sleep 0.2; done
 	echo "# powercut $label: writer start t=$(rel) table: $(dmsetup table "$NAME")"
 	status_loop &
 	local sl=$!

@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# bench/guest.sh — guest side of `make bench` (started by bench/run.sh
+# through qemu/vm.sh).  Runs every device configuration in turn on the same
+# emulated media and leaves raw material in $JSNAP_VM_OUT/bench:
+#   facts                  machine facts (key=value)
+#   log                    progress log
+#   <cfg>/<job>.json       fio JSON output
+#   <cfg>/<job>.meta       key=value: rc, drain time, /sys/block stat and
+#                          `dmsetup status` before/after (incl. drain)
+#   <cfg>/setup.log, <cfg>/result   per-configuration set-up log and verdict
+# Parsing and reporting happen on the host (bench/report.py).
+#
+# Environment (from run.sh): BENCH_MODE=quick|full, BENCH_CONFIGS (optional
+# space-separated subset, for debugging).
+set -uo pipefail
+. "$JSNAP_TOP/qemu/guest-lib.sh"
+
+MODE=${BENCH_MODE:-quick}
+OUT=$JSNAP_VM_OUT/bench
+mkdir -p "$OUT"
+cd "$OUT" || exit 2   # (fio verify dumps land in the cwd)
+
+case $MODE in
+quick)
+	V_MB=256    # volume size
+	R_MB=8      # region of jobs a-d, f
+	VER_MB=16   # verify region (at V/2)
+	TA=10       # cap for job a (every block once)
+	T=3         # time-based jobs b, c, d, f
+	TE=20       # cap for job e (sequential, whole volume)
+	;;
+full)
+	V_MB=1024
+	R_MB=64
+	VER_MB=64
+	TA=60
+	T=10
+	TE=90
+	;;
+*) echo "bench: unknown mode $MODE" >&2; exit 2 ;;
+esac
+V=$((V_MB * 2048))            # sectors
+R_BLOCKS=$((R_MB * 256))      # 4 KiB blocks in the region
+VOFF_MB=$((V_MB / 2))
+
+PROD=$(readlink -f /dev/disk/jsnap/prod)
+STORE=$(readlink -f /dev/disk/jsnap/store)
+PMEM=/dev/pmem0
+pn=${PROD##*/}
+sn=${STORE##*/}
+PROD_SECT=$(blockdev --getsz "$PROD")
+STORE_SECT=$(blockdev --getsz "$STORE")
+TMETA_SECT=32768              # 16 MiB thin metadata slice at the start of store
+
+log() { echo "[$(date +%T)] $*" | tee -a "$OUT/log" >&2; }
+
+# run_wd SECS OUTFILE CMD...: run CMD (stdout to OUTFILE, stderr appended to
+# OUTFILE.err) with a watchdog.  Returns CMD's status, or 124 if it is still
+# running after SECS (then it is killed; if it is stuck in the kernel it is
+# abandoned and HUNG is set).
+HUNG=
+run_wd() {
+	local secs=$1 out=$2 pid i rc
+	shift 2
+	"$@" >"$out" 2>>"$out.err" &
+	pid=$!
+	for ((i = 0; i < secs * 5; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "WATCHDOG: '$*' still running after ${secs}s"
+		kill -KILL "$pid" 2>/dev/null
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "WATCHDOG: pid $pid does not die (stuck in the kernel): HUNG"
+			HUNG=1
+			echo w >/proc/sysrq-trigger 2>/dev/null
+			return 124
+		fi
+		wait "$pid" 2>/dev/null
+		return 124
+	fi
+	wait "$pid"
+	rc=$?
+	return $rc
+}
+
+stats() { # key prefix
+	local d
+	for d in "$pn" "$sn" pmem0; do
+		echo "$1_$d=$(tr -s ' ' <"/sys/block/$d/stat" | sed 's/^ //')"
+	done
+	echo "$1_time=$(date +%s.%N)"
+	dmsetup status 2>/dev/null | sed "s/^/$1_status=/"
+}
+
+# ---- facts -------------------------------------------------------------------
+{
+	echo "mode=$MODE"
+	echo "kernel=$(uname -r)"
+	echo "nproc=$(nproc)"
+	echo "mem_total_kb=$(awk '/MemTotal/ {print $2}' /proc/meminfo)"
+	echo "fio=$(fio --version)"
+	echo "cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+	echo "prod=$PROD prod_sectors=$PROD_SECT"
+	echo "store=$STORE store_sectors=$STORE_SECT"
+	echo "pmem_sectors=$(blockdev --getsz $PMEM)"
+	echo "pmem_dax=$(cat /sys/block/pmem0/queue/dax 2>/dev/null)"
+	echo "volume_mb=$V_MB region_mb=$R_MB verify_mb=$VER_MB t=$T ta=$TA te=$TE"
+	echo "module=$JSNAP_MODULE"
+	echo "module_sha256=$(sha256sum "$JSNAP_MODULE" | cut -c1-16)"
+} >"$OUT/facts"
+
+if ! lsmod | grep -q '^dm_jsnap'; then
+	insmod "$JSNAP_MODULE" 2>"$OUT/insmod.err" || log "insmod failed: $(cat "$OUT/insmod.err")"
+fi
+
+zero_headers() {
+	dd if=/dev/zero of=$PMEM bs=1M count=1 oflag=direct status=none
+	dd if=/dev/zero of="$STORE" bs=1M count=$((TMETA_SECT / 2048 + 1)) oflag=direct status=none
+}
+
+# ---- one step ------------------------------------------------------------------
+# step CFG JOB DRAIN(0|1) FIO-ARGS...
+CFG= DEV= DRAIN= FAILED=
+FIO_COMMON=(--direct=1 --ioengine=libaio --output-format=json --lat_percentiles=1
+	--clat_percentiles=1 --percentile_list=50:99:99.9 --randrepeat=1 --randseed=4242
+	--random_generator=tausworthe64 --group_reporting --thread)
+step() {
+	local job=$1 drain=$2 rc drc=0 t0 t1 limit
+	shift 2
+	[[ -n $HUNG ]] && return 124
+	local meta=$OUT/$CFG/$job.meta
+	{
+		stats before
+	} >"$meta"
+	limit=$((TE + TA + 180))
+	log "$CFG/$job: fio $*"
+	run_wd $limit "$OUT/$CFG/$job.json" fio "${FIO_COMMON[@]}" --name="$job" --filename="$DEV" "$@"
+	rc=$?
+	echo "fio_rc=$rc" >>"$meta"
+	stats after_io >>"$meta"
+	if [[ $drain == 1 && -n $DRAIN && $rc != 124 ]]; then
+		t0=$(date +%s.%N)
+		run_wd 300 "$OUT/$CFG/$job.drain" $DRAIN
+		drc=$?
+		t1=$(date +%s.%N)
+		echo "drain_rc=$drc" >>"$meta"
+		echo "drain_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')" >>"$meta"
+	fi
+	stats after >>"$meta"
+	if [[ $rc != 0 ]]; then
+		log "$CFG/$job: fio rc=$rc: $(tail -c 600 "$OUT/$CFG/$job.json.err" 2>/dev/null)"
+	fi
+	if [[ $drc != 0 ]]; then
+		log "$CFG/$job: drain '$DRAIN' rc=$drc: $(cat "$OUT/$CFG/$job.drain.err" 2>/dev/null)"
+		FAILED="$FAILED drain:$job"
+	fi
+	return $rc
+}
+
+json_ios() { # file -> write total_ios
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["jobs"][0]["write"]["total_ios"])' "$1" 2>/dev/null || echo 0
+}
+
+# The jobs, in order.  a,b,c,d,v(verify write+read back),w(verify after
+# drain),e,g(pre-f writes left in the journal/cache),f.
+run_jobs() {
+	local na rc
+	step a 1 --rw=randwrite --bs=4k --iodepth=1 --offset=0 --size=${R_MB}M --runtime=$TA
+	na=$(json_ios "$OUT/$CFG/a.json")
+	[[ $na -gt 0 ]] || na=$R_BLOCKS
+	# b: the same random sequence (same seed, random map) for as many I/Os as
+	# a completed: exactly the blocks a wrote, each once, in the same order.
+	step b 1 --rw=randwrite --bs=4k --iodepth=1 --offset=0 --size=${R_MB}M --number_ios=$na --runtime=$T
+	step c 1 --rw=randwrite --bs=4k --iodepth=32 --offset=0 --size=${R_MB}M --norandommap --runtime=$T --time_based
+	step d 1 --rw=randwrite --bs=4k --iodepth=1 --fdatasync=1 --offset=0 --size=${R_MB}M --norandommap --runtime=$T --time_based
+	step v 1 --rw=randwrite --bs=4k --iodepth=16 --offset=${VOFF_MB}M --size=${VER_MB}M \
+		--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_dump=1
+	rc=$?
+	[[ $rc != 0 && $rc != 124 ]] && FAILED="$FAILED verify"
+	# w: read back the same region after the drain (from the backing device)
+	step w 0 --rw=randwrite --bs=4k --iodepth=16 --offset=${VOFF_MB}M --size=${VER_MB}M \
+		--verify=crc32c --verify_only=1 --verify_fatal=1 --verify_dump=1
+	rc=$?
+	[[ $rc != 0 && $rc != 124 ]] && FAILED="$FAILED verify-after-drain"
+	step e 1 --rw=write --bs=1M --iodepth=4 --offset=0 --size=${V_MB}M --runtime=$TE
+	step g 0 --rw=randwrite --bs=4k --iodepth=32 --offset=0 --size=${R_MB}M --number_ios=$((R_BLOCKS / 2))
+	step f 0 --rw=randread --bs=4k --iodepth=32 --offset=0 --size=${R_MB}M --norandommap --runtime=$T --time_based
+}
+
+# ---- configurations --------------------------------------------------------
+setup_cfg() {
+	local c=$1 chunk
+	DEV= DRAIN=
+	case $c in
+	raw | raw_after) DEV=$PROD ;;
+	linear) DEV=$(dm_create lin 0 $V linear "$PROD" 0) ;;
+	snap4k | snap64k)
+		chunk=8; [[ $c == snap64k ]] && chunk=128
+		DEV=$(dm_create org 0 $V snapshot-origin "$PROD") || return 1
+		dmsetup suspend org || return 1
+		dm_create snp 0 $V snapshot "$PROD" "$STORE" P $chunk >/dev/null || { dmsetup resume org; return 1; }
+		dmsetup resume org || return 1
+		;;
+	thin)
+		dm_create tmeta 0 $TMETA_SECT linear "$STORE" 0 >/dev/null || return 1
+		dm_create pool 0 "$PROD_SECT" thin-pool /dev/mapper/tmeta "$PROD" 128 1024 1 skip_block_zeroing >/dev/null || return 1
+		dmsetup message pool 0 "create_thin 0" || return 1
+		DEV=$(dm_create thin 0 $V thin /dev/mapper/pool 0) || return 1
+		# provision the whole volume, so that writes after the snapshot
+		# share blocks with it (as on the other snapshot targets)
+		log "thin: prefill $V_MB MiB"
+		fio "${FIO_COMMON[@]}" --name=prefill --filename="$DEV" --rw=write --bs=1M --iodepth=4 --size=${V_MB}M \
+			--output-format=normal >"$OUT/$c/prefill.log" 2>&1 || return 1
+		dmsetup suspend thin || return 1
+		dmsetup message pool 0 "create_snap 1 0" || { dmsetup resume thin; return 1; }
+		dmsetup resume thin || return 1
+		;;
+	writecache)
+		DEV=$(dm_create wc 0 $V writecache p "$PROD" $PMEM 4096 0) || return 1
+		DRAIN="dmsetup message wc 0 flush"
+		;;
+	jsnap | jsnap_snap | jsnap_view)
+		DEV=$(dm_create js 0 $V jsnap "$PROD" $PMEM "$STORE" 8 1 format) || return 1
+		DRAIN="dmsetup message js 0 drain"
+		if [[ $c != jsnap ]]; then
+			dmsetup message js 0 snapshot || return 1
+		fi
+		if [[ $c == jsnap_view ]]; then
+			dm_create jv 0 $V jsnap-view /dev/mapper/js ro >/dev/null || return 1
+			# the view's content over the benchmark regions, to check later
+			view_sums >"$OUT/$c/view.before" || return 1
+		fi
+		;;
+	*) return 1 ;;
+	esac
+	[[ -b $DEV ]] || { echo "device $DEV is not a block device" >&2; return 1; }
+	dmsetup table 2>/dev/null
+	dmsetup status 2>/dev/null
+}
+
+view_sums() {
+	dd if=/dev/mapper/jv bs=1M count=$R_MB iflag=direct status=none | md5sum
+	dd if=/dev/mapper/jv bs=1M skip=$VOFF_MB count=$VER_MB iflag=direct status=none | md5sum
+}
+
+# Verdict from the device status at the end (errors, invalid snapshots ...).
+check_status() {
+	local c=$1 s
+	case $c in
+	snap4k | snap64k)
+		s=$(dmsetup status snp 2>&1)
+		echo "snapshot status: $s"
+		[[ $s == *Invalid* || $s == *Overflow* || $s == *Merge\ failed* || $s == *Fail* ]] && FAILED="$FAILED snapshot-status"
+		;;
+	thin)
+		s=$(dmsetup status pool 2>&1)
+		echo "pool status: $s"
+		[[ $s == *Fail* || $s == *out_of_data_space* || $s == *" ro "* ]] && FAILED="$FAILED pool-status"
+		;;
+	writecache)
+		s=$(dmsetup status wc 2>&1)
+		echo "writecache status: $s"
+		# first field after the target name is the error indicator
+		[[ $(awk '{print $4}' <<<"$s") != 0 ]] && FAILED="$FAILED writecache-error"
+		;;
+	jsnap*)
+		s=$(dmsetup status js 2>&1)
+		echo "jsnap status: $s"
+		[[ $s == *errors=0* && $s == *state=ok* ]] || FAILED="$FAILED jsnap-status"
+		[[ $c != jsnap && $s != *snapshot=active* ]] && FAILED="$FAILED jsnap-snapshot-not-active"
+		if [[ $c == jsnap_view ]]; then
+			if [[ -b /dev/mapper/jv ]]; then
+				s=$(dmsetup status jv 2>&1)
+				echo "view status: $s"
+				if ! view_sums >"$OUT/$c/view.after" || ! cmp -s "$OUT/$c/view.before" "$OUT/$c/view.after"; then
+					echo "view content changed: before=$(tr '\n' ' ' <"$OUT/$c/view.before") after=$(tr '\n' ' ' <"$OUT/$c/view.after")"
+					FAILED="$FAILED view-content-changed"
+				fi
+			fi
+		fi
+		;;
+	esac
+}
+
+teardown() {
+	local n
+	for n in jv js wc thin pool tmeta snp org lin; do
+		if dmsetup info "$n" >/dev/null 2>&1; then
+			dm_remove "$n" || log "teardown: cannot remove $n"
+		fi
+	done
+	dm_mknodes
+	zero_headers
+}
+
+CONFIGS=${BENCH_CONFIGS:-raw linear snap4k snap64k thin writecache jsnap jsnap_snap jsnap_view raw_after}
+zero_headers
+log "bench: mode=$MODE volume=${V_MB}MiB region=${R_MB}MiB configs: $CONFIGS"
+for c in $CONFIGS; do
+	CFG=$c FAILED=
+	mkdir -p "$OUT/$c"
+	if [[ -n $HUNG ]]; then
+		echo "SKIPPED (an earlier configuration hung)" >"$OUT/$c/result"
+		continue
+	fi
+	log "=== $c"
+	if ! setup_cfg "$c" >"$OUT/$c/setup.log" 2>&1; then
+		log "$c: set-up failed: $(tail -5 "$OUT/$c/setup.log")"
+		echo "SETUP-FAILED" >"$OUT/$c/result"
+		teardown
+		continue
+	fi
+	echo "dev=$DEV" >>"$OUT/$c/setup.log"
+	if [[ $c == raw_after ]]; then
+		step c 0 --rw=randwrite --bs=4k --iodepth=32 --offset=0 --size=${R_MB}M --norandommap --runtime=$T --time_based
+	else
+		run_jobs
+	fi
+	if [[ -n $HUNG ]]; then
+		log "$c: HUNG; device status follows"
+		dmsetup status >>"$OUT/$c/setup.log" 2>&1 &
+		sleep 5
+		echo "HUNG" >"$OUT/$c/result"
+		continue
+	fi
+	check_status "$c" >>"$OUT/$c/setup.log" 2>&1
+	if [[ -n $FAILED ]]; then
+		echo "FAILED:$FAILED" >"$OUT/$c/result"
+		log "$c: FAILED:$FAILED"
+	else
+		echo "OK" >"$OUT/$c/result"
+	fi
+	teardown >>"$OUT/$c/setup.log" 2>&1
+done
+log "bench: done"
+[[ -n $HUNG ]] && exit 3
+exit 0

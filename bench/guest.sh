@@ -24,10 +24,10 @@ case $MODE in
 quick)
 	V_MB=256    # volume size
 	R_MB=8      # region of jobs a-d, f
-	VER_MB=16   # verify region (at V/2)
-	TA=10       # cap for job a (every block once)
+	VER_MB=8    # verify region (at V/2)
+	TA=8        # cap for job a (every block once)
 	T=3         # time-based jobs b, c, d, f
-	TE=20       # cap for job e (sequential, whole volume)
+	TE=12       # cap for job e (sequential, whole volume)
 	;;
 full)
 	V_MB=1024
@@ -52,9 +52,14 @@ PROD_SECT=$(blockdev --getsz "$PROD")
 STORE_SECT=$(blockdev --getsz "$STORE")
 TMETA_SECT=32768              # 16 MiB thin metadata slice at the start of store
 
-log() { echo "[$(date +%T)] $*" | tee -a "$OUT/log" >&2; }
+log() {
+	local now
+	printf -v now '%(%T)T' -1
+	echo "[$now] $*" >>"$OUT/log"
+	echo "[$now] $*" >&2
+}
 
-# run_wd SECS OUTFILE CMD...: run CMD (stdout to OUTFILE, stderr appended to
+# run_wd SECS OUTFILE CMD...: run CMD (stdout to OUTFILE, stderr to
 # OUTFILE.err) with a watchdog.  Returns CMD's status, or 124 if it is still
 # running after SECS (then it is killed; if it is stuck in the kernel it is
 # abandoned and HUNG is set).
@@ -62,7 +67,7 @@ HUNG=
 run_wd() {
 	local secs=$1 out=$2 pid i rc
 	shift 2
-	"$@" >"$out" 2>>"$out.err" &
+	"$@" >"$out" 2>"$out.err" &
 	pid=$!
 	for ((i = 0; i < secs * 5; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
@@ -70,6 +75,9 @@ run_wd() {
 	done
 	if kill -0 "$pid" 2>/dev/null; then
 		log "WATCHDOG: '$*' still running after ${secs}s"
+		dmsetup status >"$out.watchdog-status" 2>&1 &
+		sleep 3
+		echo w >/proc/sysrq-trigger 2>/dev/null
 		kill -KILL "$pid" 2>/dev/null
 		for ((i = 0; i < 50; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
@@ -78,7 +86,6 @@ run_wd() {
 		if kill -0 "$pid" 2>/dev/null; then
 			log "WATCHDOG: pid $pid does not die (stuck in the kernel): HUNG"
 			HUNG=1
-			echo w >/proc/sysrq-trigger 2>/dev/null
 			return 124
 		fi
 		wait "$pid" 2>/dev/null
@@ -87,15 +94,6 @@ run_wd() {
 	wait "$pid"
 	rc=$?
 	return $rc
-}
-
-stats() { # key prefix
-	local d
-	for d in "$pn" "$sn" pmem0; do
-		echo "$1_$d=$(tr -s ' ' <"/sys/block/$d/stat" | sed 's/^ //')"
-	done
-	echo "$1_time=$(date +%s.%N)"
-	dmsetup status 2>/dev/null | sed "s/^/$1_status=/"
 }
 
 # ---- facts -------------------------------------------------------------------
@@ -124,73 +122,114 @@ zero_headers() {
 	dd if=/dev/zero of="$STORE" bs=1M count=$((TMETA_SECT / 2048 + 1)) oflag=direct status=none
 }
 
-# ---- one step ------------------------------------------------------------------
-# step CFG JOB DRAIN(0|1) FIO-ARGS...
+# ---- fio runs ------------------------------------------------------------------
+# Each job's meta file (before / after I/O / after drain) is written by
+# bench/hook.sh from fio's exec_prerun/exec_postrun, so that one fio process
+# runs many jobs (fio start-up costs seconds under TCG).
 CFG= DEV= DRAIN= FAILED=
-FIO_COMMON=(--direct=1 --ioengine=libaio --output-format=json --lat_percentiles=1
-	--clat_percentiles=1 --percentile_list=50:99:99.9 --randrepeat=1 --randseed=4242
-	--random_generator=tausworthe64 --group_reporting --thread)
-step() {
-	local job=$1 drain=$2 rc drc=0 t0 t1 limit
-	shift 2
-	[[ -n $HUNG ]] && return 124
-	local meta=$OUT/$CFG/$job.meta
-	{
-		stats before
-	} >"$meta"
-	limit=$((TE + TA + 180))
-	log "$CFG/$job: fio $*"
-	run_wd $limit "$OUT/$CFG/$job.json" fio "${FIO_COMMON[@]}" --name="$job" --filename="$DEV" "$@"
+HOOK=$JSNAP_TOP/bench/hook.sh
+export BENCH_DEVS="$pn $sn pmem0"
+
+fio_global() {
+	PRE=1
+	cat <<-EOF
+	[global]
+	filename=$DEV
+	direct=1
+	ioengine=libaio
+	lat_percentiles=1
+	clat_percentiles=1
+	percentile_list=50:99:99.9
+	randrepeat=1
+	randseed=4242
+	random_generator=tausworthe64
+	thread
+	bs=4k
+	EOF
+}
+
+# fio_job NAME DRAIN(0|1) NEXT OPTION...: one stonewalled job section with
+# hooks.  The first job of a file (PRE=1) has a pre hook; the others take
+# their "before" snapshot from the post hook of the job before them.
+PRE=1
+fio_job() {
+	local name=$1 drain=$2 next=$3
+	shift 3
+	[[ $next == - ]] && next=
+	echo
+	echo "[$name]"
+	echo "stonewall"
+	[[ $PRE == 1 ]] && echo "exec_prerun=bash $HOOK pre $name"
+	echo "exec_postrun=bash $HOOK post $name $drain $next"
+	printf '%s\n' "$@"
+	PRE=0
+}
+
+# run_fio TAG: run $OUT/$CFG/TAG.fio, JSON to TAG.json; flags failures
+run_fio() {
+	local tag=$1 rc limit=$2
+	log "$CFG: fio $tag ($(grep -c '^\[' "$OUT/$CFG/$tag.fio") sections)"
+	export BENCH_DIR=$OUT/$CFG BENCH_DRAIN=$DRAIN
+	cd "$OUT/$CFG" || return 1
+	run_wd "$limit" "$tag.json" fio --output-format=json "$tag.fio"
 	rc=$?
-	echo "fio_rc=$rc" >>"$meta"
-	stats after_io >>"$meta"
-	if [[ $drain == 1 && -n $DRAIN && $rc != 124 ]]; then
-		t0=$(date +%s.%N)
-		run_wd 300 "$OUT/$CFG/$job.drain" $DRAIN
-		drc=$?
-		t1=$(date +%s.%N)
-		echo "drain_rc=$drc" >>"$meta"
-		echo "drain_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')" >>"$meta"
-	fi
-	stats after >>"$meta"
+	cd "$OUT" || return 1
+	[[ -n $HUNG ]] && return 124
 	if [[ $rc != 0 ]]; then
-		log "$CFG/$job: fio rc=$rc: $(tail -c 600 "$OUT/$CFG/$job.json.err" 2>/dev/null)"
-	fi
-	if [[ $drc != 0 ]]; then
-		log "$CFG/$job: drain '$DRAIN' rc=$drc: $(cat "$OUT/$CFG/$job.drain.err" 2>/dev/null)"
-		FAILED="$FAILED drain:$job"
+		log "$CFG: fio $tag rc=$rc: $(tail -c 800 "$OUT/$CFG/$tag.json.err")"
+		FAILED="$FAILED fio-$tag-rc$rc"
 	fi
 	return $rc
 }
 
-json_ios() { # file -> write total_ios
-	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["jobs"][0]["write"]["total_ios"])' "$1" 2>/dev/null || echo 0
+json_write_ios() { # fio JSON file -> write total_ios of the first job
+	local txt
+	read -r -d '' txt <"$1"
+	if [[ $txt =~ \"write\"\ :\ \{[^\}]*\"total_ios\"\ :\ ([0-9]+) ]]; then
+		echo "${BASH_REMATCH[1]}"
+	else
+		echo 0
+	fi
 }
 
-# The jobs, in order.  a,b,c,d,v(verify write+read back),w(verify after
-# drain),e,g(pre-f writes left in the journal/cache),f.
+# The jobs, in order: a | b c d v w e g f   (two fio processes)
+#  a: every block of the region once (random map), capped at TA s
+#  b: the same random sequence (same seed, random map) for as many I/Os as
+#     a completed: exactly the blocks a wrote, each once, in the same order
+#  v: crc32c verify write + read back; w: verify_only read after the drain
+#  g: half of the region rewritten, left in the journal/cache; f: randread
 run_jobs() {
-	local na rc
-	step a 1 --rw=randwrite --bs=4k --iodepth=1 --offset=0 --size=${R_MB}M --runtime=$TA
-	na=$(json_ios "$OUT/$CFG/a.json")
+	local na
+	{
+		fio_global
+		fio_job a 1 - rw=randwrite iodepth=1 offset=0 size=${R_MB}M runtime=$TA
+	} >"$OUT/$CFG/a.fio"
+	run_fio a $((TA + 400)) || return
+	na=$(json_write_ios "$OUT/$CFG/a.json")
 	[[ $na -gt 0 ]] || na=$R_BLOCKS
-	# b: the same random sequence (same seed, random map) for as many I/Os as
-	# a completed: exactly the blocks a wrote, each once, in the same order.
-	step b 1 --rw=randwrite --bs=4k --iodepth=1 --offset=0 --size=${R_MB}M --number_ios=$na --runtime=$T
-	step c 1 --rw=randwrite --bs=4k --iodepth=32 --offset=0 --size=${R_MB}M --norandommap --runtime=$T --time_based
-	step d 1 --rw=randwrite --bs=4k --iodepth=1 --fdatasync=1 --offset=0 --size=${R_MB}M --norandommap --runtime=$T --time_based
-	step v 1 --rw=randwrite --bs=4k --iodepth=16 --offset=${VOFF_MB}M --size=${VER_MB}M \
-		--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_dump=1
-	rc=$?
-	[[ $rc != 0 && $rc != 124 ]] && FAILED="$FAILED verify"
-	# w: read back the same region after the drain (from the backing device)
-	step w 0 --rw=randwrite --bs=4k --iodepth=16 --offset=${VOFF_MB}M --size=${VER_MB}M \
-		--verify=crc32c --verify_only=1 --verify_fatal=1 --verify_dump=1
-	rc=$?
-	[[ $rc != 0 && $rc != 124 ]] && FAILED="$FAILED verify-after-drain"
-	step e 1 --rw=write --bs=1M --iodepth=4 --offset=0 --size=${V_MB}M --runtime=$TE
-	step g 0 --rw=randwrite --bs=4k --iodepth=32 --offset=0 --size=${R_MB}M --number_ios=$((R_BLOCKS / 2))
-	step f 0 --rw=randread --bs=4k --iodepth=32 --offset=0 --size=${R_MB}M --norandommap --runtime=$T --time_based
+	{
+		fio_global
+		fio_job b 1 c rw=randwrite iodepth=1 offset=0 size=${R_MB}M number_ios=$na runtime=$T
+		fio_job c 1 d rw=randwrite iodepth=32 offset=0 size=${R_MB}M norandommap runtime=$T time_based
+		fio_job d 1 v rw=randwrite iodepth=1 fdatasync=1 offset=0 size=${R_MB}M norandommap runtime=$T time_based
+		fio_job v 1 w rw=randwrite iodepth=16 offset=${VOFF_MB}M size=${VER_MB}M verify=crc32c do_verify=1 verify_fatal=1 verify_dump=1
+		fio_job w 0 e rw=randwrite iodepth=16 offset=${VOFF_MB}M size=${VER_MB}M verify=crc32c verify_only=1 verify_fatal=1 verify_dump=1
+		fio_job e 1 g rw=write bs=1M iodepth=4 offset=0 size=${V_MB}M runtime=$TE
+		fio_job g 0 f rw=randwrite iodepth=32 offset=0 size=${R_MB}M number_ios=$((R_BLOCKS / 2))
+		fio_job f 0 - rw=randread iodepth=32 offset=0 size=${R_MB}M norandommap runtime=$T time_based
+	} >"$OUT/$CFG/main.fio"
+	run_fio main $((5 * T + TE + 4 * 300))
+}
+
+check_drains() {
+	local m
+	for m in "$OUT/$CFG"/*.meta; do
+		[[ -e $m ]] || continue
+		if grep -q '^drain_rc=[1-9]' "$m"; then
+			FAILED="$FAILED drain-$(basename "$m" .meta)"
+			log "$CFG: drain after $(basename "$m" .meta) failed: $(cat "${m%.meta}.drain")"
+		fi
+	done
 }
 
 # ---- configurations --------------------------------------------------------
@@ -215,8 +254,8 @@ setup_cfg() {
 		# provision the whole volume, so that writes after the snapshot
 		# share blocks with it (as on the other snapshot targets)
 		log "thin: prefill $V_MB MiB"
-		fio "${FIO_COMMON[@]}" --name=prefill --filename="$DEV" --rw=write --bs=1M --iodepth=4 --size=${V_MB}M \
-			--output-format=normal >"$OUT/$c/prefill.log" 2>&1 || return 1
+		fio --name=prefill --filename="$DEV" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
+			--size=${V_MB}M >"$OUT/$c/prefill.log" 2>&1 || return 1
 		dmsetup suspend thin || return 1
 		dmsetup message pool 0 "create_snap 1 0" || { dmsetup resume thin; return 1; }
 		dmsetup resume thin || return 1
@@ -318,10 +357,15 @@ for c in $CONFIGS; do
 	fi
 	echo "dev=$DEV" >>"$OUT/$c/setup.log"
 	if [[ $c == raw_after ]]; then
-		step c 0 --rw=randwrite --bs=4k --iodepth=32 --offset=0 --size=${R_MB}M --norandommap --runtime=$T --time_based
+		{
+			fio_global
+			fio_job c 0 - rw=randwrite iodepth=32 offset=0 size=${R_MB}M norandommap runtime=$T time_based
+		} >"$OUT/$c/main.fio"
+		run_fio main $((T + 300))
 	else
 		run_jobs
 	fi
+	check_drains
 	if [[ -n $HUNG ]]; then
 		log "$c: HUNG; device status follows"
 		dmsetup status >>"$OUT/$c/setup.log" 2>&1 &

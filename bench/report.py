@@ -87,17 +87,29 @@ def pct(p, key):
         return None
 
 
-def parse_step(raw, cfg, job, direction, facts):
+def fio_jobs(raw, cfg):
+    """jobname -> fio JSON job object, from every *.json of the configuration."""
+    out = {}
+    d = os.path.join(raw, cfg)
+    for fn in sorted(os.listdir(d)):
+        if fn.endswith(".json"):
+            fio = load_fio(os.path.join(d, fn))
+            for j in (fio or {}).get("jobs", []):
+                out[j["jobname"]] = j
+    return out
+
+
+def parse_step(raw, cfg, job, direction, facts, jobs):
     meta = kv_file(os.path.join(raw, cfg, f"{job}.meta"))
-    fio = load_fio(os.path.join(raw, cfg, f"{job}.json"))
-    r = {"fio_rc": int(meta.get("fio_rc", "-1") or -1) if meta else None}
     if not meta:
         return None
-    if meta.get("drain_s"):
-        r["drain_s"] = float(meta["drain_s"])
+    r = {}
+    if meta.get("drain_t0") and meta.get("drain_t1"):
+        r["drain_s"] = float(meta["drain_t1"]) - float(meta["drain_t0"])
         r["drain_rc"] = int(meta.get("drain_rc", "0"))
-    if fio and fio.get("jobs"):
-        j = fio["jobs"][0]
+    j = jobs.get(job)
+    if j:
+        r["fio_error"] = j.get("error", 0)
         d = j[direction]
         r["iops"] = d["iops"]
         r["mbs"] = d["bw_bytes"] / 1e6
@@ -114,7 +126,6 @@ def parse_step(raw, cfg, job, direction, facts):
             }
         r["write_bytes"] = j["write"]["io_bytes"]
         r["read_bytes"] = j["read"]["io_bytes"]
-        r["fio_error"] = j.get("error", 0)
     # /sys/block/*/stat deltas (before -> after, drain included)
     devs = [facts["prod_dev"], facts["store_dev"], "pmem0"]
     delta = {}
@@ -179,8 +190,9 @@ def main():
             continue
         result = open(os.path.join(d, "result")).read().strip() if os.path.exists(os.path.join(d, "result")) else "INCOMPLETE"
         c = {"description": desc, "result": result, "jobs": {}}
+        fj = fio_jobs(raw, cfg)
         for job, _, direction, _ in JOBS + [("v", "", "write", ""), ("w", "", "read", ""), ("g", "", "write", "")]:
-            s = parse_step(raw, cfg, job, direction, facts)
+            s = parse_step(raw, cfg, job, direction, facts, fj)
             if s:
                 c["jobs"][job] = s
         setup = os.path.join(d, "setup.log")
@@ -333,8 +345,8 @@ def render_md(res, facts, host):
             if c["result"] != "OK":
                 L.append(f"| {cfg} | **{c['result'].split(':')[0]}** | | | | | | |")
                 continue
-            if s.get("fio_rc") not in (0, None) or "iops" not in s:
-                L.append(f"| {cfg} | fio rc={s.get('fio_rc')} | | | | | | |")
+            if s.get("fio_error") or "iops" not in s:
+                L.append(f"| {cfg} | fio error {s.get('fio_error')} | | | | | | |")
                 continue
             row = [cfg, cell(s, unit, lambda s: s.get(unit))]
             for p in ("p50_us", "p99_us", "p99.9_us"):

@@ -34,7 +34,7 @@ module=${JSNAP_MODULE:-$top/dm-jsnap.ko}
 # store / COW device and the thin metadata; pmem is the jsnap journal and the
 # dm-writecache cache, smaller than the volume so that job e overflows it.
 case $mode in
-quick) V=256 PMEM=64 TIMEOUT=1200 ;;
+quick) V=256 PMEM=32 TIMEOUT=1200 ;;
 full) V=1024 PMEM=256 TIMEOUT=5400 ;;
 esac
 PROD=$((2 * V + 64))

@@ -130,7 +130,7 @@ guest_env=()
 # A KVM that opens but cannot run guests (nested virtualisation) is common
 # here, so probe by actually running code: a 64 KiB "BIOS" whose reset
 # vector writes 0x31 to isa-debug-exit (QEMU exits with 99).  Then boot the
-# kernel itself briefly under KVM (cached per kernel image), because nested
+# kernel itself briefly under KVM (verdict cached per host), because nested
 # KVM has been seen to pass trivial code and hang while decompressing.
 kvm_works() {
 	[[ -r /dev/kvm && -w /dev/kvm ]] || return 1
@@ -147,7 +147,9 @@ PY
 		>/dev/null 2>&1 || rc=$?
 	[[ $rc == 99 ]] || return 1
 	local key cache
-	key=$(stat -c '%s-%Y-%i' "$kernel")
+	# KVM's usability is a property of the host: cache the verdict per host
+	# kernel and QEMU binary (delete $JSNAP_CACHE/kvm-probe-* to re-probe).
+	key=$(printf '%s %s %s' "$(uname -r)" "$(hostname)" "$(stat -c %Y "$(command -v qemu-system-x86_64)")" | sha256sum | cut -c1-12)
 	cache=$JSNAP_CACHE/kvm-probe-$key
 	if [[ -f $cache ]]; then
 		[[ $(cat "$cache") == ok ]]
@@ -192,7 +194,8 @@ if [[ -n $pmem ]]; then
 	fi
 	fsize=$(stat -c %s "$pfile")
 	(( fsize >= pbytes )) || truncate -s "$pbytes" "$pfile"
-	mbytes=$(to_bytes "$memory")
+	# (QEMU/vng read a size without suffix as MiB)
+	if [[ $memory =~ ^[0-9]+$ ]]; then mbytes=$((memory << 20)); else mbytes=$(to_bytes "$memory"); fi
 	# maxmem must cover RAM + all hotpluggable memory (the NVDIMM), rounded
 	# up to 1 GiB.
 	maxmem=$(( (mbytes + pbytes + (1 << 30) - 1) >> 30 << 30 ))

@@ -171,8 +171,10 @@ measure() {
 	[[ -n $r ]] && printf '%.0f' "$(awk -v x="$r" 'BEGIN { print x + 0.5 }')"
 }
 max_recent() {
-	local m=0 x
-	for x in "${recent[@]: -4}"; do ((x > m)) && m=$x; done
+	local m=0 k n=${#recent[@]}
+	for ((k = n > 4 ? n - 4 : 0; k < n; k++)); do
+		((recent[k] > m)) && m=${recent[k]}
+	done
 	echo "$m"
 }
 
@@ -218,6 +220,9 @@ for ((i = 0; i <= cuts; i++)); do
 		m=$(measure)
 		if [[ -n $m ]]; then
 			if ((i == 0)); then est_init=$m; else recent+=("$m"); fi
+		elif [[ $what != "during recovery" ]]; then
+			# recovery was slower than we aimed for (host load): aim later
+			if ((i == 0)); then est_init=$((kill + 5)); else recent+=($((kill + 5))); fi
 		fi
 		# "label" is verified in the next boot only if its writer ran;
 		# otherwise the next boot verifies the same data again (still prev).

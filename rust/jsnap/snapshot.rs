@@ -207,35 +207,46 @@ impl Jsnap {
 
     /// Preserves chunk `c`; the caller holds its exclusive chunk lock.
     pub(crate) fn preserve_chunk(&self, c: u64) -> Result {
+        self.preserve_chunks(&[c])
+    }
+
+    /// Preserves `chunks` with one store flush; the caller holds their
+    /// exclusive chunk locks.
+    pub(crate) fn preserve_chunks(&self, chunks: &[u64]) -> Result {
         {
             let st = self.state.lock();
-            if st.snap != SnapState::Active || st.is_preserved(c) {
+            if st.snap != SnapState::Active || chunks.iter().all(|&c| st.is_preserved(c)) {
                 return Ok(());
             }
         }
         let store = self.store.as_ref().ok_or(EINVAL)?;
-        let (cs, ce) = self.chunk_range(c);
         let res = (|| -> Result {
-            let mut bounce = self.bounce.lock();
-            let mut pos = cs;
-            while pos < ce {
-                let n = (ce - pos).min((BOUNCE_BYTES >> 9) as u64);
-                let buf = bounce.get_mut(..(n << 9) as usize).ok_or(EINVAL)?;
-                self.io.read(&self.prod, pos, buf)?;
-                self.io.write(store, pos, buf, false)?;
-                pos += n;
-            }
-            drop(bounce);
-            let mut pieces = self.pieces_buf()?;
-            self.snapshot_pieces(cs, ce, &mut pieces)?;
-            for p in pieces.iter() {
-                self.io.write_from_pmem(
-                    store,
-                    p.start,
-                    &self.pmem,
-                    self.ring_off(p.ring_pos),
-                    p.len,
-                )?;
+            for &c in chunks {
+                if self.state.lock().is_preserved(c) {
+                    continue;
+                }
+                let (cs, ce) = self.chunk_range(c);
+                let mut bounce = self.bounce.lock();
+                let mut pos = cs;
+                while pos < ce {
+                    let n = (ce - pos).min((BOUNCE_BYTES >> 9) as u64);
+                    let buf = bounce.get_mut(..(n << 9) as usize).ok_or(EINVAL)?;
+                    self.io.read(&self.prod, pos, buf)?;
+                    self.io.write(store, pos, buf, false)?;
+                    pos += n;
+                }
+                drop(bounce);
+                let mut pieces = self.pieces_buf()?;
+                self.snapshot_pieces(cs, ce, &mut pieces)?;
+                for p in pieces.iter() {
+                    self.io.write_from_pmem(
+                        store,
+                        p.start,
+                        &self.pmem,
+                        self.ring_off(p.ring_pos),
+                        p.len,
+                    )?;
+                }
             }
             io::flush(store)
         })();
@@ -246,35 +257,44 @@ impl Jsnap {
             st.degraded = true;
             let give_up = st.preserve_failures >= MAX_PRESERVE_FAILURES;
             drop(st);
-            pr_warn!("dm-jsnap: cannot preserve chunk {} ({:?})\n", c, e);
+            pr_warn!(
+                "dm-jsnap: cannot preserve chunks from {} ({:?})\n",
+                chunks.first().copied().unwrap_or(0),
+                e
+            );
             if give_up {
                 self.invalidate();
             }
             return Err(e);
         }
         st.preserve_failures = 0;
-        if let Ok(Some((off, word))) = validity::set(&mut st.map, c) {
-            // The bit is persisted before anyone may overwrite production.
-            let _ = self
-                .pmem
-                .write(self.geometry.map_offset as usize + off, &word);
-            self.pmem.fence();
-            st.preserved += 1;
+        for &c in chunks {
+            if let Ok(Some((off, word))) = validity::set(&mut st.map, c) {
+                // The bit is persisted before anyone may overwrite production.
+                let _ = self
+                    .pmem
+                    .write(self.geometry.map_offset as usize + off, &word);
+                st.preserved += 1;
+            }
         }
+        self.pmem.fence();
         // Superseded pre-snapshot pieces of fully preserved chunks are no
         // longer needed.
         let cs64 = u64::from(self.chunk_sectors);
-        let mut pos = cs;
-        while pos < ce {
-            let Some(x) = first_overlap(&st.snap_table, pos, ce) else {
-                break;
-            };
-            pos = x.end();
-            if (x.start / cs64..x.end().div_ceil(cs64)).all(|k| st.is_preserved(k)) {
-                st.snap_table.remove(&x.start);
-                st.snap_extents -= 1;
-                if let Some(r) = st.rec(x.seq) {
-                    r.refs = r.refs.saturating_sub(1);
+        for &c in chunks {
+            let (cs, ce) = self.chunk_range(c);
+            let mut pos = cs;
+            while pos < ce {
+                let Some(x) = first_overlap(&st.snap_table, pos, ce) else {
+                    break;
+                };
+                pos = x.end();
+                if (x.start / cs64..x.end().div_ceil(cs64)).all(|k| st.is_preserved(k)) {
+                    st.snap_table.remove(&x.start);
+                    st.snap_extents -= 1;
+                    if let Some(r) = st.rec(x.seq) {
+                        r.refs = r.refs.saturating_sub(1);
+                    }
                 }
             }
         }
@@ -405,38 +425,64 @@ impl Jsnap {
     }
 
     /// One round of the background copier: preserve up to `hydrate_batch`
-    /// chunks, yielding to user I/O.  Returns whether work remains.
+    /// consecutive unpreserved chunks with one store flush, then yield to
+    /// user I/O.  Returns whether work remains.
     pub(crate) fn hydrate_step(&self) -> bool {
-        for _ in 0..self.features.hydrate_batch {
-            let (c, io_before) = {
-                let mut st = self.state.lock();
-                if !st.hydrate || st.snap != SnapState::Active || st.stopping || st.suspended {
-                    return false;
-                }
-                let next = validity::first_clear_from(&st.map, st.nr_chunks, st.hydrate_cursor)
+        let max = self.features.hydrate_batch as usize;
+        let Ok(mut batch) = KVec::<u64>::with_capacity(max, GFP_KERNEL) else {
+            return true;
+        };
+        let io_before = {
+            let mut st = self.state.lock();
+            if !st.hydrate || st.snap != SnapState::Active || st.stopping || st.suspended {
+                return false;
+            }
+            let mut from = st.hydrate_cursor;
+            if validity::first_clear_from(&st.map, st.nr_chunks, from)
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                from = 0;
+            }
+            while batch.len() < max {
+                let Some(c) = validity::first_clear_from(&st.map, st.nr_chunks, from)
                     .ok()
                     .flatten()
-                    .or_else(|| {
-                        validity::first_clear_from(&st.map, st.nr_chunks, 0)
-                            .ok()
-                            .flatten()
-                    });
-                let Some(c) = next else { return false };
-                st.hydrate_cursor = c + 1;
-                (c, st.io_count)
-            };
-            if self.locks.lock(c, true).is_err() {
-                return true;
+                else {
+                    break;
+                };
+                if batch.push(c, GFP_NOWAIT).is_err() {
+                    break;
+                }
+                from = c + 1;
             }
-            let res = self.preserve_chunk(c);
+            st.hydrate_cursor = from;
+            st.io_count
+        };
+        if batch.is_empty() {
+            return false;
+        }
+        let mut locked = 0;
+        let mut res = Ok(());
+        for &c in batch.iter() {
+            if let Err(e) = self.locks.lock(c, true) {
+                res = Err(e);
+                break;
+            }
+            locked += 1;
+        }
+        if res.is_ok() {
+            res = self.preserve_chunks(&batch);
+        }
+        for &c in batch.iter().take(locked) {
             self.locks.unlock(c, true);
-            if res.is_err() {
-                return true;
-            }
+        }
+        if res.is_err() {
+            kernel::time::delay::fsleep(Delta::from_millis(100));
+        } else if self.state.lock().io_count != io_before {
             // User I/O keeps priority: back off while it is active.
-            if self.state.lock().io_count != io_before {
-                kernel::time::delay::fsleep(Delta::from_millis(5));
-            }
+            kernel::time::delay::fsleep(Delta::from_millis(10));
         }
         true
     }

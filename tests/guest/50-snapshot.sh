@@ -13,7 +13,7 @@
 . "$(dirname "$0")/lib.sh"
 cleanup_dm
 
-MIB=48
+MIB=32
 LEN=$((MIB * 2048))
 REF=$SCRATCH/ref      # what the jsnap device must return
 SNAP=$SCRATCH/snap    # what the snapshot must return

@@ -7,7 +7,7 @@ export JSNAP_TOP=${JSNAP_TOP:-$(cd "$here/../.." && pwd)}
 # shellcheck source=../../qemu/guest-lib.sh
 . "$JSNAP_TOP/qemu/guest-lib.sh"
 SPLAT_RE='BUG|WARNING|Oops|KASAN|refcount|lockdep|general protection|Call Trace'
-per_test_timeout=${JSNAP_TEST_TIMEOUT:-300}
+per_test_timeout=${JSNAP_TEST_TIMEOUT:-600}
 
 tests=()
 for t in "$here"/[0-9]*.sh; do

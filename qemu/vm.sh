@@ -263,7 +263,7 @@ fi
 	printf 'export JSNAP_VM_OUT=%q\n' "$work/out"
 	printf 'export JSNAP_VM_CWD=%q\n' "$PWD"
 	for e in "${guest_env[@]}"; do printf 'export %q\n' "$e"; done
-	for e in JSNAP_VM_VERBOSE JSNAP_TEST_FILTER JSNAP_TEST_VERBOSE; do
+	for e in JSNAP_VM_VERBOSE JSNAP_TEST_FILTER JSNAP_TEST_VERBOSE JSNAP_TEST_TIMEOUT; do
 		[[ -n ${!e:-} ]] && printf 'export %s=%q\n' "$e" "${!e}"
 	done
 } >"$work/env.sh"
@@ -297,6 +297,8 @@ kill_qemu() {
 		kill -KILL "$vpid" 2>/dev/null || true
 	fi
 }
+# vm.sh itself interrupted: do not leave QEMU behind
+trap 'kill_qemu; exit 143' TERM INT HUP
 started_at=
 while kill -0 "$vpid" 2>/dev/null; do
 	now=$(date +%s)

@@ -6,7 +6,7 @@
 #   tests/run-guest.sh [-k|--keep] [FILTER-REGEX]
 #
 # Env: JSNAP_MODULE (default $JSNAP_TOP/dm-jsnap.ko), JSNAP_VM_* (see
-# qemu/vm.sh --help), JSNAP_TEST_TIMEOUT (per test, seconds, default 420).
+# qemu/vm.sh --help), JSNAP_TEST_TIMEOUT (per test, seconds, default 600).
 # Prints a final line "guest: N passed, M failed"; exits non-zero if M>0,
 # the VM failed, or a kernel splat was seen.
 set -euo pipefail

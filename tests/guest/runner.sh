@@ -50,6 +50,15 @@ dump_hung() {
 	dmesg | tail -n 30 | sed 's/^/#   /'
 }
 
+# kill_tree PID: SIGKILL PID and all its descendants (children first
+# collected, so that none is re-parented away before it is found)
+kill_tree() {
+	local p=$1 c
+	kill -STOP "$p" 2>/dev/null
+	for c in $(pgrep -P "$p" 2>/dev/null); do kill_tree "$c"; done
+	kill -KILL "$p" 2>/dev/null
+}
+
 # After a hang the kernel state is unusable (stuck I/O): report, save the
 # log for the host, and power off at once (no sync, which could block).
 give_up() {
@@ -85,7 +94,7 @@ for t in "${tests[@]}"; do
 	if [[ -n $hung ]]; then
 		echo "not ok - $n: timed out after ${per_test_timeout}s"
 		dump_hung
-		kill -KILL -- -"$tp" 2>/dev/null
+		kill_tree "$tp"
 		sleep 1
 		# still there (uninterruptible)?  Then nothing else can run.
 		if kill -0 "$tp" 2>/dev/null || [[ -n $(for p in /proc/[0-9]*; do awk '/^State:/ && $2 == "D" { print }' "$p/status" 2>/dev/null; done) ]]; then

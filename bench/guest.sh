@@ -27,7 +27,7 @@ quick)
 	VER_MB=8    # verify region (at V/2)
 	TA=8        # cap for job a (every block once)
 	T=3         # time-based jobs b, c, d, f
-	TE=12       # cap for job e (sequential, whole volume)
+	TE=10       # cap for job e (sequential, whole volume)
 	;;
 full)
 	V_MB=1024
@@ -42,6 +42,9 @@ esac
 V=$((V_MB * 2048))            # sectors
 R_BLOCKS=$((R_MB * 256))      # 4 KiB blocks in the region
 VOFF_MB=$((V_MB / 2))
+PMEM_MB=$(($(blockdev --getsz /dev/pmem0) / 2048))
+X_MB=$((PMEM_MB * 3 / 2))     # job x: sequential verify, 1.5x the journal
+XOFF_MB=$((VOFF_MB + VER_MB))
 
 PROD=$(readlink -f /dev/disk/jsnap/prod)
 STORE=$(readlink -f /dev/disk/jsnap/store)
@@ -108,7 +111,7 @@ run_wd() {
 	echo "store=$STORE store_sectors=$STORE_SECT"
 	echo "pmem_sectors=$(blockdev --getsz $PMEM)"
 	echo "pmem_dax=$(cat /sys/block/pmem0/queue/dax 2>/dev/null)"
-	echo "volume_mb=$V_MB region_mb=$R_MB verify_mb=$VER_MB t=$T ta=$TA te=$TE"
+	echo "volume_mb=$V_MB region_mb=$R_MB verify_mb=$VER_MB seqverify_mb=$X_MB t=$T ta=$TA te=$TE"
 	echo "module=$JSNAP_MODULE"
 	echo "module_sha256=$(sha256sum "$JSNAP_MODULE" | cut -c1-16)"
 } >"$OUT/facts"
@@ -196,7 +199,9 @@ json_write_ios() { # fio JSON file -> write total_ios of the first job
 #  a: every block of the region once (random map), capped at TA s
 #  b: the same random sequence (same seed, random map) for as many I/Os as
 #     a completed: exactly the blocks a wrote, each once, in the same order
-#  v: crc32c verify write + read back; w: verify_only read after the drain
+#  v: crc32c verify write + read back (4k random); x: the same with 1 MiB
+#     sequential writes over 1.5x the pmem size (journal/cache overflow);
+#     then drain; w, y: verify_only reads of v's and x's blocks
 #  g: half of the region rewritten, left in the journal/cache; f: randread
 run_jobs() {
 	local na
@@ -212,13 +217,15 @@ run_jobs() {
 		fio_job b 1 c rw=randwrite iodepth=1 offset=0 size=${R_MB}M number_ios=$na runtime=$T
 		fio_job c 1 d rw=randwrite iodepth=32 offset=0 size=${R_MB}M norandommap runtime=$T time_based
 		fio_job d 1 v rw=randwrite iodepth=1 fdatasync=1 offset=0 size=${R_MB}M norandommap runtime=$T time_based
-		fio_job v 1 w rw=randwrite iodepth=16 offset=${VOFF_MB}M size=${VER_MB}M verify=crc32c do_verify=1 verify_fatal=1 verify_dump=1
-		fio_job w 0 e rw=randwrite iodepth=16 offset=${VOFF_MB}M size=${VER_MB}M verify=crc32c verify_only=1 verify_fatal=1 verify_dump=1
+		fio_job v 0 x rw=randwrite iodepth=16 offset=${VOFF_MB}M size=${VER_MB}M verify=crc32c do_verify=1 verify_fatal=1 verify_dump=1
+		fio_job x 1 w rw=write bs=1M iodepth=4 offset=${XOFF_MB}M size=${X_MB}M verify=crc32c do_verify=1 verify_fatal=1 verify_dump=1
+		fio_job w 0 y rw=randwrite iodepth=16 offset=${VOFF_MB}M size=${VER_MB}M verify=crc32c verify_only=1 verify_fatal=1 verify_dump=1
+		fio_job y 0 e rw=write bs=1M iodepth=4 offset=${XOFF_MB}M size=${X_MB}M verify=crc32c verify_only=1 verify_fatal=1 verify_dump=1
 		fio_job e 1 g rw=write bs=1M iodepth=4 offset=0 size=${V_MB}M runtime=$TE
 		fio_job g 0 f rw=randwrite iodepth=32 offset=0 size=${R_MB}M number_ios=$((R_BLOCKS / 2))
 		fio_job f 0 - rw=randread iodepth=32 offset=0 size=${R_MB}M norandommap runtime=$T time_based
 	} >"$OUT/$CFG/main.fio"
-	run_fio main $((5 * T + TE + 4 * 300))
+	run_fio main $((5 * T + TE + 5 * 300))
 }
 
 check_drains() {

@@ -178,8 +178,12 @@ def main():
         facts[k + "_dev"] = os.path.basename(m.group(1)) if m else k
     # facts lines like "prod=/dev/nvme0n1 prod_sectors=..." -> split further
     for k in list(facts):
+        if k in ("fio", "cpu", "kernel", "module"):
+            continue
         for kk, vv in re.findall(r"(\w+)=(\S+)", facts[k]):
             facts.setdefault(kk, vv)
+        if re.search(r"\s\w+=", facts[k]):
+            facts[k] = facts[k].split()[0]
     host = kv_file(hostfacts)
     host = {k: v for k, v in host.items() if not k.endswith("#all")}
 
@@ -191,7 +195,8 @@ def main():
         result = open(os.path.join(d, "result")).read().strip() if os.path.exists(os.path.join(d, "result")) else "INCOMPLETE"
         c = {"description": desc, "result": result, "jobs": {}}
         fj = fio_jobs(raw, cfg)
-        for job, _, direction, _ in JOBS + [("v", "", "write", ""), ("w", "", "read", ""), ("g", "", "write", "")]:
+        for job, _, direction, _ in JOBS + [("v", "", "write", ""), ("x", "", "write", ""), ("w", "", "read", ""),
+                                           ("y", "", "read", ""), ("g", "", "write", "")]:
             s = parse_step(raw, cfg, job, direction, facts, fj)
             if s:
                 c["jobs"][job] = s
@@ -311,7 +316,7 @@ def render_md(res, facts, host):
              f"{int(facts.get('pmem_sectors', 0)) // 2048} MiB (fsdax, file in /dev/shm) — journal of jsnap "
              f"and cache of dm-writecache")
     L.append(f"- sizes: volume {facts.get('volume_mb')} MiB, jobs a–d/f on the first {facts.get('region_mb')} MiB, "
-             f"verify on {facts.get('verify_mb')} MiB at the middle; time-based jobs {facts.get('t')} s, "
+             f"verify on {facts.get('verify_mb')} MiB (4k random) and {facts.get('seqverify_mb')} MiB (1 MiB sequential) in the middle; time-based jobs {facts.get('t')} s, "
              f"job a capped at {facts.get('ta')} s, job e at {facts.get('te')} s; module sha256 {facts.get('module_sha256')}")
     L.append("")
     L.append("## Devices")
@@ -368,7 +373,7 @@ def render_md(res, facts, host):
     for cfg, c in res["configs"].items():
         if not cfg.startswith("jsnap"):
             continue
-        for job in "abcdvegf":
+        for job in "abcdvxegf":
             s = c["jobs"].get(job)
             if not s or "jsnap_status_after" not in s:
                 continue
@@ -378,8 +383,10 @@ def render_md(res, facts, host):
                      f"{fmt((s.get('jsnap_destaged_bytes') or 0) / 2**20)} | "
                      f"{sb.get('journal_used', '?')} → {sa.get('journal_used', '?')} | {sa.get('preserved', '?')} |")
     L.append("")
-    L.append("Jobs v/w: fio `--verify=crc32c` write + read-back, then (after drain/flush) `--verify_only` read "
-             "of the same blocks; g: half of the job-f region rewritten right before job f, not drained.")
+    L.append("Verify jobs: v = 4k random writes with fio `--verify=crc32c` + read-back, x = 1 MiB sequential "
+             f"writes over {facts.get('seqverify_mb')} MiB (1.5x the pmem) + read-back, then drain/flush, then "
+             "`--verify_only` reads of both (w, y). g: half of the job-f region rewritten right before job f, "
+             "not drained.")
     L.append("")
     L.append("Under TCG absolute numbers are far below native and depend on host load; only the ratios "
              "measured in the same run mean anything (see bench/README.md).")

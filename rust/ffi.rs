@@ -36,4 +36,5 @@ pub(crate) mod dm;
 pub(crate) mod io;
 pub(crate) mod pmem;
 pub(crate) mod registry;
+pub(crate) mod revocable;
 pub(crate) mod wq;

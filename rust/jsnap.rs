@@ -49,6 +49,7 @@ use crate::ffi::dm::{Ctr, CtrError, DeviceIter, DmDev, Limits, Mapped, Out, Stat
 use crate::ffi::io::IoClient;
 use crate::ffi::pmem::Pmem;
 use crate::ffi::registry;
+use crate::ffi::revocable::{Access, SleepRevocable};
 use crate::ffi::wq::OwnedQueue;
 use crate::logic::extent::{self, Carve, Extent};
 use crate::logic::format::{self, Descriptor, SnapState, Superblock};
@@ -205,16 +206,28 @@ pub(crate) struct SbState {
     buf: KBox<[u8; format::SB_SLOT_BYTES]>,
 }
 
+/// The devices of a target and the pmem mapping; revoked at `dtr` (a
+/// `jsnap-view` may keep the rest of the state alive longer).
+pub(crate) struct Devs {
+    /// Declared first: unmapped before the journal device is put.
+    pub(crate) pmem: Pmem,
+    pub(crate) prod: DmDev,
+    /// Held for as long as `pmem` maps it.
+    #[expect(dead_code, reason = "only held")]
+    pub(crate) journal: DmDev,
+    pub(crate) store: Option<DmDev>,
+}
+
 /// One `jsnap` target instance.
 #[pin_data]
 pub(crate) struct Jsnap {
     /// Destroyed first (fields drop in order): no work runs afterwards.
     wq: OwnedQueue,
-    pmem: Pmem,
     io: IoClient,
-    prod: DmDev,
-    journal: DmDev,
-    pub(crate) store: Option<DmDev>,
+    #[pin]
+    devs: SleepRevocable<Devs>,
+    /// Whether a store device was given.
+    pub(crate) has_store: bool,
     /// Device number of our mapped device (for `jsnap-view`).
     devt: u32,
     begin: u64,
@@ -414,6 +427,11 @@ impl Jsnap {
         Ok((prod, journal, store))
     }
 
+    /// The devices, unless the target was destroyed.
+    pub(crate) fn devs(&self) -> Result<Access<'_, Devs>> {
+        self.devs.access().ok_or(ENODEV)
+    }
+
     fn ring_off(&self, pos: u64) -> usize {
         self.geometry.ring_byte_offset(pos) as usize
     }
@@ -434,6 +452,10 @@ impl Jsnap {
     /// `from_worker` is set when the destage worker retries a deferred
     /// write; map-path writes queue behind deferred ones to keep order.
     pub(crate) fn journal_write(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
+        let Ok(d) = self.devs() else {
+            bio.endio(Err(EIO));
+            return Journaled::Done;
+        };
         let Ok(mut nodes) = Nodes::new(self.nodes_needed(), gfp) else {
             return Journaled::Again(bio);
         };
@@ -478,9 +500,9 @@ impl Jsnap {
         // that reaches pmem without its data fails its data CRC on replay,
         // and such a write was never acknowledged.
         let copied = bio
-            .copy_to_pmem(&self.pmem, self.ring_off(res.pos))
+            .copy_to_pmem(&d.pmem, self.ring_off(res.pos))
             .and_then(|crc| {
-                let d = Descriptor {
+                let desc = Descriptor {
                     flags: 0,
                     seq,
                     sector,
@@ -489,11 +511,11 @@ impl Jsnap {
                     data_crc: crc,
                 };
                 let mut buf = [0u8; format::DESC_BYTES];
-                d.encode(&mut buf);
-                self.pmem
+                desc.encode(&mut buf);
+                d.pmem
                     .write(self.geometry.desc_slot_offset(seq) as usize, &buf)
             });
-        self.pmem.fence();
+        d.pmem.fence();
 
         let mut st = self.state.lock();
         if let Some(r) = st.rec(seq) {
@@ -526,6 +548,10 @@ impl Jsnap {
 
     /// Serves a prefix of a read from the journal or remaps it.
     fn read(this: ArcBorrow<'_, Self>, mut bio: Bio) -> Mapped {
+        let Ok(d) = this.devs() else {
+            bio.endio(Err(EIO));
+            return Mapped::Submitted;
+        };
         let start = bio.sector() - this.begin;
         let end = start + u64::from(bio.sectors());
         let mut st = this.state.lock();
@@ -533,13 +559,13 @@ impl Jsnap {
         loop {
             let Some(x) = first_overlap(&st.table, start, end) else {
                 drop(st);
-                bio.remap(&this.prod, start);
+                bio.remap(&d.prod, start);
                 return Mapped::Remap(bio);
             };
             if x.start > start {
                 drop(st);
                 bio.accept_partial((x.start - start) as u32);
-                bio.remap(&this.prod, start);
+                bio.remap(&d.prod, start);
                 return Mapped::Remap(bio);
             }
             let persisted = st.rec(x.seq).is_some_and(|r| r.persisted);
@@ -557,7 +583,7 @@ impl Jsnap {
             }
             drop(st);
             bio.accept_partial(piece as u32);
-            let res = bio.copy_from_pmem(0, &this.pmem, this.ring_off(pos), (piece << 9) as u32);
+            let res = bio.copy_from_pmem(0, &d.pmem, this.ring_off(pos), (piece << 9) as u32);
             let mut st = this.state.lock();
             let mut kick = false;
             if let Some(r) = st.rec(x.seq) {
@@ -691,16 +717,15 @@ impl Target for Jsnap {
             slot,
             format_pending,
         } = opened;
+        let has_store = store.is_some();
         let geometry = sb.geometry;
         let state = recovery::empty_state(&sb).map_err(nomem)?;
         let this = Arc::pin_init(
             try_pin_init!(Self {
                 wq,
-                pmem,
                 io,
-                prod,
-                journal,
-                store,
+                devs <- SleepRevocable::new(Devs { pmem, prod, journal, store }),
+                has_store,
                 devt,
                 begin,
                 len,
@@ -731,6 +756,8 @@ impl Target for Jsnap {
         self.state.lock().stopping = true;
         self.cond.notify_all();
         self.wq.flush();
+        // Views may keep this state alive; the devices go with the table.
+        self.devs.revoke();
     }
 
     fn map(this: ArcBorrow<'_, Self>, bio: Bio) -> Mapped {
@@ -778,7 +805,10 @@ impl Target for Jsnap {
     }
 
     fn iterate_devices(&self, it: &mut DeviceIter<'_>) -> i32 {
-        it.call(&self.prod, 0, self.len)
+        match self.devs.access() {
+            Some(d) => it.call(&d.prod, 0, self.len),
+            None => 0,
+        }
     }
 
     fn io_hints(&self, limits: &mut Limits<'_>) {

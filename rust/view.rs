@@ -73,7 +73,8 @@ impl View {
             bio.endio(Err(e));
             return;
         }
-        match (self.mode, j.store.as_ref()) {
+        let d = j.devs();
+        match (self.mode, d.as_ref().ok().and_then(|d| d.store.as_ref())) {
             (ViewMode::Rw, Some(store)) => {
                 bio.remap(store, start);
                 bio.submit();
@@ -118,7 +119,7 @@ impl Target for View {
                 c"View length must equal the jsnap device length",
             ));
         }
-        if jsnap.store.is_none() {
+        if !jsnap.has_store {
             return Err(CtrError::inval(c"The jsnap device has no store"));
         }
         let max_io = u64::from(jsnap.chunk_sectors).min(MAX_RECORD_SECTORS);
@@ -174,9 +175,15 @@ impl Target for View {
                 let c = start / u64::from(this.jsnap.chunk_sectors);
                 // Preserved chunks are final in the store (mirror writes
                 // still need the journal half).
-                if this.mode != ViewMode::Mirror || kind == BioKind::Read {
-                    if let (true, Some(store)) =
-                        (this.jsnap.chunk_is_preserved(c), this.jsnap.store.as_ref())
+                if (this.mode != ViewMode::Mirror || kind == BioKind::Read)
+                    && this.jsnap.chunk_is_preserved(c)
+                {
+                    if let Some(store) = this
+                        .jsnap
+                        .devs()
+                        .ok()
+                        .as_ref()
+                        .and_then(|d| d.store.as_ref())
                     {
                         bio.remap(store, start);
                         return Mapped::Remap(bio);
@@ -184,11 +191,17 @@ impl Target for View {
                 }
                 Self::defer(this, bio)
             }
-            BioKind::Flush => match (this.mode, this.jsnap.store.as_ref()) {
-                (ViewMode::Rw, Some(store)) => {
-                    bio.remap(store, 0);
-                    Mapped::Remap(bio)
-                }
+            BioKind::Flush => match (this.mode, this.jsnap.devs()) {
+                (ViewMode::Rw, Ok(d)) => match d.store.as_ref() {
+                    Some(store) => {
+                        bio.remap(store, 0);
+                        Mapped::Remap(bio)
+                    }
+                    None => {
+                        bio.endio(Err(EIO));
+                        Mapped::Submitted
+                    }
+                },
                 _ => {
                     // ro: nothing to flush; mirror: store writes are FUA and
                     // the journal is durable.

@@ -87,10 +87,6 @@ if ! [ -f "$KDIR/.source-ok" ]; then
 		 dpkg -x linux-source-"$KVER"_*.deb . && rm -f linux-source-"$KVER"_*.deb)
 		tarball=$KSRC_TARBALL_DIR/usr/src/linux-source-$KVER.tar.xz
 	fi
-	# Trees built from another fragment are stale: keep the disk bounded.
-	for old in "$JSNAP_CACHE"/linux-"$KVER"-*; do
-		[ -d "$old" ] && [ "$old" != "$KDIR" ] && rm -rf "$old"
-	done
 	step "kernel: unpacking $(basename "$tarball") into $KDIR"
 	rm -rf "$KDIR.tmp"; mkdir -p "$KDIR.tmp"
 	tar -xf "$tarball" -C "$KDIR.tmp" --strip-components=1
@@ -126,5 +122,9 @@ if ! [ -f "$KDIR/.build-ok" ]; then
 	step "kernel: building (about 11-15 minutes on 2 cores, log in $KDIR/build.log)"
 	"${KMAKE[@]}" >"$KDIR/build.log" 2>&1 || { tail -n 40 "$KDIR/build.log"; exit 1; }
 	touch "$KDIR/.build-ok"
+	# Trees built from another fragment are stale: keep the disk bounded.
+	for old in "$JSNAP_CACHE"/linux-"$KVER"-*; do
+		[ -d "$old" ] && [ "$old" != "$KDIR" ] && rm -rf "$old"
+	done
 fi
 step "ready: KDIR=$KDIR"

@@ -104,6 +104,7 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
 /// While a snapshot is active every run takes the exclusive locks of its
 /// chunks, and chunks that receive post-snapshot data are preserved first.
 fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
+    let d = this.devs()?;
     let (snap_active, snap_seq) = {
         let st = this.state.lock();
         (st.snap == SnapState::Active, st.snap_seq)
@@ -143,9 +144,9 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
         }
         if res.is_ok() {
             res = this.io.write_from_pmem(
-                &this.prod,
+                &d.prod,
                 run.start,
-                &this.pmem,
+                &d.pmem,
                 this.ring_off(run.ring_pos),
                 run.len,
             );
@@ -159,7 +160,7 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
         total += run.len;
         i = j;
     }
-    io::flush(&this.prod)?;
+    io::flush(&d.prod)?;
     Ok(total)
 }
 
@@ -226,7 +227,7 @@ fn retire(this: &Jsnap) -> Result<bool> {
     new.tail_seq = after.tail_seq();
     new.tail_pos = after.tail_pos();
     let slot = 1 - sb.slot;
-    super::recovery::write_sb(&this.pmem, &new, slot, &mut sb.buf)?;
+    super::recovery::write_sb(&this.devs()?.pmem, &new, slot, &mut sb.buf)?;
     sb.sb = new;
     sb.slot = slot;
     drop(sb);

@@ -209,10 +209,11 @@ pub(crate) fn load(this: &Jsnap) -> Result {
     if this.state.lock().loaded {
         return Ok(());
     }
+    let d = this.devs()?;
     let mut sbg = this.sb.lock();
     if sbg.format_pending {
         let super::SbState { sb, buf, .. } = &mut *sbg;
-        format_journal(&this.pmem, sb, buf)?;
+        format_journal(&d.pmem, sb, buf)?;
         sbg.slot = 0;
         sbg.format_pending = false;
         pr_info!(
@@ -223,7 +224,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         // A table this one replaces may have committed since `ctr` read
         // the superblock: read it again now that it is suspended.
         let mut slots = KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL)?;
-        this.pmem.read(0, &mut slots)?;
+        d.pmem.read(0, &mut slots)?;
         let (s0, s1) = slots.split_at(format::SB_SLOT_BYTES);
         let (sb, slot) = format::pick_superblock(s0, s1).map_err(|e| {
             pr_err!(
@@ -253,7 +254,8 @@ pub(crate) fn load(this: &Jsnap) -> Result {
 /// accounting from the records between the superblock's tail and the newest
 /// persisted record.
 fn replay_records(this: &Jsnap, sb: &Superblock) -> Result<State> {
-    let pmem = &this.pmem;
+    let d = this.devs()?;
+    let pmem = &d.pmem;
     let g = &sb.geometry;
     let dc = u64::from(g.desc_count);
     let mut infos: KVVec<RecordInfo> = KVVec::with_capacity(g.desc_count as usize, GFP_KERNEL)?;

@@ -50,7 +50,7 @@ fn commit_sb(this: &Jsnap, f: impl FnOnce(&mut crate::logic::format::Superblock)
     f(&mut new);
     new.generation += 1;
     let slot = 1 - sbg.slot;
-    super::recovery::write_sb(&this.pmem, &new, slot, &mut sbg.buf)?;
+    super::recovery::write_sb(&this.devs()?.pmem, &new, slot, &mut sbg.buf)?;
     sbg.sb = new;
     sbg.slot = slot;
     Ok(())
@@ -59,7 +59,7 @@ fn commit_sb(this: &Jsnap, f: impl FnOnce(&mut crate::logic::format::Superblock)
 /// `snapshot`: O(1); the snapshot holds every write with a sequence number
 /// below the current `next_seq`, i.e. every write completed before now.
 pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
-    if this.store.is_none() {
+    if !this.has_store {
         pr_err!("dm-jsnap: snapshot refused: the target has no store device\n");
         return Err(EINVAL);
     }
@@ -88,10 +88,13 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
     drop(st);
     let g = this.geometry;
     let res = this
-        .pmem
-        .zero(g.map_offset as usize, g.map_bytes as usize)
+        .devs()
+        .and_then(|d| {
+            d.pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
+            d.pmem.fence();
+            Ok(())
+        })
         .and_then(|()| {
-            this.pmem.fence();
             commit_sb(&this, |sb| {
                 sb.snap_state = SnapState::Active;
                 sb.snap_seq = snap_seq;
@@ -145,9 +148,10 @@ pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
         sb.hydrate = false;
     })?;
     let g = this.geometry;
-    this.pmem
-        .zero(g.map_offset as usize, g.map_bytes as usize)?;
-    this.pmem.fence();
+    let d = this.devs()?;
+    d.pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
+    d.pmem.fence();
+    drop(d);
     Jsnap::kick(this);
     pr_info!("dm-jsnap: snapshot dropped\n");
     Ok(())
@@ -219,7 +223,8 @@ impl Jsnap {
                 return Ok(());
             }
         }
-        let store = self.store.as_ref().ok_or(EINVAL)?;
+        let d = self.devs()?;
+        let store = d.store.as_ref().ok_or(EINVAL)?;
         let res = (|| -> Result {
             for &c in chunks {
                 if self.state.lock().is_preserved(c) {
@@ -231,7 +236,7 @@ impl Jsnap {
                 while pos < ce {
                     let n = (ce - pos).min((BOUNCE_BYTES >> 9) as u64);
                     let buf = bounce.get_mut(..(n << 9) as usize).ok_or(EINVAL)?;
-                    self.io.read(&self.prod, pos, buf)?;
+                    self.io.read(&d.prod, pos, buf)?;
                     self.io.write(store, pos, buf, false)?;
                     pos += n;
                 }
@@ -242,7 +247,7 @@ impl Jsnap {
                     self.io.write_from_pmem(
                         store,
                         p.start,
-                        &self.pmem,
+                        &d.pmem,
                         self.ring_off(p.ring_pos),
                         p.len,
                     )?;
@@ -271,13 +276,13 @@ impl Jsnap {
         for &c in chunks {
             if let Ok(Some((off, word))) = validity::set(&mut st.map, c) {
                 // The bit is persisted before anyone may overwrite production.
-                let _ = self
+                let _ = d
                     .pmem
                     .write(self.geometry.map_offset as usize + off, &word);
                 st.preserved += 1;
             }
         }
-        self.pmem.fence();
+        d.pmem.fence();
         // Superseded pre-snapshot pieces of fully preserved chunks are no
         // longer needed.
         let cs64 = u64::from(self.chunk_sectors);
@@ -325,6 +330,10 @@ impl Jsnap {
 
     /// Reads a bio of the snapshot view that lies inside one chunk.
     pub(crate) fn snapshot_read(&self, mut bio: Bio, start: u64) -> Option<Bio> {
+        let Ok(d) = self.devs() else {
+            bio.endio(Err(EIO));
+            return None;
+        };
         let end = start + u64::from(bio.sectors());
         let c = start / u64::from(self.chunk_sectors);
         if self.locks.lock(c, false).is_err() {
@@ -343,7 +352,7 @@ impl Jsnap {
         if preserved {
             // The store copy is final: no lock needed past this point.
             self.locks.unlock(c, false);
-            if let Some(store) = self.store.as_ref() {
+            if let Some(store) = d.store.as_ref() {
                 bio.remap(store, start);
                 return Some(bio);
             }
@@ -354,7 +363,7 @@ impl Jsnap {
             let n = bio.bytes() as usize;
             let mut bounce = self.bounce.lock();
             let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
-            self.io.read(&self.prod, start, buf)?;
+            self.io.read(&d.prod, start, buf)?;
             bio.copy_from_slice(0, buf)?;
             drop(bounce);
             let mut pieces = self.pieces_buf()?;
@@ -363,7 +372,7 @@ impl Jsnap {
                 let skip = ((p.start - start) << 9) as u32;
                 bio.copy_from_pmem(
                     skip,
-                    &self.pmem,
+                    &d.pmem,
                     self.ring_off(p.ring_pos),
                     (p.len << 9) as u32,
                 )?;
@@ -396,7 +405,8 @@ impl Jsnap {
 
     /// Writes the data of `bio` to the store at `sector` (mirror mode).
     pub(crate) fn write_bio_to_store(&self, bio: &Bio, sector: u64) -> Result {
-        let store = self.store.as_ref().ok_or(EIO)?;
+        let d = self.devs()?;
+        let store = d.store.as_ref().ok_or(EIO)?;
         let n = bio.bytes() as usize;
         let mut bounce = self.bounce.lock();
         let buf = bounce.get_mut(..n).ok_or(EINVAL)?;

@@ -230,6 +230,8 @@ pub(crate) struct Jsnap {
     pub(crate) has_store: bool,
     /// Device number of our mapped device (for `jsnap-view`).
     devt: u32,
+    /// Device number of the production device (journal identity).
+    prod_devt: u32,
     begin: u64,
     pub(crate) len: u64,
     pub(crate) chunk_sectors: u32,
@@ -700,7 +702,15 @@ impl Target for Jsnap {
         }
         let (prod, journal, store) = Self::open_devices(ti, args, s[2] == "-")?;
         let store_sectors = if store.is_some() { len } else { 0 };
-        let opened = recovery::open(&journal, len, chunk_sectors, store_sectors, features.format)?;
+        let prod_devt = prod.devt();
+        let opened = recovery::open(
+            &journal,
+            prod_devt,
+            len,
+            chunk_sectors,
+            store_sectors,
+            &features,
+        )?;
         let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS);
         ti.set_max_io_len(max_io).map_err(|err| CtrError {
             msg: c"Cannot set the maximum I/O size",
@@ -727,6 +737,7 @@ impl Target for Jsnap {
                 devs <- SleepRevocable::new(Devs { pmem, prod, journal, store }),
                 has_store,
                 devt,
+                prod_devt,
                 begin,
                 len,
                 chunk_sectors,

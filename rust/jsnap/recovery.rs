@@ -52,6 +52,7 @@ fn fresh_sb(
     prod_sectors: u64,
     chunk_sectors: u32,
     store_sectors: u64,
+    prod_devt: u32,
 ) -> Superblock {
     Superblock {
         generation: 1,
@@ -67,6 +68,7 @@ fn fresh_sb(
         snap_seq: 0,
         snap_id: 0,
         hydrate: false,
+        prod_devt,
     }
 }
 
@@ -97,11 +99,13 @@ fn refuse(msg: &'static CStr) -> CtrError {
 /// Maps the journal device and checks its superblock (table load).
 pub(crate) fn open(
     journal: &DmDev,
+    prod_devt: u32,
     prod_sectors: u64,
     chunk_sectors: u32,
     store_sectors: u64,
-    format_requested: bool,
+    features: &crate::logic::table::Features,
 ) -> core::result::Result<Opened, CtrError> {
+    let format_requested = features.format;
     let dev_bytes = (journal.sectors() << 9) & !(PAGE - 1);
     let geometry = format::plan_geometry(dev_bytes, prod_sectors, chunk_sectors)
         .map_err(|_| refuse(c"Journal device is too small for this target"))?;
@@ -121,7 +125,13 @@ pub(crate) fn open(
     let blank = slots.iter().all(|&b| b == 0);
     drop(slots);
 
-    let fresh = fresh_sb(geometry, prod_sectors, chunk_sectors, store_sectors);
+    let fresh = fresh_sb(
+        geometry,
+        prod_sectors,
+        chunk_sectors,
+        store_sectors,
+        prod_devt,
+    );
     let (sb, slot, format_pending) = match picked {
         _ if format_requested => (fresh, 0, true),
         Err(FmtError::NotFormatted) if blank => (fresh, 0, true),
@@ -139,6 +149,11 @@ pub(crate) fn open(
             ))
         }
         Ok((sb, slot)) => {
+            if sb.prod_devt != prod_devt && !features.relocated {
+                return Err(refuse(
+                    c"Journal belongs to another production device (use relocated if it was renumbered)",
+                ));
+            }
             if sb.prod_sectors != prod_sectors {
                 return Err(refuse(c"Journal belongs to a target of another length"));
             }
@@ -239,6 +254,17 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         }
         sbg.sb = sb;
         sbg.slot = slot;
+        if sb.prod_devt != this.prod_devt {
+            // Accepted by `relocated`: record the new device number.
+            let mut new = sb;
+            new.prod_devt = this.prod_devt;
+            new.generation += 1;
+            let slot = 1 - slot;
+            write_sb(&d.pmem, &new, slot, &mut sbg.buf)?;
+            sbg.sb = new;
+            sbg.slot = slot;
+            pr_info!("dm-jsnap: journal re-attached to a renumbered production device\n");
+        }
     }
     let sb = sbg.sb;
     drop(sbg);

@@ -276,9 +276,7 @@ impl Jsnap {
         for &c in chunks {
             if let Ok(Some((off, word))) = validity::set(&mut st.map, c) {
                 // The bit is persisted before anyone may overwrite production.
-                let _ = d
-                    .pmem
-                    .write(self.geometry.map_offset as usize + off, &word);
+                let _ = d.pmem.write(self.geometry.map_offset as usize + off, &word);
                 st.preserved += 1;
             }
         }

@@ -44,7 +44,8 @@
 //! | 136 | 8  | snap_seq: records with `seq < snap_seq` predate the snapshot |
 //! | 144 | 8  | snap_id |
 //! | 152 | 4  | crc32c of the whole 4096-byte slot with this field zeroed |
-//! | 156 | 3940 | zero |
+//! | 156 | 4  | prod_devt: device number of the production device (identity check) |
+//! | 160 | 3936 | zero |
 //!
 //! `tail_pos` is where the live part of the ring begins: the start of
 //! `tail_seq`'s reservation, including the end-of-ring area it skipped (see
@@ -360,6 +361,8 @@ pub struct Superblock {
     pub snap_id: u64,
     /// Whether background hydration is switched on.
     pub hydrate: bool,
+    /// Device number (`dev_t`) of the production device the journal belongs to.
+    pub prod_devt: u32,
 }
 
 impl Superblock {
@@ -382,6 +385,7 @@ impl Superblock {
         put(slot, 88, &g.desc_offset.to_le_bytes());
         put(slot, 96, &g.desc_count.to_le_bytes());
         put(slot, 100, &u32::from(self.hydrate).to_le_bytes());
+        put(slot, 156, &self.prod_devt.to_le_bytes());
         put(slot, 104, &g.ring_offset.to_le_bytes());
         put(slot, 112, &g.ring_sectors.to_le_bytes());
         put(slot, 120, &self.tail_seq.to_le_bytes());
@@ -437,6 +441,7 @@ impl Superblock {
             tail_pos: u64_at(slot, 128),
             snap_seq: u64_at(slot, 136),
             snap_id: u64_at(slot, 144),
+            prod_devt: u32_at(slot, 156),
         };
         sb.geometry.validate(sb.prod_sectors, sb.chunk_sectors)?;
         if sb.tail_pos >= sb.geometry.ring_sectors {
@@ -552,6 +557,7 @@ mod tests {
             snap_seq: 990,
             snap_id: 3,
             hydrate: true,
+            prod_devt: 0x0103_0005,
         }
     }
 

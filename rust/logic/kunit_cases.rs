@@ -95,6 +95,7 @@ pub fn sample_superblock() -> Result<Superblock, &'static str> {
         snap_seq: 4,
         snap_id: 2,
         hydrate: false,
+        prod_devt: 7,
     })
 }
 

@@ -16,6 +16,7 @@
 //! | `destage_batch <1..4096>` | extents destaged per batch | 64 |
 //! | `hydrate_batch <1..1024>` | chunks copied per hydration step | 16 |
 //! | `no_destage` | destage only when forced (`drain`, full journal); for testing | off |
+//! | `relocated` | accept a journal whose production device number changed | off |
 //!
 //! Numbers are plain decimal: no sign, no `+`, no spaces, no overflow.
 
@@ -120,16 +121,19 @@ pub enum Feature {
     HydrateBatch,
     /// `no_destage`
     NoDestage,
+    /// `relocated`: accept a journal whose production device number changed
+    NoDevtCheck,
 }
 
 impl Feature {
-    const ALL: [Feature; 6] = [
+    const ALL: [Feature; 7] = [
         Feature::Format,
         Feature::HighWatermark,
         Feature::LowWatermark,
         Feature::DestageBatch,
         Feature::HydrateBatch,
         Feature::NoDestage,
+        Feature::NoDevtCheck,
     ];
 
     /// The feature's name on the table line.
@@ -141,6 +145,7 @@ impl Feature {
             Feature::DestageBatch => "destage_batch",
             Feature::HydrateBatch => "hydrate_batch",
             Feature::NoDestage => "no_destage",
+            Feature::NoDevtCheck => "relocated",
         }
     }
 }
@@ -160,10 +165,12 @@ pub struct Features {
     pub hydrate_batch: u32,
     /// Destage only when forced.
     pub no_destage: bool,
+    /// Accept a journal whose production device number changed.
+    pub relocated: bool,
     /// Whether the `<#feature_args>` count was on the table line at all.
     count_given: bool,
     /// The features in the order given; the first `nr_given` are valid.
-    given: [Feature; 6],
+    given: [Feature; 7],
     nr_given: usize,
 }
 
@@ -176,6 +183,7 @@ impl Default for Features {
             destage_batch: 64,
             hydrate_batch: 16,
             no_destage: false,
+            relocated: false,
             count_given: false,
             given: Feature::ALL,
             nr_given: 0,
@@ -196,7 +204,7 @@ impl Features {
             Feature::LowWatermark => Some(self.low_watermark),
             Feature::DestageBatch => Some(self.destage_batch),
             Feature::HydrateBatch => Some(self.hydrate_batch),
-            Feature::Format | Feature::NoDestage => None,
+            Feature::Format | Feature::NoDestage | Feature::NoDevtCheck => None,
         }
     }
 
@@ -207,7 +215,9 @@ impl Features {
             Feature::LowWatermark => (&mut self.low_watermark, 0, 99, ArgError::LowWatermark),
             Feature::DestageBatch => (&mut self.destage_batch, 1, 4096, ArgError::DestageBatch),
             Feature::HydrateBatch => (&mut self.hydrate_batch, 1, 1024, ArgError::HydrateBatch),
-            Feature::Format | Feature::NoDestage => return Err(ArgError::UnknownFeature),
+            Feature::Format | Feature::NoDestage | Feature::NoDevtCheck => {
+                return Err(ArgError::UnknownFeature)
+            }
         };
         *slot = parse_num(s, lo, hi).ok_or(err)?;
         Ok(())
@@ -238,6 +248,7 @@ pub fn parse_features(args: &[&str]) -> Result<Features, ArgError> {
         match feat {
             Feature::Format => f.format = true,
             Feature::NoDestage => f.no_destage = true,
+            Feature::NoDevtCheck => f.relocated = true,
             _ => {
                 let (value, tail) = rest.split_first().ok_or(ArgError::MissingValue)?;
                 rest = tail;
@@ -552,5 +563,16 @@ mod tests {
                 assert_ne!(a.msg(), b.msg());
             }
         }
+    }
+
+    #[test]
+    fn relocated_feature() {
+        let f = parse_features(&["2", "relocated", "no_destage"]).unwrap();
+        assert!(f.relocated && f.no_destage);
+        assert!(!parse_features(&[]).unwrap().relocated);
+        assert_eq!(
+            parse_features(&["1", "relocated", "x"]),
+            Err(ArgError::FeatureCount)
+        );
     }
 }

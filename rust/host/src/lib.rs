@@ -16,6 +16,7 @@ pub mod crc;
 pub mod extent;
 #[path = "../../logic/format.rs"]
 pub mod format;
+#[allow(missing_docs)] // each case is named in `CASES`
 #[path = "../../logic/kunit_cases.rs"]
 pub mod kunit_cases;
 #[path = "../../logic/replay.rs"]

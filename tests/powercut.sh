@@ -224,6 +224,10 @@ for ((i = 0; i <= cuts; i++)); do
 			failc "$tag: VM killed by the power cut -- vm.sh exited $vm_rc (expected 137)"
 			tail -n 15 "$work/$tag.log" | sed 's/^/#   log: /'
 		fi
+		if [[ $vm_rc == 125 ]]; then
+			failc "$tag: harness/setup error (vm.sh 125); giving up"
+			break
+		fi
 		cut_summary "$tag" "$kill"
 		m=$(measure)
 		if [[ -n $m ]]; then

@@ -57,6 +57,7 @@ use crate::logic::ring::{JournalSpace, RingError};
 use crate::logic::table::{self, Features};
 use chunklock::ChunkLocks;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::alloc::Flags;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
@@ -191,6 +192,10 @@ impl Nodes {
         Ok(Self { list })
     }
 
+    fn count(&self) -> usize {
+        self.list.iter().filter(|n| n.is_some()).count()
+    }
+
     fn take(&mut self) -> Option<RBTreeNodeReservation<u64, Extent>> {
         self.list.iter_mut().find_map(Option::take)
     }
@@ -228,6 +233,8 @@ pub(crate) struct Jsnap {
     devs: SleepRevocable<Devs>,
     /// Whether a store device was given.
     pub(crate) has_store: bool,
+    /// A snapshot is (or may be) active: writes reserve more table nodes.
+    pub(crate) snap_hint: AtomicBool,
     /// Device number of our mapped device (for `jsnap-view`).
     devt: u32,
     /// Device number of the production device (journal identity).
@@ -444,9 +451,15 @@ impl Jsnap {
         let _ = arc.wq.enqueue(arc.clone());
     }
 
-    /// Number of table nodes a write must reserve.
+    /// Number of table nodes a write must reserve: a new extent and a
+    /// split remainder, plus two pieces kept for an active snapshot.  The
+    /// hint may be stale; `journal_write` re-checks under the lock.
     fn nodes_needed(&self) -> usize {
-        4
+        if self.snap_hint.load(Ordering::Relaxed) {
+            4
+        } else {
+            2
+        }
     }
 
     /// On-line primary task: journal one write and complete it.
@@ -465,6 +478,11 @@ impl Jsnap {
         let n = u64::from(bio.sectors());
         let mut st = self.state.lock();
         if st.stopping || (!from_worker && !st.deferred.is_empty()) {
+            return Journaled::Again(bio);
+        }
+        if st.snap == SnapState::Active && nodes.count() < 4 {
+            // A snapshot was taken since the hint was read.
+            self.snap_hint.store(true, Ordering::Relaxed);
             return Journaled::Again(bio);
         }
         st.io_count += 1;
@@ -736,6 +754,7 @@ impl Target for Jsnap {
                 io,
                 devs <- SleepRevocable::new(Devs { pmem, prod, journal, store }),
                 has_store,
+                snap_hint: AtomicBool::new(true),
                 devt,
                 prod_devt,
                 begin,

@@ -70,6 +70,41 @@ impl IoClient {
         self.io(dev, sector, sectors, p, true, false)
     }
 
+    /// Writes several runs of pmem to `dev` at once (all in flight
+    /// together) and waits for all: `(sector, pmem byte offset, sectors)`.
+    pub(crate) fn write_many_from_pmem(
+        &self,
+        dev: &DmDev,
+        pmem: &Pmem,
+        runs: &[(u64, usize, u64)],
+    ) -> Result {
+        let n = runs.len();
+        let mut sectors = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut counts = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut mems: KVec<*mut c_void> = KVec::with_capacity(n, GFP_KERNEL)?;
+        for &(sector, off, count) in runs {
+            let len = usize::try_from(count << 9).map_err(|_| EINVAL)?;
+            mems.push(pmem.ptr_for(off, len)?.cast(), GFP_KERNEL)?;
+            sectors.push(sector, GFP_KERNEL)?;
+            counts.push(count, GFP_KERNEL)?;
+        }
+        let n = u32::try_from(n).map_err(|_| EINVAL)?;
+        // SAFETY: the three arrays hold `n` entries; every `mems[i]` is
+        // valid for `counts[i] * 512` bytes of the mapping (checked by
+        // `ptr_for`) and outlives the call, which waits for all I/O; `dev`
+        // is held; the client is live.
+        to_result(unsafe {
+            sys::jsnap_io_write_many(
+                self.0.as_ptr(),
+                dev.bdev(),
+                sectors.as_ptr(),
+                counts.as_ptr(),
+                mems.as_ptr(),
+                n,
+            )
+        })
+    }
+
     /// Reads `buf.len()` bytes (a multiple of 512) from `dev` at `sector`.
     pub(crate) fn read(&self, dev: &DmDev, sector: u64, buf: &mut [u8]) -> Result {
         if buf.len() % 512 != 0 {

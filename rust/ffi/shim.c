@@ -16,6 +16,8 @@
 #include <linux/highmem.h>
 #include <linux/libnvdimm.h>
 #include <linux/random.h>
+#include <linux/completion.h>
+#include <linux/atomic.h>
 #include <linux/string.h>
 #include <linux/vmalloc.h>
 #include <linux/workqueue.h>
@@ -399,4 +401,56 @@ dev_t jsnap_ti_devt(struct dm_target *ti)
 void jsnap_bio_submit(struct bio *bio)
 {
 	submit_bio_noacct(bio);
+}
+
+/*
+ * Write n regions from kernel memory (direct-mapped or vmapped pmem) to a
+ * block device with asynchronous dm-io, all in flight together, and wait
+ * for every one.  Returns 0 or -EIO if any failed.
+ */
+struct jsnap_batch {
+	atomic_t pending;
+	int error;
+	struct completion done;
+};
+
+static void jsnap_batch_done(unsigned long error, void *context)
+{
+	struct jsnap_batch *b = context;
+
+	if (error)
+		WRITE_ONCE(b->error, -EIO);
+	if (atomic_dec_and_test(&b->pending))
+		complete(&b->done);
+}
+
+int jsnap_io_write_many(struct dm_io_client *client, struct block_device *bdev,
+			const u64 *sectors, const u64 *counts, void *const *mems,
+			unsigned int n)
+{
+	struct jsnap_batch b = { .error = 0 };
+	unsigned int i;
+
+	atomic_set(&b.pending, 1);
+	init_completion(&b.done);
+	for (i = 0; i < n; i++) {
+		struct dm_io_region region = {
+			.bdev = bdev, .sector = sectors[i], .count = counts[i],
+		};
+		struct dm_io_request req = {
+			.bi_opf = REQ_OP_WRITE,
+			.mem.type = is_vmalloc_addr(mems[i]) ? DM_IO_VMA : DM_IO_KMEM,
+			.mem.ptr.addr = mems[i],
+			.client = client,
+			.notify.fn = jsnap_batch_done,
+			.notify.context = &b,
+		};
+
+		atomic_inc(&b.pending);
+		if (dm_io(&req, 1, &region, NULL, NULL, IOPRIO_DEFAULT))
+			jsnap_batch_done(1, &b);
+	}
+	jsnap_batch_done(0, &b);
+	wait_for_completion_io(&b.done);
+	return b.error;
 }

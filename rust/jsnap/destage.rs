@@ -74,13 +74,18 @@ fn serve_deferred(this: &Arc<Jsnap>) {
 fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
     let max = this.features.destage_batch as usize;
     let mut st = this.state.lock();
-    let mut from = st.cursor;
-    for _pass in 0..2 {
+    let start = st.cursor;
+    // From the cursor to the end, then from 0 up to the cursor: every
+    // extent at most once.
+    for (from, limit) in [(start, u64::MAX), (0, start)] {
         let mut key = from;
         while batch.len() < max {
             let Some(x) = st.table.cursor_lower_bound(&key).map(|c| *c.current().1) else {
                 break;
             };
+            if x.start >= limit {
+                break;
+            }
             let n = st.recs.len() as u64;
             let persisted = st
                 .recs
@@ -91,18 +96,20 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
             }
             key = x.end();
         }
-        if batch.len() >= max || from == 0 {
+        if batch.len() >= max {
             break;
         }
-        from = 0;
     }
     st.cursor = batch.last().map_or(0, |x| x.end());
 }
 
 /// Writes a batch to production; returns the number of sectors written.
 ///
-/// While a snapshot is active every run takes the exclusive locks of its
-/// chunks, and chunks that receive post-snapshot data are preserved first.
+/// Runs that are adjacent on the target and in the ring are merged.  While
+/// a snapshot is active, the exclusive locks of every chunk the batch
+/// touches are taken (in ascending order), and the chunks that receive
+/// post-snapshot data are preserved first, together, with one store flush.
+/// Then all runs are written at once and production is flushed.
 fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
     let d = this.devs()?;
     let (snap_active, snap_seq) = {
@@ -110,10 +117,9 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
         (st.snap == SnapState::Active, st.snap_seq)
     };
     let cs = u64::from(this.chunk_sectors);
-    let mut total = 0;
+    let mut runs: KVec<Extent> = KVec::with_capacity(batch.len(), GFP_KERNEL)?;
     let mut i = 0;
     while let Some(first) = batch.get(i) {
-        // Merge the run that is contiguous on the target and in the ring.
         let mut run = *first;
         let mut j = i + 1;
         while let Some(next) = batch.get(j) {
@@ -123,45 +129,85 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
             }
             j += 1;
         }
-        let chunks = run.start / cs..run.end().div_ceil(cs);
-        let mut locked = chunks.start;
-        let mut res = Ok(());
-        if snap_active {
-            for c in chunks.clone() {
-                if let Err(e) = this.locks.lock(c, true) {
-                    res = Err(e);
-                    break;
-                }
-                locked = c + 1;
-                if run.seq >= snap_seq {
-                    // Destage step 2: preserve before overwrite.
-                    if let Err(e) = this.preserve_chunk(c) {
-                        res = Err(e);
-                        break;
-                    }
-                }
-            }
-        }
-        if res.is_ok() {
-            res = this.io.write_from_pmem(
-                &d.prod,
-                run.start,
-                &d.pmem,
-                this.ring_off(run.ring_pos),
-                run.len,
-            );
-        }
-        if snap_active {
-            for c in chunks.start..locked {
-                this.locks.unlock(c, true);
-            }
-        }
-        res?;
-        total += run.len;
+        runs.push(run, GFP_KERNEL)?;
         i = j;
     }
-    io::flush(&d.prod)?;
-    Ok(total)
+    // Chunks to lock, and those to preserve.
+    let mut locks: KVec<u64> = KVec::new();
+    let mut preserve: KVec<u64> = KVec::new();
+    if snap_active {
+        for r in runs.iter() {
+            for c in r.start / cs..r.end().div_ceil(cs) {
+                locks.push(c, GFP_KERNEL)?;
+                if r.seq >= snap_seq {
+                    preserve.push(c, GFP_KERNEL)?;
+                }
+            }
+        }
+        sort_dedup(&mut locks);
+        sort_dedup(&mut preserve);
+    }
+    let mut locked = 0;
+    let mut res = Ok(());
+    for &c in locks.iter() {
+        if let Err(e) = this.locks.lock(c, true) {
+            res = Err(e);
+            break;
+        }
+        locked += 1;
+    }
+    if res.is_ok() && !preserve.is_empty() {
+        // Destage step 2: preserve before overwrite.
+        res = this.preserve_chunks(&preserve);
+    }
+    if res.is_ok() {
+        let mut io: KVec<(u64, usize, u64)> = KVec::with_capacity(runs.len(), GFP_KERNEL)?;
+        for r in runs.iter() {
+            io.push((r.start, this.ring_off(r.ring_pos), r.len), GFP_KERNEL)?;
+        }
+        res = this
+            .io
+            .write_many_from_pmem(&d.prod, &d.pmem, &io)
+            .and_then(|()| io::flush(&d.prod));
+    }
+    for &c in locks.iter().take(locked) {
+        this.locks.unlock(c, true);
+    }
+    res?;
+    Ok(runs.iter().map(|r| r.len).sum())
+}
+
+/// Sorts and removes duplicates (heapsort: no recursion, no panics).
+fn sort_dedup(v: &mut KVec<u64>) {
+    let n = v.len();
+    let s = &mut v[..];
+    let sift = |s: &mut [u64], mut root: usize, end: usize| loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            return;
+        }
+        if child + 1 < end && s[child] < s[child + 1] {
+            child += 1;
+        }
+        if s[root] >= s[child] {
+            return;
+        }
+        s.swap(root, child);
+        root = child;
+    };
+    for i in (0..n / 2).rev() {
+        sift(s, i, n);
+    }
+    for end in (1..n).rev() {
+        s.swap(0, end);
+        sift(s, 0, end);
+    }
+    let mut prev = None;
+    v.retain(|x| {
+        let keep = prev != Some(*x);
+        prev = Some(*x);
+        keep
+    });
 }
 
 /// Removes from the table what the batch wrote: pieces of the same record.

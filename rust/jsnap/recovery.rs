@@ -270,6 +270,10 @@ pub(crate) fn load(this: &Jsnap) -> Result {
     drop(sbg);
     let mut st = replay_records(this, &sb)?;
     st.loaded = true;
+    this.snap_hint.store(
+        st.snap == SnapState::Active,
+        core::sync::atomic::Ordering::Relaxed,
+    );
     let mut guard = this.state.lock();
     // Keep the counters of the placeholder (nothing ran yet).
     *guard = st;

@@ -78,6 +78,8 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
         return Err(EBUSY);
     }
     let snap_seq = st.space.next_seq();
+    this.snap_hint
+        .store(true, core::sync::atomic::Ordering::Relaxed);
     st.snap = SnapState::Active;
     st.snap_seq = snap_seq;
     st.preserved = 0;
@@ -138,6 +140,8 @@ pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
         return Err(EINVAL);
     }
     st.snap = SnapState::None;
+    this.snap_hint
+        .store(false, core::sync::atomic::Ordering::Relaxed);
     st.hydrate = false;
     clear_snap_table(&mut st);
     st.map.fill(0);
@@ -216,21 +220,39 @@ impl Jsnap {
 
     /// Preserves `chunks` with one store flush; the caller holds their
     /// exclusive chunk locks.
-    pub(crate) fn preserve_chunks(&self, chunks: &[u64]) -> Result {
+    pub(crate) fn preserve_chunks(&self, all: &[u64]) -> Result {
+        // Only chunks not preserved yet: a preserved chunk's store copy is
+        // final (a view may have written it).  The caller's exclusive locks
+        // keep this decision valid.
+        let mut todo = KVec::with_capacity(all.len(), GFP_KERNEL)?;
         {
             let st = self.state.lock();
-            if st.snap != SnapState::Active || chunks.iter().all(|&c| st.is_preserved(c)) {
+            if st.snap != SnapState::Active {
                 return Ok(());
             }
+            for &c in all {
+                if !st.is_preserved(c) {
+                    todo.push(c, GFP_NOWAIT)?;
+                }
+            }
         }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let chunks = &todo[..];
         let d = self.devs()?;
         let store = d.store.as_ref().ok_or(EINVAL)?;
         let res = (|| -> Result {
-            for &c in chunks {
-                if self.state.lock().is_preserved(c) {
-                    continue;
+            // Copy production to the store, consecutive chunks together.
+            let mut i = 0;
+            while let Some(&c0) = chunks.get(i) {
+                let mut j = i + 1;
+                while chunks.get(j).is_some_and(|&c| c == c0 + (j - i) as u64) {
+                    j += 1;
                 }
-                let (cs, ce) = self.chunk_range(c);
+                let (cs, _) = self.chunk_range(c0);
+                let (_, ce) = self.chunk_range(c0 + (j - i) as u64 - 1);
+                i = j;
                 let mut bounce = self.bounce.lock();
                 let mut pos = cs;
                 while pos < ce {
@@ -240,7 +262,10 @@ impl Jsnap {
                     self.io.write(store, pos, buf, false)?;
                     pos += n;
                 }
-                drop(bounce);
+            }
+            // Then the pre-snapshot journal data over it.
+            for &c in chunks {
+                let (cs, ce) = self.chunk_range(c);
                 let mut pieces = self.pieces_buf()?;
                 self.snapshot_pieces(cs, ce, &mut pieces)?;
                 for p in pieces.iter() {

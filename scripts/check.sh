@@ -59,6 +59,11 @@ if [[ -x tests/powercut.sh ]]; then
 	if ! grep -q '^powercut: ' "$log/powercut.log"; then fail=$((fail + 1)); echo "not ok - power-cut run gave no summary"; fi
 fi
 
+stage "benchmark harness smoke test (bench/run.sh --smoke)"
+bash bench/run.sh --smoke 2>&1 | tee "$log/bench.log"
+count "$log/bench.log" '^ok - ' '^not ok - '
+if ! grep -q '^ok - bench smoke' "$log/bench.log"; then fail=$((fail + 1)); echo "not ok - bench smoke gave no result"; fi
+
 echo
 echo "$pass passed, $fail failed"
 [[ $fail == 0 ]]

@@ -19,19 +19,6 @@ REF=$SCRATCH/ref      # what the jsnap device must return
 SNAP=$SCRATCH/snap    # what the snapshot must return
 VIEWM=$SCRATCH/view   # what an rw view must return
 
-# wr DEV SECTOR COUNT [MODEL...]: write COUNT random sectors at SECTOR to DEV
-# and to each model file.
-wr() {
-	local dev=$1 off=$2 n=$3
-	shift 3
-	local blk=$SCRATCH/blk.$BASHPID
-	head -c $((n * 512)) /dev/urandom >"$blk"
-	dd if="$blk" of="$dev" bs=512 seek="$off" count="$n" oflag=direct status=none || return 1
-	local m
-	for m in "$@"; do
-		dd if="$blk" of="$m" bs=512 seek="$off" count="$n" conv=notrunc status=none
-	done
-}
 # random_writes DEV N [MODEL...]: N writes of 1..300 sectors anywhere
 random_writes() {
 	local dev=$1 n=$2 i off len
@@ -41,12 +28,6 @@ random_writes() {
 		off=$(((RANDOM * 32768 + RANDOM) % (LEN - len)))
 		wr "$dev" "$off" "$len" "$@" || return 1
 	done
-}
-same() { # same NAME DEV MODEL
-	local a b
-	a=$(dd if="$2" bs=1M count=$MIB iflag=direct status=none | sha256sum | cut -c1-16)
-	b=$(sha256sum <"$3" | cut -c1-16)
-	check_eq "$1" "$b" "$a"
 }
 
 # Production starts with known content.

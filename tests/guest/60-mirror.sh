@@ -16,22 +16,6 @@ C=$CHUNK
 MA=$SCRATCH/a # model of volume A
 MB=$SCRATCH/b # model of volume B
 
-wr() { # wr DEV SECTOR COUNT MODEL...
-	local dev=$1 off=$2 n=$3
-	shift 3
-	head -c $((n * 512)) /dev/urandom >"$SCRATCH/blk"
-	dd if="$SCRATCH/blk" of="$dev" bs=512 seek="$off" count="$n" oflag=direct status=none || return 1
-	local m
-	for m in "$@"; do
-		dd if="$SCRATCH/blk" of="$m" bs=512 seek="$off" count="$n" conv=notrunc status=none
-	done
-}
-same() { # same NAME DEV MODEL
-	local a b
-	a=$(dd if="$2" bs=1M count=$MIB iflag=direct status=none | sha256sum | cut -c1-16)
-	b=$(sha256sum <"$3" | cut -c1-16)
-	check_eq "$1" "$b" "$a"
-}
 same_range() { # same_range NAME DEV MODEL SECTOR COUNT
 	local a b
 	a=$(dd if="$2" bs=512 skip="$4" count="$5" iflag=direct status=none | sha256sum | cut -c1-16)

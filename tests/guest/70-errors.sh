@@ -19,12 +19,6 @@ REF=$SCRATCH/ref
 swap_table() { # swap_table NAME TABLE
 	dmsetup suspend "$1" && dmsetup reload "$1" --table "$2" && dmsetup resume "$1"
 }
-same() { # same NAME DEV MODEL
-	local a b
-	a=$(dd if="$2" bs=1M count=$MIB iflag=direct status=none | sha256sum | cut -c1-16)
-	b=$(sha256sum <"$3" | cut -c1-16)
-	check_eq "$1" "$b" "$a"
-}
 
 head -c $((MIB << 20)) /dev/urandom >"$REF"
 dd if="$REF" of="$PROD" bs=1M count=$MIB oflag=direct status=none

@@ -12,12 +12,6 @@ cleanup_dm
 MIB=16
 LEN=$((MIB * 2048))
 REF=$SCRATCH/ref
-same() { # same NAME DEV MODEL
-	local a b
-	a=$(dd if="$2" bs=1M count=$MIB iflag=direct status=none | sha256sum | cut -c1-16)
-	b=$(sha256sum <"$3" | cut -c1-16)
-	check_eq "$1" "$b" "$a"
-}
 head -c $((MIB << 20)) /dev/urandom >"$REF"
 dd if="$REF" of="$PROD" bs=1M count=$MIB oflag=direct status=none
 table="0 $LEN jsnap $PROD $PMEM $STORE $CHUNK"

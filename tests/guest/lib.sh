@@ -175,3 +175,24 @@ cleanup_dm() {
 	done
 	dm_mknodes
 }
+
+# ---- model-based checks (reference files hold what a volume must contain) ----
+# wr DEV SECTOR COUNT [MODEL...]: write COUNT random sectors at SECTOR to DEV
+# and to each model file (per-process temp file: safe in background jobs).
+wr() {
+	local dev=$1 off=$2 n=$3 m
+	shift 3
+	local blk=$SCRATCH/blk.$BASHPID
+	head -c $((n * 512)) /dev/urandom >"$blk"
+	dd if="$blk" of="$dev" bs=512 seek="$off" count="$n" oflag=direct status=none || return 1
+	for m in "$@"; do
+		dd if="$blk" of="$m" bs=512 seek="$off" count="$n" conv=notrunc status=none
+	done
+}
+# same NAME DEV MODEL: the first $MIB MiB of DEV equal MODEL
+same() {
+	local a b
+	a=$(dd if="$2" bs=1M count="$MIB" iflag=direct status=none | sha256sum | cut -c1-16)
+	b=$(sha256sum <"$3" | cut -c1-16)
+	check_eq "$1" "$b" "$a"
+}

@@ -414,11 +414,12 @@ struct jsnap_batch {
 	struct completion done;
 };
 
-static void jsnap_batch_done(unsigned long error, void *context)
+static void jsnap_batch_done(unsigned long error, unsigned long unsup,
+			     void *context)
 {
 	struct jsnap_batch *b = context;
 
-	if (error)
+	if (error || unsup)
 		WRITE_ONCE(b->error, -EIO);
 	if (atomic_dec_and_test(&b->pending))
 		complete(&b->done);
@@ -448,9 +449,9 @@ int jsnap_io_write_many(struct dm_io_client *client, struct block_device *bdev,
 
 		atomic_inc(&b.pending);
 		if (dm_io(&req, 1, &region, NULL, NULL, IOPRIO_DEFAULT))
-			jsnap_batch_done(1, &b);
+			jsnap_batch_done(1, 0, &b);
 	}
-	jsnap_batch_done(0, &b);
+	jsnap_batch_done(0, 0, &b);
 	wait_for_completion_io(&b.done);
 	return b.error;
 }

@@ -868,6 +868,7 @@ impl WorkItem for Jsnap {
     type Pointer = Arc<Jsnap>;
 
     fn run(this: Arc<Jsnap>) {
+        let _noio = crate::ffi::wq::NoIo::begin();
         destage::run(&this);
     }
 }

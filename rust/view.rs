@@ -246,6 +246,7 @@ impl WorkItem for View {
     type Pointer = Arc<View>;
 
     fn run(this: Arc<View>) {
+        let _noio = crate::ffi::wq::NoIo::begin();
         loop {
             let Some(bio) = this.queue.lock().pop() else {
                 return;

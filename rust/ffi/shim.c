@@ -16,6 +16,7 @@
 #include <linux/highmem.h>
 #include <linux/libnvdimm.h>
 #include <linux/random.h>
+#include <linux/sched/mm.h>
 #include <linux/completion.h>
 #include <linux/atomic.h>
 #include <linux/string.h>
@@ -454,4 +455,14 @@ int jsnap_io_write_many(struct dm_io_client *client, struct block_device *bdev,
 	jsnap_batch_done(0, 0, &b);
 	wait_for_completion_io(&b.done);
 	return b.error;
+}
+
+unsigned int jsnap_noio_begin(void)
+{
+	return memalloc_noio_save();
+}
+
+void jsnap_noio_end(unsigned int flags)
+{
+	memalloc_noio_restore(flags);
 }

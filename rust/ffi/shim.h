@@ -52,6 +52,8 @@ void jsnap_bio_copy_to_buf(struct bio *bio, unsigned int skip, void *dst,
 			   unsigned int len);
 dev_t jsnap_ti_devt(struct dm_target *ti);
 void jsnap_bio_submit(struct bio *bio);
+unsigned int jsnap_noio_begin(void);
+void jsnap_noio_end(unsigned int flags);
 int jsnap_io_write_many(struct dm_io_client *client, struct block_device *bdev,
 			const u64 *sectors, const u64 *counts, void *const *mems,
 			unsigned int n);

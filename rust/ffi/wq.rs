@@ -60,3 +60,31 @@ kernel::impl_has_work! {
 kernel::impl_has_work! {
     impl HasWork<crate::view::View> for crate::view::View { self.work }
 }
+
+/// While alive, every allocation of this thread behaves as `GFP_NOIO`
+/// (`memalloc_noio_save`): workers that do I/O for a block device must not
+/// recurse into reclaim that could wait for that same I/O.
+pub(crate) struct NoIo {
+    flags: u32,
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl NoIo {
+    /// Enters the scope.
+    pub(crate) fn begin() -> Self {
+        // SAFETY: no preconditions; paired with `memalloc_noio_restore` in
+        // `drop` on the same thread (`NoIo` is not `Send`).
+        let flags = unsafe { sys::jsnap_noio_begin() };
+        Self {
+            flags,
+            _not_send: core::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for NoIo {
+    fn drop(&mut self) {
+        // SAFETY: restores what `begin` saved, on the same thread.
+        unsafe { sys::jsnap_noio_end(self.flags) }
+    }
+}

@@ -69,18 +69,24 @@ impl View {
             return;
         }
         let c = start / u64::from(j.chunk_sectors);
-        if let Err(e) = j.own_chunk(c) {
-            bio.endio(Err(e));
-            return;
-        }
+        let in_store = match j.own_chunk(c, &bio, start) {
+            Ok(x) => x,
+            Err(e) => {
+                bio.endio(Err(e));
+                return;
+            }
+        };
         let d = j.devs();
         match (self.mode, d.as_ref().ok().and_then(|d| d.store.as_ref())) {
+            // The whole chunk was written to the store already.
+            (ViewMode::Rw, Some(_)) if in_store => bio.endio(Ok(())),
             (ViewMode::Rw, Some(store)) => {
                 bio.remap(store, start);
                 bio.submit();
             }
+            // Volume B: the same write through the journal.
+            (ViewMode::Mirror, Some(_)) if in_store => Jsnap::submit_write(j.as_arc_borrow(), bio),
             (ViewMode::Mirror, Some(_)) => match j.write_bio_to_store(&bio, start) {
-                // Volume B: the same write through the journal.
                 Ok(()) => Jsnap::submit_write(j.as_arc_borrow(), bio),
                 Err(e) => bio.endio(Err(e)),
             },

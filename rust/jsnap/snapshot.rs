@@ -298,16 +298,22 @@ impl Jsnap {
             return Err(e);
         }
         st.preserve_failures = 0;
+        self.mark_preserved(&mut st, &d.pmem, chunks);
+        Ok(())
+    }
+
+    /// Sets and persists the validity bits of `chunks` (their store copy is
+    /// durable) and frees the superseded pre-snapshot pieces that only those
+    /// chunks still needed.
+    fn mark_preserved(&self, st: &mut State, pmem: &crate::ffi::pmem::Pmem, chunks: &[u64]) {
         for &c in chunks {
             if let Ok(Some((off, word))) = validity::set(&mut st.map, c) {
                 // The bit is persisted before anyone may overwrite production.
-                let _ = d.pmem.write(self.geometry.map_offset as usize + off, &word);
+                let _ = pmem.write(self.geometry.map_offset as usize + off, &word);
                 st.preserved += 1;
             }
         }
-        d.pmem.fence();
-        // Superseded pre-snapshot pieces of fully preserved chunks are no
-        // longer needed.
+        pmem.fence();
         let cs64 = u64::from(self.chunk_sectors);
         for &c in chunks {
             let (cs, ce) = self.chunk_range(c);
@@ -326,7 +332,6 @@ impl Jsnap {
                 }
             }
         }
-        Ok(())
     }
 
     /// Declares the snapshot invalid (persistently): preservation is
@@ -407,19 +412,39 @@ impl Jsnap {
         None
     }
 
-    /// Makes chunk `c` store-owned for a view write: preserves it under the
-    /// exclusive lock.  The caller unlocks with `locks.unlock(c, true)`.
-    pub(crate) fn own_chunk(&self, c: u64) -> Result {
+    /// Makes chunk `c` store-owned for a view write `bio` starting at
+    /// `start`, under the chunk's exclusive lock (the caller unlocks with
+    /// [`Jsnap::unlock_chunk`]).  A write that covers the whole unpreserved
+    /// chunk skips the copy (seed 003): its data goes to the store first,
+    /// then the bit is set; `Ok(true)` says the data is already in the
+    /// store.  Otherwise the chunk is preserved and `Ok(false)` returned.
+    pub(crate) fn own_chunk(&self, c: u64, bio: &Bio, start: u64) -> Result<bool> {
         self.locks.lock(c, true)?;
-        if self.state.lock().snap != SnapState::Active {
+        let res = (|| {
+            let preserved = {
+                let st = self.state.lock();
+                if st.snap != SnapState::Active {
+                    return Err(EIO);
+                }
+                st.is_preserved(c)
+            };
+            let (cs, ce) = self.chunk_range(c);
+            if !preserved && start == cs && u64::from(bio.sectors()) == ce - cs {
+                self.write_bio_to_store(bio, start)?;
+                let d = self.devs()?;
+                let mut st = self.state.lock();
+                if st.snap != SnapState::Active {
+                    return Err(EIO);
+                }
+                self.mark_preserved(&mut st, &d.pmem, &[c]);
+                return Ok(true);
+            }
+            self.preserve_chunk(c).map(|()| false)
+        })();
+        if res.is_err() {
             self.locks.unlock(c, true);
-            return Err(EIO);
         }
-        if let Err(e) = self.preserve_chunk(c) {
-            self.locks.unlock(c, true);
-            return Err(e);
-        }
-        Ok(())
+        res
     }
 
     pub(crate) fn unlock_chunk(&self, c: u64) {

@@ -105,6 +105,9 @@ dm_remove v0
 view=$(dm_create v0 "0 $LEN jsnap-view $dev rw") || fail "create rw view"
 cp "$SNAP" "$VIEWM"
 random_writes "$view" 30 "$VIEWM" || fail "rw view writes"
+# Whole-chunk writes to unpreserved chunks skip the copy (seed 003).
+wr "$view" $((700 * CHUNK)) "$CHUNK" "$VIEWM" || fail "rw view whole-chunk write"
+wr "$view" $((702 * CHUNK)) $((3 * CHUNK)) "$VIEWM" || fail "rw view 3-chunk write"
 same "rw view reads its writes" "$view" "$VIEWM"
 same "jsnap unchanged by rw view" "$dev" "$REF"
 check_cmd "drain after rw view writes" msg snap0 drain

@@ -67,6 +67,12 @@ wr "$A" $((13 * C + 16)) 8 "$MA" "$MB"
 same_range "partial chunk: A has its bytes + split-time bytes" "$A" "$MA" $((13 * C)) "$C"
 same_range "partial chunk: B has both writes" "$B" "$MB" $((13 * C)) "$C"
 
+# A write to A covering whole unpreserved chunks (no copy needed).
+wr "$B" $((15 * C + 4)) 4 "$MB"
+wr "$A" $((14 * C)) $((2 * C)) "$MA" "$MB"
+same_range "whole-chunk write to A: A" "$A" "$MA" $((14 * C)) $((2 * C))
+same_range "whole-chunk write to A: B" "$B" "$MB" $((14 * C)) $((2 * C))
+
 # Random interleavings (mixed sizes, overlapping chunks, partial chunks).
 for phase in 1 2 3; do
 	for ((i = 0; i < 60; i++)); do

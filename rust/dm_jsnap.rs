@@ -4,7 +4,7 @@
 //! write path by a pmem journal.
 //!
 //! Two device-mapper targets: `jsnap` (the production volume, [`jsnap`])
-//! and `jsnap-view` (the snapshot volume).  All `unsafe` code lives in
+//! and `jsnap-view` (the snapshot volume).  Every block that needs `unsafe_code` lives in
 //! [`ffi`]; the pure logic (on-media format, ring, replay, overlap algebra,
 //! validity map, argument parsing) in [`logic`] is plain `core` Rust that is
 //! also tested on the host (`rust/host`).

@@ -271,6 +271,16 @@ setup_cfg() {
 		DEV=$(dm_create wc 0 $V writecache p "$PROD" $PMEM 4096 0) || return 1
 		DRAIN="dmsetup message wc 0 flush"
 		;;
+	wc_snap)
+		# The nearest stock equivalent of jsnap: a pmem write cache over a
+		# snapshot origin (copy-on-write happens at write-back).
+		dm_create org 0 $V snapshot-origin "$PROD" >/dev/null || return 1
+		dmsetup suspend org || return 1
+		dm_create snp 0 $V snapshot "$PROD" "$STORE" P 8 >/dev/null || { dmsetup resume org; return 1; }
+		dmsetup resume org || return 1
+		DEV=$(dm_create wc 0 $V writecache p /dev/mapper/org $PMEM 4096 0) || return 1
+		DRAIN="dmsetup message wc 0 flush"
+		;;
 	jsnap | jsnap_snap | jsnap_view)
 		DEV=$(dm_create js 0 $V jsnap "$PROD" $PMEM "$STORE" 8 1 format) || return 1
 		DRAIN="dmsetup message js 0 drain"
@@ -309,11 +319,16 @@ check_status() {
 		echo "pool status: $s"
 		[[ $s == *Fail* || $s == *out_of_data_space* || $s == *" ro "* ]] && FAILED="$FAILED pool-status"
 		;;
-	writecache)
+	writecache | wc_snap)
 		s=$(dmsetup status wc 2>&1)
 		echo "writecache status: $s"
 		# first field after the target name is the error indicator
 		[[ $(awk '{print $4}' <<<"$s") != 0 ]] && FAILED="$FAILED writecache-error"
+		if [[ $c == wc_snap ]]; then
+			s=$(dmsetup status snp 2>&1)
+			echo "snapshot status: $s"
+			[[ $s == *Invalid* || $s == *Overflow* || $s == *Fail* ]] && FAILED="$FAILED snapshot-status"
+		fi
 		;;
 	jsnap*)
 		s=$(dmsetup status js 2>&1)
@@ -345,7 +360,7 @@ teardown() {
 	zero_headers
 }
 
-CONFIGS=${BENCH_CONFIGS:-raw linear snap4k snap64k thin writecache jsnap jsnap_snap jsnap_view raw_after}
+CONFIGS=${BENCH_CONFIGS:-raw linear snap4k snap64k thin writecache wc_snap jsnap jsnap_snap jsnap_view raw_after}
 zero_headers
 log "bench: mode=$MODE volume=${V_MB}MiB region=${R_MB}MiB configs: $CONFIGS"
 for c in $CONFIGS; do

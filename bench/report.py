@@ -20,6 +20,7 @@ CONFIGS = [
     ("snap64k", "dm-snapshot P, 64 KiB chunk (origin, 1 snapshot)"),
     ("thin", "dm-thin, 64 KiB blocks, 1 internal snapshot"),
     ("writecache", "dm-writecache p (pmem), no snapshot"),
+    ("wc_snap", "dm-writecache p (pmem) over a dm-snapshot origin, 4 KiB chunk, 1 snapshot"),
     ("jsnap", "jsnap, 4 KiB chunk, no snapshot"),
     ("jsnap_snap", "jsnap, 4 KiB chunk, 1 snapshot"),
     ("jsnap_view", "jsnap, 4 KiB chunk, 1 snapshot + jsnap-view ro"),

@@ -59,6 +59,13 @@ if [[ -x tests/powercut.sh ]]; then
 	if ! grep -q '^powercut: ' "$log/powercut.log"; then fail=$((fail + 1)); echo "not ok - power-cut run gave no summary"; fi
 fi
 
+if [[ -x tests/powercut-snap.sh ]]; then
+	stage "power cuts during copy-on-write and hydration"
+	bash tests/powercut-snap.sh --cuts 5 2>&1 | tee "$log/pcsnap.log"
+	count "$log/pcsnap.log" '^ok - ' '^not ok - '
+	if ! grep -q '^powercut-snap: ' "$log/pcsnap.log"; then fail=$((fail + 1)); echo "not ok - powercut-snap gave no summary"; fi
+fi
+
 stage "benchmark harness smoke test (bench/run.sh --smoke)"
 bash bench/run.sh --smoke 2>&1 | tee "$log/bench.log"
 count "$log/bench.log" '^ok - ' '^not ok - '

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Guest side of tests/powercut-snap.sh: one boot.
+#   guest.sh init|cut EXPECTED_HASH ROUND
+# init: format the journal.  cut: replay; if a snapshot survived, its view
+# (and, once hydration finishes, the store alone) must hash to
+# EXPECTED_HASH, the content recorded when it was taken.  Then every boot
+# starts a new round: writes, snapshot (hash printed before), hydration on
+# every other round, and a writer that keeps destage (copy-on-write) busy
+# until the host cuts the power.
+set -uo pipefail
+. "$JSNAP_TOP/qemu/guest-lib.sh"
+mode=$1 expect=$2 round=$3
+P=/dev/disk/jsnap/prod S=/dev/disk/jsnap/store J=/dev/pmem0
+MIB=32
+LEN=$((MIB * 2048))
+FEAT="4 high_watermark 5 low_watermark 1"
+ok() { echo "ok - powercut-snap round $round: $*"; }
+notok() { echo "not ok - powercut-snap round $round: $*"; }
+hash() { dd if="$1" bs=1M count=$MIB iflag=direct status=none | sha256sum | cut -c1-32; }
+field() { dmsetup status js | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
+insmod "$JSNAP_MODULE" || { notok "insmod"; exit 1; }
+if [[ $mode == init ]]; then
+	dd if=/dev/urandom of="$P" bs=1M count=$MIB oflag=direct status=none
+	dm_create js "0 $LEN jsnap $P $J $S 64 5 format high_watermark 5 low_watermark 1" >/dev/null || { notok "create"; exit 1; }
+else
+	if dm_create js "0 $LEN jsnap $P $J $S 64 $FEAT" >/dev/null; then ok "replay"; else
+		notok "replay -- $(dmesg | grep jsnap: | tail -n 3 | tr '\n' ' ')"
+		exit 1
+	fi
+	st=$(field snapshot)
+	if [[ $st == active ]]; then
+		if [[ $expect == none ]]; then
+			notok "a snapshot exists but none was recorded"
+		else
+			dm_create v "0 $LEN jsnap-view /dev/mapper/js ro" >/dev/null || notok "view"
+			h=$(hash /dev/mapper/v)
+			[[ $h == "$expect" ]] && ok "snapshot view intact after the cut" || notok "snapshot view differs ($h != $expect)"
+			if [[ $(field hydration) == running ]]; then
+				for ((i = 0; i < 120; i++)); do
+					[[ $(field hydration) == done ]] && break
+					sleep 1
+				done
+			fi
+			if [[ $(field hydration) == done ]]; then
+				h=$(hash "$S")
+				[[ $h == "$expect" ]] && ok "store alone = snapshot after hydration resumed" || notok "store differs after hydration ($h != $expect)"
+			fi
+			h=$(hash /dev/mapper/v)
+			[[ $h == "$expect" ]] && ok "snapshot view intact after destage/hydration" || notok "view differs later ($h)"
+			dm_remove v
+		fi
+		dmsetup message js 0 drop || notok "drop"
+		echo "DROPPED"
+	else
+		ok "no snapshot (the cut came before it was taken): $st"
+	fi
+	[[ $(field state) == ok ]] && ok "state ok" || notok "state $(field state)"
+fi
+[[ $mode == final ]] && { dm_remove js; rmmod dm_jsnap && ok "rmmod"; exit 0; }
+# New round.
+for ((i = 0; i < 40; i++)); do
+	dd if=/dev/urandom of=/dev/mapper/js bs=4k count=$((RANDOM % 16 + 1)) seek=$((RANDOM % (MIB * 256 - 16))) \
+		oflag=direct status=none
+done
+h=$(hash /dev/mapper/js)
+echo "SNAPHASH $h"
+dmsetup message js 0 snapshot || { notok "snapshot"; exit 1; }
+echo "SNAPPED"
+if ((round % 2)); then dmsetup message js 0 hydrate on; echo "HYDRATING"; fi
+echo "WRITER"
+fio --name=w --filename=/dev/mapper/js --direct=1 --ioengine=libaio --rw=randwrite --bs=4k-64k \
+	--iodepth=8 --size=${MIB}M --time_based --runtime=600 --output=/dev/null >/dev/null 2>&1

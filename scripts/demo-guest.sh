@@ -20,8 +20,8 @@ dmsetup status prod
 say "write 32 MiB of random data (fio, verified)"
 fio --name=demo --filename=$dev --direct=1 --ioengine=libaio --rw=randwrite --bs=4k-128k \
 	--size=32M --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=1 \
-	--output-format=terse --terse-version=3 >/tmp/fio.out
-awk -F';' '{ printf "fio: wrote %s KiB at %s IOPS, verify ok\n", $48, $49 }' /tmp/fio.out
+	--verify_state_save=0 --output-format=terse --terse-version=3 >/tmp/fio.out
+echo "fio: 32 MiB written and verified (crc32c)"
 dmsetup status prod
 
 say "take an instant snapshot and attach it as a read-only volume"
@@ -35,7 +35,7 @@ dmsetup status prod
 say "overwrite production (copy-on-write happens at destage, not here)"
 fio --name=over --filename=$dev --direct=1 --ioengine=libaio --rw=randwrite --bs=4k-64k \
 	--size=32M --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=7 \
-	--output-format=terse >/dev/null && echo "overwrite + verify: ok"
+	--verify_state_save=0 --output-format=terse >/dev/null && echo "overwrite + verify: ok"
 dmsetup status prod
 
 say "drain the journal to production, preserving snapshot chunks first"
@@ -61,7 +61,7 @@ dmsetup create prod --table "0 $len jsnap $P $J $S 64"
 dmsetup mknodes
 fio --name=over --filename=$dev --direct=1 --ioengine=libaio --rw=randwrite --bs=4k-64k \
 	--size=32M --iodepth=16 --verify=crc32c --verify_fatal=1 --verify_only=1 --randseed=7 \
-	--output-format=terse >/dev/null && echo "verify after re-create: ok"
+	--verify_state_save=0 --output-format=terse >/dev/null && echo "verify after re-create: ok"
 dmsetup table prod
 dmsetup status prod
 

@@ -360,7 +360,97 @@ teardown() {
 	zero_headers
 }
 
+# ---- hydration: background copy of a whole snapshot vs a raw copy ------------
+# hydrate_run NAME: copies the first V_MB of production to the store (or a
+# slice of it) and records seconds and the result of comparing the copy
+# with the source in $OUT/hydrate/NAME.meta.  Idle volume: no user I/O
+# throttles the copiers.
+now_ns() { date +%s%N; }
+hydrate_wait() { # hydrate_wait SECS CMD...: until CMD succeeds
+	local secs=$1 i
+	shift
+	for ((i = 0; i < secs * 10; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+js_done() { [[ $(dmsetup status js 2>/dev/null) == *hydration=done* ]]; }
+clone_done() {
+	local f
+	f=$(dmsetup status cl 2>/dev/null | awk '{print $7}')
+	[[ -n $f && ${f%/*} == "${f#*/}" ]]
+}
+hydrate_run() {
+	local name=$1 t0 t1 rc=0 dst=$STORE skip=0 chunk
+	case $name in
+	dd)
+		t0=$(now_ns)
+		dd if="$PROD" of="$STORE" bs=1M count=$V_MB iflag=direct oflag=direct status=none || rc=1
+		t1=$(now_ns)
+		;;
+	jsnap_4k | jsnap_64k)
+		chunk=8; [[ $name == jsnap_64k ]] && chunk=128
+		dm_create js 0 $V jsnap "$PROD" $PMEM "$STORE" $chunk 1 format >/dev/null || return 1
+		dmsetup message js 0 snapshot || return 1
+		t0=$(now_ns)
+		dmsetup message js 0 hydrate on || return 1
+		hydrate_wait 900 js_done || rc=1
+		t1=$(now_ns)
+		dmsetup status js
+		dm_remove js
+		;;
+	clone_64k)
+		# dm-clone with the same region size and batch as jsnap_64k;
+		# metadata in the first 16 MiB of the store, destination after it.
+		dm_create cmeta 0 $TMETA_SECT linear "$STORE" 0 >/dev/null || return 1
+		dm_create cdst 0 $V linear "$STORE" $TMETA_SECT >/dev/null || return 1
+		dm_create cl 0 $V clone /dev/mapper/cmeta /dev/mapper/cdst "$PROD" 128 \
+			1 no_hydration 2 hydration_batch_size 16 >/dev/null || return 1
+		t0=$(now_ns)
+		dmsetup message cl 0 enable_hydration || return 1
+		hydrate_wait 900 clone_done || rc=1
+		t1=$(now_ns)
+		dmsetup status cl
+		dm_remove cl
+		dst=/dev/mapper/cdst
+		;;
+	*) return 1 ;;
+	esac
+	local want got
+	want=$(dd if="$PROD" bs=1M count=$V_MB iflag=direct status=none | md5sum | cut -c1-32)
+	got=$(dd if="$dst" bs=1M skip=$skip count=$V_MB iflag=direct status=none | md5sum | cut -c1-32)
+	[[ $name == clone_64k ]] && { dm_remove cdst; dm_remove cmeta; }
+	{
+		echo "rc=$rc"
+		echo "mb=$V_MB"
+		printf 'secs=%d.%03d\n' $(( (t1 - t0) / 1000000000 )) $(( (t1 - t0) / 1000000 % 1000 ))
+		echo "copy_equal=$([[ $want == "$got" ]] && echo 1 || echo 0)"
+	} >"$OUT/hydrate/$name.meta"
+	[[ $rc == 0 && $want == "$got" ]]
+}
+run_hydration() {
+	local n
+	mkdir -p "$OUT/hydrate"
+	log "=== hydrate: fill $V_MB MiB of production"
+	dd if=/dev/urandom of="$PROD" bs=1M count=$V_MB oflag=direct status=none
+	for n in dd jsnap_64k clone_64k jsnap_4k; do
+		log "hydrate: $n"
+		zero_headers
+		dd if=/dev/zero of="$STORE" bs=1M count=$((V_MB + 16)) oflag=direct status=none
+		if hydrate_run "$n" >"$OUT/hydrate/$n.log" 2>&1; then
+			log "hydrate: $n $(tr '\n' ' ' <"$OUT/hydrate/$n.meta")"
+		else
+			log "hydrate: $n FAILED: $(tail -3 "$OUT/hydrate/$n.log" | tr '\n' ' ')"
+			echo "failed=1" >>"$OUT/hydrate/$n.meta"
+		fi
+		for d in js cl cdst cmeta; do dmsetup info $d >/dev/null 2>&1 && dm_remove $d; done
+	done
+	zero_headers
+}
+
 CONFIGS=${BENCH_CONFIGS:-raw linear snap4k snap64k thin writecache wc_snap jsnap jsnap_snap jsnap_view raw_after}
+[[ $CONFIGS == none ]] && CONFIGS=
 zero_headers
 log "bench: mode=$MODE volume=${V_MB}MiB region=${R_MB}MiB configs: $CONFIGS"
 for c in $CONFIGS; do
@@ -404,6 +494,9 @@ for c in $CONFIGS; do
 	fi
 	teardown >>"$OUT/$c/setup.log" 2>&1
 done
+if [[ -z $HUNG && ${BENCH_HYDRATE:-1} == 1 ]]; then
+	run_hydration
+fi
 log "bench: done"
 [[ -n $HUNG ]] && exit 3
 exit 0

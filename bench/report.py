@@ -212,6 +212,21 @@ def main():
             jsz = int(facts.get("pmem_sectors", "0")) * 512
             c["e_exceeds_journal"] = c["jobs"]["e"]["io_bytes"] > jsz
         res["configs"][cfg] = c
+    # Hydration (background copy of a whole snapshot) vs a raw copy.
+    hyd = {}
+    for name in ("dd", "jsnap_64k", "clone_64k", "jsnap_4k"):
+        f = os.path.join(raw, "hydrate", name + ".meta")
+        if not os.path.exists(f):
+            continue
+        m = kv_file(f)
+        h = {"mb": int(m.get("mb", "0")), "secs": float(m.get("secs", "0") or 0),
+             "ok": m.get("rc") == "0" and m.get("copy_equal") == "1" and "failed" not in m}
+        h["mbs"] = h["mb"] / h["secs"] if h["ok"] and h["secs"] > 0 else None
+        hyd[name] = h
+    if "dd" in hyd and hyd["dd"]["mbs"]:
+        for h in hyd.values():
+            h["ratio_dd"] = h["mbs"] / hyd["dd"]["mbs"] if h["mbs"] else None
+    res["hydration"] = hyd
 
     # ---- ratios to dm-linear and dm-snapshot 4k ----------------------------
     def metric(cfg, job, name):
@@ -255,6 +270,7 @@ def main():
     if splats:
         verdict = "REJECTED" if verdict == "REJECTED" else "ACCEPTED-WITH-SPLATS"
     bad = [cfg for cfg, c in res["configs"].items() if c["result"] != "OK"]
+    bad += ["hydrate-" + n for n, h in res.get("hydration", {}).items() if not h["ok"]]
     res["verdict"] = verdict
     res["failed_configs"] = bad
 
@@ -301,7 +317,8 @@ def render_md(res, facts, host):
              f"(limit ±{int(DRIFT_LIMIT * 100)}%).")
     if res["failed_configs"]:
         L.append("")
-        L.append("**Not OK:** " + ", ".join(f"{c} ({res['configs'][c]['result']})" for c in res["failed_configs"]))
+        L.append("**Not OK:** " + ", ".join(f"{c} ({res['configs'][c]['result'] if c in res['configs'] else 'copy differs or failed'})"
+                                            for c in res["failed_configs"]))
     if res["splats"]:
         L.append("")
         L.append(f"**Kernel log splats ({len(res['splats'])}):** `" + res["splats"][0][:200] + "` …")
@@ -388,6 +405,22 @@ def render_md(res, facts, host):
              f"writes over {facts.get('seqverify_mb')} MiB (1.5x the pmem) + read-back, then drain/flush, then "
              "`--verify_only` reads of both (w, y). g: half of the job-f region rewritten right before job f, "
              "not drained.")
+    hyd = res.get("hydration") or {}
+    if hyd:
+        L.append("")
+        L.append("## Hydration: background copy of a whole snapshot vs a raw copy")
+        L.append("")
+        L.append("Idle volume of random data; the copy is compared with production afterwards (md5). "
+                 "dd: `dd bs=1M iflag=direct oflag=direct` production → store. jsnap: `snapshot` + `hydrate on` "
+                 "until `hydration=done` (hydrate_batch 16 chunks per round, one store flush per round). "
+                 "dm-clone: same region size, `hydration_batch_size 16`, `enable_hydration` until all regions "
+                 "are hydrated.")
+        L.append("")
+        L.append("| copier | MiB | seconds | MB/s | ratio to dd | copy equal |")
+        L.append("|---|---|---|---|---|---|")
+        for name, h in hyd.items():
+            L.append(f"| {name} | {h['mb']} | {fmt(h['secs'])} | {fmt(h['mbs'])} | {fmt(h.get('ratio_dd'), 2)} | "
+                     f"{'yes' if h['ok'] else '**NO**'} |")
     L.append("")
     L.append("Under TCG absolute numbers are far below native and depend on host load; only the ratios "
              "measured in the same run mean anything (see bench/README.md).")

@@ -57,7 +57,7 @@ fi
 ts=$(date -u +%Y%m%dT%H%M%SZ)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/jsnap-bench.XXXXXX")
 if [[ $smoke == 1 ]]; then
-	export BENCH_CONFIGS=jsnap
+	export BENCH_CONFIGS=jsnap BENCH_HYDRATE=0
 	res=$tmp/results
 else
 	res=$here/results/$ts
@@ -105,7 +105,7 @@ bash "$top/qemu/vm.sh" --memory 2G --cpus 2 --timeout $TIMEOUT \
 	--pmem "${PMEM}M:$pmemf" \
 	--disk "prod:${PROD}M:$tmp/prod.img:nvme" \
 	--disk "store:${STORE}M:$tmp/store.img:nvme" \
-	-- env BENCH_MODE=$mode ${BENCH_CONFIGS:+BENCH_CONFIGS="$BENCH_CONFIGS"} bash "$here/guest.sh" 2>&1 | tee "$res/vm.log"
+	-- env BENCH_MODE=$mode ${BENCH_CONFIGS:+BENCH_CONFIGS="$BENCH_CONFIGS"} BENCH_HYDRATE=${BENCH_HYDRATE:-1} bash "$here/guest.sh" 2>&1 | tee "$res/vm.log"
 vrc=${PIPESTATUS[0]}
 set -e
 echo "bench: VM exit code $vrc after $(( $(date +%s) - t0 )) s" >&2

@@ -18,7 +18,9 @@ mod ffi;
 /// Pure `core` logic shared with the host test crate (`rust/host`).
 #[allow(unreachable_pub, dead_code)]
 mod logic {
+    pub mod chunklock;
     pub mod crc;
+    pub mod epoch;
     pub mod extent;
     pub mod format;
     pub mod kunit_cases;

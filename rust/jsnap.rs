@@ -51,6 +51,7 @@ use crate::ffi::pmem::Pmem;
 use crate::ffi::registry;
 use crate::ffi::revocable::{Access, SleepRevocable};
 use crate::ffi::wq::OwnedQueue;
+use crate::logic::epoch::Epoch;
 use crate::logic::extent::{self, Carve, Extent};
 use crate::logic::format::{self, Descriptor, SnapState, Superblock};
 use crate::logic::ring::{JournalSpace, RingError};
@@ -166,14 +167,12 @@ impl State {
         crate::logic::validity::test(&self.map, c).unwrap_or(false)
     }
 
-    /// Whether a newer write carving `old` must keep the carved data for
-    /// the snapshot.
-    fn keeps_for_snapshot(&self, old: &Extent, new_seq: u64, chunk_sectors: u32) -> bool {
-        if self.snap != SnapState::Active || old.seq >= self.snap_seq || new_seq < self.snap_seq {
-            return false;
+    /// The snapshot epoch in force.
+    pub(crate) fn epoch(&self) -> Epoch {
+        Epoch {
+            active: self.snap == SnapState::Active,
+            snap_seq: self.snap_seq,
         }
-        let cs = u64::from(chunk_sectors);
-        (old.start / cs..old.end().div_ceil(cs)).any(|c| !self.is_preserved(c))
     }
 }
 
@@ -331,8 +330,9 @@ fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: 
             break;
         };
         let res = n.into_reservation();
-        let keep = st.keeps_for_snapshot(&old, ext.seq, chunk_sectors);
-        let moved = extent::intersect(&old, start, end);
+        let kept = st
+            .epoch()
+            .kept_piece(&old, &ext, chunk_sectors, |c| st.is_preserved(c));
         let mut res = Some(res);
         match extent::carve(&old, start, end) {
             Carve::Covered => st.extents -= 1,
@@ -367,7 +367,7 @@ fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: 
         if let Some(r) = st.rec(old.seq) {
             r.refs = r.refs.saturating_sub(1);
         }
-        if let (true, Some(m)) = (keep, moved) {
+        if let Some(m) = kept {
             if let Some(r) = res.take().or_else(|| nodes.take()) {
                 st.snap_table.insert(r.into_node(m.start, m));
                 st.snap_extents += 1;

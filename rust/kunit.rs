@@ -85,6 +85,16 @@ mod logic_cases {
     fn messages() -> Result<(), &'static str> {
         c::messages()
     }
+
+    #[test]
+    fn chunk_lock() -> Result<(), &'static str> {
+        c::chunk_lock()
+    }
+
+    #[test]
+    fn epoch_histories() -> Result<(), &'static str> {
+        c::epoch_histories()
+    }
 }
 
 #[kunit_tests(dm_jsnap_kernel)]

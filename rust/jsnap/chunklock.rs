@@ -5,19 +5,16 @@
 //! involve the validity map — preserving a chunk and overwriting it on
 //! production (exclusive), and reading the snapshot's view of an unpreserved
 //! chunk (shared).  It lives apart from the changes table and from the data;
-//! only chunks that are locked have an entry, so unrelated I/O never waits.
+//! only chunks with holders or waiters have an entry, so unrelated I/O never
+//! waits.  The decisions (writer preference included) are the pure
+//! [`crate::logic::chunklock::Holders`], tested on the host and in KUnit.
 
+use crate::logic::chunklock::Holders;
 use kernel::new_condvar;
 use kernel::new_spinlock;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::{CondVar, SpinLock};
-
-#[derive(Clone, Copy, Default)]
-struct Holders {
-    readers: u32,
-    writer: bool,
-}
 
 /// Per-chunk shared/exclusive locks.
 #[pin_data]
@@ -36,46 +33,53 @@ impl ChunkLocks {
         })
     }
 
-    /// Locks chunk `c`, shared or exclusive, sleeping while it conflicts.
+    /// Locks chunk `c`, shared or exclusive, sleeping while it conflicts
+    /// (a waiting writer holds new readers back).
     pub(crate) fn lock(&self, c: u64, exclusive: bool) -> Result {
         let mut node = Some(RBTreeNodeReservation::new(GFP_KERNEL)?);
+        let mut queued = false;
         let mut held = self.held.lock();
         loop {
-            match held.get_mut(&c) {
-                None => {
-                    let h = Holders {
-                        readers: u32::from(!exclusive),
-                        writer: exclusive,
-                    };
-                    if let Some(n) = node.take() {
-                        held.insert(n.into_node(c, h));
+            if held.get(&c).is_none() {
+                // No entry: the chunk is idle (a queued writer keeps its
+                // entry, so `queued` is false here).
+                let n = match node.take() {
+                    Some(n) => n,
+                    None => {
+                        // A reader woke up after the entry went away.
+                        drop(held);
+                        node = Some(RBTreeNodeReservation::new(GFP_KERNEL)?);
+                        held = self.held.lock();
+                        continue;
                     }
-                    return Ok(());
-                }
-                Some(h) if !h.writer && !exclusive => {
-                    h.readers += 1;
-                    return Ok(());
-                }
-                Some(_) => self.cond.wait(&mut held),
+                };
+                held.insert(n.into_node(c, Holders::default()));
             }
+            if let Some(h) = held.get_mut(&c) {
+                if h.acquire(exclusive, &mut queued) {
+                    return Ok(());
+                }
+            }
+            self.cond.wait(&mut held);
         }
     }
 
     /// Unlocks chunk `c`, locked with the same `exclusive`.
     pub(crate) fn unlock(&self, c: u64, exclusive: bool) {
         let mut held = self.held.lock();
-        let free = match held.get_mut(&c) {
-            Some(h) if exclusive => {
-                h.writer = false;
-                h.readers == 0
-            }
+        let idle = match held.get_mut(&c) {
             Some(h) => {
-                h.readers = h.readers.saturating_sub(1);
-                h.readers == 0 && !h.writer
+                if h.release(exclusive).is_err() {
+                    pr_err!("dm-jsnap: unbalanced unlock of chunk {}\n", c);
+                }
+                h.idle()
             }
-            None => false,
+            None => {
+                pr_err!("dm-jsnap: unlock of chunk {} that is not locked\n", c);
+                false
+            }
         };
-        if free {
+        if idle {
             held.remove(&c);
         }
         drop(held);

@@ -24,7 +24,6 @@
 use super::{first_overlap, Journaled, Jsnap, State, MAX_RECORD_SECTORS};
 use crate::ffi::io;
 use crate::logic::extent::{self, Extent};
-use crate::logic::format::SnapState;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::time::Delta;
@@ -112,10 +111,7 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
 /// Then all runs are written at once and production is flushed.
 fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
     let d = this.devs()?;
-    let (snap_active, snap_seq) = {
-        let st = this.state.lock();
-        (st.snap == SnapState::Active, st.snap_seq)
-    };
+    let epoch = this.state.lock().epoch();
     let cs = u64::from(this.chunk_sectors);
     let mut runs: KVec<Extent> = KVec::with_capacity(batch.len(), GFP_KERNEL)?;
     let mut i = 0;
@@ -135,11 +131,11 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
     // Chunks to lock, and those to preserve.
     let mut locks: KVec<u64> = KVec::new();
     let mut preserve: KVec<u64> = KVec::new();
-    if snap_active {
+    if epoch.active {
         for r in runs.iter() {
             for c in r.start / cs..r.end().div_ceil(cs) {
                 locks.push(c, GFP_KERNEL)?;
-                if r.seq >= snap_seq {
+                if epoch.must_preserve(r.seq) {
                     preserve.push(c, GFP_KERNEL)?;
                 }
             }

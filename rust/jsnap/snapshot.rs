@@ -33,6 +33,7 @@
 use super::{first_overlap, Jsnap, State, BOUNCE_BYTES};
 use crate::ffi::bio::Bio;
 use crate::ffi::io;
+use crate::logic::epoch;
 use crate::logic::extent::{self, Extent};
 use crate::logic::format::SnapState;
 use crate::logic::validity;
@@ -197,7 +198,7 @@ impl Jsnap {
                     break;
                 };
                 pos = x.end();
-                if !all && x.seq >= st.snap_seq {
+                if !all && !st.epoch().in_snapshot(x.seq) {
                     continue;
                 }
                 if let Some(p) = extent::intersect(&x, start, end) {
@@ -314,7 +315,6 @@ impl Jsnap {
             }
         }
         pmem.fence();
-        let cs64 = u64::from(self.chunk_sectors);
         for &c in chunks {
             let (cs, ce) = self.chunk_range(c);
             let mut pos = cs;
@@ -323,7 +323,7 @@ impl Jsnap {
                     break;
                 };
                 pos = x.end();
-                if (x.start / cs64..x.end().div_ceil(cs64)).all(|k| st.is_preserved(k)) {
+                if !epoch::piece_needed(&x, self.chunk_sectors, |k| st.is_preserved(k)) {
                     st.snap_table.remove(&x.start);
                     st.snap_extents -= 1;
                     if let Some(r) = st.rec(x.seq) {

@@ -7,7 +7,9 @@
 //! it. The host tests next to each module go much further (exhaustive bit
 //! flips, randomised models).
 
+use super::chunklock::{Holders, NotHeld};
 use super::crc::crc32c;
+use super::epoch::{piece_needed, Epoch};
 use super::extent::{carve, intersect, merge_adjacent, Carve, Extent};
 use super::format::{self, pick_superblock, plan_geometry, Descriptor, SnapState, Superblock};
 use super::replay::{self, RecordInfo, ReplayError};
@@ -35,6 +37,8 @@ pub const CASES: &[(&str, Case)] = &[
     ("table_features", table_features),
     ("table_errors", table_errors),
     ("messages", messages),
+    ("chunk_lock", chunk_lock),
+    ("epoch_histories", epoch_histories),
 ];
 
 fn ensure(ok: bool, what: &'static str) -> Result<(), &'static str> {
@@ -457,4 +461,295 @@ pub fn messages() -> Result<(), &'static str> {
         table::parse_message(&["rollback"]) == Err(ArgError::UnknownMessage),
         "unknown",
     )
+}
+
+/// A tiny deterministic generator (xorshift64*) for the randomised cases.
+struct Prng(u64);
+
+impl Prng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+pub fn chunk_lock() -> Result<(), &'static str> {
+    let mut h = Holders::default();
+    let (mut qw, mut qw2, mut qr) = (false, false, false);
+    ensure(
+        h.acquire(false, &mut qr) && h.acquire(false, &mut qr),
+        "two readers share",
+    )?;
+    ensure(!h.acquire(true, &mut qw) && qw, "writer waits for readers")?;
+    ensure(
+        !h.acquire(true, &mut qw) && h.writers_waiting == 1,
+        "writer counted once",
+    )?;
+    ensure(
+        !h.acquire(false, &mut qr),
+        "no new reader while a writer waits",
+    )?;
+    ensure(
+        h.release(false).is_ok() && h.release(false).is_ok(),
+        "readers leave",
+    )?;
+    ensure(
+        h.acquire(true, &mut qw) && !qw,
+        "waiting writer gets the chunk",
+    )?;
+    ensure(h.writers_waiting == 0 && h.writer, "writer holds")?;
+    ensure(
+        !h.acquire(true, &mut qw2) && !h.acquire(false, &mut qr),
+        "exclusive",
+    )?;
+    ensure(h.release(true).is_ok(), "writer leaves")?;
+    ensure(!h.acquire(false, &mut qr), "second writer still first")?;
+    ensure(
+        h.acquire(true, &mut qw2) && h.release(true).is_ok(),
+        "second writer",
+    )?;
+    ensure(h.idle(), "idle")?;
+    ensure(
+        h.release(true) == Err(NotHeld) && h.release(false) == Err(NotHeld),
+        "unbalanced release refused",
+    )?;
+    ensure(h == Holders::default(), "refused release changes nothing")
+}
+
+const EH_SECTORS: usize = 32;
+const EH_CHUNK: u32 = 4;
+const EH_WRITES: usize = 48;
+
+/// A changes table (or the kept pieces) as an unsorted array.
+struct ExtArray {
+    n: usize,
+    e: [Extent; EH_SECTORS],
+}
+
+impl ExtArray {
+    const EMPTY: Extent = Extent {
+        start: 0,
+        len: 0,
+        seq: 0,
+        ring_pos: 0,
+    };
+
+    fn new() -> Self {
+        ExtArray {
+            n: 0,
+            e: [Self::EMPTY; EH_SECTORS],
+        }
+    }
+
+    fn live(&self) -> &[Extent] {
+        self.e.get(..self.n).unwrap_or(&[])
+    }
+
+    fn push(&mut self, x: Extent) -> Result<(), &'static str> {
+        let slot = self
+            .e
+            .get_mut(self.n)
+            .ok_or("table overflow: extents overlap")?;
+        *slot = x;
+        self.n += 1;
+        Ok(())
+    }
+
+    fn take(&mut self, i: usize) -> Extent {
+        let x = self.e[i];
+        self.n -= 1;
+        self.e[i] = self.e[self.n];
+        x
+    }
+
+    /// The overlapping extent with the lowest start (the kernel's order).
+    fn first_overlap(&self, start: u64, end: u64) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, x) in self.live().iter().enumerate() {
+            if x.start < end && x.end() > start && best.is_none_or(|b| x.start < self.e[b].start) {
+                best = Some(i);
+            }
+        }
+        best
+    }
+
+    /// (seq, ring position) of the data of sector `s`, (0, 0) if none.
+    fn at(&self, s: u64) -> (u64, u64) {
+        self.live()
+            .iter()
+            .find(|x| x.start <= s && s < x.end())
+            .map_or((0, 0), |x| (x.seq, x.ring_pos + (s - x.start)))
+    }
+}
+
+/// Inserts the newest record `x` the way the kernel's changes table does
+/// (`insert_extent`): carve what it overlaps, keep aside what the snapshot
+/// still needs.
+fn eh_insert(
+    table: &mut ExtArray,
+    kept: &mut ExtArray,
+    x: Extent,
+    epoch: Epoch,
+    preserved: u64,
+) -> Result<(), &'static str> {
+    while let Some(i) = table.first_overlap(x.start, x.end()) {
+        let old = table.take(i);
+        if let Some(p) = epoch.kept_piece(&old, &x, EH_CHUNK, |c| preserved >> c & 1 != 0) {
+            kept.push(p)?;
+        }
+        match carve(&old, x.start, x.end()) {
+            Carve::Covered => {}
+            Carve::Trimmed(a) => table.push(a)?,
+            Carve::Split(a, b) => {
+                table.push(a)?;
+                table.push(b)?;
+            }
+            Carve::Untouched => return Err("overlap without carve"),
+        }
+    }
+    table.push(x)
+}
+
+/// Checks a table and its kept pieces against the per-sector models of the
+/// current volume and of the snapshot (`(seq, ring position)`, (0, 0) =
+/// production).
+fn eh_check(
+    table: &ExtArray,
+    kept: &ExtArray,
+    epoch: Epoch,
+    preserved: u64,
+    cur: &[(u64, u64); EH_SECTORS],
+    snap: &[(u64, u64); EH_SECTORS],
+) -> Result<(), &'static str> {
+    let cs = u64::from(EH_CHUNK);
+    for (i, a) in table.live().iter().enumerate() {
+        ensure(a.len > 0, "empty extent")?;
+        for b in table.live().iter().skip(i + 1) {
+            ensure(
+                a.end() <= b.start || b.end() <= a.start,
+                "table extents overlap",
+            )?;
+        }
+    }
+    for (i, a) in kept.live().iter().enumerate() {
+        ensure(
+            epoch.in_snapshot(a.seq),
+            "kept piece is not pre-snapshot data",
+        )?;
+        ensure(
+            piece_needed(a, EH_CHUNK, |c| preserved >> c & 1 != 0),
+            "kept piece no chunk needs",
+        )?;
+        for b in kept.live().iter().skip(i + 1) {
+            ensure(
+                a.end() <= b.start || b.end() <= a.start,
+                "kept pieces overlap",
+            )?;
+        }
+    }
+    for s in 0..EH_SECTORS as u64 {
+        let t = table.at(s);
+        ensure(
+            t == cur[s as usize],
+            "current content differs from the model",
+        )?;
+        let k = kept.at(s);
+        ensure(
+            k.0 == 0 || t.0 == 0 || !epoch.in_snapshot(t.0),
+            "sector both kept and pre-snapshot in the table",
+        )?;
+        if preserved >> (s / cs) & 1 != 0 {
+            continue;
+        }
+        let view = if epoch.in_snapshot(t.0) { t } else { k };
+        ensure(
+            view == snap[s as usize],
+            "snapshot content differs from the model",
+        )?;
+    }
+    Ok(())
+}
+
+/// One random history: writes, a snapshot, chunks preserved at random
+/// moments (kept pieces freed as the kernel does), more writes - checked
+/// after every step against per-sector models; then replay (all records
+/// re-inserted in seq order with `snap_seq` and the final validity map, as
+/// recovery does) must give the same current and snapshot content.
+pub fn epoch_history(seed: u64) -> Result<(), &'static str> {
+    let mut rng = Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut writes = [(0u8, 0u8); EH_WRITES];
+    let n_pre = 1 + rng.below(12) as usize;
+    let n = (n_pre + 1 + rng.below((EH_WRITES - n_pre - 1) as u64) as usize).min(EH_WRITES);
+    let snap_seq = n_pre as u64 + 1;
+    let epoch = Epoch {
+        active: true,
+        snap_seq,
+    };
+    let (mut table, mut kept) = (ExtArray::new(), ExtArray::new());
+    let mut cur = [(0u64, 0u64); EH_SECTORS];
+    let mut snap = cur;
+    let mut preserved = 0u64;
+    let chunks = EH_SECTORS as u64 / u64::from(EH_CHUNK);
+    for (i, w) in writes.iter_mut().enumerate().take(n) {
+        let seq = i as u64 + 1;
+        if seq == snap_seq {
+            snap = cur;
+            preserved = rng.next() & rng.next() & ((1 << chunks) - 1);
+        }
+        let ep = if seq >= snap_seq { epoch } else { Epoch::NONE };
+        if ep.active && rng.below(4) == 0 {
+            // Preserve a chunk: its kept pieces may go.
+            preserved |= 1 << rng.below(chunks);
+            let mut j = 0;
+            while j < kept.n {
+                if piece_needed(&kept.e[j], EH_CHUNK, |c| preserved >> c & 1 != 0) {
+                    j += 1;
+                } else {
+                    kept.take(j);
+                }
+            }
+        }
+        let start = rng.below(EH_SECTORS as u64);
+        let len = 1 + rng.below((EH_SECTORS as u64 - start).min(12));
+        *w = (start as u8, len as u8);
+        let x = Extent {
+            start,
+            len,
+            seq,
+            ring_pos: seq * 64,
+        };
+        eh_insert(&mut table, &mut kept, x, ep, preserved)?;
+        for s in start..start + len {
+            cur[s as usize] = (seq, x.ring_pos + (s - start));
+        }
+        if ep.active {
+            eh_check(&table, &kept, epoch, preserved, &cur, &snap)?;
+        }
+    }
+    // Replay.
+    let (mut table, mut kept) = (ExtArray::new(), ExtArray::new());
+    for (i, &(start, len)) in writes.iter().enumerate().take(n) {
+        let seq = i as u64 + 1;
+        let x = Extent {
+            start: u64::from(start),
+            len: u64::from(len),
+            seq,
+            ring_pos: seq * 64,
+        };
+        eh_insert(&mut table, &mut kept, x, epoch, preserved)?;
+    }
+    eh_check(&table, &kept, epoch, preserved, &cur, &snap)
+}
+
+pub fn epoch_histories() -> Result<(), &'static str> {
+    for seed in 1..200 {
+        epoch_history(seed)?;
+    }
+    Ok(())
 }

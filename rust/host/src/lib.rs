@@ -10,10 +10,14 @@
 #[cfg(test)]
 extern crate std;
 
+#[path = "../../logic/chunklock.rs"]
+pub mod chunklock;
 #[path = "../../logic/crc.rs"]
 pub mod crc;
 #[path = "../../logic/extent.rs"]
 pub mod extent;
+#[path = "../../logic/epoch.rs"]
+pub mod epoch;
 #[path = "../../logic/format.rs"]
 pub mod format;
 #[allow(missing_docs)] // each case is named in `CASES`

@@ -413,7 +413,7 @@ def render_md(res, facts, host):
         L.append("Idle volume of random data; the copy is compared with production afterwards (md5). "
                  "dd: `dd bs=1M iflag=direct oflag=direct` production → store. jsnap: `snapshot` + `hydrate on` "
                  "until `hydration=done` (hydrate_batch 16 chunks per round, one store flush per round). "
-                 "dm-clone: same region size, `hydration_batch_size 16`, `enable_hydration` until all regions "
+                 "dm-clone: same region size, `hydration_threshold 16 hydration_batch_size 16`, `enable_hydration` until all regions "
                  "are hydrated.")
         L.append("")
         L.append("| copier | MiB | seconds | MB/s | ratio to dd | copy equal |")
@@ -434,6 +434,8 @@ def plots(res, outdir):
     import matplotlib.pyplot as plt
 
     cfgs = [c for c in res["configs"] if c != "raw_after"]
+    if not cfgs:
+        return
 
     def ok(c):
         return res["configs"][c]["result"] == "OK"

@@ -24,6 +24,7 @@ mod logic {
     pub mod extent;
     pub mod format;
     pub mod kunit_cases;
+    pub mod lookup;
     pub mod replay;
     pub mod ring;
     pub mod table;

@@ -46,7 +46,7 @@ pub(crate) mod snapshot;
 
 use crate::ffi::bio::{Bio, BioKind, BioList};
 use crate::ffi::dm::{Ctr, CtrError, DeviceIter, DmDev, Limits, Mapped, Out, StatusType, Target};
-use crate::ffi::io::IoClient;
+use crate::ffi::io::{IoClient, Kcopyd};
 use crate::ffi::pmem::Pmem;
 use crate::ffi::registry;
 use crate::ffi::revocable::{Access, SleepRevocable};
@@ -70,7 +70,8 @@ use kernel::{new_condvar, new_mutex, new_spinlock, new_work};
 const MAX_TABLE: usize = 1024;
 /// Largest record: bios are split to this many sectors (1 MiB).
 pub(crate) const MAX_RECORD_SECTORS: u64 = 2048;
-/// Size of the bounce buffer used to copy chunks (production → store).
+/// Size of the bounce buffer of snapshot reads of unpreserved chunks and of
+/// the store half of mirror writes (chunks are copied by dm-kcopyd).
 pub(crate) const BOUNCE_BYTES: usize = 1 << 20;
 
 /// In-core state of one journal record (indexed by `seq % desc_count`).
@@ -228,6 +229,7 @@ pub(crate) struct Jsnap {
     /// Destroyed first (fields drop in order): no work runs afterwards.
     wq: OwnedQueue,
     io: IoClient,
+    kc: Kcopyd,
     #[pin]
     devs: SleepRevocable<Devs>,
     /// Whether a store device was given.
@@ -737,6 +739,7 @@ impl Target for Jsnap {
         ti.setup(0, false);
         let wq = OwnedQueue::new(c"jsnap_destage").map_err(nomem)?;
         let io = IoClient::new().map_err(nomem)?;
+        let kc = Kcopyd::new().map_err(nomem)?;
         let buf = KBox::new([0u8; format::SB_SLOT_BYTES], GFP_KERNEL).map_err(nomem)?;
         let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(nomem)?;
         let recovery::Opened {
@@ -752,6 +755,7 @@ impl Target for Jsnap {
             try_pin_init!(Self {
                 wq,
                 io,
+                kc,
                 devs <- SleepRevocable::new(Devs { pmem, prod, journal, store }),
                 has_store,
                 snap_hint: AtomicBool::new(true),

@@ -95,6 +95,11 @@ mod logic_cases {
     fn epoch_histories() -> Result<(), &'static str> {
         c::epoch_histories()
     }
+
+    #[test]
+    fn mirror_lookup_figures() -> Result<(), &'static str> {
+        c::mirror_lookup_figures()
+    }
 }
 
 #[kunit_tests(dm_jsnap_kernel)]

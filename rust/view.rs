@@ -26,6 +26,7 @@ use crate::ffi::dm::{Ctr, CtrError, DeviceIter, DmDev, Mapped, Out, StatusType, 
 use crate::ffi::registry;
 use crate::ffi::wq::OwnedQueue;
 use crate::jsnap::{nomem, str_args, table_line, Jsnap, MAX_RECORD_SECTORS};
+use crate::logic::lookup::{self, MapWrite, ReadFrom, WriteTo};
 use crate::logic::table::{self, ViewMode};
 use core::fmt::Write;
 use kernel::prelude::*;
@@ -77,16 +78,38 @@ impl View {
             }
         };
         let d = j.devs();
-        match (self.mode, d.as_ref().ok().and_then(|d| d.store.as_ref())) {
+        let store = d.as_ref().ok().and_then(|d| d.store.as_ref());
+        match (lookup::view_write_to(self.mode), store) {
             // The whole chunk was written to the store already.
-            (ViewMode::Rw, Some(_)) if in_store => bio.endio(Ok(())),
-            (ViewMode::Rw, Some(store)) => {
+            (
+                Some(WriteTo {
+                    production: false, ..
+                }),
+                Some(_),
+            ) if in_store => bio.endio(Ok(())),
+            (
+                Some(WriteTo {
+                    production: false, ..
+                }),
+                Some(store),
+            ) => {
                 bio.remap(store, start);
                 bio.submit();
             }
-            // Volume B: the same write through the journal.
-            (ViewMode::Mirror, Some(_)) if in_store => Jsnap::submit_write(j.as_arc_borrow(), bio),
-            (ViewMode::Mirror, Some(_)) => match j.write_bio_to_store(&bio, start) {
+            // Volume B: the same write through the journal, after the
+            // store half is durable.
+            (
+                Some(WriteTo {
+                    production: true, ..
+                }),
+                Some(_),
+            ) if in_store => Jsnap::submit_write(j.as_arc_borrow(), bio),
+            (
+                Some(WriteTo {
+                    production: true, ..
+                }),
+                Some(_),
+            ) => match j.write_bio_to_store(&bio, start) {
                 Ok(()) => Jsnap::submit_write(j.as_arc_borrow(), bio),
                 Err(e) => bio.endio(Err(e)),
             },
@@ -174,16 +197,22 @@ impl Target for View {
         let kind = bio.kind();
         match kind {
             BioKind::Read | BioKind::Write => {
-                if kind == BioKind::Write && this.mode == ViewMode::Ro {
-                    bio.endio(Err(EROFS));
-                    return Mapped::Submitted;
-                }
                 let c = start / u64::from(this.jsnap.chunk_sectors);
-                // Preserved chunks are final in the store (mirror writes
-                // still need the journal half).
-                if (this.mode != ViewMode::Mirror || kind == BioKind::Read)
-                    && this.jsnap.chunk_is_preserved(c)
-                {
+                // An entry in the lookup table (a preserved chunk) is final.
+                let has_entry = this.jsnap.chunk_is_preserved(c);
+                let to_store = if kind == BioKind::Read {
+                    lookup::view_read(has_entry) == ReadFrom::Store
+                } else {
+                    match lookup::view_map_write(this.mode, has_entry) {
+                        MapWrite::Refuse => {
+                            bio.endio(Err(EROFS));
+                            return Mapped::Submitted;
+                        }
+                        MapWrite::Store => true,
+                        MapWrite::Worker => false,
+                    }
+                };
+                if to_store {
                     if let Some(store) = this
                         .jsnap
                         .devs()

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Synchronous block I/O for the destage and copy workers, through dm-io.
+//! Synchronous block I/O for the destage and copy workers, through dm-io,
+//! and device-to-device copies through dm-kcopyd.
 //!
-//! C header: [`include/linux/dm-io.h`](srctree/include/linux/dm-io.h)
+//! C headers: [`include/linux/dm-io.h`](srctree/include/linux/dm-io.h),
+//! [`include/linux/dm-kcopyd.h`](srctree/include/linux/dm-kcopyd.h)
 
 use super::dm::DmDev;
 use super::pmem::Pmem;
@@ -54,20 +56,6 @@ impl IoClient {
                 fua,
             )
         })
-    }
-
-    /// Writes `sectors` sectors of pmem at byte `off` to `dev` at `sector`.
-    pub(crate) fn write_from_pmem(
-        &self,
-        dev: &DmDev,
-        sector: u64,
-        pmem: &Pmem,
-        off: usize,
-        sectors: u64,
-    ) -> Result {
-        let len = usize::try_from(sectors << 9).map_err(|_| EINVAL)?;
-        let p = pmem.ptr_for(off, len)?;
-        self.io(dev, sector, sectors, p, true, false)
     }
 
     /// Writes several runs of pmem to `dev` at once (all in flight
@@ -142,6 +130,61 @@ impl Drop for IoClient {
         // SAFETY: live by the type invariant; no I/O is in flight (all I/O
         // through this client is synchronous).
         unsafe { sys::jsnap_io_client_destroy(self.0.as_ptr()) }
+    }
+}
+
+/// A dm-kcopyd client: copies between devices with the kernel's copy
+/// engine (its own reserved pages, sub-jobs in parallel).
+///
+/// # Invariants
+///
+/// `0` is a live client, destroyed on drop.
+pub(crate) struct Kcopyd(NonNull<sys::dm_kcopyd_client>);
+
+// SAFETY: kcopyd clients may be used concurrently from any thread.
+unsafe impl Send for Kcopyd {}
+// SAFETY: as above.
+unsafe impl Sync for Kcopyd {}
+
+impl Kcopyd {
+    /// Creates a client.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: no preconditions.
+        let c = unsafe { sys::jsnap_kcopyd_create() };
+        NonNull::new(c).map(Self).ok_or(ENOMEM)
+    }
+
+    /// Copies the runs `(sector, sectors)` of `src` to the same sectors of
+    /// `dst`, all in flight together, and waits for all of them.
+    pub(crate) fn copy_many(&self, src: &DmDev, dst: &DmDev, runs: &[(u64, u64)]) -> Result {
+        let n = runs.len();
+        let mut sectors = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut counts = KVec::with_capacity(n, GFP_KERNEL)?;
+        for &(sector, count) in runs {
+            sectors.push(sector, GFP_KERNEL)?;
+            counts.push(count, GFP_KERNEL)?;
+        }
+        let n = u32::try_from(n).map_err(|_| EINVAL)?;
+        // SAFETY: both arrays hold `n` entries and outlive the call, which
+        // waits for every job; both devices are held; the client is live.
+        to_result(unsafe {
+            sys::jsnap_kcopyd_copy_many(
+                self.0.as_ptr(),
+                src.bdev(),
+                dst.bdev(),
+                sectors.as_ptr(),
+                counts.as_ptr(),
+                n,
+            )
+        })
+    }
+}
+
+impl Drop for Kcopyd {
+    fn drop(&mut self) {
+        // SAFETY: live by the type invariant; no job is in flight (every
+        // copy waits for its jobs).
+        unsafe { sys::jsnap_kcopyd_destroy(self.0.as_ptr()) }
     }
 }
 

@@ -13,6 +13,7 @@
 #include <linux/dax.h>
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
+#include <linux/dm-kcopyd.h>
 #include <linux/highmem.h>
 #include <linux/libnvdimm.h>
 #include <linux/random.h>
@@ -426,15 +427,29 @@ static void jsnap_batch_done(unsigned long error, unsigned long unsup,
 		complete(&b->done);
 }
 
+/* A batch starts with one reference, dropped by jsnap_batch_wait(). */
+static void jsnap_batch_init(struct jsnap_batch *b)
+{
+	b->error = 0;
+	atomic_set(&b->pending, 1);
+	init_completion(&b->done);
+}
+
+static int jsnap_batch_wait(struct jsnap_batch *b)
+{
+	jsnap_batch_done(0, 0, b);
+	wait_for_completion_io(&b->done);
+	return b->error;
+}
+
 int jsnap_io_write_many(struct dm_io_client *client, struct block_device *bdev,
 			const u64 *sectors, const u64 *counts, void *const *mems,
 			unsigned int n)
 {
-	struct jsnap_batch b = { .error = 0 };
+	struct jsnap_batch b;
 	unsigned int i;
 
-	atomic_set(&b.pending, 1);
-	init_completion(&b.done);
+	jsnap_batch_init(&b);
 	for (i = 0; i < n; i++) {
 		struct dm_io_region region = {
 			.bdev = bdev, .sector = sectors[i], .count = counts[i],
@@ -452,9 +467,7 @@ int jsnap_io_write_many(struct dm_io_client *client, struct block_device *bdev,
 		if (dm_io(&req, 1, &region, NULL, NULL, IOPRIO_DEFAULT))
 			jsnap_batch_done(1, 0, &b);
 	}
-	jsnap_batch_done(0, 0, &b);
-	wait_for_completion_io(&b.done);
-	return b.error;
+	return jsnap_batch_wait(&b);
 }
 
 unsigned int jsnap_noio_begin(void)
@@ -465,4 +478,50 @@ unsigned int jsnap_noio_begin(void)
 void jsnap_noio_end(unsigned int flags)
 {
 	memalloc_noio_restore(flags);
+}
+
+struct dm_kcopyd_client *jsnap_kcopyd_create(void)
+{
+	/* No throttle: the copier yields to user I/O itself. */
+	struct dm_kcopyd_client *kc = dm_kcopyd_client_create(NULL);
+
+	return IS_ERR(kc) ? NULL : kc;
+}
+
+void jsnap_kcopyd_destroy(struct dm_kcopyd_client *kc)
+{
+	dm_kcopyd_client_destroy(kc);
+}
+
+static void jsnap_kcopyd_done(int read_err, unsigned long write_err,
+			      void *context)
+{
+	jsnap_batch_done(read_err || write_err, 0, context);
+}
+
+/*
+ * Copies n runs from src to the same sectors of dst with dm-kcopyd, all in
+ * flight together, and waits for all of them.  -EIO if any run failed.
+ */
+int jsnap_kcopyd_copy_many(struct dm_kcopyd_client *kc,
+			   struct block_device *src, struct block_device *dst,
+			   const u64 *sectors, const u64 *counts,
+			   unsigned int n)
+{
+	struct jsnap_batch b;
+	unsigned int i;
+
+	jsnap_batch_init(&b);
+	for (i = 0; i < n; i++) {
+		struct dm_io_region from = {
+			.bdev = src, .sector = sectors[i], .count = counts[i],
+		};
+		struct dm_io_region to = {
+			.bdev = dst, .sector = sectors[i], .count = counts[i],
+		};
+
+		atomic_inc(&b.pending);
+		dm_kcopyd_copy(kc, &from, 1, &to, 0, jsnap_kcopyd_done, &b);
+	}
+	return jsnap_batch_wait(&b);
 }

@@ -30,12 +30,13 @@
 //! consecutive failures the snapshot is declared invalid (persistently) and
 //! destage proceeds without it.
 
-use super::{first_overlap, Jsnap, State, BOUNCE_BYTES};
+use super::{first_overlap, Jsnap, State};
 use crate::ffi::bio::Bio;
 use crate::ffi::io;
 use crate::logic::epoch;
 use crate::logic::extent::{self, Extent};
 use crate::logic::format::SnapState;
+use crate::logic::lookup::{self, Own};
 use crate::logic::validity;
 use kernel::prelude::*;
 use kernel::sync::ArcBorrow;
@@ -181,6 +182,9 @@ pub(crate) fn set_hydrate(this: ArcBorrow<'_, Jsnap>, on: bool) -> Result {
     Ok(())
 }
 
+/// Size of one dm-kcopyd job when preserving chunks (128 KiB).
+const COPY_JOB_SECTORS: u64 = 256;
+
 impl Jsnap {
     /// Range of sectors of chunk `c`.
     pub(crate) fn chunk_range(&self, c: u64) -> (u64, u64) {
@@ -244,7 +248,10 @@ impl Jsnap {
         let d = self.devs()?;
         let store = d.store.as_ref().ok_or(EINVAL)?;
         let res = (|| -> Result {
-            // Copy production to the store, consecutive chunks together.
+            // Copy production to the store with dm-kcopyd: consecutive
+            // chunks together, cut into jobs of COPY_JOB_SECTORS so that
+            // several are in flight; all jobs of the batch at once.
+            let mut runs: KVec<(u64, u64)> = KVec::with_capacity(chunks.len(), GFP_KERNEL)?;
             let mut i = 0;
             while let Some(&c0) = chunks.get(i) {
                 let mut j = i + 1;
@@ -254,30 +261,28 @@ impl Jsnap {
                 let (cs, _) = self.chunk_range(c0);
                 let (_, ce) = self.chunk_range(c0 + (j - i) as u64 - 1);
                 i = j;
-                let mut bounce = self.bounce.lock();
                 let mut pos = cs;
                 while pos < ce {
-                    let n = (ce - pos).min((BOUNCE_BYTES >> 9) as u64);
-                    let buf = bounce.get_mut(..(n << 9) as usize).ok_or(EINVAL)?;
-                    self.io.read(&d.prod, pos, buf)?;
-                    self.io.write(store, pos, buf, false)?;
+                    let n = (ce - pos).min(COPY_JOB_SECTORS);
+                    runs.push((pos, n), GFP_KERNEL)?;
                     pos += n;
                 }
             }
-            // Then the pre-snapshot journal data over it.
+            self.kc.copy_many(&d.prod, store, &runs)?;
+            // Then the pre-snapshot journal data over it, all pieces at
+            // once (they are disjoint).
+            let mut over: KVec<(u64, usize, u64)> = KVec::new();
+            let mut pieces = self.pieces_buf()?;
             for &c in chunks {
                 let (cs, ce) = self.chunk_range(c);
-                let mut pieces = self.pieces_buf()?;
+                pieces.clear();
                 self.snapshot_pieces(cs, ce, &mut pieces)?;
                 for p in pieces.iter() {
-                    self.io.write_from_pmem(
-                        store,
-                        p.start,
-                        &d.pmem,
-                        self.ring_off(p.ring_pos),
-                        p.len,
-                    )?;
+                    over.push((p.start, self.ring_off(p.ring_pos), p.len), GFP_KERNEL)?;
                 }
+            }
+            if !over.is_empty() {
+                self.io.write_many_from_pmem(store, &d.pmem, &over)?;
             }
             io::flush(store)
         })();
@@ -429,17 +434,21 @@ impl Jsnap {
                 st.is_preserved(c)
             };
             let (cs, ce) = self.chunk_range(c);
-            if !preserved && start == cs && u64::from(bio.sectors()) == ce - cs {
-                self.write_bio_to_store(bio, start)?;
-                let d = self.devs()?;
-                let mut st = self.state.lock();
-                if st.snap != SnapState::Active {
-                    return Err(EIO);
+            let whole = start == cs && u64::from(bio.sectors()) == ce - cs;
+            match lookup::view_own(preserved, whole) {
+                Own::Already => Ok(false),
+                Own::CopyFirst => self.preserve_chunk(c).map(|()| false),
+                Own::WholeChunk => {
+                    self.write_bio_to_store(bio, start)?;
+                    let d = self.devs()?;
+                    let mut st = self.state.lock();
+                    if st.snap != SnapState::Active {
+                        return Err(EIO);
+                    }
+                    self.mark_preserved(&mut st, &d.pmem, &[c]);
+                    Ok(true)
                 }
-                self.mark_preserved(&mut st, &d.pmem, &[c]);
-                return Ok(true);
             }
-            self.preserve_chunk(c).map(|()| false)
         })();
         if res.is_err() {
             self.locks.unlock(c, true);

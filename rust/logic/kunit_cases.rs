@@ -12,9 +12,10 @@ use super::crc::crc32c;
 use super::epoch::{piece_needed, Epoch};
 use super::extent::{carve, intersect, merge_adjacent, Carve, Extent};
 use super::format::{self, pick_superblock, plan_geometry, Descriptor, SnapState, Superblock};
+use super::lookup::{self, MapWrite, Own, ReadFrom, WriteTo};
 use super::replay::{self, RecordInfo, ReplayError};
 use super::ring::{JournalSpace, Reservation, Ring, RingError};
-use super::table::{self, ArgError, Message};
+use super::table::{self, ArgError, Message, ViewMode};
 use super::validity;
 
 /// A self-test: `Err` carries the failed check.
@@ -39,6 +40,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("messages", messages),
     ("chunk_lock", chunk_lock),
     ("epoch_histories", epoch_histories),
+    ("mirror_lookup_figures", mirror_lookup_figures),
 ];
 
 fn ensure(ok: bool, what: &'static str) -> Result<(), &'static str> {
@@ -396,7 +398,7 @@ pub fn table_features() -> Result<(), &'static str> {
         "re-emitted as given",
     )?;
     ensure(
-        table::parse_view_mode("mirror") == Ok(table::ViewMode::Mirror),
+        table::parse_view_mode("mirror") == Ok(ViewMode::Mirror),
         "view mode",
     )
 }
@@ -752,4 +754,98 @@ pub fn epoch_histories() -> Result<(), &'static str> {
         epoch_history(seed)?;
     }
     Ok(())
+}
+
+/// Seed 004, Figures 22-27, as lookup-table decisions of the one-way
+/// mirror (volume A = the `mirror` view, volume B = production).
+pub fn mirror_lookup_figures() -> Result<(), &'static str> {
+    let both = Some(WriteTo {
+        store: true,
+        production: true,
+    });
+    let split = Epoch {
+        active: true,
+        snap_seq: 100,
+    };
+    // Figure 22: write to A, no entry: copy the chunk's split-time content
+    // to A's image, make the entry, write A and B.
+    ensure(
+        lookup::view_map_write(ViewMode::Mirror, false) == MapWrite::Worker,
+        "fig22: worker",
+    )?;
+    ensure(
+        lookup::view_own(false, false) == Own::CopyFirst,
+        "fig22: copy first",
+    )?;
+    ensure(
+        lookup::view_own(false, true) == Own::WholeChunk,
+        "fig22: whole chunk skips the copy",
+    )?;
+    ensure(
+        lookup::view_write_to(ViewMode::Mirror) == both,
+        "fig22: A and B",
+    )?;
+    // Figure 24: write to A with an entry: no copy, A and B (still through
+    // the worker: B's half is journaled after A's half is durable).
+    ensure(
+        lookup::view_map_write(ViewMode::Mirror, true) == MapWrite::Worker,
+        "fig24: worker",
+    )?;
+    ensure(
+        lookup::view_own(true, false) == Own::Already,
+        "fig24: no copy",
+    )?;
+    ensure(
+        lookup::view_own(true, true) == Own::Already,
+        "fig24: no copy (whole)",
+    )?;
+    // Figure 25: write to B, no entry: A's content is copied out before B
+    // is overwritten (at destage) - only for post-split data.
+    ensure(
+        lookup::destage_copies_first(split, 100, false),
+        "fig25: copy before B",
+    )?;
+    ensure(
+        !lookup::destage_copies_first(split, 99, false),
+        "fig25: pre-split data",
+    )?;
+    // Figure 26: write to B with an entry: B only.
+    ensure(
+        !lookup::destage_copies_first(split, 150, true),
+        "fig26: B only",
+    )?;
+    // Figure 27: reads of A from either image.
+    ensure(
+        lookup::view_read(true) == ReadFrom::Store,
+        "fig27: A's image",
+    )?;
+    ensure(
+        lookup::view_read(false) == ReadFrom::Production,
+        "fig27: B's image",
+    )?;
+    // The other view modes.
+    ensure(
+        lookup::view_map_write(ViewMode::Ro, false) == MapWrite::Refuse,
+        "ro refuses",
+    )?;
+    ensure(
+        lookup::view_write_to(ViewMode::Ro).is_none(),
+        "ro writes nowhere",
+    )?;
+    ensure(
+        lookup::view_map_write(ViewMode::Rw, true) == MapWrite::Store,
+        "rw entry: store",
+    )?;
+    ensure(
+        lookup::view_map_write(ViewMode::Rw, false) == MapWrite::Worker,
+        "rw: worker",
+    )?;
+    ensure(
+        lookup::view_write_to(ViewMode::Rw)
+            == Some(WriteTo {
+                store: true,
+                production: false,
+            }),
+        "rw: store only",
+    )
 }

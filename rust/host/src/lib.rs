@@ -23,6 +23,8 @@ pub mod format;
 #[allow(missing_docs)] // each case is named in `CASES`
 #[path = "../../logic/kunit_cases.rs"]
 pub mod kunit_cases;
+#[path = "../../logic/lookup.rs"]
+pub mod lookup;
 #[path = "../../logic/replay.rs"]
 pub mod replay;
 #[path = "../../logic/ring.rs"]

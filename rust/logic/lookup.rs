@@ -1,0 +1,145 @@
+//! The lookup-table decisions of the snapshot volume and of the one-way
+//! mirror (seed 004, Figures 22-27).
+//!
+//! The lookup table is the validity map: chunk `c` has an entry (is
+//! preserved) when the store holds the view's own copy of it, i.e. where
+//! volume A (the view) may differ from volume B (production).  Every
+//! decision below is taken under the chunk's lock (see [`super::chunklock`]),
+//! except the `map`-time shortcuts for chunks that already have an entry,
+//! which is final: an entry is never removed while the snapshot lives.
+
+use super::epoch::Epoch;
+use super::table::ViewMode;
+
+/// Where a read of the view finds its data (Figure 27).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The chunk has an entry: the store (volume A's own image).
+    Store,
+    /// No entry: production (volume B's image), overlaid with the
+    /// pre-snapshot data still in the journal.
+    Production,
+}
+
+/// Figure 27: a read of the view.
+pub fn view_read(has_entry: bool) -> ReadFrom {
+    if has_entry {
+        ReadFrom::Store
+    } else {
+        ReadFrom::Production
+    }
+}
+
+/// What `map` does with a write to the view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapWrite {
+    /// `ro`: fail it.
+    Refuse,
+    /// The chunk has an entry and the write goes to the store only:
+    /// remap it there at once.
+    Store,
+    /// Needs the chunk lock and synchronous I/O: the view's worker.
+    Worker,
+}
+
+/// A write to the view, as seen by `map` (no lock held).
+pub fn view_map_write(mode: ViewMode, has_entry: bool) -> MapWrite {
+    match (mode, has_entry) {
+        (ViewMode::Ro, _) => MapWrite::Refuse,
+        (ViewMode::Rw, true) => MapWrite::Store,
+        // A mirror write always has a second half (volume B).
+        (ViewMode::Rw, false) | (ViewMode::Mirror, _) => MapWrite::Worker,
+    }
+}
+
+/// How a view write makes its chunk the view's own (under the exclusive
+/// chunk lock), before its data is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Own {
+    /// The chunk has an entry already (Figure 24).
+    Already,
+    /// No entry: copy the chunk's snapshot content to the store, persist
+    /// the entry, then write (Figure 22).
+    CopyFirst,
+    /// No entry, but the write covers the whole chunk: skip the copy; the
+    /// data goes to the store (durably) and only then the entry is
+    /// persisted (seed 003).
+    WholeChunk,
+}
+
+/// Figures 22/24: the lookup decision of a write to the view.
+pub fn view_own(has_entry: bool, covers_whole_chunk: bool) -> Own {
+    match (has_entry, covers_whole_chunk) {
+        (true, _) => Own::Already,
+        (false, true) => Own::WholeChunk,
+        (false, false) => Own::CopyFirst,
+    }
+}
+
+/// The images a view write lands on once its chunk is owned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteTo {
+    /// The store (the view's image, volume A).
+    pub store: bool,
+    /// Production through the journal (volume B); acknowledged once both
+    /// halves are durable, the store half first.
+    pub production: bool,
+}
+
+/// Which images a view write updates: `None` for `ro`.
+pub fn view_write_to(mode: ViewMode) -> Option<WriteTo> {
+    match mode {
+        ViewMode::Ro => None,
+        ViewMode::Rw => Some(WriteTo {
+            store: true,
+            production: false,
+        }),
+        ViewMode::Mirror => Some(WriteTo {
+            store: true,
+            production: true,
+        }),
+    }
+}
+
+/// Figures 25/26: before destage writes journal record `seq` to a chunk of
+/// production (volume B), must the chunk's snapshot content be copied to
+/// the store first?  Only post-snapshot data in a chunk without an entry.
+pub fn destage_copies_first(epoch: Epoch, seq: u64, has_entry: bool) -> bool {
+    epoch.must_preserve(seq) && !has_entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_table() {
+        // Every combination, against the figures.
+        for mode in [ViewMode::Ro, ViewMode::Rw, ViewMode::Mirror] {
+            for entry in [false, true] {
+                let m = view_map_write(mode, entry);
+                let want = match mode {
+                    ViewMode::Ro => MapWrite::Refuse,
+                    ViewMode::Rw if entry => MapWrite::Store,
+                    _ => MapWrite::Worker,
+                };
+                assert_eq!(m, want, "{mode:?} entry={entry}");
+                for whole in [false, true] {
+                    let o = view_own(entry, whole);
+                    assert_eq!(o == Own::Already, entry);
+                    assert_eq!(o == Own::WholeChunk, !entry && whole);
+                }
+            }
+        }
+        assert_eq!(view_read(true), ReadFrom::Store);
+        assert_eq!(view_read(false), ReadFrom::Production);
+        let e = Epoch {
+            active: true,
+            snap_seq: 7,
+        };
+        assert!(destage_copies_first(e, 7, false));
+        assert!(!destage_copies_first(e, 7, true));
+        assert!(!destage_copies_first(e, 6, false));
+        assert!(!destage_copies_first(Epoch::NONE, 9, false));
+    }
+}

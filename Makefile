@@ -7,11 +7,13 @@
 #   make paths   KERNEL=<bzImage> and MODULE=<dm-jsnap.ko>
 #   make module  just the module (after set-up)
 #   make bench   fio benchmarks (see README)
+#   make check-debug  the guest suite on a lockdep + KASAN kernel (a second
+#                cached kernel; the module is rebuilt for the normal one after)
 
 SHELL := /bin/bash
 TOP := $(CURDIR)
 
-.PHONY: all setup module paths run check bench clean host-test
+.PHONY: all setup module paths run check check-debug bench clean host-test
 
 all: module
 
@@ -32,6 +34,11 @@ run: module
 
 check:
 	@bash scripts/check.sh
+
+check-debug:
+	@JSNAP_KVARIANT=debug bash scripts/setup.sh && JSNAP_KVARIANT=debug bash scripts/build-module.sh \
+		&& JSNAP_KVARIANT=debug bash tests/run-guest.sh; rc=$$?; \
+		bash scripts/build-module.sh >/dev/null 2>&1; exit $$rc
 
 bench: module
 	@bash bench/run.sh

@@ -171,6 +171,9 @@ accel=${JSNAP_VM_ACCEL:-}
 if [[ -z $accel ]]; then
 	if kvm_works; then accel=kvm; else accel=tcg; fi
 fi
+# The debug kernel (JSNAP_KVARIANT=debug): poison and red-zone slab objects,
+# sample allocations with KFENCE often.
+[[ ${JSNAP_KVARIANT:-} == debug ]] && append="$append slub_debug=FZP kfence.sample_interval=5"
 vng_args=(--run "$kernel" --memory "$memory" --cpus "$cpus" --append "root=/dev/root")
 if [[ $accel == tcg ]]; then
 	vng_args+=(--disable-kvm)

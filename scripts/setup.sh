@@ -122,8 +122,12 @@ if ! [ -f "$KDIR/.build-ok" ]; then
 	step "kernel: building (about 11-15 minutes on 2 cores, log in $KDIR/build.log)"
 	"${KMAKE[@]}" >"$KDIR/build.log" 2>&1 || { tail -n 40 "$KDIR/build.log"; exit 1; }
 	touch "$KDIR/.build-ok"
-	# Trees built from another fragment are stale: keep the disk bounded.
+	# Trees of the same variant built from another fragment are stale:
+	# keep the disk bounded.
 	for old in "$JSNAP_CACHE"/linux-"$KVER"-*; do
+		case "$old" in */linux-"$KVER"-debug-*) [ "$JSNAP_KVARIANT" = debug ] || continue ;;
+			*) [ "$JSNAP_KVARIANT" != debug ] || continue ;;
+		esac
 		[ -d "$old" ] && [ "$old" != "$KDIR" ] && rm -rf "$old"
 	done
 fi

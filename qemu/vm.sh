@@ -349,7 +349,9 @@ fi
 
 # ---- splat scan --------------------------------------------------------------
 splat_re='BUG|WARNING|Oops|KASAN|refcount|lockdep|general protection|Call Trace'
-splats=$(grep -aE "$splat_re" "$log" 2>/dev/null || true)
+# (boot banners of the debug kernel that merely mention the checkers)
+benign_re='RCU lockdep checking is enabled'
+splats=$(grep -aE "$splat_re" "$log" 2>/dev/null | grep -avE "$benign_re" || true)
 if [[ -n $splats && -n ${JSNAP_VM_SPLAT_IGNORE:-} ]]; then
 	splats=$(grep -avE "$JSNAP_VM_SPLAT_IGNORE" <<<"$splats" || true)
 fi

@@ -242,6 +242,13 @@ impl Jsnap {
             }
         }
         if todo.is_empty() {
+            // Nothing to copy.  Pieces kept for these chunks cannot be
+            // needed (they are freed when their chunks are preserved), but
+            // `preserve_snap_pieces` must make progress even if one were.
+            let mut st = self.state.lock();
+            if st.snap == SnapState::Active {
+                self.free_snap_pieces(&mut st, all);
+            }
             return Ok(());
         }
         let chunks = &todo[..];
@@ -320,6 +327,12 @@ impl Jsnap {
             }
         }
         pmem.fence();
+        self.free_snap_pieces(st, chunks);
+    }
+
+    /// Frees the superseded pre-snapshot pieces inside `chunks` that no
+    /// unpreserved chunk needs any more.
+    fn free_snap_pieces(&self, st: &mut State, chunks: &[u64]) {
         for &c in chunks {
             let (cs, ce) = self.chunk_range(c);
             let mut pos = cs;

@@ -76,6 +76,13 @@ table_b() {
 status() { dmsetup status pcmB 2>&1 | sed -E 's/^[0-9]+ [0-9]+ jsnap //'; }
 skey() { status | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1; }
 msg() { dmsetup message pcmB 0 "$@"; }
+# drain, but not forever (a hang is a failure, not a VM timeout)
+drain() {
+	local rc=0
+	timeout 120 dmsetup message pcmB 0 drain || rc=$?
+	((rc == 124)) && echo "drain did not return within 120 s; status: $(status)"
+	return $rc
+}
 
 # run WHAT CMD...: ok or not ok (with the output and the kernel log)
 run() {
@@ -191,17 +198,34 @@ resplit() {
 	echo "# t=$(rel) split done; status: $(status)"
 }
 
+# status_loop: a status line every half second while the writers run; a
+# status that does not change (nothing journaled, destaged, preserved or
+# retired; the count of deferred bios aside, which moves while the worker
+# retries them) for STALL_S seconds while writes are deferred is a hang,
+# reported at once (the power cut may come any moment).
+STALL_S=${PCM_STALL_S:-3}
 status_loop() {
-	while sleep 1; do echo "# st t=$(rel) $(status)"; done
+	local st t key prev= since= said=0
+	while sleep 0.5; do
+		st=$(status)
+		t=$(rel)
+		echo "# st t=$t $st"
+		key=$(sed -E 's/ deferred=[0-9]+//' <<<"$st")
+		if [[ $key != "$prev" || ! $st =~ deferred=[1-9] ]]; then
+			prev=$key since=$t
+		elif ((!said)) && awk -v a="$t" -v b="$since" -v s="$STALL_S" 'BEGIN { exit !(a - b >= s) }'; then
+			notok "writers make progress -- status frozen with deferred writes since t=$since: $st"
+			said=1
+		fi
+	done
 }
 
 # writers: both writers (A and B), QD1 each, until the power is cut
 writers() {
+	ck_show
 	echo "# $LABEL: ready t=$(rel)"
 	local at=${PCM_WRITER_AT:-0}
-	echo "# $LABEL: writers at t=$at ($(date))"
 	while awk -v a="$(rel)" -v b="$at" 'BEGIN { exit !(a < b) }'; do sleep 0.2; done
-	ck_show
 	echo "# $LABEL: writers start t=$(rel) base=$BASE table: $(dmsetup table pcmB)"
 	status_loop &
 	"$TOOL" write 0 "$A" "$ACK" "$BASE" "$SEED" "$NBLK" "$T0" &
@@ -220,7 +244,7 @@ writers() {
 # half of an A-write
 between() {
 	local st
-	run "between: drain (empty journal)" msg drain || end
+	run "between: drain (empty journal)" drain || end
 	# Production writes (destage) delayed by 10 min; reads are not delayed,
 	# so preservation (reads production, writes the store) still works.
 	run "between: production writes delayed (dm-delay under B)" \
@@ -280,7 +304,7 @@ final() {
 	local st i
 	ck_show
 	[[ $SPLIT == active && -b $A ]] || resplit
-	run "final: drain" msg drain
+	run "final: drain" drain || end
 	st=$(status)
 	if [[ $st =~ (^| )journal_used=0( |$) && $st =~ (^| )pending=0( |$) ]]; then
 		ok "final: journal empty after drain"
@@ -288,7 +312,7 @@ final() {
 		notok "final: journal empty after drain -- $st"
 	fi
 	run "final: hydrate on" msg hydrate on
-	for ((i = 0; i < 600; i++)); do
+	for ((i = 0; i < 480; i++)); do
 		[[ $(skey hydration) == done ]] && break
 		sleep 0.5
 	done

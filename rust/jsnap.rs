@@ -166,8 +166,9 @@ impl State {
         crate::logic::validity::test(&self.map, c).unwrap_or(false)
     }
 
-    /// Whether a newer write carving `old` must keep the carved data for
-    /// the snapshot.
+    /// Whether a newer write (`new_seq`) carving the piece `old` out of an
+    /// older extent must keep that piece for the snapshot: pre-snapshot
+    /// data superseded after the snapshot, in a chunk not yet preserved.
     fn keeps_for_snapshot(&self, old: &Extent, new_seq: u64, chunk_sectors: u32) -> bool {
         if self.snap != SnapState::Active || old.seq >= self.snap_seq || new_seq < self.snap_seq {
             return false;
@@ -331,8 +332,12 @@ fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: 
             break;
         };
         let res = n.into_reservation();
-        let keep = st.keeps_for_snapshot(&old, ext.seq, chunk_sectors);
         let moved = extent::intersect(&old, start, end);
+        // Whether the snapshot needs the carved piece: its own chunks, not
+        // those of the whole old extent (a piece kept in a chunk that is
+        // already preserved would never be freed: its record would never
+        // retire and the journal would stay full).
+        let keep = moved.is_some_and(|m| st.keeps_for_snapshot(&m, ext.seq, chunk_sectors));
         let mut res = Some(res);
         match extent::carve(&old, start, end) {
             Carve::Covered => st.extents -= 1,

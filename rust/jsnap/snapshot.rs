@@ -237,6 +237,13 @@ impl Jsnap {
             }
         }
         if todo.is_empty() {
+            // Nothing to copy; superseded pieces kept for these chunks are
+            // not needed any more (the caller of `preserve_snap_pieces`
+            // relies on this to make progress).
+            let mut st = self.state.lock();
+            if st.snap == SnapState::Active {
+                self.free_snap_pieces(&mut st, all);
+            }
             return Ok(());
         }
         let chunks = &todo[..];
@@ -314,6 +321,12 @@ impl Jsnap {
             }
         }
         pmem.fence();
+        self.free_snap_pieces(st, chunks);
+    }
+
+    /// Frees the superseded pre-snapshot pieces inside `chunks` whose
+    /// chunks are all preserved.
+    fn free_snap_pieces(&self, st: &mut State, chunks: &[u64]) {
         let cs64 = u64::from(self.chunk_sectors);
         for &c in chunks {
             let (cs, ce) = self.chunk_range(c);

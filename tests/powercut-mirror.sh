@@ -157,7 +157,8 @@ ready_of() { # the guest's "ready" moment in the log, rounded up
 }
 
 t_start=$(date +%s)
-est=40 # when the guest will be ready for the writers (learned from each boot)
+est=40     # when the guest will be ready for the writers (learned from each boot)
+recent=()  # "ready" moments of the boots so far
 prev_between=0
 n_between=0
 for ((i = 0; i <= cuts + 1; i++)); do
@@ -184,8 +185,11 @@ for ((i = 0; i <= cuts + 1; i++)); do
 			[[ $vm_rc == 125 ]] && { failc "$tag: harness/setup error (vm.sh 125); giving up"; break; }
 		fi
 		cut_summary "$tag" "$kill"
+		# next time aim a little after the slowest of the last 3 recoveries
 		r=$(ready_of "$tag")
-		if [[ -n $r ]]; then est=$r; else est=$((est + 10)); fi
+		if [[ -n $r ]]; then recent+=("$r"); else recent+=($((kill + 5))); fi
+		est=0
+		for r in "${recent[@]: -3}"; do ((r + 2 > est)) && est=$((r + 2)); done
 		prev_between=0
 	elif ((i == cuts)); then
 		echo "# [$elapsed s] boot $i: recover + verify, then the deterministic cut between the halves of an A-write (no_destage, sysrq-b)"

@@ -157,8 +157,11 @@ ready_of() { # the guest's "ready" moment in the log, rounded up
 }
 
 t_start=$(date +%s)
-est=40     # when the guest will be ready for the writers (learned from each boot)
-recent=()  # "ready" moments of the boots so far
+# When the guest will be ready for the writers: init (fill, format, split)
+# about 15-40 s, a recovery 8-20 s depending on the load, a new split
+# some 10 s more; learned from each boot.
+RESPLIT_S=10
+recent=(16) # "ready" moments of recent recovery boots (without a new split)
 prev_between=0
 n_between=0
 for ((i = 0; i <= cuts + 1; i++)); do
@@ -169,7 +172,15 @@ for ((i = 0; i <= cuts + 1; i++)); do
 		f=${FEATS[RANDOM % ${#FEATS[@]}]}
 		((i > 0 && RANDOM % 3 == 0)) && resplit=1
 		((i > 0 && RANDOM % 3 == 0)) && hydrate=1
-		wat=$((est + 2))
+		if ((i == 0)); then
+			wat=40
+		else
+			wat=0 # a little after the slowest of the last 3 recoveries
+			for ((k = ${#recent[@]} > 3 ? ${#recent[@]} - 3 : 0; k < ${#recent[@]}; k++)); do
+				((recent[k] + 2 > wat)) && wat=$((recent[k] + 2))
+			done
+			((resplit)) && wat=$((wat + RESPLIT_S))
+		fi
 		kill=$((wat + 6 + RANDOM % 9))
 		echo "# [$elapsed s] boot $i: $( ((i == 0)) && echo init || echo 'recover + verify'), features='${f:-default}'$( ((resplit)) && echo ', new split')$( ((hydrate)) && echo ', hydrate on'), writers at ${wat}s, power cut at ${kill}s"
 		if ((i == 0)); then
@@ -185,11 +196,12 @@ for ((i = 0; i <= cuts + 1; i++)); do
 			[[ $vm_rc == 125 ]] && { failc "$tag: harness/setup error (vm.sh 125); giving up"; break; }
 		fi
 		cut_summary "$tag" "$kill"
-		# next time aim a little after the slowest of the last 3 recoveries
-		r=$(ready_of "$tag")
-		if [[ -n $r ]]; then recent+=("$r"); else recent+=($((kill + 5))); fi
-		est=0
-		for r in "${recent[@]: -3}"; do ((r + 2 > est)) && est=$((r + 2)); done
+		if ((i > 0)); then
+			r=$(ready_of "$tag")
+			[[ -n $r ]] || r=$((kill + 5)) # (cut before the writers: aim later)
+			((resplit)) && r=$((r - RESPLIT_S))
+			recent+=("$r")
+		fi
 		prev_between=0
 	elif ((i == cuts)); then
 		echo "# [$elapsed s] boot $i: recover + verify, then the deterministic cut between the halves of an A-write (no_destage, sysrq-b)"

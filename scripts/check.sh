@@ -5,7 +5,8 @@
 #   2. host `cargo test` of the pure logic (rust/host)
 #   3. build dm-jsnap.ko
 #   4. one VM: KUnit suites of the module + in-guest integration tests
-#   5. power-cut tests (several VM boots on the same file-backed NVRAM)
+#   5. power-cut tests (several VM boots on the same file-backed NVRAM):
+#      journal, copy-on-write/hydration, one-way mirror
 #
 # Ends with one line "N passed, M failed" and exits non-zero if anything
 # failed or could not run.
@@ -64,6 +65,13 @@ if [[ -x tests/powercut-snap.sh ]]; then
 	bash tests/powercut-snap.sh --cuts 5 2>&1 | tee "$log/pcsnap.log"
 	count "$log/pcsnap.log" '^ok - ' '^not ok - '
 	if ! grep -q '^powercut-snap: ' "$log/pcsnap.log"; then fail=$((fail + 1)); echo "not ok - powercut-snap gave no summary"; fi
+fi
+
+if [[ -x tests/powercut-mirror.sh ]]; then
+	stage "power cuts under the one-way mirror"
+	bash tests/powercut-mirror.sh 2>&1 | tee "$log/pcmirror.log"
+	count "$log/pcmirror.log" '^ok - ' '^not ok - '
+	if ! grep -q '^powercut-mirror: ' "$log/pcmirror.log"; then fail=$((fail + 1)); echo "not ok - powercut-mirror gave no summary"; fi
 fi
 
 stage "benchmark harness smoke test (bench/run.sh --smoke)"

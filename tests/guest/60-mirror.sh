@@ -114,5 +114,37 @@ check_cmd "final drain" msg mirB drain
 same "production at end = B" "$PROD" "$MB"
 check_eq "errors=0" 0 "$(status_get mirB errors)"
 dm_remove mirB
+
+# Regression (found by tests/powercut-mirror.sh): a B-write over part of a
+# pre-snapshot journal extent spanning a preserved and an unpreserved chunk
+# kept the carved piece for the snapshot although its own chunk was
+# preserved; nothing freed it, its record never retired, and `drain` (and
+# every writer, once the journal was full) waited forever.
+one_write() { # one_write DEV SECTOR COUNT [MODEL...]: one bio of COUNT sectors
+	local dev=$1 off=$2 n=$3 m
+	shift 3
+	local blk=$SCRATCH/one.$BASHPID
+	head -c $((n * 512)) /dev/urandom >"$blk"
+	dd if="$blk" of="$dev" bs=$((n * 512)) count=1 seek=$((off * 512)) \
+		oflag=direct,seek_bytes status=none || return 1
+	for m in "$@"; do
+		dd if="$blk" of="$m" bs=512 seek="$off" count="$n" conv=notrunc status=none
+	done
+}
+B=$(mk_jsnap mirB $LEN no_destage) || { fail "re-create B (no_destage)"; finish; }
+one_write "$B" $((30 * C + C / 2)) "$C" "$MB" # across chunks 30 and 31, left in the journal
+check_cmd "snapshot (piece in a preserved chunk)" msg mirB snapshot
+cp "$MB" "$MA"
+A=$(dm_create mirA "0 $LEN jsnap-view $B mirror") || { fail "attach A (piece in a preserved chunk)"; finish; }
+one_write "$A" $((30 * C)) 8 "$MA" "$MB"            # preserves chunk 30 only
+one_write "$B" $((30 * C + C / 2)) $((C / 4)) "$MB" # inside chunk 30, over the pre-snapshot extent
+if ! check_cmd "drain returns (superseded piece in a preserved chunk)" timeout 60 dmsetup message mirB 0 drain; then
+	note "status: $(jsnap_status mirB)"
+	finish # (removing the device would wait for the worker)
+fi
+both "superseded piece in a preserved chunk"
+dm_remove mirA
+check_cmd "drop (piece in a preserved chunk)" msg mirB drop
+dm_remove mirB
 no_splat_since_start "no kernel splat"
 finish

@@ -401,13 +401,13 @@ hydrate_run() {
 		dm_remove js
 		;;
 	clone_64k)
-		# dm-clone with the same region size and batch as jsnap_64k (and
-		# as many regions in flight); metadata in the first 16 MiB of the
-		# store, destination after it.
+		# dm-clone with the same region size as jsnap_64k and as much in
+		# flight as one jsnap hydration step (64 regions = 4 MiB);
+		# metadata in the first 16 MiB of the store, destination after it.
 		dm_create cmeta 0 $TMETA_SECT linear "$STORE" 0 >/dev/null || return 1
 		dm_create cdst 0 $V linear "$STORE" $TMETA_SECT >/dev/null || return 1
 		dm_create cl 0 $V clone /dev/mapper/cmeta /dev/mapper/cdst "$PROD" 128 \
-			1 no_hydration 4 hydration_threshold 16 hydration_batch_size 16 >/dev/null || return 1
+			1 no_hydration 4 hydration_threshold 64 hydration_batch_size 64 >/dev/null || return 1
 		t0=$(now_ns)
 		dmsetup message cl 0 enable_hydration || return 1
 		hydrate_wait 900 clone_done || rc=1

@@ -412,8 +412,8 @@ def render_md(res, facts, host):
         L.append("")
         L.append("Idle volume of random data; the copy is compared with production afterwards (md5). "
                  "dd: `dd bs=1M iflag=direct oflag=direct` production → store. jsnap: `snapshot` + `hydrate on` "
-                 "until `hydration=done` (hydrate_batch 16 chunks per round, one store flush per round). "
-                 "dm-clone: same region size, `hydration_threshold 16 hydration_batch_size 16`, `enable_hydration` until all regions "
+                 "until `hydration=done` (default step: 4 MiB worth of chunks, one store flush per step). "
+                 "dm-clone: same region size, `hydration_threshold 64 hydration_batch_size 64`, `enable_hydration` until all regions "
                  "are hydrated.")
         L.append("")
         L.append("| copier | MiB | seconds | MB/s | ratio to dd | copy equal |")

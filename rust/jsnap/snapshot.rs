@@ -504,11 +504,11 @@ impl Jsnap {
         Ok(())
     }
 
-    /// One round of the background copier: preserve up to `hydrate_batch`
+    /// One round of the background copier: preserve up to `hydrate_chunks`
     /// consecutive unpreserved chunks with one store flush, then yield to
     /// user I/O.  Returns whether work remains.
     pub(crate) fn hydrate_step(&self) -> bool {
-        let max = self.features.hydrate_batch as usize;
+        let max = self.features.hydrate_chunks(self.chunk_sectors) as usize;
         let Ok(mut batch) = KVec::<u64>::with_capacity(max, GFP_KERNEL) else {
             return true;
         };

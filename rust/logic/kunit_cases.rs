@@ -384,8 +384,12 @@ pub fn table_features() -> Result<(), &'static str> {
         "values",
     )?;
     ensure(
-        f.low_watermark == 10 && f.hydrate_batch == 16 && !f.format,
+        f.low_watermark == 10 && f.hydrate_batch == 0 && !f.format,
         "defaults",
+    )?;
+    ensure(
+        f.hydrate_chunks(128) == 64 && f.hydrate_chunks(8) == 1024 && f.hydrate_chunks(4096) == 16,
+        "hydration step: 4 MiB worth of chunks, 16..1024",
     )?;
     let mut buf = Buf {
         bytes: [0; 128],

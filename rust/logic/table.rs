@@ -14,7 +14,7 @@
 //! | `high_watermark <1..100>` | destage starts when journal use exceeds this percentage | 50 |
 //! | `low_watermark <0..99>` | destage stops below this percentage; must be below `high_watermark` | 10 |
 //! | `destage_batch <1..4096>` | extents destaged per batch | 64 |
-//! | `hydrate_batch <1..1024>` | chunks copied per hydration step | 16 |
+//! | `hydrate_batch <1..1024>` | chunks copied per hydration step | 4 MiB worth, 16..1024 |
 //! | `no_destage` | destage only when forced (`drain`, full journal); for testing | off |
 //! | `relocated` | accept a journal whose production device number changed | off |
 //!
@@ -161,7 +161,8 @@ pub struct Features {
     pub low_watermark: u32,
     /// Extents destaged per batch.
     pub destage_batch: u32,
-    /// Chunks copied per hydration step.
+    /// Chunks copied per hydration step; 0 (not given): see
+    /// [`Features::hydrate_chunks`].
     pub hydrate_batch: u32,
     /// Destage only when forced.
     pub no_destage: bool,
@@ -181,7 +182,7 @@ impl Default for Features {
             high_watermark: 50,
             low_watermark: 10,
             destage_batch: 64,
-            hydrate_batch: 16,
+            hydrate_batch: 0,
             no_destage: false,
             relocated: false,
             count_given: false,
@@ -192,6 +193,16 @@ impl Default for Features {
 }
 
 impl Features {
+    /// Chunks copied per hydration step: `hydrate_batch` if given, else
+    /// enough chunks of `chunk_sectors` for 4 MiB (one store flush per
+    /// step), at least 16 and at most 1024.
+    pub fn hydrate_chunks(&self, chunk_sectors: u32) -> u32 {
+        if self.hydrate_batch != 0 {
+            return self.hydrate_batch;
+        }
+        (8192 / chunk_sectors.max(1)).clamp(16, 1024)
+    }
+
     /// The features given on the table line, in order.
     pub fn given(&self) -> &[Feature] {
         self.given.get(..self.nr_given).unwrap_or_default()
@@ -398,7 +409,11 @@ mod tests {
                 d.hydrate_batch,
                 d.no_destage
             ),
-            (false, 50, 10, 64, 16, false)
+            (false, 50, 10, 64, 0, false)
+        );
+        assert_eq!(
+            [8, 128, 2048, 1 << 20].map(|cs| d.hydrate_chunks(cs)),
+            [1024, 64, 16, 16]
         );
         assert_eq!(table(&d), "");
         let zero = parse_features(&["0"]).unwrap();
@@ -426,6 +441,13 @@ mod tests {
             (true, 100, 0, 1024, true)
         );
         assert_eq!(f.destage_batch, 64);
+        assert_eq!(f.hydrate_chunks(8), 1024);
+        assert_eq!(
+            parse_features(&["2", "hydrate_batch", "5"])
+                .unwrap()
+                .hydrate_chunks(128),
+            5
+        );
         assert_eq!(
             f.given(),
             [

@@ -75,7 +75,8 @@ snap=$work/top
 mkdir -p "$snap/qemu" "$snap/scripts" "$snap/tests"
 cp "$top"/qemu/{vm.sh,guest-init.sh,guest-lib.sh,shm-shim.sh,kernel.config} "$snap/qemu/" &&
 	cp "$top/scripts/env.sh" "$snap/scripts/" &&
-	cp -r "$top/tests/powercut-mirror" "$snap/tests/" ||
+	cp -r "$top/tests/powercut-mirror" "$snap/tests/" &&
+	mkdir -p "$snap/tests/powercut" && cp "$top/tests/powercut/blocks.py" "$snap/tests/powercut/" ||
 	{ echo "powercut-mirror: cannot copy the harness to $snap" >&2; exit 2; }
 gcc -O2 -Wall -o "$work/mctool" "$top/tests/powercut-mirror/mctool.c" -lz ||
 	{ echo "powercut-mirror: cannot compile tests/powercut-mirror/mctool.c" >&2; exit 2; }

@@ -43,16 +43,15 @@ Subcommands (TAP-like output `ok - powercut-mirror LABEL: ...`):
 
 import argparse
 import array
-import mmap
 import os
 import struct
 import sys
 import time
 import zlib
 
-BS = 4096
-SEC = 512
-MAGIC = 0x4A534E4150504331
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'powercut'))
+from blocks import BS, MAGIC, SEC, pread_direct, pwrite_direct, say  # noqa: E402
+
 CKMAGIC = 0x4A534D4952434B31  # "JSMIRCK1"
 ACKMAGIC = 0x4A534D4952414B31  # "JSMIRAK1"
 UNKNOWN = (1 << 64) - 1
@@ -65,30 +64,6 @@ SPLIT = {'none': 0, 'pending': 1, 'active': 2}
 SPLIT_NAME = {v: k for k, v in SPLIT.items()}
 FILL_SEQ = 1
 WNAME = 'AB'
-
-
-def say(*a):
-    print(*a, flush=True)
-
-
-def abuf(size):
-    return mmap.mmap(-1, (size + 4095) // 4096 * 4096)
-
-
-def pread_direct(fd, off, size):
-    m = abuf(size)
-    got = os.preadv(fd, [memoryview(m)[:size]], off)
-    if got != size:
-        raise OSError('short read at %d: %d/%d' % (off, got, size))
-    return m
-
-
-def pwrite_direct(fd, off, data):
-    m = abuf(len(data))
-    m[:len(data)] = data
-    n = os.pwrite(fd, memoryview(m)[:len(data)], off)
-    if n != len(data):
-        raise OSError('short write at %d: %d/%d' % (off, n, len(data)))
 
 
 # ---------------------------------------------------------------- checkpoint

@@ -33,16 +33,14 @@ Subcommands (all print TAP-like lines `ok - powercut LABEL: ...`):
 
 import argparse
 import array
-import mmap
 import os
 import struct
 import sys
 import time
 import zlib
 
-BS = 4096
-SEC = 512
-MAGIC = 0x4A534E4150504331  # "JSNAPPC1"
+from blocks import BS, MAGIC, SEC, abuf, pread_direct, pwrite_direct, say
+
 ACKMAGIC = 0x4A534E41505F41434B  # truncated to 64 bits below
 ACKMAGIC &= (1 << 64) - 1
 CKMAGIC = 0x4A534E4150434B50  # "JSNAPCKP"
@@ -98,30 +96,6 @@ def write_params(seed, seq, nblk):
     f = r(5) % 100
     flags = F_DSYNC if f < 10 else F_FDATASYNC if f < 15 else 0
     return start, n, flags
-
-
-def abuf(size):
-    return mmap.mmap(-1, (size + 4095) // 4096 * 4096)
-
-
-def pread_direct(fd, off, size):
-    m = abuf(size)
-    got = os.preadv(fd, [memoryview(m)[:size]], off)
-    if got != size:
-        raise OSError('short read at %d: %d/%d' % (off, got, size))
-    return m
-
-
-def pwrite_direct(fd, off, data):
-    m = abuf(len(data))
-    m[:len(data)] = data
-    n = os.pwrite(fd, memoryview(m)[:len(data)], off)
-    if n != len(data):
-        raise OSError('short write at %d: %d/%d' % (off, n, len(data)))
-
-
-def say(*a):
-    print(*a, flush=True)
 
 
 # ---------------------------------------------------------------- checkpoint

@@ -25,47 +25,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define BS 4096
-#define SEC 512
-#define MAGIC 0x4A534E4150504331ULL
+#include "blocks.h"
+
 #define ACKMAGIC 0x534E41505F41434BULL /* 0x4A534E41505F41434B & (2^64-1) */
 #define ACK_BASE (2u << 20)
 #define ACK_SIZE 512
 #define F_DSYNC 1
 #define F_FDATASYNC 2
-
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xBF58476D1CE4E5B9ULL;
-	x ^= x >> 27;
-	x *= 0x94D049BB133111EBULL;
-	x ^= x >> 31;
-	return x;
-}
-
-static void pattern(uint8_t *out, uint64_t b, uint64_t s)
-{
-	uint64_t w = mix64(b * 0x9E3779B97F4A7C15ULL + s);
-	for (int i = 0; i < 8; i++) {
-		uint64_t *p = (uint64_t *)(out + i * SEC);
-		p[0] = MAGIC;
-		p[1] = b;
-		p[2] = s;
-		p[3] = i;
-		for (int k = 4; k < SEC / 8; k++)
-			p[k] = w;
-	}
-	uint32_t crc = crc32(0, out, BS - 4);
-	memcpy(out + BS - 4, &crc, 4);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 #define HOT_BLOCKS 2048
 
@@ -89,71 +55,6 @@ static struct param write_params(uint64_t seed, uint64_t seq, uint64_t nblk)
 	uint64_t f = r[5] % 100;
 	p.flags = f < 10 ? F_DSYNC : f < 15 ? F_FDATASYNC : 0;
 	return p;
-}
-
-/* content hash of a block (not a CRC: a block that ends with the crc32 of
- * the rest always has the same crc32) */
-static uint64_t blkhash(const uint8_t *blk)
-{
-	uint64_t h = 0xcbf29ce484222325ULL, w;
-	for (int i = 0; i < BS; i += 8) {
-		memcpy(&w, blk + i, 8);
-		h = (h ^ w) * 0x100000001b3ULL;
-	}
-	return mix64(h);
-}
-
-static int scan(const char *dev, uint64_t nblk, const char *outp)
-{
-	int fd = open(dev, O_RDONLY | O_DIRECT);
-	if (fd < 0) {
-		perror(dev);
-		return 1;
-	}
-	if (nblk == 0)
-		nblk = lseek(fd, 0, SEEK_END) / BS;
-	FILE *out = fopen(outp, "wb");
-	if (!out) {
-		perror(outp);
-		return 1;
-	}
-	const size_t per = 256;
-	uint8_t *buf, exp[BS], zero[BS];
-	if (posix_memalign((void **)&buf, 4096, per * BS))
-		return 1;
-	memset(zero, 0, BS);
-	for (uint64_t b0 = 0; b0 < nblk; b0 += per) {
-		size_t cnt = nblk - b0 < per ? nblk - b0 : per;
-		ssize_t r = pread(fd, buf, cnt * BS, (off_t)b0 * BS);
-		if (r != (ssize_t)(cnt * BS)) {
-			fprintf(stderr, "pctool scan: read %s at block %llu: %s\n", dev,
-				(unsigned long long)b0, r < 0 ? strerror(errno) : "short");
-			return 1;
-		}
-		for (size_t k = 0; k < cnt; k++) {
-			uint8_t *blk = buf + k * BS;
-			uint64_t b = b0 + k, rec[2], s = ~0ULL;
-			if (!memcmp(blk, zero, BS)) {
-				s = 0;
-			} else {
-				uint64_t h[3];
-				memcpy(h, blk, sizeof(h));
-				if (h[0] == MAGIC && h[1] == b && h[2] != 0 && h[2] != ~0ULL) {
-					pattern(exp, b, h[2]);
-					if (!memcmp(exp, blk, BS))
-						s = h[2];
-				}
-			}
-			rec[0] = s;
-			rec[1] = blkhash(blk);
-			if (fwrite(rec, sizeof(rec), 1, out) != 1)
-				return 1;
-		}
-	}
-	if (fclose(out))
-		return 1;
-	close(fd);
-	return 0;
 }
 
 static int writer(int argc, char **argv)

@@ -26,6 +26,7 @@ mod logic {
     pub mod kunit_cases;
     pub mod lookup;
     pub mod replay;
+    pub mod retire;
     pub mod ring;
     pub mod table;
     pub mod validity;
@@ -35,12 +36,41 @@ mod jsnap;
 mod kunit;
 mod view;
 
+mod fault;
+
+#[cfg(not(jsnap_fault))]
 module! {
     type: JsnapModule,
     name: "dm_jsnap",
     authors: ["dm-jsnap developers"],
     description: "device-mapper journaled instant snapshots",
     license: "GPL",
+}
+
+// The fault-injection build (`scripts/build-module.sh --fault`, tests only):
+// parameters that hold chosen steps open so that tests reach the windows
+// between them (see `fault`).
+#[cfg(jsnap_fault)]
+module! {
+    type: JsnapModule,
+    name: "dm_jsnap",
+    authors: ["dm-jsnap developers"],
+    description: "device-mapper journaled instant snapshots (fault-injection build)",
+    license: "GPL",
+    params: {
+        fault_copy_sector: i64 {
+            default: -1,
+            description: "Hold journal writes starting at this target sector between the changes-table insert and the pmem copy",
+        },
+        fault_copy_ms: i64 {
+            default: 0,
+            description: "How long (ms) to hold them",
+        },
+        fault_preserve_ms: i64 {
+            default: 0,
+            description: "Hold every preservation step (ms) between the production copy and the validity bit",
+        },
+    },
 }
 
 struct JsnapModule {

@@ -45,7 +45,9 @@ mod recovery;
 pub(crate) mod snapshot;
 
 use crate::ffi::bio::{Bio, BioKind, BioList};
-use crate::ffi::dm::{Ctr, CtrError, DeviceIter, DmDev, Limits, Mapped, Out, StatusType, Target};
+use crate::ffi::dm::{
+    Ctr, CtrError, DevNum, DeviceIter, DmDev, Limits, Mapped, Out, StatusType, Target,
+};
 use crate::ffi::io::{IoClient, Kcopyd};
 use crate::ffi::pmem::Pmem;
 use crate::ffi::registry;
@@ -74,22 +76,7 @@ pub(crate) const MAX_RECORD_SECTORS: u64 = 2048;
 /// the store half of mirror writes (chunks are copied by dm-kcopyd).
 pub(crate) const BOUNCE_BYTES: usize = 1 << 20;
 
-/// In-core state of one journal record (indexed by `seq % desc_count`).
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Rec {
-    /// Sequence number this slot describes.
-    seq: u64,
-    /// Ring position just after the record's data.
-    end: u64,
-    /// Table extents (changes table and snapshot table) pointing into it.
-    refs: u32,
-    /// Readers copying from this record right now.
-    pins: u32,
-    /// Data and descriptor are durable.
-    persisted: bool,
-    /// False for a hole left by a write that never persisted (recovery).
-    known: bool,
-}
+pub(crate) use crate::logic::retire::Rec;
 
 /// Everything the `state` spinlock protects.
 pub(crate) struct State {
@@ -107,11 +94,16 @@ pub(crate) struct State {
     space: JournalSpace,
     /// Record states, `desc_count` of them.
     recs: KVVec<Rec>,
+    /// Table nodes in reserve for the worker (refilled from removed nodes).
+    spare: KVec<RBTreeNodeReservation<u64, Extent>>,
     /// Writes waiting for journal space, in arrival order.
     deferred: BioList,
     /// Snapshot state and its first post-snapshot sequence number.
     snap: SnapState,
     snap_seq: u64,
+    /// Bumped whenever a snapshot is taken or dropped: a preservation step
+    /// marks chunks only for the snapshot it was computed for.
+    snap_id: u64,
     /// In-core copy of the validity map (one bit per chunk).
     map: KVVec<u8>,
     nr_chunks: u64,
@@ -125,6 +117,8 @@ pub(crate) struct State {
     io_count: u64,
     /// Consecutive failures to preserve a chunk.
     preserve_failures: u32,
+    /// View operations in progress (postsuspend waits for them).
+    view_ops: u32,
     /// Outstanding `drain` requests.
     drains: u32,
     /// Destage is running between the watermarks.
@@ -147,6 +141,36 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// `n` (at most 4) nodes from the reserve, if it holds that many.
+    fn take_spare(&mut self, n: usize) -> Option<Nodes> {
+        if self.spare.len() < n {
+            return None;
+        }
+        let mut nodes = Nodes {
+            list: [None, None, None, None],
+        };
+        for slot in nodes.list.iter_mut().take(n) {
+            *slot = self.spare.pop();
+        }
+        Some(nodes)
+    }
+
+    /// Puts a removed table node back into the reserve if it has room
+    /// (never allocates), or frees it.
+    fn recycle(&mut self, node: RBTreeNodeReservation<u64, Extent>) {
+        if self.spare.len() < self.spare.capacity() {
+            let _ = self.spare.push(node, GFP_NOWAIT);
+        }
+    }
+
+    fn rec_ref(&self, seq: u64) -> Option<&Rec> {
+        let n = self.recs.len() as u64;
+        if n == 0 {
+            return None;
+        }
+        self.recs.get((seq % n) as usize).filter(|r| r.seq == seq)
+    }
+
     fn rec(&mut self, seq: u64) -> Option<&mut Rec> {
         let n = self.recs.len() as u64;
         if n == 0 {
@@ -237,16 +261,24 @@ pub(crate) struct Jsnap {
     /// A snapshot is (or may be) active: writes reserve more table nodes.
     pub(crate) snap_hint: AtomicBool,
     /// Device number of our mapped device (for `jsnap-view`).
-    devt: u32,
+    pub(crate) devt: u32,
     /// Device number of the production device (journal identity).
     prod_devt: u32,
+    /// Device number of the store (0: none), recorded with a snapshot.
+    pub(crate) store_devt: u32,
     begin: u64,
     pub(crate) len: u64,
     pub(crate) chunk_sectors: u32,
     features: Features,
     geometry: format::Geometry,
-    /// The table arguments exactly as loaded.
+    /// `dmsetup table` (DESIGN.md §2.1): devices as `major:minor`, the
+    /// other arguments as loaded; `format` is dropped from the features
+    /// once the journal has been formatted (`table_formatted`).
     table: KVec<u8>,
+    table_formatted: KVec<u8>,
+    formatted: AtomicBool,
+    /// Largest bio this target accepts (also the limit of mirror writes).
+    pub(crate) max_io: u64,
     #[pin]
     state: SpinLock<State>,
     /// Readers waiting for a record to persist, `drain` waiting for destage.
@@ -254,9 +286,14 @@ pub(crate) struct Jsnap {
     cond: CondVar,
     #[pin]
     sb: Mutex<SbState>,
-    /// Held by the worker over a destage batch, and by `snapshot`.
+    /// Held by the worker over a destage batch, by `drop`, and briefly by
+    /// a view attaching (so that no batch collected before the snapshot
+    /// still runs without chunk locks).
     #[pin]
     batch: Mutex<()>,
+    /// Serialises the snapshot messages (`snapshot`, `drop`, `hydrate`).
+    #[pin]
+    msg: Mutex<()>,
     #[pin]
     locks: ChunkLocks,
     /// Bounce buffer for chunk copies.
@@ -266,11 +303,40 @@ pub(crate) struct Jsnap {
     pub(crate) work: Work<Jsnap>,
 }
 
+/// A view operation in progress (see [`Jsnap::view_op`]); ends on drop.
+pub(crate) struct ViewOp<'a> {
+    j: &'a Jsnap,
+}
+
+impl Drop for ViewOp<'_> {
+    fn drop(&mut self) {
+        let mut st = self.j.state.lock();
+        st.view_ops = st.view_ops.saturating_sub(1);
+        let wake = st.suspended && st.view_ops == 0;
+        drop(st);
+        if wake {
+            self.j.cond.notify_all();
+        }
+    }
+}
+
 /// What became of a write offered to the journal.
 pub(crate) enum Journaled {
     Done,
     /// No journal space (or no memory for table nodes): try again later.
     Again(Bio),
+}
+
+/// Appends formatted text to a byte vector (allocation failures drop the
+/// text; the caller checks the length).
+pub(crate) struct LineWriter<'a>(pub(crate) &'a mut KVec<u8>);
+
+impl core::fmt::Write for LineWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0
+            .extend_from_slice(s.as_bytes(), GFP_KERNEL)
+            .map_err(|_| core::fmt::Error)
+    }
 }
 
 /// Converts the C arguments to `&str`, refusing non-UTF-8.
@@ -291,22 +357,6 @@ pub(crate) fn nomem(_: impl core::fmt::Debug) -> CtrError {
         msg: c"Out of memory",
         err: ENOMEM,
     }
-}
-
-/// Remembers the arguments for `dmsetup table`.
-pub(crate) fn table_line(args: &[&str]) -> core::result::Result<KVec<u8>, CtrError> {
-    let mut line = KVec::new();
-    for (i, a) in args.iter().enumerate() {
-        if i > 0 {
-            line.push(b' ', GFP_KERNEL).map_err(nomem)?;
-        }
-        line.extend_from_slice(a.as_bytes(), GFP_KERNEL)
-            .map_err(nomem)?;
-    }
-    if line.len() > MAX_TABLE {
-        return Err(CtrError::inval(c"Table line too long"));
-    }
-    Ok(line)
 }
 
 /// The first extent of `table` overlapping `start..end`, if any.
@@ -331,6 +381,10 @@ fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: 
         let Some(n) = st.table.remove_node(&old.start) else {
             break;
         };
+        // `old` may retire only once `ext` is persistent (logic::retire).
+        if let Some(r) = st.rec(old.seq) {
+            r.superseded_by = r.superseded_by.max(ext.seq);
+        }
         let res = n.into_reservation();
         let kept = st
             .epoch()
@@ -416,6 +470,18 @@ impl Jsnap {
         if !journal.has_dax() {
             return Err(CtrError::inval(c"Journal device does not support DAX"));
         }
+        if !journal.dax_synchronous() {
+            return Err(CtrError {
+                msg: c"Asynchronous DAX (e.g. virtio-pmem) cannot hold the journal: its stores are not durable when flushed",
+                err: EOPNOTSUPP,
+            });
+        }
+        if !crate::ffi::dm::has_pmem_api() {
+            return Err(CtrError {
+                msg: c"This kernel has no pmem API (CONFIG_ARCH_HAS_PMEM_API): journal writes cannot be made durable",
+                err: EOPNOTSUPP,
+            });
+        }
         let store = if store_none {
             None
         } else {
@@ -438,6 +504,63 @@ impl Jsnap {
         Ok((prod, journal, store))
     }
 
+    /// The `dmsetup table` lines: as loaded, and without `format` (used
+    /// once the journal is formatted).  Device arguments as `major:minor`.
+    fn table_lines(
+        prod: &DmDev,
+        journal: &DmDev,
+        store: Option<&DmDev>,
+        s: &[&str],
+    ) -> core::result::Result<(KVec<u8>, KVec<u8>), CtrError> {
+        let mut lines = (KVec::new(), KVec::new());
+        for (line, keep_format) in [(&mut lines.0, true), (&mut lines.1, false)] {
+            let mut w = LineWriter(line);
+            let _ = write!(w, "{} {} ", DevNum(prod.devt()), DevNum(journal.devt()));
+            let _ = match store {
+                Some(st) => write!(w, "{}", DevNum(st.devt())),
+                None => write!(w, "-"),
+            };
+            let _ = write!(w, " {}", s.get(3).copied().unwrap_or(""));
+            let feats = s.get(5..).unwrap_or(&[]);
+            let n = feats.iter().filter(|f| keep_format || **f != "format").count();
+            if n > 0 {
+                let _ = write!(w, " {n}");
+                for f in feats.iter().filter(|f| keep_format || **f != "format") {
+                    let _ = write!(w, " {f}");
+                }
+            }
+            if w.0.len() > MAX_TABLE {
+                return Err(CtrError::inval(c"Table line too long"));
+            }
+        }
+        Ok(lines)
+    }
+
+    /// Marks the journal formatted: `dmsetup table` stops echoing `format`.
+    pub(crate) fn set_formatted(&self) {
+        self.formatted.store(true, Ordering::Relaxed);
+    }
+
+    /// The target-relative first sector of `bio` (`n` sectors long), if it
+    /// lies inside the target.
+    fn target_sector(&self, bio: &Bio, n: u64) -> Option<u64> {
+        bio.sector()
+            .checked_sub(self.begin)
+            .filter(|s| s.checked_add(n).is_some_and(|e| e <= self.len))
+    }
+
+    /// Journals a write that another target (a `mirror` view) completes
+    /// through this one: `sector` is relative to this target.
+    pub(crate) fn submit_write_at(this: ArcBorrow<'_, Self>, mut bio: Bio, sector: u64) {
+        match sector.checked_add(this.begin) {
+            Some(s) => {
+                bio.set_sector(s);
+                Self::submit_write(this, bio);
+            }
+            None => bio.endio(Err(EIO)),
+        }
+    }
+
     /// The devices, unless the target was destroyed.
     pub(crate) fn devs(&self) -> Result<Access<'_, Devs>> {
         self.devs.access().ok_or(ENODEV)
@@ -448,6 +571,14 @@ impl Jsnap {
     }
 
     /// Queues the destage worker (no-op while it is already queued).
+    /// Kicks the worker if retirement stopped at a record that is no
+    /// longer pinned (after snapshot reads outside the worker).
+    pub(crate) fn kick_retire(this: ArcBorrow<'_, Self>) {
+        if this.state.lock().retire_blocked {
+            Self::kick(this);
+        }
+    }
+
     pub(crate) fn kick(this: ArcBorrow<'_, Self>) {
         let arc: Arc<Self> = this.into();
         let _ = arc.wq.enqueue(arc.clone());
@@ -473,13 +604,30 @@ impl Jsnap {
             bio.endio(Err(EIO));
             return Journaled::Done;
         };
-        let Ok(mut nodes) = Nodes::new(self.nodes_needed(), gfp) else {
-            return Journaled::Again(bio);
+        let want = self.nodes_needed();
+        let mut nodes = match Nodes::new(want, gfp) {
+            Ok(n) => n,
+            // The worker takes nodes from the reserve: it always progresses.
+            Err(_) if from_worker => match self.state.lock().take_spare(want) {
+                Some(n) => n,
+                None => return Journaled::Again(bio),
+            },
+            Err(_) => return Journaled::Again(bio),
         };
-        let sector = bio.sector() - self.begin;
         let n = u64::from(bio.sectors());
+        let Some(sector) = self.target_sector(&bio, n) else {
+            pr_err!("dm-jsnap: write at sector {} lies outside the target\n", bio.sector());
+            bio.endio(Err(EIO));
+            return Journaled::Done;
+        };
         let mut st = self.state.lock();
-        if st.stopping || (!from_worker && !st.deferred.is_empty()) {
+        if st.stopping {
+            // Removed (a view's write arriving late): nobody would serve it.
+            drop(st);
+            bio.endio(Err(EIO));
+            return Journaled::Done;
+        }
+        if !from_worker && !st.deferred.is_empty() {
             return Journaled::Again(bio);
         }
         if st.snap == SnapState::Active && nodes.count() < 4 {
@@ -506,6 +654,7 @@ impl Jsnap {
                 pins: 0,
                 persisted: false,
                 known: true,
+                superseded_by: 0,
             };
         }
         let ext = Extent {
@@ -518,6 +667,7 @@ impl Jsnap {
         st.written_bytes += n << 9;
         drop(st);
 
+        crate::fault::copy_window(sector);
         // Copy the data and the descriptor, then one fence: a descriptor
         // that reaches pmem without its data fails its data CRC on replay,
         // and such a write was never acknowledged.
@@ -574,8 +724,12 @@ impl Jsnap {
             bio.endio(Err(EIO));
             return Mapped::Submitted;
         };
-        let start = bio.sector() - this.begin;
-        let end = start + u64::from(bio.sectors());
+        let n = u64::from(bio.sectors());
+        let Some(start) = this.target_sector(&bio, n) else {
+            bio.endio(Err(EIO));
+            return Mapped::Submitted;
+        };
+        let end = start + n;
         let mut st = this.state.lock();
         st.io_count += 1;
         loop {
@@ -683,6 +837,41 @@ impl Jsnap {
         res
     }
 
+    /// Starts an operation of a view on this volume's devices, waiting
+    /// while the volume is suspended; `None` once it is being removed.
+    pub(crate) fn view_op(&self) -> Option<ViewOp<'_>> {
+        let mut st = self.state.lock();
+        loop {
+            if st.stopping {
+                return None;
+            }
+            if !st.suspended {
+                break;
+            }
+            st.waiters += 1;
+            self.cond.wait(&mut st);
+            st.waiters -= 1;
+        }
+        st.view_ops += 1;
+        Some(ViewOp { j: self })
+    }
+
+    /// Whether the volume is suspended (views then defer all I/O to their
+    /// worker, which waits for the resume).
+    pub(crate) fn is_suspended(&self) -> bool {
+        self.state.lock().suspended
+    }
+
+    /// Waits until no destage batch is in flight.
+    pub(crate) fn wait_batch(&self) {
+        drop(self.batch.lock());
+    }
+
+    /// Number of views attached.
+    pub(crate) fn views(&self) -> u32 {
+        self.state.lock().views
+    }
+
     /// Whether the snapshot is active and the journal loaded (for views).
     pub(crate) fn snapshot_active(&self) -> bool {
         let st = self.state.lock();
@@ -712,7 +901,6 @@ impl Target for Jsnap {
         if len == 0 {
             return Err(CtrError::inval(c"Target length must not be zero"));
         }
-        let table = table_line(s)?;
         let devt = ti.md_devt();
         if registry::find(devt).is_some_and(|j| j.state.lock().views > 0) {
             return Err(CtrError {
@@ -721,11 +909,15 @@ impl Target for Jsnap {
             });
         }
         let (prod, journal, store) = Self::open_devices(ti, args, s[2] == "-")?;
+        let (table, table_formatted) =
+            Self::table_lines(&prod, &journal, store.as_ref(), s)?;
         let store_sectors = if store.is_some() { len } else { 0 };
         let prod_devt = prod.devt();
+        let store_devt = store.as_ref().map_or(0, |s| s.devt());
         let opened = recovery::open(
             &journal,
             prod_devt,
+            store_devt,
             len,
             chunk_sectors,
             store_sectors,
@@ -761,16 +953,21 @@ impl Target for Jsnap {
                 snap_hint: AtomicBool::new(true),
                 devt,
                 prod_devt,
+                store_devt,
                 begin,
                 len,
                 chunk_sectors,
                 features,
                 geometry,
                 table,
+                table_formatted,
+                formatted: AtomicBool::new(false),
+                max_io,
                 state <- new_spinlock!(state, "jsnap_state"),
                 cond <- new_condvar!("jsnap_cond"),
                 sb <- new_mutex!(SbState { sb, slot, format_pending, buf }, "jsnap_sb"),
                 batch <- new_mutex!((), "jsnap_batch"),
+                msg <- new_mutex!((), "jsnap_msg"),
                 locks <- ChunkLocks::new(),
                 bounce <- new_mutex!(bounce, "jsnap_bounce"),
                 work <- new_work!("jsnap_work"),
@@ -781,7 +978,12 @@ impl Target for Jsnap {
             msg: c"Cannot allocate target state",
             err,
         })?;
-        registry::add(devt, this.clone()).map_err(nomem)?;
+        // Atomic with a view attaching (issue 10 item 21): refused if a view
+        // attached to the table this one replaces since the check above.
+        registry::add_unless_viewed(devt, this.clone()).map_err(|err| CtrError {
+            msg: c"A jsnap-view is attached to this device: remove it first",
+            err,
+        })?;
         Ok(this)
     }
 
@@ -790,6 +992,13 @@ impl Target for Jsnap {
         self.state.lock().stopping = true;
         self.cond.notify_all();
         self.wq.flush();
+        // Our own bios were all served before the table went (dm waits for
+        // them at suspend); what is left came from a `mirror` view, whose
+        // removal waits for it: complete it (issue 10 item 13).
+        let mut stranded = core::mem::replace(&mut self.state.lock().deferred, BioList::new());
+        while let Some(b) = stranded.pop() {
+            b.endio(Err(EIO));
+        }
         // Views may keep this state alive; the devices go with the table.
         self.devs.revoke();
     }
@@ -817,7 +1026,12 @@ impl Target for Jsnap {
         match kind {
             StatusType::Info => self.status_info(out),
             StatusType::Table => {
-                let _ = out.write_str(core::str::from_utf8(&self.table).unwrap_or(""));
+                let line = if self.formatted.load(Ordering::Relaxed) {
+                    &self.table_formatted
+                } else {
+                    &self.table
+                };
+                let _ = out.write_str(core::str::from_utf8(line).unwrap_or(""));
             }
             StatusType::Ima => {}
         }
@@ -839,8 +1053,13 @@ impl Target for Jsnap {
     }
 
     fn iterate_devices(&self, it: &mut DeviceIter<'_>) -> i32 {
+        // Production and store: both limits stack (a store with a larger
+        // logical block size must raise the volume's).
         match self.devs.access() {
-            Some(d) => it.call(&d.prod, 0, self.len),
+            Some(d) => match it.call(&d.prod, 0, self.len) {
+                0 => d.store.as_ref().map_or(0, |st| it.call(st, 0, self.len)),
+                r => r,
+            },
             None => 0,
         }
     }
@@ -851,15 +1070,27 @@ impl Target for Jsnap {
     }
 
     fn preresume(&self) -> Result {
+        // The device is suspended: an allocation must not recurse into I/O
+        // (to this device, which would wait for the resume).
+        let _noio = crate::ffi::wq::NoIo::begin();
         recovery::load(self)
     }
 
     fn postsuspend(this: ArcBorrow<'_, Self>) {
         // dm has waited for every in-flight bio (deferred ones included,
-        // which the worker served); stop the worker and let it finish.
+        // which the worker served); stop the worker (destage, hydration)
+        // and let it finish, then wait for the view operations in progress
+        // (new ones wait for the resume): nothing reaches pmem, production
+        // or the store while suspended (the dm-clone order).
         this.state.lock().suspended = true;
         this.cond.notify_all();
         this.wq.flush();
+        let mut st = this.state.lock();
+        while st.view_ops > 0 {
+            st.waiters += 1;
+            this.cond.wait(&mut st);
+            st.waiters -= 1;
+        }
     }
 
     fn resume(this: ArcBorrow<'_, Self>) {

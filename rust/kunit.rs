@@ -100,6 +100,16 @@ mod logic_cases {
     fn mirror_lookup_figures() -> Result<(), &'static str> {
         c::mirror_lookup_figures()
     }
+
+    #[test]
+    fn retire_rule() -> Result<(), &'static str> {
+        c::retire_rule()
+    }
+
+    #[test]
+    fn ring_end_and_replay_boundary() -> Result<(), &'static str> {
+        c::ring_end_and_replay_boundary()
+    }
 }
 
 #[kunit_tests(dm_jsnap_kernel)]

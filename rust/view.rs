@@ -22,14 +22,16 @@
 //! the data movement.
 
 use crate::ffi::bio::{Bio, BioKind, BioList};
-use crate::ffi::dm::{Ctr, CtrError, DeviceIter, DmDev, Mapped, Out, StatusType, Target};
+use crate::ffi::dm::{Ctr, CtrError, DevNum, DeviceIter, DmDev, Mapped, Out, StatusType, Target};
 use crate::ffi::registry;
 use crate::ffi::wq::OwnedQueue;
-use crate::jsnap::{nomem, str_args, table_line, Jsnap, MAX_RECORD_SECTORS};
+use crate::jsnap::{nomem, str_args, Jsnap, MAX_RECORD_SECTORS};
 use crate::logic::lookup::{self, MapWrite, ReadFrom, WriteTo};
 use crate::logic::table::{self, ViewMode};
 use core::fmt::Write;
 use kernel::prelude::*;
+use kernel::str::CString;
+use kernel::types::ScopeGuard;
 use kernel::sync::{Arc, ArcBorrow, SpinLock};
 use kernel::workqueue::{Work, WorkItem};
 use kernel::{new_spinlock, new_work};
@@ -39,11 +41,15 @@ use kernel::{new_spinlock, new_work};
 pub(crate) struct View {
     wq: OwnedQueue,
     jsnap: Arc<Jsnap>,
-    dev: DmDev,
+    /// The jsnap target's production and store, opened by this table too
+    /// (same holder as every dm table: no conflict) so that their limits
+    /// stack onto the view.  The jsnap device itself is never opened: a
+    /// filesystem mounted on it holds it exclusively.
+    prod: DmDev,
+    store: DmDev,
     mode: ViewMode,
     begin: u64,
     len: u64,
-    table: KVec<u8>,
     /// Bios waiting for the worker.
     #[pin]
     queue: SpinLock<BioList>,
@@ -60,17 +66,27 @@ impl View {
     }
 
     /// Worker side of one bio.
-    fn process(&self, mut bio: Bio) {
+    fn process(&self, bio: Bio) {
         let j = &self.jsnap;
-        let start = bio.sector() - self.begin;
+        let Some(start) = bio.sector().checked_sub(self.begin) else {
+            bio.endio(Err(EIO));
+            return;
+        };
+        // Waits while the jsnap volume is suspended.
+        let Some(_op) = j.view_op() else {
+            bio.endio(Err(EIO));
+            return;
+        };
         if bio.kind() == BioKind::Read {
             if let Some(b) = j.snapshot_read(bio, start) {
                 b.submit();
             }
+            // Journal pieces were pinned for the copy.
+            Jsnap::kick_retire(j.as_arc_borrow());
             return;
         }
         let c = start / u64::from(j.chunk_sectors);
-        let in_store = match j.own_chunk(c, &bio, start) {
+        let (guard, in_store) = match j.own_chunk(c, &bio, start) {
             Ok(x) => x,
             Err(e) => {
                 bio.endio(Err(e));
@@ -93,29 +109,33 @@ impl View {
                 }),
                 Some(store),
             ) => {
+                let mut bio = bio;
                 bio.remap(store, start);
                 bio.submit();
             }
             // Volume B: the same write through the journal, after the
-            // store half is durable.
+            // store half is durable.  `start` is relative to the view,
+            // which has the jsnap target's length: the same coordinate.
             (
                 Some(WriteTo {
                     production: true, ..
                 }),
                 Some(_),
-            ) if in_store => Jsnap::submit_write(j.as_arc_borrow(), bio),
+            ) if in_store => Jsnap::submit_write_at(j.as_arc_borrow(), bio, start),
             (
                 Some(WriteTo {
                     production: true, ..
                 }),
                 Some(_),
             ) => match j.write_bio_to_store(&bio, start) {
-                Ok(()) => Jsnap::submit_write(j.as_arc_borrow(), bio),
+                Ok(()) => Jsnap::submit_write_at(j.as_arc_borrow(), bio, start),
                 Err(e) => bio.endio(Err(e)),
             },
             _ => bio.endio(Err(EROFS)),
         }
-        j.unlock_chunk(c);
+        drop(d);
+        drop(guard);
+        Jsnap::kick_retire(j.as_arc_borrow());
     }
 }
 
@@ -134,24 +154,51 @@ impl Target for View {
         let n = str_args(args, &mut sbuf)?;
         let s = &sbuf[..n];
         let mode = table::parse_view_mode(s[1]).map_err(|e| CtrError::inval(e.msg()))?;
-        let table = table_line(s)?;
-        let dev = ti
-            .get_device(args[0], mode != ViewMode::Ro)
-            .map_err(|err| CtrError {
-                msg: c"Error opening the jsnap device",
+        // Found by device number, not opened (DESIGN.md §2.2: the jsnap
+        // device may be mounted).
+        let devt = crate::ffi::dm::devt_from_path(args[0]).map_err(|err| CtrError {
+            msg: c"Cannot find the jsnap device",
+            err,
+        })?;
+        let jsnap = registry::attach_view(devt).map_err(|err| match err {
+            ENODEV => CtrError::inval(c"Device is not a jsnap device"),
+            err => CtrError {
+                msg: c"The jsnap device has no active snapshot",
                 err,
-            })?;
-        let jsnap =
-            registry::find(dev.devt()).ok_or(CtrError::inval(c"Device is not a jsnap device"))?;
+            },
+        })?;
+        let attached = ScopeGuard::new_with_data(jsnap.clone(), |j| {
+            let _ = j.attach_view(false);
+        });
         if ti.len() != jsnap.len {
             return Err(CtrError::inval(
                 c"View length must equal the jsnap device length",
             ));
         }
-        if !jsnap.has_store {
-            return Err(CtrError::inval(c"The jsnap device has no store"));
-        }
-        let max_io = u64::from(jsnap.chunk_sectors).min(MAX_RECORD_SECTORS);
+        let (prod_devt, store_devt) = {
+            let d = jsnap.devs().map_err(|err| CtrError {
+                msg: c"The jsnap device is being removed",
+                err,
+            })?;
+            match d.store.as_ref() {
+                Some(st) => (d.prod.devt(), st.devt()),
+                None => return Err(CtrError::inval(c"The jsnap device has no store")),
+            }
+        };
+        let open = |ti: &mut Ctr<'_>, devt: u32, write: bool| {
+            let path = CString::try_from_fmt(fmt!("{}:{}", devt >> 20, devt & 0xfffff))
+                .map_err(nomem)?;
+            ti.get_device(&path, write).map_err(|err| CtrError {
+                msg: c"Cannot open the jsnap device's production or store",
+                err,
+            })
+        };
+        let prod = open(ti, prod_devt, false)?;
+        let store = open(ti, store_devt, mode != ViewMode::Ro)?;
+        // Mirror writes are journaled whole: no larger than jsnap accepts.
+        let max_io = u64::from(jsnap.chunk_sectors)
+            .min(MAX_RECORD_SECTORS)
+            .min(jsnap.max_io);
         ti.set_max_io_len(max_io).map_err(|err| CtrError {
             msg: c"Cannot set the maximum I/O size",
             err,
@@ -159,32 +206,29 @@ impl Target for View {
         ti.setup(0, false);
         let wq = OwnedQueue::new(c"jsnap_view").map_err(nomem)?;
         let (begin, len) = (ti.begin(), ti.len());
-        jsnap.attach_view(true).map_err(|err| CtrError {
-            msg: c"The jsnap device has no active snapshot",
-            err,
-        })?;
-        let undo = jsnap.clone();
-        Arc::pin_init(
+        // No destage batch collected before the snapshot (it took no chunk
+        // locks) may still run once reads of this view start.
+        jsnap.wait_batch();
+        let view = Arc::pin_init(
             try_pin_init!(Self {
                 wq,
                 jsnap,
-                dev,
+                prod,
+                store,
                 mode,
                 begin,
                 len,
-                table,
                 queue <- new_spinlock!(BioList::new(), "jsnap_view_queue"),
                 work <- new_work!("jsnap_view_work"),
             }),
             GFP_KERNEL,
         )
-        .map_err(|err| {
-            let _ = undo.attach_view(false);
-            CtrError {
-                msg: c"Cannot allocate view state",
-                err,
-            }
-        })
+        .map_err(|err| CtrError {
+            msg: c"Cannot allocate view state",
+            err,
+        })?;
+        attached.dismiss();
+        Ok(view)
     }
 
     fn dtr(&self) {
@@ -198,6 +242,10 @@ impl Target for View {
         match kind {
             BioKind::Read | BioKind::Write => {
                 let c = start / u64::from(this.jsnap.chunk_sectors);
+                if this.jsnap.is_suspended() {
+                    // Nothing may reach the store now: the worker waits.
+                    return Self::defer(this, bio);
+                }
                 // An entry in the lookup table (a preserved chunk) is final.
                 let has_entry = this.jsnap.chunk_is_preserved(c);
                 let to_store = if kind == BioKind::Read {
@@ -262,14 +310,17 @@ impl Target for View {
                 );
             }
             StatusType::Table => {
-                let _ = out.write_str(core::str::from_utf8(&self.table).unwrap_or(""));
+                let _ = write!(out, "{} {}", DevNum(self.jsnap.devt), self.mode.name());
             }
             StatusType::Ima => {}
         }
     }
 
     fn iterate_devices(&self, it: &mut DeviceIter<'_>) -> i32 {
-        it.call(&self.dev, 0, self.len)
+        match it.call(&self.store, 0, self.len) {
+            0 => it.call(&self.prod, 0, self.len),
+            r => r,
+        }
     }
 
     fn postsuspend(this: ArcBorrow<'_, Self>) {

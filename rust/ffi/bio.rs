@@ -92,6 +92,13 @@ impl Bio {
         self.bytes() >> 9
     }
 
+    /// Sets the bio's sector, keeping its device: for a bio that the
+    /// target completes itself and hands to another target's journal.
+    pub(crate) fn set_sector(&mut self, sector: u64) {
+        // SAFETY: the bio is valid by the type invariant.
+        unsafe { sys::jsnap_bio_set_sector(self.raw(), sector) }
+    }
+
     /// Points the bio at `dev`, sector `sector`.
     pub(crate) fn remap(&mut self, dev: &DmDev, sector: u64) {
         // SAFETY: the bio is valid and the device held by the target.
@@ -130,9 +137,11 @@ impl Bio {
         }
         let src = pmem.ptr_for(off, len as usize)?;
         // SAFETY: `src` is valid for `len` bytes; the bio has room for
-        // `skip + len` bytes (checked above).
-        unsafe { sys::jsnap_bio_copy_from(self.raw(), skip, src.cast(), len) };
-        Ok(())
+        // `skip + len` bytes (checked above).  The copy is machine-check
+        // safe: poisoned pmem fails the read with EIO instead of a panic.
+        kernel::error::to_result(unsafe {
+            sys::jsnap_bio_copy_from_pmem_mc(self.raw(), skip, src.cast(), len)
+        })
     }
 
     /// Copies `src` into the bio at byte `skip`.

@@ -149,6 +149,31 @@ impl Ctr<'_> {
     }
 }
 
+/// The device number that `path` (a device node or `major:minor`) names,
+/// without opening the device (a mounted device cannot be opened again
+/// exclusively).
+pub(crate) fn devt_from_path(path: &CStr) -> Result<u32> {
+    let mut devt = 0;
+    // SAFETY: `path` is NUL-terminated and `devt` is a valid out pointer.
+    to_result(unsafe { sys::dm_devt_from_path(path.as_char_ptr(), &mut devt) })?;
+    Ok(devt)
+}
+
+/// Whether this kernel can make stores to pmem durable.
+pub(crate) fn has_pmem_api() -> bool {
+    // SAFETY: a pure function.
+    unsafe { sys::jsnap_has_pmem_api() }
+}
+
+/// `major:minor` of a kernel device number, as stock targets print it.
+pub(crate) struct DevNum(pub(crate) u32);
+
+impl fmt::Display for DevNum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.0 >> 20, self.0 & 0xfffff)
+    }
+}
+
 /// An underlying device opened with `dm_get_device`.
 ///
 /// # Invariants
@@ -185,6 +210,13 @@ impl DmDev {
     pub(crate) fn has_dax(&self) -> bool {
         // SAFETY: `dev` is valid by the type invariant.
         unsafe { sys::jsnap_dev_has_dax(self.dev.as_ptr()) }
+    }
+
+    /// Whether the device's DAX stores are durable once flushed from the
+    /// CPU caches (not so for virtio-pmem).
+    pub(crate) fn dax_synchronous(&self) -> bool {
+        // SAFETY: `dev` is valid by the type invariant.
+        unsafe { sys::jsnap_dev_dax_synchronous(self.dev.as_ptr()) }
     }
 
     /// The device number, to tell devices apart.

@@ -74,20 +74,26 @@ impl Pmem {
         unsafe { sys::jsnap_pmem_fence() }
     }
 
-    /// Copies `off..off+buf.len()` into `buf`.
+    /// Copies `off..off+buf.len()` into `buf` with the machine-check-safe
+    /// copy: `EIO` if the range holds poisoned memory.
     pub(crate) fn read(&self, off: usize, buf: &mut [u8]) -> Result {
         let src = self.ptr_for(off, buf.len())?;
         // SAFETY: `src` is valid for `buf.len()` bytes and does not overlap
         // `buf` (kernel memory outside the mapping).
-        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
+        kernel::error::to_result(unsafe {
+            sys::jsnap_pmem_read_mc(buf.as_mut_ptr().cast(), src.cast(), buf.len())
+        })
     }
 
-    /// CRC32C (standard convention) of `off..off+len`.
+    /// CRC32C (standard convention) of `off..off+len`, read with the
+    /// machine-check-safe copy: `EIO` if the range holds poisoned memory.
     pub(crate) fn crc(&self, off: usize, len: usize) -> Result<u32> {
         let src = self.ptr_for(off, len)?;
-        // SAFETY: `src` is valid for `len` bytes.
-        Ok(unsafe { sys::jsnap_crc32c(0, src.cast(), len) })
+        let mut crc = 0u32;
+        // SAFETY: `src` is valid for `len` bytes; `crc` is a valid out
+        // pointer.
+        kernel::error::to_result(unsafe { sys::jsnap_pmem_crc_mc(src.cast(), len, &mut crc) })?;
+        Ok(crc)
     }
 }
 

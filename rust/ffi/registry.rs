@@ -21,10 +21,30 @@ pub(crate) fn init() {
     unsafe { REGISTRY.init() };
 }
 
-/// Adds `j` as the newest instance for `devt`.
-pub(crate) fn add(devt: u32, j: Arc<Jsnap>) -> Result {
-    REGISTRY.lock().push((devt, j), GFP_KERNEL)?;
+/// Adds `j` as the newest instance for `devt`, unless a view is attached
+/// to an instance of `devt` (EBUSY): the check and the insertion are one
+/// step with respect to [`attach_view`].
+pub(crate) fn add_unless_viewed(devt: u32, j: Arc<Jsnap>) -> Result {
+    let mut reg = REGISTRY.lock();
+    if reg.iter().any(|(d, x)| *d == devt && x.views() > 0) {
+        return Err(EBUSY);
+    }
+    reg.push((devt, j), GFP_KERNEL)?;
     Ok(())
+}
+
+/// Attaches a view to the newest instance for `devt` (see
+/// `Jsnap::attach_view`), atomically with respect to [`add_unless_viewed`].
+pub(crate) fn attach_view(devt: u32) -> core::result::Result<Arc<Jsnap>, Error> {
+    let reg = REGISTRY.lock();
+    let j = reg
+        .iter()
+        .rev()
+        .find(|(d, _)| *d == devt)
+        .map(|(_, j)| j.clone())
+        .ok_or(ENODEV)?;
+    j.attach_view(true)?;
+    Ok(j)
 }
 
 /// Removes instance `j`.

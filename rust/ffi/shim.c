@@ -11,6 +11,7 @@
 #include <linux/blkdev.h>
 #include <linux/crc32.h>
 #include <linux/dax.h>
+#include <linux/uaccess.h>
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
 #include <linux/dm-kcopyd.h>
@@ -93,16 +94,37 @@ u32 jsnap_bio_copy_to_pmem(struct bio *bio, void *dst)
 	struct bio_vec bv;
 	struct bvec_iter iter;
 	u32 crc = ~0U;
+	/*
+	 * The pages of a write may change while it is in flight (the device
+	 * does not ask for stable pages; an O_DIRECT buffer may be rewritten
+	 * by a racing thread).  Copy each piece once into a small buffer and
+	 * checksum and persist exactly those bytes, so the CRC always matches
+	 * what reached pmem.
+	 */
+	u8 buf[512] __aligned(16);
 
 	bio_for_each_segment(bv, bio, iter) {
 		void *src = bvec_kmap_local(&bv);
+		unsigned int off = 0;
 
-		memcpy_flushcache(dst, src, bv.bv_len);
-		crc = crc32c(crc, src, bv.bv_len);
+		while (off < bv.bv_len) {
+			unsigned int n = min_t(unsigned int, sizeof(buf), bv.bv_len - off);
+
+			memcpy(buf, src + off, n);
+			crc = crc32c(crc, buf, n);
+			memcpy_flushcache(dst, buf, n);
+			dst += n;
+			off += n;
+		}
 		kunmap_local(src);
-		dst += bv.bv_len;
 	}
 	return ~crc;
+}
+
+/* Point a bio that the target completes itself at another sector. */
+void jsnap_bio_set_sector(struct bio *bio, sector_t sector)
+{
+	bio->bi_iter.bi_sector = sector;
 }
 
 /*
@@ -130,6 +152,66 @@ void jsnap_bio_copy_from(struct bio *bio, unsigned int skip, const void *src,
 		len -= n;
 		bio_advance_iter_single(bio, &iter, n);
 	}
+}
+
+/*
+ * Copy len bytes of persistent memory at src into the data of a read bio,
+ * starting skip bytes into it, with the machine-check-safe copy: a poisoned
+ * line fails the copy instead of panicking.  Returns 0 or -EIO.
+ */
+int jsnap_bio_copy_from_pmem_mc(struct bio *bio, unsigned int skip,
+				const void *src, unsigned int len)
+{
+	struct bvec_iter iter = bio->bi_iter;
+	struct bio_vec bv;
+
+	bio_advance_iter(bio, &iter, skip);
+	while (len && iter.bi_size) {
+		unsigned int n;
+		unsigned long rem;
+		void *dst;
+
+		bv = bio_iter_iovec(bio, iter);
+		n = min(len, bv.bv_len);
+		dst = bvec_kmap_local(&bv);
+		rem = copy_mc_to_kernel(dst, src, n);
+		kunmap_local(dst);
+		flush_dcache_page(bv.bv_page);
+		if (rem)
+			return -EIO;
+		src += n;
+		len -= n;
+		bio_advance_iter_single(bio, &iter, n);
+	}
+	return 0;
+}
+
+/* Machine-check-safe copy out of persistent memory: 0 or -EIO. */
+int jsnap_pmem_read_mc(void *dst, const void *src, size_t len)
+{
+	return copy_mc_to_kernel(dst, src, len) ? -EIO : 0;
+}
+
+/*
+ * CRC32C (standard convention) of persistent memory, read with the
+ * machine-check-safe copy through a small buffer.  0 or -EIO (poison).
+ */
+int jsnap_pmem_crc_mc(const void *src, size_t len, u32 *out)
+{
+	u8 buf[512] __aligned(16);
+	u32 crc = ~0U;
+
+	while (len) {
+		size_t n = min(len, sizeof(buf));
+
+		if (copy_mc_to_kernel(buf, src, n))
+			return -EIO;
+		crc = crc32c(crc, buf, n);
+		src += n;
+		len -= n;
+	}
+	*out = ~crc;
+	return 0;
 }
 
 /* Zero len bytes of a read bio, starting skip bytes into it. */
@@ -185,6 +267,22 @@ sector_t jsnap_bdev_start_sect(struct block_device *bdev)
 bool jsnap_dev_has_dax(struct dm_dev *dev)
 {
 	return dev->dax_dev != NULL;
+}
+
+/*
+ * Whether CPU stores to the DAX device are durable once flushed from the
+ * caches (false for virtio-pmem, which needs a host fsync: dm-writecache
+ * refuses it too).
+ */
+bool jsnap_dev_dax_synchronous(struct dm_dev *dev)
+{
+	return dev->dax_dev && dax_synchronous(dev->dax_dev);
+}
+
+/* Whether this kernel can make stores to pmem durable (pmem_wmb etc.). */
+bool jsnap_has_pmem_api(void)
+{
+	return IS_ENABLED(CONFIG_ARCH_HAS_PMEM_API);
 }
 
 struct block_device *jsnap_dev_bdev(struct dm_dev *dev)

@@ -23,12 +23,19 @@ void jsnap_bio_copy_from(struct bio *bio, unsigned int skip, const void *src,
 			 unsigned int len);
 void jsnap_bio_zero(struct bio *bio, unsigned int skip, unsigned int len);
 u32 jsnap_crc32c(u32 crc, const void *p, size_t len);
+int jsnap_bio_copy_from_pmem_mc(struct bio *bio, unsigned int skip,
+				const void *src, unsigned int len);
+int jsnap_pmem_read_mc(void *dst, const void *src, size_t len);
+int jsnap_pmem_crc_mc(const void *src, size_t len, u32 *out);
 void jsnap_pmem_copy(void *dst, const void *src, size_t len);
 void jsnap_pmem_fence(void);
 sector_t jsnap_bdev_sectors(struct block_device *bdev);
 unsigned int jsnap_bdev_logical_block_size(struct block_device *bdev);
 sector_t jsnap_bdev_start_sect(struct block_device *bdev);
 bool jsnap_dev_has_dax(struct dm_dev *dev);
+bool jsnap_dev_dax_synchronous(struct dm_dev *dev);
+bool jsnap_has_pmem_api(void);
+void jsnap_bio_set_sector(struct bio *bio, sector_t sector);
 struct block_device *jsnap_dev_bdev(struct dm_dev *dev);
 dev_t jsnap_dev_devt(struct dm_dev *dev);
 const char *jsnap_dev_name(struct dm_dev *dev);

@@ -34,8 +34,34 @@ impl ChunkLocks {
     }
 
     /// Locks chunk `c`, shared or exclusive, sleeping while it conflicts
-    /// (a waiting writer holds new readers back).
-    pub(crate) fn lock(&self, c: u64, exclusive: bool) -> Result {
+    /// (a waiting writer holds new readers back).  The lock is released when
+    /// the guard is dropped, so no early return can leak it.
+    pub(crate) fn lock(&self, c: u64, exclusive: bool) -> Result<ChunkGuard<'_>> {
+        self.acquire(c, exclusive)?;
+        Ok(ChunkGuard {
+            locks: self,
+            c,
+            exclusive,
+        })
+    }
+
+    /// Locks every chunk of `chunks` exclusively, in the order given (the
+    /// caller sorts them: exclusive holders lock in ascending order).  On
+    /// failure nothing stays locked.
+    pub(crate) fn lock_all<'a>(&'a self, chunks: &'a [u64]) -> Result<ChunksGuard<'a>> {
+        let mut g = ChunksGuard {
+            locks: self,
+            chunks,
+            locked: 0,
+        };
+        for &c in chunks {
+            self.acquire(c, true)?;
+            g.locked += 1;
+        }
+        Ok(g)
+    }
+
+    fn acquire(&self, c: u64, exclusive: bool) -> Result {
         let mut node = Some(RBTreeNodeReservation::new(GFP_KERNEL)?);
         let mut queued = false;
         let mut held = self.held.lock();
@@ -65,7 +91,7 @@ impl ChunkLocks {
     }
 
     /// Unlocks chunk `c`, locked with the same `exclusive`.
-    pub(crate) fn unlock(&self, c: u64, exclusive: bool) {
+    fn unlock(&self, c: u64, exclusive: bool) {
         let mut held = self.held.lock();
         let idle = match held.get_mut(&c) {
             Some(h) => {
@@ -84,5 +110,33 @@ impl ChunkLocks {
         }
         drop(held);
         self.cond.notify_all();
+    }
+}
+
+/// One locked chunk; unlocked on drop.
+pub(crate) struct ChunkGuard<'a> {
+    locks: &'a ChunkLocks,
+    c: u64,
+    exclusive: bool,
+}
+
+impl Drop for ChunkGuard<'_> {
+    fn drop(&mut self) {
+        self.locks.unlock(self.c, self.exclusive);
+    }
+}
+
+/// Chunks locked exclusively by [`ChunkLocks::lock_all`]; unlocked on drop.
+pub(crate) struct ChunksGuard<'a> {
+    locks: &'a ChunkLocks,
+    chunks: &'a [u64],
+    locked: usize,
+}
+
+impl Drop for ChunksGuard<'_> {
+    fn drop(&mut self) {
+        for &c in self.chunks.iter().take(self.locked) {
+            self.locks.unlock(c, true);
+        }
     }
 }

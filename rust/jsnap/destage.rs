@@ -24,6 +24,7 @@
 use super::{first_overlap, Journaled, Jsnap, State, MAX_RECORD_SECTORS};
 use crate::ffi::io;
 use crate::logic::extent::{self, Extent};
+use crate::logic::retire;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::time::Delta;
@@ -145,33 +146,19 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
         sort_dedup(&mut locks);
         sort_dedup(&mut preserve);
     }
-    let mut locked = 0;
-    let mut res = Ok(());
-    for &c in locks.iter() {
-        if let Err(e) = this.locks.lock(c, true) {
-            res = Err(e);
-            break;
-        }
-        locked += 1;
-    }
-    if res.is_ok() && !preserve.is_empty() {
+    let guard = this.locks.lock_all(&locks)?;
+    if !preserve.is_empty() {
         // Destage step 2: preserve before overwrite.
-        res = this.preserve_chunks(&preserve);
+        this.preserve_chunks(&preserve)?;
     }
-    if res.is_ok() {
-        let mut io: KVec<(u64, usize, u64)> = KVec::with_capacity(runs.len(), GFP_KERNEL)?;
-        for r in runs.iter() {
-            io.push((r.start, this.ring_off(r.ring_pos), r.len), GFP_KERNEL)?;
-        }
-        res = this
-            .io
-            .write_many_from_pmem(&d.prod, &d.pmem, &io)
-            .and_then(|()| io::flush(&d.prod));
+    let mut io: KVec<(u64, usize, u64)> = KVec::with_capacity(runs.len(), GFP_KERNEL)?;
+    for r in runs.iter() {
+        io.push((r.start, this.ring_off(r.ring_pos), r.len), GFP_KERNEL)?;
     }
-    for &c in locks.iter().take(locked) {
-        this.locks.unlock(c, true);
-    }
-    res?;
+    this.io
+        .write_many_from_pmem(&d.prod, &d.pmem, &io)
+        .and_then(|()| io::flush(&d.prod))?;
+    drop(guard);
     Ok(runs.iter().map(|r| r.len).sum())
 }
 
@@ -218,7 +205,8 @@ fn drop_destaged(st: &mut State, batch: &[Extent]) {
             };
             let next = y.end();
             if y.seq == x.seq {
-                if st.table.remove(&y.start).is_some() {
+                if let Some(node) = st.table.remove_node(&y.start) {
+                    st.recycle(node.into_reservation());
                     st.extents -= 1;
                     if let Some(r) = st.rec(y.seq) {
                         r.refs = r.refs.saturating_sub(1);
@@ -234,24 +222,9 @@ fn drop_destaged(st: &mut State, batch: &[Extent]) {
 /// any was retired.
 fn retire(this: &Jsnap) -> Result<bool> {
     let mut st = this.state.lock();
-    let (mut seq, next) = (st.space.tail_seq(), st.space.next_seq());
-    let mut last = None;
-    st.retire_blocked = false;
-    while seq < next {
-        let Some(r) = st.rec(seq).copied() else { break };
-        if r.known && r.seq == seq {
-            if r.refs > 0 || !r.persisted {
-                break;
-            }
-            if r.pins > 0 {
-                st.retire_blocked = true;
-                break;
-            }
-            last = Some((seq, r.end));
-        }
-        seq += 1;
-    }
-    let Some((seq, end)) = last else {
+    let point = retire::retire_point(&st.recs, st.space.tail_seq(), st.space.next_seq());
+    st.retire_blocked = point.pinned;
+    let Some((seq, end)) = point.through else {
         return Ok(false);
     };
     let mut after = st.space;
@@ -298,11 +271,12 @@ fn preserve_snap_pieces(this: &Jsnap) -> bool {
     };
     let cs = u64::from(this.chunk_sectors);
     for c in x.start / cs..x.end().div_ceil(cs) {
-        if this.locks.lock(c, true).is_err() {
+        let Ok(guard) = this.locks.lock(c, true) else {
+            kernel::time::delay::fsleep(Delta::from_millis(BACKOFF_MS_MIN));
             return false;
-        }
+        };
         let res = this.preserve_chunk(c);
-        this.locks.unlock(c, true);
+        drop(guard);
         if res.is_err() {
             kernel::time::delay::fsleep(Delta::from_millis(BACKOFF_MS_MIN));
             return false;

@@ -17,12 +17,13 @@ use crate::ffi::bio::BioList;
 use crate::ffi::dm::{CtrError, DmDev};
 use crate::ffi::pmem::{random_bytes, Pmem};
 use crate::logic::extent::Extent;
+use crate::logic::epoch;
 use crate::logic::format::{self, Descriptor, Error as FmtError, SnapState, Superblock};
 use crate::logic::replay::{self, RecordInfo};
 use crate::logic::ring::{JournalSpace, Ring};
 use crate::logic::validity;
 use kernel::prelude::*;
-use kernel::rbtree::RBTree;
+use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 
 /// A mapped journal whose superblock was checked.
 pub(crate) struct Opened {
@@ -53,6 +54,7 @@ fn fresh_sb(
     chunk_sectors: u32,
     store_sectors: u64,
     prod_devt: u32,
+    store_devt: u32,
 ) -> Superblock {
     Superblock {
         generation: 1,
@@ -69,6 +71,7 @@ fn fresh_sb(
         snap_id: 0,
         hydrate: false,
         prod_devt,
+        store_devt,
     }
 }
 
@@ -100,6 +103,7 @@ fn refuse(msg: &'static CStr) -> CtrError {
 pub(crate) fn open(
     journal: &DmDev,
     prod_devt: u32,
+    store_devt: u32,
     prod_sectors: u64,
     chunk_sectors: u32,
     store_sectors: u64,
@@ -131,6 +135,7 @@ pub(crate) fn open(
         chunk_sectors,
         store_sectors,
         prod_devt,
+        store_devt,
     );
     let (sb, slot, format_pending) = match picked {
         _ if format_requested => (fresh, 0, true),
@@ -170,6 +175,15 @@ pub(crate) fn open(
                     c"Journal holds a snapshot: the store device cannot change",
                 ));
             }
+            if sb.snap_state != SnapState::None
+                && sb.store_devt != 0
+                && sb.store_devt != store_devt
+                && !features.relocated
+            {
+                return Err(refuse(
+                    c"Journal holds a snapshot on another store device (use relocated if it was renumbered)",
+                ));
+            }
             (sb, slot, false)
         }
     };
@@ -181,8 +195,27 @@ pub(crate) fn open(
     })
 }
 
-/// The state of a target whose journal is not loaded yet.
+/// Table nodes kept in reserve for the worker (issue 10 item 14): enough
+/// for a few deferred writes (4 nodes each) when GFP_NOWAIT fails.
+pub(crate) const SPARE_NODES: usize = 16;
+
+/// The state of a target whose journal is not loaded yet.  Everything that
+/// is sized by the geometry is allocated here, at table load, not at the
+/// first resume (when the device is suspended).
 pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
+    let g = &sb.geometry;
+    let mut st = bare_state(sb)?;
+    st.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
+    st.map = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+    st.spare = KVec::with_capacity(SPARE_NODES, GFP_KERNEL)?;
+    for _ in 0..SPARE_NODES {
+        st.spare
+            .push(RBTreeNodeReservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
+    }
+    Ok(st)
+}
+
+fn bare_state(sb: &Superblock) -> Result<State> {
     let g = &sb.geometry;
     let ring = Ring::new(g.ring_sectors, 0, 0).map_err(|_| EINVAL)?;
     let space = JournalSpace::new(ring, g.desc_count, 1, 1).map_err(|_| EINVAL)?;
@@ -194,9 +227,11 @@ pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
         snap_extents: 0,
         space,
         recs: KVVec::new(),
+        spare: KVec::new(),
         deferred: BioList::new(),
         snap: SnapState::None,
         snap_seq: 0,
+        snap_id: 0,
         map: KVVec::new(),
         nr_chunks: sb.prod_sectors.div_ceil(u64::from(sb.chunk_sectors)),
         preserved: 0,
@@ -205,6 +240,7 @@ pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
         hydrate_cursor: 0,
         io_count: 0,
         preserve_failures: 0,
+        view_ops: 0,
         drains: 0,
         destaging: false,
         suspended: false,
@@ -231,6 +267,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         format_journal(&d.pmem, sb, buf)?;
         sbg.slot = 0;
         sbg.format_pending = false;
+        this.set_formatted();
         pr_info!(
             "dm-jsnap: journal formatted ({} bytes of ring)\n",
             this.geometry.ring_sectors << 9
@@ -254,10 +291,16 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         }
         sbg.sb = sb;
         sbg.slot = slot;
-        if sb.prod_devt != this.prod_devt {
-            // Accepted by `relocated`: record the new device number.
+        let store_moved = sb.snap_state != SnapState::None
+            && sb.store_devt != 0
+            && sb.store_devt != this.store_devt;
+        if sb.prod_devt != this.prod_devt || store_moved {
+            // Accepted by `relocated`: record the new device numbers.
             let mut new = sb;
             new.prod_devt = this.prod_devt;
+            if store_moved {
+                new.store_devt = this.store_devt;
+            }
             new.generation += 1;
             let slot = 1 - slot;
             write_sb(&d.pmem, &new, slot, &mut sbg.buf)?;
@@ -267,8 +310,43 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         }
     }
     let sb = sbg.sb;
+    // Reuse the allocations made at table load.
+    let (recs, map, spare) = {
+        let mut g = this.state.lock();
+        (
+            core::mem::take(&mut g.recs),
+            core::mem::take(&mut g.map),
+            core::mem::take(&mut g.spare),
+        )
+    };
+    let mut st = replay_records(this, &sb, recs, map, spare)?;
+    if st.snap != SnapState::None {
+        let snap_seq = epoch::snap_seq_after_replay(st.snap_seq, st.space.next_seq());
+        if snap_seq != st.snap_seq {
+            // Persisted before any new write can get a sequence number.
+            let mut new = sbg.sb;
+            new.snap_seq = snap_seq;
+            new.generation += 1;
+            let slot = 1 - sbg.slot;
+            write_sb(&d.pmem, &new, slot, &mut sbg.buf)?;
+            sbg.sb = new;
+            sbg.slot = slot;
+            pr_info!(
+                "dm-jsnap: snapshot boundary moved from seq {} to {} (records lost at a power cut)\n",
+                st.snap_seq,
+                snap_seq
+            );
+            st.snap_seq = snap_seq;
+        }
+    } else {
+        // Without a snapshot the map must read as zero: a power cut during
+        // `drop` may have left it half cleared, and `snapshot` does not
+        // clear it (it is O(1)).
+        let g = &sb.geometry;
+        d.pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
+        d.pmem.fence();
+    }
     drop(sbg);
-    let mut st = replay_records(this, &sb)?;
     st.loaded = true;
     this.snap_hint.store(
         st.snap == SnapState::Active,
@@ -283,7 +361,13 @@ pub(crate) fn load(this: &Jsnap) -> Result {
 /// Rebuilds the changes table, the snapshot table and the journal
 /// accounting from the records between the superblock's tail and the newest
 /// persisted record.
-fn replay_records(this: &Jsnap, sb: &Superblock) -> Result<State> {
+fn replay_records(
+    this: &Jsnap,
+    sb: &Superblock,
+    mut recs: KVVec<Rec>,
+    mut map: KVVec<u8>,
+    spare: KVec<RBTreeNodeReservation<u64, Extent>>,
+) -> Result<State> {
     let d = this.devs()?;
     let pmem = &d.pmem;
     let g = &sb.geometry;
@@ -292,7 +376,10 @@ fn replay_records(this: &Jsnap, sb: &Superblock) -> Result<State> {
     let mut buf = [0u8; format::DESC_BYTES];
     for i in 0..dc {
         let off = (g.desc_offset + i * format::DESC_BYTES as u64) as usize;
-        pmem.read(off, &mut buf)?;
+        if pmem.read(off, &mut buf).is_err() {
+            pr_err!("dm-jsnap: journal descriptor slot {} is on poisoned pmem: skipped\n", i);
+            continue;
+        }
         let Ok(d) = Descriptor::decode(&buf, g.ring_sectors) else {
             continue;
         };
@@ -300,7 +387,20 @@ fn replay_records(this: &Jsnap, sb: &Superblock) -> Result<State> {
             continue;
         }
         let bytes = u64::from(d.nr_sectors) << 9;
-        let crc = pmem.crc(g.ring_byte_offset(d.ring_pos) as usize, bytes as usize);
+        let crc = match pmem.crc(g.ring_byte_offset(d.ring_pos) as usize, bytes as usize) {
+            Err(e) if e == EIO => {
+                // Poisoned pmem: the record is lost, say so (every later
+                // activation would meet it again if it panicked instead).
+                pr_err!(
+                    "dm-jsnap: journal record {} (sector {}, {} sectors) is on poisoned pmem: skipped\n",
+                    d.seq,
+                    d.sector,
+                    d.nr_sectors
+                );
+                continue;
+            }
+            r => r,
+        };
         if crc.ok() != Some(d.data_crc) {
             continue; // torn: never acknowledged
         }
@@ -331,10 +431,18 @@ fn replay_records(this: &Jsnap, sb: &Superblock) -> Result<State> {
         EINVAL
     })?;
     let space = plan.space().map_err(|_| EINVAL)?;
-    let mut st = empty_state(sb)?;
+    let mut st = bare_state(sb)?;
     st.space = space;
-    st.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
-    st.map = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+    if recs.len() != g.desc_count as usize || map.len() != g.map_bytes as usize {
+        // A load that failed earlier took them (the table is retried).
+        recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
+        map = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+    }
+    recs.fill(Rec::default());
+    map.fill(0);
+    st.recs = recs;
+    st.map = map;
+    st.spare = spare;
     // Without a snapshot the map means nothing (a crash may have left it
     // half zeroed after `drop`); `snapshot` zeroes it again.
     if sb.snap_state != SnapState::None {
@@ -362,6 +470,7 @@ fn replay_records(this: &Jsnap, sb: &Superblock) -> Result<State> {
                 pins: 0,
                 persisted: true,
                 known: true,
+                superseded_by: 0,
             };
         }
         let mut nodes = Nodes::new(4, GFP_KERNEL)?;

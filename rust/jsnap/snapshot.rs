@@ -30,6 +30,7 @@
 //! consecutive failures the snapshot is declared invalid (persistently) and
 //! destage proceeds without it.
 
+use super::chunklock::ChunkGuard;
 use super::{first_overlap, Jsnap, State};
 use crate::ffi::bio::Bio;
 use crate::ffi::io;
@@ -65,8 +66,11 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
         pr_err!("dm-jsnap: snapshot refused: the target has no store device\n");
         return Err(EINVAL);
     }
-    // Not in the middle of a destage batch that decided without the snapshot.
-    let _batch = this.batch.lock();
+    // O(1): no destage batch is waited for (a batch collected before the
+    // snapshot holds only pre-snapshot records, which need no preservation;
+    // a view waits for such a batch when it attaches), and the validity map
+    // is already zero (format, replay without a snapshot and `drop` clear it).
+    let _msg = this.msg.lock();
     let mut st = this.state.lock();
     if !st.loaded || st.suspended {
         return Err(EBUSY);
@@ -84,35 +88,47 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
         .store(true, core::sync::atomic::Ordering::Relaxed);
     st.snap = SnapState::Active;
     st.snap_seq = snap_seq;
+    st.snap_id += 1;
     st.preserved = 0;
     st.hydrate = false;
     st.hydrate_cursor = 0;
     st.preserve_failures = 0;
-    st.map.fill(0);
     drop(st);
-    let g = this.geometry;
-    let res = this
-        .devs()
-        .and_then(|d| {
-            d.pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
-            d.pmem.fence();
-            Ok(())
-        })
-        .and_then(|()| {
-            commit_sb(&this, |sb| {
-                sb.snap_state = SnapState::Active;
-                sb.snap_seq = snap_seq;
-                sb.snap_id += 1;
-                sb.hydrate = false;
-            })
-        });
+    let res = commit_sb(&this, |sb| {
+        sb.snap_state = SnapState::Active;
+        sb.snap_seq = snap_seq;
+        sb.snap_id += 1;
+        sb.hydrate = false;
+        // The store this snapshot lives on (issue 10 item 8).
+        sb.store_devt = this.store_devt;
+    });
     if let Err(e) = res {
         let mut st = this.state.lock();
         st.snap = SnapState::None;
+        st.snap_id += 1;
         clear_snap_table(&mut st);
+        drop(st);
+        // Chunks may have been preserved meanwhile: keep the maps zero.
+        clear_map(&this)?;
         return Err(e);
     }
     pr_info!("dm-jsnap: snapshot taken at journal seq {}\n", snap_seq);
+    Ok(())
+}
+
+/// Zeroes the validity map, in pmem and in core; the snapshot is `None`
+/// (nobody sets bits).  The in-core map is cleared outside the state lock.
+fn clear_map(this: &Jsnap) -> Result {
+    let g = this.geometry;
+    let d = this.devs()?;
+    d.pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
+    d.pmem.fence();
+    drop(d);
+    let mut map = core::mem::take(&mut this.state.lock().map);
+    map.fill(0);
+    let mut st = this.state.lock();
+    st.map = map;
+    st.preserved = 0;
     Ok(())
 }
 
@@ -128,7 +144,7 @@ fn clear_snap_table(st: &mut State) {
 
 /// `drop`: forget the snapshot.
 pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
-    let _batch = this.batch.lock();
+    let _msg = this.msg.lock();
     let mut st = this.state.lock();
     if !st.loaded || st.suspended {
         return Err(EBUSY);
@@ -142,22 +158,18 @@ pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
         return Err(EINVAL);
     }
     st.snap = SnapState::None;
+    // Steps computed for this snapshot no longer mark anything.
+    st.snap_id += 1;
     this.snap_hint
         .store(false, core::sync::atomic::Ordering::Relaxed);
     st.hydrate = false;
     clear_snap_table(&mut st);
-    st.map.fill(0);
-    st.preserved = 0;
     drop(st);
     commit_sb(&this, |sb| {
         sb.snap_state = SnapState::None;
         sb.hydrate = false;
     })?;
-    let g = this.geometry;
-    let d = this.devs()?;
-    d.pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
-    d.pmem.fence();
-    drop(d);
+    clear_map(&this)?;
     Jsnap::kick(this);
     pr_info!("dm-jsnap: snapshot dropped\n");
     Ok(())
@@ -165,6 +177,7 @@ pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
 
 /// `hydrate on|off`: start or stop the background copier.
 pub(crate) fn set_hydrate(this: ArcBorrow<'_, Jsnap>, on: bool) -> Result {
+    let _msg = this.msg.lock();
     let mut st = this.state.lock();
     if !st.loaded {
         return Err(EBUSY);
@@ -192,30 +205,54 @@ impl Jsnap {
         (c * cs, ((c + 1) * cs).min(self.len))
     }
 
-    /// The pre-snapshot journal pieces inside `start..end` (disjoint).
-    fn snapshot_pieces(&self, start: u64, end: u64, out: &mut KVVec<Extent>) -> Result {
-        let st = self.state.lock();
-        for (table, all) in [(&st.table, false), (&st.snap_table, true)] {
-            let mut pos = start;
-            while pos < end {
-                let Some(x) = first_overlap(table, pos, end) else {
-                    break;
-                };
-                pos = x.end();
-                if !all && !st.epoch().in_snapshot(x.seq) {
-                    continue;
-                }
-                if let Some(p) = extent::intersect(&x, start, end) {
-                    out.push(p, GFP_NOWAIT).map_err(|_| ENOMEM)?;
+    /// Appends the pre-snapshot journal pieces inside `start..end`
+    /// (disjoint) to `pins`, pinned: each one's record is persistent
+    /// (waited for, as the read path does) and its ring space is not reused
+    /// before `pins` is dropped.
+    fn pin_snapshot_pieces(&self, start: u64, end: u64, pins: &mut Pinned<'_>) -> Result {
+        // At most one piece per sector in each of the two tables.
+        let room = 2 * usize::try_from(end - start).map_err(|_| EINVAL)?;
+        pins.pieces.reserve(room, GFP_KERNEL)?;
+        let base = pins.pieces.len();
+        let mut st = self.state.lock();
+        loop {
+            pins.pieces.truncate(base);
+            let mut busy = false;
+            let epoch = st.epoch();
+            for (table, all) in [(&st.table, false), (&st.snap_table, true)] {
+                let mut pos = start;
+                while pos < end {
+                    let Some(x) = first_overlap(table, pos, end) else {
+                        break;
+                    };
+                    pos = x.end();
+                    if !all && !epoch.in_snapshot(x.seq) {
+                        continue;
+                    }
+                    if !st.rec_ref(x.seq).is_some_and(|r| r.persisted) {
+                        busy = true;
+                    }
+                    if let Some(p) = extent::intersect(&x, start, end) {
+                        pins.pieces.push(p, GFP_NOWAIT).map_err(|_| ENOMEM)?;
+                    }
                 }
             }
+            if !busy {
+                break;
+            }
+            // A pre-snapshot write to these sectors is still being copied.
+            st.waiters += 1;
+            self.cond.wait(&mut st);
+            st.waiters -= 1;
         }
+        for i in base..pins.pieces.len() {
+            let seq = pins.pieces[i].seq;
+            if let Some(r) = st.rec(seq) {
+                r.pins += 1;
+            }
+        }
+        pins.pinned = pins.pieces.len();
         Ok(())
-    }
-
-    fn pieces_buf(&self) -> Result<KVVec<Extent>> {
-        let cap = (self.chunk_sectors as usize).min(1 << 16);
-        Ok(KVVec::with_capacity(cap, GFP_KERNEL)?)
     }
 
     /// Preserves chunk `c`; the caller holds its exclusive chunk lock.
@@ -224,13 +261,15 @@ impl Jsnap {
     }
 
     /// Preserves `chunks` with one store flush; the caller holds their
-    /// exclusive chunk locks.
+    /// exclusive chunk locks.  If the snapshot is dropped (and maybe a new
+    /// one taken) meanwhile, nothing is marked: the copy was made for the
+    /// old snapshot.
     pub(crate) fn preserve_chunks(&self, all: &[u64]) -> Result {
         // Only chunks not preserved yet: a preserved chunk's store copy is
         // final (a view may have written it).  The caller's exclusive locks
         // keep this decision valid.
         let mut todo = KVec::with_capacity(all.len(), GFP_KERNEL)?;
-        {
+        let id = {
             let st = self.state.lock();
             if st.snap != SnapState::Active {
                 return Ok(());
@@ -240,13 +279,14 @@ impl Jsnap {
                     todo.push(c, GFP_NOWAIT)?;
                 }
             }
-        }
+            st.snap_id
+        };
         if todo.is_empty() {
             // Nothing to copy.  Pieces kept for these chunks cannot be
             // needed (they are freed when their chunks are preserved), but
             // `preserve_snap_pieces` must make progress even if one were.
             let mut st = self.state.lock();
-            if st.snap == SnapState::Active {
+            if st.snap == SnapState::Active && st.snap_id == id {
                 self.free_snap_pieces(&mut st, all);
             }
             return Ok(());
@@ -277,23 +317,29 @@ impl Jsnap {
             }
             self.kc.copy_many(&d.prod, store, &runs)?;
             // Then the pre-snapshot journal data over it, all pieces at
-            // once (they are disjoint).
-            let mut over: KVec<(u64, usize, u64)> = KVec::new();
-            let mut pieces = self.pieces_buf()?;
+            // once (they are disjoint), pinned while they are copied.
+            let mut pins = Pinned::new(self);
             for &c in chunks {
                 let (cs, ce) = self.chunk_range(c);
-                pieces.clear();
-                self.snapshot_pieces(cs, ce, &mut pieces)?;
-                for p in pieces.iter() {
+                self.pin_snapshot_pieces(cs, ce, &mut pins)?;
+            }
+            if !pins.pieces.is_empty() {
+                let mut over: KVec<(u64, usize, u64)> =
+                    KVec::with_capacity(pins.pieces.len(), GFP_KERNEL)?;
+                for p in pins.pieces.iter() {
                     over.push((p.start, self.ring_off(p.ring_pos), p.len), GFP_KERNEL)?;
                 }
-            }
-            if !over.is_empty() {
                 self.io.write_many_from_pmem(store, &d.pmem, &over)?;
             }
+            drop(pins);
             io::flush(store)
         })();
+        crate::fault::preserve_window();
         let mut st = self.state.lock();
+        if st.snap != SnapState::Active || st.snap_id != id {
+            // Dropped meanwhile: these chunks are not the new snapshot's.
+            return Ok(());
+        }
         if let Err(e) = res {
             st.preserve_failures += 1;
             st.errors += 1;
@@ -382,22 +428,21 @@ impl Jsnap {
         };
         let end = start + u64::from(bio.sectors());
         let c = start / u64::from(self.chunk_sectors);
-        if self.locks.lock(c, false).is_err() {
+        let Ok(guard) = self.locks.lock(c, false) else {
             bio.endio(Err(ENOMEM));
             return None;
-        }
+        };
         let (snap, preserved) = {
             let st = self.state.lock();
             (st.snap, st.is_preserved(c))
         };
         if snap != SnapState::Active {
-            self.locks.unlock(c, false);
             bio.endio(Err(EIO));
             return None;
         }
         if preserved {
             // The store copy is final: no lock needed past this point.
-            self.locks.unlock(c, false);
+            drop(guard);
             if let Some(store) = d.store.as_ref() {
                 bio.remap(store, start);
                 return Some(bio);
@@ -412,9 +457,9 @@ impl Jsnap {
             self.io.read(&d.prod, start, buf)?;
             bio.copy_from_slice(0, buf)?;
             drop(bounce);
-            let mut pieces = self.pieces_buf()?;
-            self.snapshot_pieces(start, end, &mut pieces)?;
-            for p in pieces.iter() {
+            let mut pins = Pinned::new(self);
+            self.pin_snapshot_pieces(start, end, &mut pins)?;
+            for p in pins.pieces.iter() {
                 let skip = ((p.start - start) << 9) as u32;
                 bio.copy_from_pmem(
                     skip,
@@ -425,52 +470,46 @@ impl Jsnap {
             }
             Ok(())
         })();
-        self.locks.unlock(c, false);
+        drop(guard);
         bio.endio(res);
         None
     }
 
     /// Makes chunk `c` store-owned for a view write `bio` starting at
-    /// `start`, under the chunk's exclusive lock (the caller unlocks with
-    /// [`Jsnap::unlock_chunk`]).  A write that covers the whole unpreserved
+    /// `start`, under the chunk's exclusive lock (held by the returned
+    /// guard until the write is done).  A write that covers the whole unpreserved
     /// chunk skips the copy (seed 003): its data goes to the store first,
-    /// then the bit is set; `Ok(true)` says the data is already in the
+    /// then the bit is set; `true` says the data is already in the
     /// store.  Otherwise the chunk is preserved and `Ok(false)` returned.
-    pub(crate) fn own_chunk(&self, c: u64, bio: &Bio, start: u64) -> Result<bool> {
-        self.locks.lock(c, true)?;
-        let res = (|| {
-            let preserved = {
-                let st = self.state.lock();
+    pub(crate) fn own_chunk(&self, c: u64, bio: &Bio, start: u64) -> Result<(ChunkGuard<'_>, bool)> {
+        let guard = self.locks.lock(c, true)?;
+        let preserved = {
+            let st = self.state.lock();
+            if st.snap != SnapState::Active {
+                return Err(EIO);
+            }
+            st.is_preserved(c)
+        };
+        let (cs, ce) = self.chunk_range(c);
+        let whole = start == cs && u64::from(bio.sectors()) == ce - cs;
+        let in_store = match lookup::view_own(preserved, whole) {
+            Own::Already => false,
+            Own::CopyFirst => {
+                self.preserve_chunk(c)?;
+                false
+            }
+            Own::WholeChunk => {
+                self.write_bio_to_store(bio, start)?;
+                let d = self.devs()?;
+                let mut st = self.state.lock();
                 if st.snap != SnapState::Active {
                     return Err(EIO);
                 }
-                st.is_preserved(c)
-            };
-            let (cs, ce) = self.chunk_range(c);
-            let whole = start == cs && u64::from(bio.sectors()) == ce - cs;
-            match lookup::view_own(preserved, whole) {
-                Own::Already => Ok(false),
-                Own::CopyFirst => self.preserve_chunk(c).map(|()| false),
-                Own::WholeChunk => {
-                    self.write_bio_to_store(bio, start)?;
-                    let d = self.devs()?;
-                    let mut st = self.state.lock();
-                    if st.snap != SnapState::Active {
-                        return Err(EIO);
-                    }
-                    self.mark_preserved(&mut st, &d.pmem, &[c]);
-                    Ok(true)
-                }
+                self.mark_preserved(&mut st, &d.pmem, &[c]);
+                true
             }
-        })();
-        if res.is_err() {
-            self.locks.unlock(c, true);
-        }
-        res
-    }
-
-    pub(crate) fn unlock_chunk(&self, c: u64) {
-        self.locks.unlock(c, true);
+        };
+        Ok((guard, in_store))
     }
 
     /// Writes the data of `bio` to the store at `sector` (mirror mode).
@@ -510,6 +549,8 @@ impl Jsnap {
     pub(crate) fn hydrate_step(&self) -> bool {
         let max = self.features.hydrate_chunks(self.chunk_sectors) as usize;
         let Ok(mut batch) = KVec::<u64>::with_capacity(max, GFP_KERNEL) else {
+            // No memory now: back off instead of spinning.
+            kernel::time::delay::fsleep(Delta::from_millis(100));
             return true;
         };
         let io_before = {
@@ -543,21 +584,10 @@ impl Jsnap {
         if batch.is_empty() {
             return false;
         }
-        let mut locked = 0;
-        let mut res = Ok(());
-        for &c in batch.iter() {
-            if let Err(e) = self.locks.lock(c, true) {
-                res = Err(e);
-                break;
-            }
-            locked += 1;
-        }
-        if res.is_ok() {
-            res = self.preserve_chunks(&batch);
-        }
-        for &c in batch.iter().take(locked) {
-            self.locks.unlock(c, true);
-        }
+        let res = self
+            .locks
+            .lock_all(&batch)
+            .and_then(|_guard| self.preserve_chunks(&batch));
         if res.is_err() {
             kernel::time::delay::fsleep(Delta::from_millis(100));
         } else if self.state.lock().io_count != io_before {
@@ -565,5 +595,35 @@ impl Jsnap {
             kernel::time::delay::fsleep(Delta::from_millis(10));
         }
         true
+    }
+}
+
+/// Journal pieces pinned by [`Jsnap::pin_snapshot_pieces`]; unpinned on
+/// drop.  Retirement stopped at a pinned record is retried by the worker's
+/// loop, or by [`Jsnap::kick_retire`] from other contexts.
+pub(crate) struct Pinned<'a> {
+    j: &'a Jsnap,
+    pieces: KVVec<Extent>,
+    pinned: usize,
+}
+
+impl<'a> Pinned<'a> {
+    fn new(j: &'a Jsnap) -> Self {
+        Self {
+            j,
+            pieces: KVVec::new(),
+            pinned: 0,
+        }
+    }
+}
+
+impl Drop for Pinned<'_> {
+    fn drop(&mut self) {
+        let mut st = self.j.state.lock();
+        for p in self.pieces.iter().take(self.pinned) {
+            if let Some(r) = st.rec(p.seq) {
+                r.pins = r.pins.saturating_sub(1);
+            }
+        }
     }
 }

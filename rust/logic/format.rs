@@ -24,7 +24,7 @@
 //! |-----|------|-------|
 //! | 0   | 8  | magic `"JSNAPSB1"` |
 //! | 8   | 4  | version (1) |
-//! | 12  | 4  | header size (160) |
+//! | 12  | 4  | header size (164; 160 before `store_devt` existed) |
 //! | 16  | 8  | generation |
 //! | 24  | 16 | uuid of this journal |
 //! | 40  | 8  | prod_sectors (length of the jsnap target) |
@@ -45,7 +45,8 @@
 //! | 144 | 8  | snap_id |
 //! | 152 | 4  | crc32c of the whole 4096-byte slot with this field zeroed |
 //! | 156 | 4  | prod_devt: device number of the production device (identity check) |
-//! | 160 | 3936 | zero |
+//! | 160 | 4  | store_devt: device number of the store while a snapshot exists (0: not recorded) |
+//! | 164 | 3932 | zero |
 //!
 //! `tail_pos` is where the live part of the ring begins: the start of
 //! `tail_seq`'s reservation, including the end-of-ring area it skipped (see
@@ -105,7 +106,9 @@ pub const ALIGN: u64 = 4096;
 /// Size of one superblock slot; slot `i` is at byte `i * SB_SLOT_BYTES`.
 pub const SB_SLOT_BYTES: usize = 4096;
 /// Bytes of the slot that carry fields; the rest is zero.
-pub const SB_HEADER_BYTES: usize = 160;
+pub const SB_HEADER_BYTES: usize = 164;
+/// Header size of journals written before `store_devt` (read as 0).
+pub const SB_HEADER_BYTES_V1_0: usize = 160;
 /// Superblock magic.
 pub const SB_MAGIC: [u8; 8] = *b"JSNAPSB1";
 /// Superblock format version.
@@ -363,6 +366,8 @@ pub struct Superblock {
     pub hydrate: bool,
     /// Device number (`dev_t`) of the production device the journal belongs to.
     pub prod_devt: u32,
+    /// Device number of the store the snapshot lives on (0: none recorded).
+    pub store_devt: u32,
 }
 
 impl Superblock {
@@ -386,6 +391,7 @@ impl Superblock {
         put(slot, 96, &g.desc_count.to_le_bytes());
         put(slot, 100, &u32::from(self.hydrate).to_le_bytes());
         put(slot, 156, &self.prod_devt.to_le_bytes());
+        put(slot, 160, &self.store_devt.to_le_bytes());
         put(slot, 104, &g.ring_offset.to_le_bytes());
         put(slot, 112, &g.ring_sectors.to_le_bytes());
         put(slot, 120, &self.tail_seq.to_le_bytes());
@@ -407,7 +413,8 @@ impl Superblock {
         if magic != SB_MAGIC {
             return Err(Error::BadMagic);
         }
-        if u32_at(slot, 8) != SB_VERSION || u32_at(slot, 12) != SB_HEADER_BYTES as u32 {
+        let header = u32_at(slot, 12) as usize;
+        if u32_at(slot, 8) != SB_VERSION || (header != SB_HEADER_BYTES && header != SB_HEADER_BYTES_V1_0) {
             return Err(Error::BadVersion);
         }
         let crc = crc32c(0, slot.get(..SB_CRC_OFF).unwrap_or_default());
@@ -442,6 +449,7 @@ impl Superblock {
             snap_seq: u64_at(slot, 136),
             snap_id: u64_at(slot, 144),
             prod_devt: u32_at(slot, 156),
+            store_devt: if header == SB_HEADER_BYTES { u32_at(slot, 160) } else { 0 },
         };
         sb.geometry.validate(sb.prod_sectors, sb.chunk_sectors)?;
         if sb.tail_pos >= sb.geometry.ring_sectors {
@@ -558,6 +566,7 @@ mod tests {
             snap_id: 3,
             hydrate: true,
             prod_devt: 0x0103_0005,
+            store_devt: 0x0103_0007,
         }
     }
 
@@ -661,7 +670,8 @@ mod tests {
         let slot = encoded(&sb);
         assert_eq!(Superblock::decode(&slot[..]), Ok(sb));
         assert_eq!(&slot[0..8], b"JSNAPSB1");
-        assert_eq!(&slot[8..16], &[1, 0, 0, 0, 160, 0, 0, 0]);
+        assert_eq!(&slot[8..16], &[1, 0, 0, 0, 164, 0, 0, 0]);
+        assert_eq!(&slot[160..164], &0x0103_0007u32.to_le_bytes());
         assert_eq!(&slot[16..24], &7u64.to_le_bytes());
         assert_eq!(&slot[24..40], b"0123456789abcdef");
         assert_eq!(&slot[52..56], &1u32.to_le_bytes());
@@ -753,6 +763,23 @@ mod tests {
         for e in [Error::NotFormatted, Error::BadMagic, Error::OutOfRing] {
             assert!(!e.msg().is_empty());
         }
+    }
+
+    /// Issue 10 item 8: journals written before `store_devt` existed (header
+    /// size 160, zero after it) still load, with no store recorded.
+    #[test]
+    fn header_v1_0_reads_store_devt_as_unknown() {
+        let sb = Superblock {
+            store_devt: 0,
+            ..sample()
+        };
+        let mut slot = encoded(&sb);
+        slot[12..16].copy_from_slice(&160u32.to_le_bytes());
+        reseal(&mut slot);
+        assert_eq!(Superblock::decode(&slot[..]), Ok(sb));
+        slot[12..16].copy_from_slice(&168u32.to_le_bytes());
+        reseal(&mut slot);
+        assert_eq!(Superblock::decode(&slot[..]), Err(Error::BadVersion));
     }
 
     #[test]

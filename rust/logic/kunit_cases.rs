@@ -16,7 +16,9 @@ use super::lookup::{self, MapWrite, Own, ReadFrom, WriteTo};
 use super::replay::{self, RecordInfo, ReplayError};
 use super::ring::{JournalSpace, Reservation, Ring, RingError};
 use super::table::{self, ArgError, Message, ViewMode};
+use super::retire::{retire_point, Rec};
 use super::validity;
+use super::epoch::snap_seq_after_replay;
 
 /// A self-test: `Err` carries the failed check.
 pub type Case = fn() -> Result<(), &'static str>;
@@ -41,6 +43,8 @@ pub const CASES: &[(&str, Case)] = &[
     ("chunk_lock", chunk_lock),
     ("epoch_histories", epoch_histories),
     ("mirror_lookup_figures", mirror_lookup_figures),
+    ("retire_rule", retire_rule),
+    ("ring_end_and_replay_boundary", ring_end_and_replay_boundary),
 ];
 
 fn ensure(ok: bool, what: &'static str) -> Result<(), &'static str> {
@@ -102,6 +106,7 @@ pub fn sample_superblock() -> Result<Superblock, &'static str> {
         snap_id: 2,
         hydrate: false,
         prod_devt: 7,
+        store_devt: 9,
     })
 }
 
@@ -852,4 +857,66 @@ pub fn mirror_lookup_figures() -> Result<(), &'static str> {
             }),
         "rw: store only",
     )
+}
+
+/// Issue 10 item 1: a record superseded by one that is not persistent yet
+/// does not retire; once its superseder is persistent, it does.  Holes
+/// retire freely; a pinned record stops retirement and says so.
+pub fn retire_rule() -> Result<(), &'static str> {
+    let rec = Rec::free;
+    let mut recs = [Rec::default(); 8];
+    recs[1] = Rec {
+        superseded_by: 2,
+        ..rec(1, 8)
+    };
+    recs[2] = Rec {
+        persisted: false,
+        refs: 1,
+        ..rec(2, 16)
+    };
+    ensure(retire_point(&recs, 1, 3).through.is_none(), "superseder in copy")?;
+    recs[2].persisted = true;
+    ensure(retire_point(&recs, 1, 3).through == Some((1, 8)), "superseder persistent")?;
+    // A partial supersession two records ahead, behind a persistent one.
+    let mut recs = [Rec::default(); 8];
+    recs[3] = Rec {
+        superseded_by: 5,
+        ..rec(3, 8)
+    };
+    recs[4] = rec(4, 16);
+    recs[5] = Rec {
+        persisted: false,
+        refs: 1,
+        ..rec(5, 24)
+    };
+    ensure(retire_point(&recs, 3, 6).through.is_none(), "far superseder in copy")?;
+    recs[3].superseded_by = 4;
+    ensure(retire_point(&recs, 3, 6).through == Some((4, 16)), "near superseder")?;
+    let mut recs = [Rec::default(); 8];
+    recs[1] = rec(1, 8);
+    recs[2] = Rec {
+        known: false,
+        persisted: false,
+        ..rec(2, 0)
+    };
+    recs[3] = Rec { pins: 1, ..rec(3, 24) };
+    let p = retire_point(&recs, 1, 4);
+    ensure(p.through == Some((1, 8)) && p.pinned, "hole then pinned")
+}
+
+/// Issue 10 items 4 and 5: a record ending at the ring end retires; after a
+/// replay that lost records below `snap_seq`, new writes are post-snapshot.
+pub fn ring_end_and_replay_boundary() -> Result<(), &'static str> {
+    let ring = Ring::new(32, 0, 0).map_err(|_| "ring")?;
+    let mut space = JournalSpace::new(ring, 8, 1, 1).map_err(|_| "space")?;
+    for _ in 0..4 {
+        space.reserve(8).map_err(|_| "reserve")?;
+    }
+    space.retire_through(4, 32).map_err(|_| "retire at the ring end")?;
+    ensure(space.pending() == 0 && space.ring().used() == 0, "empty after")?;
+    let e = Epoch {
+        active: true,
+        snap_seq: snap_seq_after_replay(8, 6),
+    };
+    ensure(!e.in_snapshot(6) && e.in_snapshot(5), "boundary after replay")
 }

@@ -176,6 +176,9 @@ impl Ring {
     /// This is how retirement frees records whose reservations are not at
     /// hand, e.g. after recovery, where never-persisted records leave holes.
     pub fn release_to(&mut self, end: u64) -> Result<(), RingError> {
+        // A record that ends exactly at the end of the ring ends at `size`:
+        // the same position as 0.
+        let end = if end == self.size { 0 } else { end };
         if end >= self.size {
             return Err(RingError::NotLive);
         }
@@ -324,6 +327,28 @@ mod tests {
         assert_eq!(full.head(), u64::MAX - 1);
     }
 
+    /// Issue 10 item 4: a record ending exactly at the ring end retires
+    /// (uniform 4 KiB writes end there every lap).
+    #[test]
+    fn record_ending_at_ring_end_retires() {
+        let mut space = JournalSpace::new(Ring::new(32, 0, 0).unwrap(), 8, 1, 1).unwrap();
+        for i in 0..4u64 {
+            let (seq, r) = space.reserve(8).unwrap();
+            assert_eq!((seq, r.pos), (1 + i, i * 8));
+        }
+        assert_eq!(space.ring().free(), 0);
+        // Ends are `pos + len`, as the target records them.
+        space.retire_through(3, 24).unwrap();
+        space.retire_through(4, 32).unwrap();
+        assert_eq!((space.pending(), space.ring().used(), space.tail_pos()), (0, 0, 0));
+        let (seq, r) = space.reserve(8).unwrap();
+        assert_eq!((seq, r.pos), (5, 0));
+        let mut ring = Ring::new(16, 8, 8).unwrap();
+        ring.release_to(16).unwrap();
+        assert_eq!((ring.used(), ring.tail()), (0, 0));
+        assert_eq!(ring.release_to(17), Err(RingError::NotLive));
+    }
+
     #[test]
     fn reserve_errors() {
         let mut r = Ring::new(100, 0, 0).unwrap();
@@ -404,7 +429,11 @@ mod tests {
     #[test]
     fn release_to_checks_liveness() {
         let mut r = Ring::new(100, 90, 30).unwrap();
-        assert_eq!(r.release_to(100), Err(RingError::NotLive));
+        // The end of the ring is position 0 (a record ending there).
+        let mut at_end = r;
+        assert_eq!(at_end.release_to(100), Ok(()));
+        assert_eq!((at_end.tail(), at_end.used()), (0, 20));
+        assert_eq!(r.release_to(101), Err(RingError::NotLive));
         assert_eq!(r.release_to(90), Err(RingError::NotLive));
         assert_eq!(r.release_to(21), Err(RingError::NotLive));
         assert_eq!(r.release_to(50), Err(RingError::NotLive));

@@ -27,6 +27,8 @@ pub mod kunit_cases;
 pub mod lookup;
 #[path = "../../logic/replay.rs"]
 pub mod replay;
+#[path = "../../logic/retire.rs"]
+pub mod retire;
 #[path = "../../logic/ring.rs"]
 pub mod ring;
 #[path = "../../logic/table.rs"]

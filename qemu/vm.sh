@@ -23,6 +23,13 @@ Options:
                       (created sparse if missing; a temp file otherwise).
                       In the guest it is /dev/pmem0, fsdax, DAX-capable
                       (converted once with ndctl; the label lives in FILE).
+  --virtio-pmem SIZE[:FILE]
+                      virtio-pmem device of SIZE (multiple of 2M) backed by
+                      FILE (created sparse if missing; a temp file
+                      otherwise): asynchronous DAX (flushes go to the host).
+                      In the guest it is another /dev/pmemN (converted once
+                      to fsdax like the NVDIMM); its path is exported as
+                      $VPMEM (the NVDIMM's as $PMEM).
   --disk NAME:SIZE[:FILE][:nvme|virtio]
                       raw disk (file created sparse if missing, temp file
                       otherwise; default bus nvme), serial NAME; in the guest
@@ -69,6 +76,7 @@ kernel=$KDIR/arch/x86/boot/bzImage
 memory=4G
 cpus=2
 pmem=
+vpmem=
 disks=()
 append=
 kill_after=
@@ -81,6 +89,7 @@ while [[ $# -gt 0 ]]; do
 	--memory) need "$@"; memory=$2; shift 2 ;;
 	--cpus) need "$@"; cpus=$2; shift 2 ;;
 	--pmem) need "$@"; pmem=$2; shift 2 ;;
+	--virtio-pmem) need "$@"; vpmem=$2; shift 2 ;;
 	--disk) need "$@"; disks+=("$2"); shift 2 ;;
 	--append) need "$@"; append="$append $2"; shift 2 ;;
 	--kill-after) need "$@"; kill_after=$2; shift 2 ;;
@@ -183,30 +192,55 @@ else
 fi
 [[ ${JSNAP_VM_VERBOSE:-0} == 1 ]] && vng_args+=(--verbose)
 
-# ---- pmem (emulated NVDIMM) ---------------------------------------------
-if [[ -n $pmem ]]; then
-	psize=${pmem%%:*}
-	pfile=
-	[[ $pmem == *:* ]] && pfile=${pmem#*:}
-	pbytes=$(to_bytes "$psize")
-	# The NVDIMM's usable size must be a multiple of 2 MiB (label area aside).
-	(( pbytes % (2 << 20) == 0 )) || die "--pmem size must be a multiple of 2M"
-	[[ -n $pfile ]] || pfile=$work/pmem.img
-	if [[ ! -e $pfile ]]; then
-		truncate -s "$pbytes" "$pfile" || die "cannot create $pfile"
+# ---- pmem (emulated NVDIMM, virtio-pmem) ------------------------------------------
+# backing_file SPEC DEFAULT OPTION: "SIZE[:FILE]" -> "BYTES FILE" (file
+# created sparse, or grown, to SIZE)
+backing_file() {
+	local spec=$1 def=$2 opt=$3 size file bytes fsize
+	size=${spec%%:*}
+	file=
+	[[ $spec == *:* ]] && file=${spec#*:}
+	bytes=$(to_bytes "$size")
+	# (the usable size of both devices must be a multiple of 2 MiB)
+	(( bytes > 0 && bytes % (2 << 20) == 0 )) || die "$opt size must be a multiple of 2M"
+	[[ -n $file ]] || file=$def
+	if [[ ! -e $file ]]; then
+		truncate -s "$bytes" "$file" || die "cannot create $file"
 	fi
-	fsize=$(stat -c %s "$pfile")
-	(( fsize >= pbytes )) || truncate -s "$pbytes" "$pfile"
+	fsize=$(stat -c %s "$file")
+	(( fsize >= bytes )) || truncate -s "$bytes" "$file"
+	echo "$bytes $file"
+}
+hotplug_bytes=0
+hotplug_slots=0
+pmem_opts=()
+if [[ -n $pmem ]]; then
+	read -r pbytes pfile < <(backing_file "$pmem" "$work/pmem.img" --pmem) || exit 125
+	[[ -n $pfile ]] || exit 125
+	pmem_opts+=(-object "memory-backend-file,id=nv0,share=on,mem-path=$pfile,size=$pbytes"
+		-device "nvdimm,memdev=nv0,id=nvdimm0")
+	hotplug_bytes=$((hotplug_bytes + pbytes))
+	hotplug_slots=$((hotplug_slots + 1))
+	qopts+=(-machine nvdimm=on)
+	guest_env+=("JSNAP_VM_PMEM=1")
+fi
+if [[ -n $vpmem ]]; then
+	read -r vbytes vfile < <(backing_file "$vpmem" "$work/vpmem.img" --virtio-pmem) || exit 125
+	[[ -n $vfile ]] || exit 125
+	pmem_opts+=(-object "memory-backend-file,id=vpmem0,share=on,mem-path=$vfile,size=$vbytes"
+		-device "virtio-pmem-pci,memdev=vpmem0,id=vpm0")
+	hotplug_bytes=$((hotplug_bytes + vbytes))
+	hotplug_slots=$((hotplug_slots + 1))
+	guest_env+=("JSNAP_VM_VPMEM=1")
+fi
+if (( hotplug_slots > 0 )); then
 	# (QEMU/vng read a size without suffix as MiB)
 	if [[ $memory =~ ^[0-9]+$ ]]; then mbytes=$((memory << 20)); else mbytes=$(to_bytes "$memory"); fi
-	# maxmem must cover RAM + all hotpluggable memory (the NVDIMM), rounded
-	# up to 1 GiB.
-	maxmem=$(( (mbytes + pbytes + (1 << 30) - 1) >> 30 << 30 ))
-	qopts+=(-machine nvdimm=on
-		-m "$((mbytes >> 20))M,slots=2,maxmem=$((maxmem >> 20))M"
-		-object "memory-backend-file,id=nv0,share=on,mem-path=$pfile,size=$pbytes"
-		-device "nvdimm,memdev=nv0,id=nvdimm0")
-	guest_env+=("JSNAP_VM_PMEM=1")
+	# maxmem must cover RAM + all hotpluggable memory (NVDIMM, virtio-pmem),
+	# rounded up to 1 GiB; one slot each, plus one spare.
+	maxmem=$(( (mbytes + hotplug_bytes + (1 << 30) - 1) >> 30 << 30 ))
+	qopts+=(-m "$((mbytes >> 20))M,slots=$((hotplug_slots + 1)),maxmem=$((maxmem >> 20))M"
+		"${pmem_opts[@]}")
 fi
 
 # ---- disks ---------------------------------------------------------------
@@ -266,7 +300,7 @@ fi
 	printf 'export JSNAP_VM_OUT=%q\n' "$work/out"
 	printf 'export JSNAP_VM_CWD=%q\n' "$PWD"
 	for e in "${guest_env[@]}"; do printf 'export %q\n' "$e"; done
-	for e in JSNAP_VM_VERBOSE JSNAP_TEST_FILTER JSNAP_TEST_VERBOSE JSNAP_TEST_TIMEOUT; do
+	for e in JSNAP_VM_VERBOSE JSNAP_TEST_FILTER JSNAP_TEST_VERBOSE JSNAP_TEST_TIMEOUT JSNAP_FAULT_MODULE JSNAP_REQUIRE_FAULT; do
 		[[ -n ${!e:-} ]] && printf 'export %s=%q\n' "$e" "${!e}"
 	done
 } >"$work/env.sh"

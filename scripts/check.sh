@@ -6,7 +6,8 @@
 #   3. build dm-jsnap.ko
 #   4. one VM: KUnit suites of the module + in-guest integration tests
 #   5. power-cut tests (several VM boots on the same file-backed NVRAM):
-#      journal, copy-on-write/hydration, one-way mirror
+#      journal, windows held open by fault injection (dm-jsnap-fault.ko),
+#      copy-on-write/hydration, one-way mirror
 #
 # Ends with one line "N passed, M failed" and exits non-zero if anything
 # failed or could not run.
@@ -48,6 +49,17 @@ fi
 grep -E '^(warning|error)' "$log/build.log" | sort | uniq -c | head -5
 pass=$((pass + 1))
 
+stage "build dm-jsnap-fault.ko (fault-injection build for the tests)"
+if bash scripts/build-module.sh --fault >"$log/build-fault.log" 2>&1; then
+	echo "ok - fault-injection module built"
+	pass=$((pass + 1))
+	export JSNAP_FAULT_MODULE=$top/dm-jsnap-fault.ko JSNAP_REQUIRE_FAULT=1
+else
+	tail -n 40 "$log/build-fault.log"
+	echo "not ok - fault-injection module build failed"
+	fail=$((fail + 1))
+fi
+
 stage "guest tests (KUnit + integration)"
 bash tests/run-guest.sh 2>&1 | tee "$log/guest.log"
 count "$log/guest.log" '^ok - ' '^not ok - '
@@ -58,6 +70,13 @@ if [[ -x tests/powercut.sh ]]; then
 	bash tests/powercut.sh 2>&1 | tee "$log/powercut.log"
 	count "$log/powercut.log" '^ok - ' '^not ok - '
 	if ! grep -q '^powercut: ' "$log/powercut.log"; then fail=$((fail + 1)); echo "not ok - power-cut run gave no summary"; fi
+fi
+
+if [[ -f tests/powercut-windows.sh ]]; then
+	stage "power cuts inside the windows held open by fault injection"
+	bash tests/powercut-windows.sh 2>&1 | tee "$log/pcwin.log"
+	count "$log/pcwin.log" '^ok - ' '^not ok - '
+	if ! grep -q '^powercut-windows: ' "$log/pcwin.log"; then fail=$((fail + 1)); echo "not ok - powercut-windows gave no summary"; fi
 fi
 
 if [[ -x tests/powercut-snap.sh ]]; then

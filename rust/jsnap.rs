@@ -155,6 +155,14 @@ impl State {
         Some(nodes)
     }
 
+    /// Returns unused reservations to the reserve (a write that must wait
+    /// must not drain it).
+    fn recycle_nodes(&mut self, nodes: &mut Nodes) {
+        while let Some(n) = nodes.take() {
+            self.recycle(n);
+        }
+    }
+
     /// Puts a removed table node back into the reserve if it has room
     /// (never allocates), or frees it.
     fn recycle(&mut self, node: RBTreeNodeReservation<u64, Extent>) {
@@ -515,20 +523,26 @@ impl Jsnap {
         let mut lines = (KVec::new(), KVec::new());
         for (line, keep_format) in [(&mut lines.0, true), (&mut lines.1, false)] {
             let mut w = LineWriter(line);
-            let _ = write!(w, "{} {} ", DevNum(prod.devt()), DevNum(journal.devt()));
-            let _ = match store {
-                Some(st) => write!(w, "{}", DevNum(st.devt())),
-                None => write!(w, "-"),
-            };
-            let _ = write!(w, " {}", s.get(3).copied().unwrap_or(""));
+            let store = store.map(|st| st.devt());
             let feats = s.get(5..).unwrap_or(&[]);
-            let n = feats.iter().filter(|f| keep_format || **f != "format").count();
-            if n > 0 {
-                let _ = write!(w, " {n}");
-                for f in feats.iter().filter(|f| keep_format || **f != "format") {
-                    let _ = write!(w, " {f}");
+            let keep = |f: &&&str| keep_format || **f != "format";
+            let n = feats.iter().filter(keep).count();
+            (|| -> core::fmt::Result {
+                write!(w, "{} {} ", DevNum(prod.devt()), DevNum(journal.devt()))?;
+                match store {
+                    Some(d) => write!(w, "{}", DevNum(d))?,
+                    None => write!(w, "-")?,
                 }
-            }
+                write!(w, " {}", s.get(3).copied().unwrap_or(""))?;
+                if n > 0 {
+                    write!(w, " {n}")?;
+                    for f in feats.iter().filter(keep) {
+                        write!(w, " {f}")?;
+                    }
+                }
+                Ok(())
+            })()
+            .map_err(nomem)?;
             if w.0.len() > MAX_TABLE {
                 return Err(CtrError::inval(c"Table line too long"));
             }
@@ -628,17 +642,22 @@ impl Jsnap {
             return Journaled::Done;
         }
         if !from_worker && !st.deferred.is_empty() {
+            st.recycle_nodes(&mut nodes);
             return Journaled::Again(bio);
         }
         if st.snap == SnapState::Active && nodes.count() < 4 {
             // A snapshot was taken since the hint was read.
             self.snap_hint.store(true, Ordering::Relaxed);
+            st.recycle_nodes(&mut nodes);
             return Journaled::Again(bio);
         }
         st.io_count += 1;
         let (seq, res) = match st.space.reserve(n) {
             Ok(x) => x,
-            Err(RingError::Full) => return Journaled::Again(bio),
+            Err(RingError::Full) => {
+                st.recycle_nodes(&mut nodes);
+                return Journaled::Again(bio);
+            }
             Err(_) => {
                 drop(st);
                 pr_err!("dm-jsnap: write of {} sectors cannot be journaled\n", n);
@@ -862,6 +881,15 @@ impl Jsnap {
         self.state.lock().suspended
     }
 
+    /// The store length recorded in the superblock (0: no store).
+    pub(crate) fn store_sectors(&self) -> u64 {
+        if self.has_store {
+            self.len
+        } else {
+            0
+        }
+    }
+
     /// Waits until no destage batch is in flight.
     pub(crate) fn wait_batch(&self) {
         drop(self.batch.lock());
@@ -1082,19 +1110,24 @@ impl Target for Jsnap {
         // and let it finish, then wait for the view operations in progress
         // (new ones wait for the resume): nothing reaches pmem, production
         // or the store while suspended (the dm-clone order).
-        this.state.lock().suspended = true;
-        this.cond.notify_all();
-        this.wq.flush();
         let mut st = this.state.lock();
+        st.suspended = true;
         while st.view_ops > 0 {
             st.waiters += 1;
             this.cond.wait(&mut st);
             st.waiters -= 1;
         }
+        drop(st);
+        this.cond.notify_all();
+        // A view operation that ended meanwhile may have kicked the worker;
+        // it returns at once now that `suspended` is set.
+        this.wq.flush();
     }
 
     fn resume(this: ArcBorrow<'_, Self>) {
         this.state.lock().suspended = false;
+        // View operations wait in `view_op` for this.
+        this.cond.notify_all();
         Self::kick(this);
     }
 }

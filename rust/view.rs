@@ -22,7 +22,9 @@
 //! the data movement.
 
 use crate::ffi::bio::{Bio, BioKind, BioList};
-use crate::ffi::dm::{Ctr, CtrError, DevNum, DeviceIter, DmDev, Mapped, Out, StatusType, Target};
+use crate::ffi::dm::{
+    Ctr, CtrError, DevNum, DeviceIter, DmDev, Mapped, Out, SharedBdev, StatusType, Target,
+};
 use crate::ffi::registry;
 use crate::ffi::wq::OwnedQueue;
 use crate::jsnap::{nomem, str_args, Jsnap, MAX_RECORD_SECTORS};
@@ -43,10 +45,15 @@ pub(crate) struct View {
     jsnap: Arc<Jsnap>,
     /// The jsnap target's production and store, opened by this table too
     /// (same holder as every dm table: no conflict) so that their limits
-    /// stack onto the view.  The jsnap device itself is never opened: a
-    /// filesystem mounted on it holds it exclusively.
+    /// stack onto the view; I/O to the store is remapped to this one.  The
+    /// jsnap device itself is never claimed (a filesystem mounted on it
+    /// holds it exclusively): it is only held open, below.
     prod: DmDev,
     store: DmDev,
+    /// The jsnap device held open (not claimed): it cannot be removed
+    /// while the view exists, as with `dm_get_device`, yet it may be
+    /// mounted.
+    _held: SharedBdev,
     mode: ViewMode,
     begin: u64,
     len: u64,
@@ -78,7 +85,9 @@ impl View {
             return;
         };
         if bio.kind() == BioKind::Read {
-            if let Some(b) = j.snapshot_read(bio, start) {
+            if let Some(mut b) = j.snapshot_read(bio, start) {
+                // A preserved chunk: the store copy, through our handle.
+                b.remap(&self.store, start);
                 b.submit();
             }
             // Journal pieces were pinned for the copy.
@@ -107,10 +116,10 @@ impl View {
                 Some(WriteTo {
                     production: false, ..
                 }),
-                Some(store),
+                Some(_),
             ) => {
                 let mut bio = bio;
-                bio.remap(store, start);
+                bio.remap(&self.store, start);
                 bio.submit();
             }
             // Volume B: the same write through the journal, after the
@@ -160,6 +169,9 @@ impl Target for View {
             msg: c"Cannot find the jsnap device",
             err,
         })?;
+        if devt == ti.md_devt() {
+            return Err(CtrError::inval(c"A view cannot be loaded onto its own jsnap device"));
+        }
         let jsnap = registry::attach_view(devt).map_err(|err| match err {
             ENODEV => CtrError::inval(c"Device is not a jsnap device"),
             err => CtrError {
@@ -170,6 +182,10 @@ impl Target for View {
         let attached = ScopeGuard::new_with_data(jsnap.clone(), |j| {
             let _ = j.attach_view(false);
         });
+        let held = SharedBdev::open(devt).map_err(|err| CtrError {
+            msg: c"Cannot open the jsnap device",
+            err,
+        })?;
         if ti.len() != jsnap.len {
             return Err(CtrError::inval(
                 c"View length must equal the jsnap device length",
@@ -195,10 +211,13 @@ impl Target for View {
         };
         let prod = open(ti, prod_devt, false)?;
         let store = open(ti, store_devt, mode != ViewMode::Ro)?;
-        // Mirror writes are journaled whole: no larger than jsnap accepts.
+        // Mirror writes are journaled whole: no larger than jsnap accepts,
+        // and a power of two no larger than a chunk, so that no bio crosses
+        // a chunk boundary (jsnap's limit, half the ring, need not be one).
+        let jmax = jsnap.max_io.max(1);
         let max_io = u64::from(jsnap.chunk_sectors)
             .min(MAX_RECORD_SECTORS)
-            .min(jsnap.max_io);
+            .min(1u64 << (63 - jmax.leading_zeros()));
         ti.set_max_io_len(max_io).map_err(|err| CtrError {
             msg: c"Cannot set the maximum I/O size",
             err,
@@ -215,6 +234,7 @@ impl Target for View {
                 jsnap,
                 prod,
                 store,
+                _held: held,
                 mode,
                 begin,
                 len,
@@ -260,31 +280,18 @@ impl Target for View {
                         MapWrite::Worker => false,
                     }
                 };
-                if to_store {
-                    if let Some(store) = this
-                        .jsnap
-                        .devs()
-                        .ok()
-                        .as_ref()
-                        .and_then(|d| d.store.as_ref())
-                    {
-                        bio.remap(store, start);
-                        return Mapped::Remap(bio);
-                    }
+                if to_store && this.jsnap.devs().is_ok() {
+                    // Our own handle on the store (held by this table).
+                    bio.remap(&this.store, start);
+                    return Mapped::Remap(bio);
                 }
                 Self::defer(this, bio)
             }
-            BioKind::Flush => match (this.mode, this.jsnap.devs()) {
-                (ViewMode::Rw, Ok(d)) => match d.store.as_ref() {
-                    Some(store) => {
-                        bio.remap(store, 0);
-                        Mapped::Remap(bio)
-                    }
-                    None => {
-                        bio.endio(Err(EIO));
-                        Mapped::Submitted
-                    }
-                },
+            BioKind::Flush => match (this.mode, this.jsnap.devs().is_ok()) {
+                (ViewMode::Rw, true) => {
+                    bio.remap(&this.store, 0);
+                    Mapped::Remap(bio)
+                }
                 _ => {
                     // ro: nothing to flush; mirror: store writes are FUA and
                     // the journal is durable.

@@ -159,6 +159,45 @@ pub(crate) fn devt_from_path(path: &CStr) -> Result<u32> {
     Ok(devt)
 }
 
+/// A block device opened by number, read-only and without claiming it: a
+/// filesystem mounted on it keeps its exclusive claim, and the device
+/// cannot be removed while this is held (its open count).
+///
+/// # Invariants
+///
+/// `file` was returned by `bdev_file_open_by_dev` and is released once, on
+/// drop.
+pub(crate) struct SharedBdev {
+    file: NonNull<kernel::bindings::file>,
+}
+
+// SAFETY: a `struct file` reference may be held and put from any thread.
+unsafe impl Send for SharedBdev {}
+// SAFETY: `&SharedBdev` gives access to nothing.
+unsafe impl Sync for SharedBdev {}
+
+impl SharedBdev {
+    /// Opens device `devt`.
+    pub(crate) fn open(devt: u32) -> Result<Self> {
+        // SAFETY: opening by device number has no preconditions.
+        let f = unsafe { sys::jsnap_bdev_open_shared(devt) };
+        // SAFETY: `IS_ERR` only inspects the pointer value.
+        if unsafe { kernel::bindings::IS_ERR(f.cast_const().cast()) } {
+            return Err(Error::from_errno(f as isize as i32));
+        }
+        let file = NonNull::new(f.cast()).ok_or(ENODEV)?;
+        // INVARIANT: opened above.
+        Ok(Self { file })
+    }
+}
+
+impl Drop for SharedBdev {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the file is held; released once.
+        unsafe { sys::jsnap_bdev_close(self.file.as_ptr().cast()) }
+    }
+}
+
 /// Whether this kernel can make stores to pmem durable.
 pub(crate) fn has_pmem_api() -> bool {
     // SAFETY: a pure function.

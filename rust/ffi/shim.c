@@ -11,6 +11,7 @@
 #include <linux/blkdev.h>
 #include <linux/crc32.h>
 #include <linux/dax.h>
+#include <linux/file.h>
 #include <linux/uaccess.h>
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
@@ -119,6 +120,21 @@ u32 jsnap_bio_copy_to_pmem(struct bio *bio, void *dst)
 		kunmap_local(src);
 	}
 	return ~crc;
+}
+
+/*
+ * Open a block device by number without claiming it (no holder: a
+ * filesystem may hold it exclusively), to keep it from being removed.
+ * Returns the file or an ERR_PTR; release with jsnap_bdev_close().
+ */
+struct file *jsnap_bdev_open_shared(dev_t dev)
+{
+	return bdev_file_open_by_dev(dev, BLK_OPEN_READ, NULL, NULL);
+}
+
+void jsnap_bdev_close(struct file *f)
+{
+	bdev_fput(f);
 }
 
 /* Point a bio that the target completes itself at another sector. */

@@ -10,6 +10,7 @@ struct block_device;
 struct dm_dev;
 struct dm_io_client;
 struct dm_target;
+struct file;
 struct workqueue_struct;
 
 unsigned int jsnap_bio_kind(struct bio *bio);
@@ -36,6 +37,8 @@ bool jsnap_dev_has_dax(struct dm_dev *dev);
 bool jsnap_dev_dax_synchronous(struct dm_dev *dev);
 bool jsnap_has_pmem_api(void);
 void jsnap_bio_set_sector(struct bio *bio, sector_t sector);
+struct file *jsnap_bdev_open_shared(dev_t dev);
+void jsnap_bdev_close(struct file *f);
 struct block_device *jsnap_dev_bdev(struct dm_dev *dev);
 dev_t jsnap_dev_devt(struct dm_dev *dev);
 const char *jsnap_dev_name(struct dm_dev *dev);

@@ -294,6 +294,13 @@ pub(super) fn run(this: &Arc<Jsnap>) {
         this.features.no_destage,
     );
     loop {
+        {
+            // Nothing reaches pmem or the devices while suspended.
+            let st = this.state.lock();
+            if st.suspended || st.stopping {
+                break;
+            }
+        }
         serve_deferred(this);
         let retired = match retire(this) {
             Ok(r) => r,

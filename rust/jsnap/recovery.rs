@@ -294,6 +294,16 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         let store_moved = sb.snap_state != SnapState::None
             && sb.store_devt != 0
             && sb.store_devt != this.store_devt;
+        if (sb.prod_devt != this.prod_devt || store_moved) && !this.features.relocated {
+            // `ctr` checked an older superblock (e.g. a snapshot was taken
+            // on the table this one replaces, after it was loaded).
+            pr_err!("dm-jsnap: journal belongs to other devices (use relocated if they were renumbered)\n");
+            return Err(EINVAL);
+        }
+        if sb.snap_state != SnapState::None && sb.store_sectors != this.store_sectors() {
+            pr_err!("dm-jsnap: journal holds a snapshot: the store device cannot change\n");
+            return Err(EINVAL);
+        }
         if sb.prod_devt != this.prod_devt || store_moved {
             // Accepted by `relocated`: record the new device numbers.
             let mut new = sb;

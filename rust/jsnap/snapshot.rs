@@ -179,7 +179,7 @@ pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
 pub(crate) fn set_hydrate(this: ArcBorrow<'_, Jsnap>, on: bool) -> Result {
     let _msg = this.msg.lock();
     let mut st = this.state.lock();
-    if !st.loaded {
+    if !st.loaded || st.suspended {
         return Err(EBUSY);
     }
     if on && st.snap != SnapState::Active {
@@ -210,13 +210,21 @@ impl Jsnap {
     /// (waited for, as the read path does) and its ring space is not reused
     /// before `pins` is dropped.
     fn pin_snapshot_pieces(&self, start: u64, end: u64, pins: &mut Pinned<'_>) -> Result {
-        // At most one piece per sector in each of the two tables.
-        let room = 2 * usize::try_from(end - start).map_err(|_| EINVAL)?;
-        pins.pieces.reserve(room, GFP_KERNEL)?;
+        // At most one piece per sector, and at most one per extent, in
+        // each of the two tables.
+        let sectors = usize::try_from(end - start).map_err(|_| EINVAL)?;
         let base = pins.pieces.len();
         let mut st = self.state.lock();
         loop {
             pins.pieces.truncate(base);
+            let extents = usize::try_from(st.extents + st.snap_extents).unwrap_or(usize::MAX);
+            let room = extents.min(sectors.saturating_mul(2));
+            if pins.pieces.capacity() - base < room {
+                drop(st);
+                pins.pieces.reserve(room, GFP_KERNEL)?;
+                st = self.state.lock();
+                continue;
+            }
             let mut busy = false;
             let epoch = st.epoch();
             for (table, all) in [(&st.table, false), (&st.snap_table, true)] {
@@ -341,7 +349,11 @@ impl Jsnap {
             return Ok(());
         }
         if let Err(e) = res {
-            st.preserve_failures += 1;
+            // Out of memory says nothing about the store: retried with
+            // back-off, never counted towards invalidation.
+            if e != ENOMEM {
+                st.preserve_failures += 1;
+            }
             st.errors += 1;
             st.degraded = true;
             let give_up = st.preserve_failures >= MAX_PRESERVE_FAILURES;
@@ -352,7 +364,7 @@ impl Jsnap {
                 e
             );
             if give_up {
-                self.invalidate();
+                self.invalidate(id);
             }
             return Err(e);
         }
@@ -400,9 +412,10 @@ impl Jsnap {
 
     /// Declares the snapshot invalid (persistently): preservation is
     /// impossible, and production must not be held back forever.
-    fn invalidate(&self) {
+    fn invalidate(&self, id: u64) {
         let mut st = self.state.lock();
-        if st.snap != SnapState::Active {
+        if st.snap != SnapState::Active || st.snap_id != id {
+            // Dropped (and maybe taken again) meanwhile: not this one.
             return;
         }
         st.snap = SnapState::Invalid;
@@ -420,7 +433,8 @@ impl Jsnap {
         }
     }
 
-    /// Reads a bio of the snapshot view that lies inside one chunk.
+    /// Reads a bio of the snapshot view that lies inside one chunk.  Returns
+    /// the bio if the chunk is preserved: the caller reads it from the store.
     pub(crate) fn snapshot_read(&self, mut bio: Bio, start: u64) -> Option<Bio> {
         let Ok(d) = self.devs() else {
             bio.endio(Err(EIO));
@@ -441,14 +455,10 @@ impl Jsnap {
             return None;
         }
         if preserved {
-            // The store copy is final: no lock needed past this point.
+            // The store copy is final: no lock needed past this point.  The
+            // caller remaps the bio to its own handle on the store.
             drop(guard);
-            if let Some(store) = d.store.as_ref() {
-                bio.remap(store, start);
-                return Some(bio);
-            }
-            bio.endio(Err(EIO));
-            return None;
+            return Some(bio);
         }
         let res = (|| -> Result {
             let n = bio.bytes() as usize;

@@ -57,30 +57,59 @@ if [[ ! -d /proc/sysvipc && -n ${JSNAP_SHM_SHIM:-} && -f $JSNAP_SHM_SHIM ]]; the
 fi
 
 # ---- pmem: must end up as a DAX-capable /dev/pmem0 ---------------------------
-pmem_dax() {
-	[[ -b /dev/pmem0 ]] || return 1
+# (a virtio-pmem device, if any, is another region: its namespace is told
+# apart by its sysfs path, which runs through the virtio device)
+pmem_dax() { # pmem_dax N: /dev/pmemN exists and is DAX-capable
+	[[ -b /dev/pmem$1 ]] || return 1
 	local f
-	for f in /sys/block/pmem0/dax /sys/block/pmem0/queue/dax; do
+	for f in /sys/block/pmem$1/dax /sys/block/pmem$1/queue/dax; do
 		[[ -f $f && $(cat "$f") == 1 ]] && return 0
 	done
 	return 1
 }
+find_region() { # find_region nfit|virtio: region id of the first such namespace
+	local ns p
+	for ns in /sys/bus/nd/devices/namespace*.0; do
+		[[ -e $ns ]] || continue
+		p=$(readlink -f "$ns")
+		if [[ $p == */virtio* ]]; then [[ $1 == virtio ]] || continue; else [[ $1 == nfit ]] || continue; fi
+		ns=${ns##*/namespace}
+		echo "${ns%.0}"
+		return 0
+	done
+	return 1
+}
+# to_fsdax N: a fresh backing file gives a raw (non-DAX) namespace: convert
+# it once; the info block is stored in the backing file, so later boots find it.
+to_fsdax() {
+	for _ in $(seq 20); do [[ -b /dev/pmem$1 ]] && break; sleep 0.1; done
+	if ! pmem_dax "$1"; then
+		echo "vm.sh(guest): converting namespace$1.0 to fsdax" >&2
+		ndctl create-namespace -f -e "namespace$1.0" -m fsdax -M mem >"$out/ndctl.log" 2>&1 || return 1
+		for _ in $(seq 50); do pmem_dax "$1" && break; sleep 0.1; done
+	fi
+	pmem_dax "$1"
+}
 if [[ ${JSNAP_VM_PMEM:-0} == 1 ]]; then
+	r=
 	for _ in $(seq 50); do
-		[[ -e /sys/bus/nd/devices/namespace0.0 ]] && break
+		r=$(find_region nfit) && break
 		sleep 0.1
 	done
-	[[ -e /sys/bus/nd/devices/namespace0.0 ]] || setup_fail "no NVDIMM namespace0.0 (CONFIG_ACPI_NFIT/LIBNVDIMM?)"
-	# A fresh backing file gives a raw (non-DAX) namespace: convert it once;
-	# the info block is stored in the backing file, so later boots find it.
-	for _ in $(seq 20); do [[ -b /dev/pmem0 ]] && break; sleep 0.1; done
-	if ! pmem_dax; then
-		echo "vm.sh(guest): converting namespace0.0 to fsdax" >&2
-		ndctl create-namespace -f -e namespace0.0 -m fsdax -M mem >"$out/ndctl.log" 2>&1 ||
-			setup_fail "ndctl create-namespace failed: $(cat "$out/ndctl.log")"
-		for _ in $(seq 50); do pmem_dax && break; sleep 0.1; done
-	fi
-	pmem_dax || setup_fail "/dev/pmem0 missing or not DAX-capable"
+	[[ -n $r ]] || setup_fail "no NVDIMM namespace (CONFIG_ACPI_NFIT/LIBNVDIMM?)"
+	to_fsdax "$r" || setup_fail "/dev/pmem$r (NVDIMM) missing or not DAX-capable: $(cat "$out/ndctl.log" 2>/dev/null)"
+	[[ $r == 0 ]] || echo "vm.sh(guest): warning: the NVDIMM is /dev/pmem$r, not /dev/pmem0" >&2
+	export PMEM=/dev/pmem$r
+fi
+if [[ ${JSNAP_VM_VPMEM:-0} == 1 ]]; then
+	r=
+	for _ in $(seq 50); do
+		r=$(find_region virtio) && break
+		sleep 0.1
+	done
+	[[ -n $r ]] || setup_fail "no virtio-pmem namespace (CONFIG_VIRTIO_PMEM?)"
+	to_fsdax "$r" || setup_fail "/dev/pmem$r (virtio-pmem) missing or not DAX-capable: $(cat "$out/ndctl.log" 2>/dev/null)"
+	export VPMEM=/dev/pmem$r
 fi
 
 # ---- disks: /dev/disk/jsnap/NAME by serial -------------------------------------

@@ -26,6 +26,24 @@ dm_create() {
 	echo "/dev/mapper/$name"
 }
 
+# dm_create_lines NAME LINE...: like dm_create, for a table of several
+# targets (one LINE each, e.g. "0 16 zero" "16 $LEN jsnap ...").
+dm_create_lines() {
+	local name=$1 rc=0
+	shift
+	printf '%s\n' "$@" | dmsetup create "$name" 2> >(grep -v 'not configured for semaphores' >&2) || rc=$?
+	if [[ $rc != 0 ]]; then
+		dm_mknodes
+		return "$rc"
+	fi
+	dm_mknodes
+	if [[ ! -b /dev/mapper/$name ]]; then
+		echo "dm_create_lines: /dev/mapper/$name is not a block device after mknodes" >&2
+		return 1
+	fi
+	echo "/dev/mapper/$name"
+}
+
 # dm_remove NAME: remove (retrying briefly while it is busy), then mknodes.
 dm_remove() {
 	local name=$1 _i

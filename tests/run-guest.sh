@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Host side: boot ONE VM (pmem 256M file-backed, NVMe prod:1G store:1G,
-# virtio spare:64M), insmod $JSNAP_MODULE once, run every
+# Host side: boot ONE VM (pmem 256M file-backed, virtio-pmem 64M, NVMe
+# prod:1G store:1G, virtio spare:64M), insmod $JSNAP_MODULE once, run every
 # tests/guest/[0-9]*.sh in order, rmmod, and summarise.
 #
 #   tests/run-guest.sh [-k|--keep] [FILTER-REGEX]
@@ -24,6 +24,7 @@ export JSNAP_VM_DMESG=${JSNAP_VM_DMESG:-$tmp/dmesg.log}
 set +e
 "$top/qemu/vm.sh" --memory 2G --cpus 2 --timeout "${JSNAP_GUEST_TIMEOUT:-1800}" \
 	--pmem "256M:$tmp/pmem.img" \
+	--virtio-pmem "64M:$tmp/vpmem.img" \
 	--disk "prod:1G:$tmp/prod.img:nvme" \
 	--disk "store:1G:$tmp/store.img:nvme" \
 	--disk "spare:64M:$tmp/spare.img:virtio" \

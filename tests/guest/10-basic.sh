@@ -28,8 +28,10 @@ if mk_jsnap jb "$LEN" format >/dev/null; then ok "create with 1 format"; else
 	dmesg_since_mark | tail -n 5 | sed 's/^/#   /'
 	finish
 fi
+# (DESIGN.md §2.1: devices as major:minor; `format` is not echoed once the
+# journal has been formatted, and the feature count shrinks with it)
 check_eq "table exact (format)" \
-	"0 $LEN jsnap $PROD $PMEM $STORE $CHUNK 1 format" "$(dmsetup table jb)"
+	"0 $LEN jsnap $(dev_mm "$PROD") $(dev_mm "$PMEM") $(dev_mm "$STORE") $CHUNK" "$(dmsetup table jb)"
 st=$(jsnap_status jb)
 note "status: $st"
 check_match "status keys and values" "$STATUS_RE" "$st"
@@ -56,7 +58,8 @@ if mk_jsnap jb "$LEN" >/dev/null; then ok "re-create without format"; else
 	dmesg_since_mark | tail -n 5 | sed 's/^/#   /'
 	finish
 fi
-check_eq "table exact (no features)" "0 $LEN jsnap $PROD $PMEM $STORE $CHUNK" "$(dmsetup table jb)"
+check_eq "table exact (no features)" \
+	"0 $LEN jsnap $(dev_mm "$PROD") $(dev_mm "$PMEM") $(dev_mm "$STORE") $CHUNK" "$(dmsetup table jb)"
 if fio_job "$DEV" --verify_only; then ok "fio verify_only after re-create"; else
 	fail "fio verify_only after re-create"
 	tail -n 20 "$SCRATCH/fio.out" | sed 's/^/#   /'

@@ -56,7 +56,7 @@ check_cmd "remove" dm_remove bm
 dmesg_mark
 if dm_create bm "0 $SL jsnap $P $PMEM - $CHUNK 1 format" >/dev/null; then
 	ok "create without store (-)"
-	check_eq "table with '-' store" "0 $SL jsnap $P $PMEM - $CHUNK 1 format" "$(dmsetup table bm)"
+	check_eq "table with '-' store" "0 $SL jsnap $(dev_mm "$P") $(dev_mm "$PMEM") - $CHUNK" "$(dmsetup table bm)"
 	check_fails "snapshot refused without store" msg bm snapshot
 	check_eq "snapshot=none without store" none "$(status_get bm snapshot)"
 	check_cmd "drain without store" msg bm drain

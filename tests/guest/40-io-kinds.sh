@@ -17,7 +17,8 @@ if mk_jsnap bi "$SL" format no_destage >/dev/null; then ok "create with format n
 	fail "create with format no_destage" "$(dmesg_since_mark | grep jsnap | tail -n 3)"
 	finish
 fi
-check_eq "table exact" "0 $SL jsnap $PROD $PMEM $STORE $CHUNK 2 format no_destage" "$(dmsetup table bi)"
+check_eq "table exact" "0 $SL jsnap $(dev_mm "$PROD") $(dev_mm "$PMEM") $(dev_mm "$STORE") $CHUNK 1 no_destage" \
+	"$(dmsetup table bi)"
 
 # Reference = current content (whatever earlier tests left on production).
 dd if=$DEV of="$REF" bs=1M count=$REFMIB iflag=direct status=none

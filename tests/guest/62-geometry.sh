@@ -15,14 +15,25 @@ cleanup_dm
 
 MA=$SCRATCH/a # model of volume A (the view / snapshot)
 MB=$SCRATCH/b # model of volume B (the jsnap device)
-TO=60         # seconds any single write may take
+IO_TIMEOUT=60 # seconds any single write or read may take (wr1, rd)
 
 zeros() { # zeros NAME DEV SECTOR COUNT: that range reads as zeros
 	check_eq "$1" "$(head -c $(($4 * 512)) /dev/zero | sha256sum | cut -c1-16)" \
 		"$(rd "$2" "$3" "$4" | sha256sum | cut -c1-16)"
 }
-# w DEV DEV_OFF SECTOR COUNT MODEL...: one bio (wr1 bounds it in time)
-w() { wr1 "$@"; }
+# w DEV DEV_OFF SECTOR COUNT MODEL...: one bio (wr1 bounds it in time).  A
+# write stuck in the kernel ends the test: nothing after it can be trusted
+# to complete.
+w() {
+	local rc=0
+	wr1 "$@" || rc=$?
+	if [[ $rc == 124 ]]; then
+		fail "write to $1 at sector $(($2 + $3)), $4 sectors, completes" "stuck for ${IO_TIMEOUT:-60} s"
+		dmesg | grep -E "$SPLAT_RE" | head -n 5 | sed 's/^/#   /'
+		finish
+	fi
+	return $rc
+}
 
 # ---- (a) non-zero starts --------------------------------------------------------
 LEN=$((16 * 2048)) # the jsnap target's length
@@ -180,7 +191,7 @@ if J=$(dm_create geoj "0 4096 linear $PMEM $((160 * 2048))"); then
 			# chunk-aligned (whole chunk: no copy) and straddling two chunks
 			for off in 2048 $((4 * 2048 + 1024)); do
 				head -c $((1 << 20)) /dev/urandom >"$SCRATCH/big"
-				if timeout $TO dd if="$SCRATCH/big" of="$A" bs=1M count=1 seek=$((off * 512)) \
+				if bounded $IO_TIMEOUT dd if="$SCRATCH/big" of="$A" bs=1M count=1 seek=$((off * 512)) \
 					oflag=direct,seek_bytes status=none 2>"$SCRATCH/dd.err"; then
 					ok "c: 1 MiB O_DIRECT write to the mirror view at sector $off"
 				else

@@ -27,7 +27,8 @@ check_cmd "resume after reload" dmsetup resume lc
 same "data after live reload (journal replayed)" "$dev" "$REF"
 pending=$(status_get lc pending)
 if ((pending > 0)); then ok "journal still holds the data after reload ($pending)"; else fail "journal holds data after reload" "pending=$pending"; fi
-check_eq "table after reload" "$table 1 no_destage" "$(dmsetup table lc | cut -d' ' -f1-)"
+check_eq "table after reload" "0 $LEN jsnap $(dev_mm "$PROD") $(dev_mm "$PMEM") $(dev_mm "$STORE") $CHUNK 1 no_destage" \
+	"$(dmsetup table lc)"
 check_cmd "snapshot" msg lc snapshot
 view=$(dm_create lcv "0 $LEN jsnap-view $dev ro") || fail "create view"
 check_fails "reload refused while a view is attached" dmsetup reload lc --table "$table"

@@ -18,6 +18,7 @@ PROD=${PROD:-/dev/disk/jsnap/prod}
 STORE=${STORE:-/dev/disk/jsnap/store}
 SPARE=${SPARE:-/dev/disk/jsnap/spare}
 PMEM=${PMEM:-/dev/pmem0}
+VPMEM=${VPMEM:-} # virtio-pmem (asynchronous DAX), if the VM has one
 CHUNK=${CHUNK:-64}
 TEST_NAME=${TEST_NAME:-$(basename "${0%.sh}")}
 SCRATCH=${SCRATCH:-/tmp/jsnap-test.$$}
@@ -171,7 +172,7 @@ zero_journal_sb() {
 cleanup_dm() {
 	local n
 	for n in $(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }'); do
-		dmsetup remove --force "$n" >/dev/null 2>&1 || true
+		timeout 30 dmsetup remove --force "$n" >/dev/null 2>&1 || true
 	done
 	dm_mknodes
 }
@@ -195,4 +196,80 @@ same() {
 	a=$(dd if="$2" bs=1M count="$MIB" iflag=direct status=none | sha256sum | cut -c1-16)
 	b=$(sha256sum <"$3" | cut -c1-16)
 	check_eq "$1" "$b" "$a"
+}
+
+# ---- helpers for targets at any table start / any device ------------------------
+# dev_mm DEV: "major:minor" (decimal) of a block device node, as dm prints it
+dev_mm() {
+	local t
+	t=$(stat -L -c '%t %T' "$1") || return 1
+	set -- $t
+	echo "$((16#$1)):$((16#$2))"
+}
+# rd DEV SECTOR COUNT: COUNT sectors of DEV from SECTOR to stdout (O_DIRECT;
+# nothing if the read does not complete in $IO_TIMEOUT seconds, default 60)
+rd() {
+	local f=$SCRATCH/rd.$BASHPID rc=0
+	bounded "${IO_TIMEOUT:-60}" dd if="$1" of="$f" bs=1M iflag=direct,skip_bytes,count_bytes \
+		skip=$(($2 * 512)) count=$(($3 * 512)) status=none || rc=$?
+	[[ $rc == 0 ]] && cat "$f"
+	rm -f "$f"
+	return $rc
+}
+# same_at NAME DEV DEV_SECTOR MODEL MODEL_SECTOR COUNT: COUNT sectors of DEV
+# from DEV_SECTOR equal those of the model file from MODEL_SECTOR
+same_at() {
+	local a b
+	a=$(rd "$2" "$3" "$6" | sha256sum | cut -c1-16)
+	b=$(dd if="$4" bs=1M iflag=skip_bytes,count_bytes skip=$(($5 * 512)) \
+		count=$(($6 * 512)) status=none | sha256sum | cut -c1-16)
+	check_eq "$1" "$b" "$a"
+}
+# wr1 DEV DEV_OFF SECTOR COUNT [MODEL...]: ONE write bio of COUNT random
+# sectors at DEV_OFF+SECTOR of DEV; each model gets them at SECTOR.  The
+# write fails if it takes longer than $IO_TIMEOUT seconds (default 60):
+# status 124 (see bounded).
+wr1() {
+	local dev=$1 doff=$2 off=$3 n=$4 m
+	shift 4
+	local blk=$SCRATCH/one.$BASHPID
+	head -c $((n * 512)) /dev/urandom >"$blk"
+	bounded "${IO_TIMEOUT:-60}" dd if="$blk" of="$dev" bs=$((n * 512)) count=1 \
+		seek=$(((doff + off) * 512)) oflag=direct,seek_bytes conv=notrunc status=none || return $?
+	for m in "$@"; do
+		dd if="$blk" of="$m" bs=512 seek="$off" count="$n" conv=notrunc status=none
+	done
+}
+# wait_hydrated NAME [SECS]: wait until hydration=done (at most SECS, 300)
+wait_hydrated() {
+	local i
+	for ((i = 0; i < ${2:-300}; i++)); do
+		[[ $(status_get "$1" hydration) == done ]] && return 0
+		sleep 1
+	done
+	[[ $(status_get "$1" hydration) == done ]]
+}
+# bounded SECS CMD...: run CMD, but give up after SECS seconds even if it
+# cannot be killed (a task stuck in the kernel in D state, which `timeout`
+# would wait for): returns CMD's status, or 124 (CMD killed, possibly left
+# behind).  CMD's stdout should not be a pipe someone waits on (a stuck
+# task keeps it open): write to a file.
+bounded() {
+	local secs=$1 pid tpid done= rc
+	shift
+	"$@" &
+	pid=$!
+	sleep "$secs" >/dev/null 2>&1 &
+	tpid=$!
+	wait -n -p done "$pid" "$tpid"
+	rc=$?
+	if [[ $done == "$pid" ]]; then
+		kill "$tpid" 2>/dev/null
+		wait "$tpid" 2>/dev/null
+		return $rc
+	fi
+	kill -KILL "$pid" 2>/dev/null
+	disown "$pid" 2>/dev/null
+	note "bounded: '$*' did not finish in ${secs} s (killed; it may stay stuck in the kernel)"
+	return 124
 }

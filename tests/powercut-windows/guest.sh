@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# Guest side of tests/powercut-windows.sh (runs in a qemu/vm.sh guest as root).
+#
+#   guest.sh a-cut   full|partial S   boot 1 of case a (fault module)
+#   guest.sh a-check full|partial S   boot 2 of case a (normal module)
+#   guest.sh b-cut   S T              boot 1 of case b (fault module)
+#   guest.sh b-check S T              boot 2 of case b (normal module);
+#                                     PCW_SUMS: the "# pcw-sum" line of boot 1
+#
+# Env: PCW_FAULT_KO (fault-injection build), PCW_KO (normal build),
+# PCW_HOLD_MS (fault_copy_ms).  A `*-cut` mode ends with a power cut
+# (`echo b > /proc/sysrq-trigger`: reboot without sync; QEMU exits).
+# Prints `ok - powercut-windows ...` / `not ok - powercut-windows ...` lines
+# (tests/guest/lib.sh) and `# ...` notes.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+mode=$1
+shift
+export TEST_NAME="powercut-windows $mode"
+export SCRATCH=/tmp/pcw.$$
+# shellcheck source=../guest/lib.sh
+. "$here/../guest/lib.sh"
+
+NAME=pcw
+DEV=/dev/mapper/$NAME
+LEN=$((32 * 2048)) # 32 MiB volume
+HOLD=${PCW_HOLD_MS:-30000}
+FAULT_KO=${PCW_FAULT_KO:-}
+KO=${PCW_KO:-$JSNAP_MODULE}
+
+T0=$(date +%s.%N)
+rel() { echo "$(date +%s.%N) $T0" | awk '{ printf "%.1f", $1 - $2 }'; }
+dmesg_tail() { dmesg | tail -n "${1:-20}" | sed 's/^/#   dmesg: /'; }
+
+# pat TAG NSECT: NSECT self-describing sectors ("TAG sector i", padded)
+pat() {
+	python3 -c 'import sys
+t = sys.argv[1].encode()
+sys.stdout.buffer.write(b"".join((t + b" sector %d " % i).ljust(512, t[:1]) for i in range(int(sys.argv[2]))))' "$1" "$2"
+}
+# put FILE DEV SECTOR: the file as ONE O_DIRECT write bio at SECTOR
+put() {
+	local n
+	n=$(stat -c %s "$1")
+	dd if="$1" of="$2" bs="$n" count=1 seek=$(($3 * 512)) oflag=direct,seek_bytes conv=notrunc status=none
+}
+# sum DEV SECTOR COUNT
+sum() { rd "$1" "$2" "$3" | sum_stream; }
+fsum() { sum_stream <"$1"; }
+# fpart FILE SECTOR COUNT: sectors of a file
+fpart() { dd if="$1" bs=512 skip="$2" count="$3" status=none; }
+
+table() {
+	local store=$1
+	shift
+	jsnap_table $LEN "$PROD" "$PMEM" "$store" "$CHUNK" "$@"
+}
+load() { # load WHAT STORE FEATURES...: insmod done; dmsetup create
+	local what=$1 out
+	shift
+	if out=$(dm_create "$NAME" "$(table "$@")" 2>&1); then ok "$what"; else
+		fail "$what" "$(tr '\n' ' ' <<<"$out")"
+		dmesg_tail
+		finish
+	fi
+}
+insmod_fault() {
+	local out
+	[[ -n $FAULT_KO && -f $FAULT_KO ]] || { fail "fault module" "not found: '$FAULT_KO'"; finish; }
+	if out=$(insmod "$FAULT_KO" fault_copy_sector="$1" fault_copy_ms="$HOLD" 2>&1); then
+		ok "insmod the fault module (fault_copy_sector=$1 fault_copy_ms=$HOLD)"
+	else
+		fail "insmod the fault module" "$out"
+		finish
+	fi
+}
+insmod_normal() {
+	local out
+	if out=$(insmod "$KO" 2>&1); then ok "insmod the normal module"; else
+		fail "insmod the normal module" "$out"
+		finish
+	fi
+}
+# holds: how many copy holds of sector $1 the kernel log shows
+holds() { dmesg | grep -c "fault: holding the copy of sector $1\$"; }
+# wait_hold S N: until the Nth hold of sector S is logged (10 s at most)
+wait_hold() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		(($(holds "$1") >= $2)) && return 0
+		sleep 0.2
+	done
+	return 1
+}
+# cut: power cut (sysrq b: immediate reboot, no sync; QEMU exits)
+cut() {
+	note "t=$(rel) power cut (sysrq b)"
+	sleep 1 # let the console carry our last lines out
+	echo b >/proc/sysrq-trigger
+	sleep 10
+	fail "power cut" "sysrq b did not reboot the guest"
+	finish
+}
+
+# others: acknowledged writes elsewhere, before the window (pattern files
+# kept under $SCRATCH only for the boot that writes them; boot 2 regenerates)
+OTHERS=("64 8 O1" "10000 16 O2" "40000 8 O3")
+write_others() {
+	local o s n t
+	for o in "${OTHERS[@]}"; do
+		read -r s n t <<<"$o"
+		pat "$t" "$n" >"$SCRATCH/$t"
+		put "$SCRATCH/$t" "$DEV" "$s" || { fail "acknowledged write $t at $s"; return 1; }
+	done
+	ok "acknowledged writes elsewhere (${#OTHERS[@]})"
+}
+check_others() {
+	local o s n t
+	for o in "${OTHERS[@]}"; do
+		read -r s n t <<<"$o"
+		pat "$t" "$n" >"$SCRATCH/$t"
+		check_eq "$1: acknowledged write $t at sector $s readable" "$(fsum "$SCRATCH/$t")" "$(sum "$DEV" "$s" "$n")"
+	done
+}
+
+# ---- case a: an acknowledged write superseded by one being copied -----------------
+# full:    W1 = 8 sectors A at S, W2 = 8 sectors B at S
+# partial: W1 = 16 sectors A at S-8, W2 = 8 sectors B at S (the second half)
+a_geom() {
+	case $1 in
+	full) W1_AT=$2 W1_N=8 ;;
+	partial) W1_AT=$(($2 - 8)) W1_N=16 ;;
+	*) echo "guest.sh: bad variant $1" >&2; exit 2 ;;
+	esac
+	W2_AT=$2 W2_N=8
+	pat A $W1_N >"$SCRATCH/A"
+	pat B $W2_N >"$SCRATCH/B"
+}
+
+a_cut() {
+	local var=$1 S=$2
+	a_geom "$var" "$S"
+	insmod_fault "$S"
+	load "create jsnap (format, no store)" - format
+	write_others || finish
+	local h=0
+	[[ $W1_AT == "$S" ]] && h=1 # W1 itself is held too (it starts at S)
+	((h)) && note "t=$(rel) W1 starts at S: it waits out the hold ($HOLD ms)"
+	if put "$SCRATCH/A" "$DEV" "$W1_AT"; then ok "W1 ($W1_N sectors A at $W1_AT) acknowledged"; else
+		fail "W1 acknowledged"
+		finish
+	fi
+	check_eq "W1 reads back" "$(fsum "$SCRATCH/A")" "$(sum "$DEV" "$W1_AT" "$W1_N")"
+	note "t=$(rel) W2 ($W2_N sectors B at $W2_AT) in the background"
+	put "$SCRATCH/B" "$DEV" "$W2_AT" &
+	local w2=$!
+	if wait_hold "$S" $((h + 1)); then ok "W2 held between the table insert and the pmem copy"; else
+		fail "W2 held between the table insert and the pmem copy" "no hold logged"
+		dmesg_tail
+	fi
+	note "t=$(rel) drain in the background: $(jsnap_status $NAME)"
+	(
+		if out=$(msg "$NAME" drain 2>&1); then echo "# drain returned"; else echo "# drain failed: $out"; fi
+	) &
+	local dr=$!
+	sleep 3
+	local st
+	st=$(jsnap_status "$NAME")
+	note "t=$(rel) status before the cut: $st"
+	if kill -0 "$w2" 2>/dev/null && kill -0 "$dr" 2>/dev/null; then
+		ok "at the cut: W2 still in its copy window, drain waiting for it"
+	else
+		fail "at the cut: W2 still in its copy window, drain waiting for it" \
+			"W2 $(kill -0 "$w2" 2>/dev/null && echo running || echo done), drain $(kill -0 "$dr" 2>/dev/null && echo running || echo done)"
+	fi
+	# the drain destaged the other writes (and, partial, W1's first half)
+	# meanwhile, so retirement ran inside the window
+	local dsect=$((8 + 16 + 8))
+	[[ $var == partial ]] && dsect=$((dsect + 8))
+	check_eq "drain destaged the other writes before the cut (destaged_bytes)" "$((dsect * 512))" \
+		"$(sed -nE 's/.* destaged_bytes=([0-9]+).*/\1/p' <<<"$st")"
+	cut
+}
+
+a_check() {
+	local var=$1 S=$2 r1 r2
+	a_geom "$var" "$S"
+	insmod_normal
+	load "replay (create without format)" -
+	check_eq "state=ok errors=0 after replay" "ok 0" "$(status_get $NAME state) $(status_get $NAME errors)"
+	note "status after replay: $(jsnap_status $NAME)"
+	local zero
+	zero=$(head -c $((W2_N * 512)) /dev/zero | sum_stream)
+	r1=$(rd "$DEV" "$W1_AT" "$W1_N" | od -An -c | head -n 2 | tr -s ' ' | head -c 100)
+	note "W1 range after replay begins: $r1"
+	local a b got
+	if [[ $var == partial ]]; then
+		check_eq "non-overlapped half of W1 (sectors $W1_AT+8) is A" \
+			"$(fpart "$SCRATCH/A" 0 8 | sum_stream)" "$(sum "$DEV" "$W1_AT" 8)"
+		a=$(fpart "$SCRATCH/A" 8 8 | sum_stream)
+	else
+		a=$(fsum "$SCRATCH/A")
+	fi
+	b=$(fsum "$SCRATCH/B")
+	got=$(sum "$DEV" "$W2_AT" "$W2_N")
+	if [[ $got == "$a" ]]; then ok "overlapped sectors $W2_AT+$W2_N hold A or B (A: W2 was lost in flight)"
+	elif [[ $got == "$b" ]]; then ok "overlapped sectors $W2_AT+$W2_N hold A or B (B)"
+	elif [[ $got == "$zero" ]]; then
+		fail "overlapped sectors $W2_AT+$W2_N hold A or B" "they hold zeroes (the old content): acknowledged W1 was lost"
+	else
+		fail "overlapped sectors $W2_AT+$W2_N hold A or B" "they hold something else"
+	fi
+	check_others "after replay"
+	r1=$(sum "$DEV" 0 $LEN)
+	dm_remove "$NAME" || fail "remove"
+	load "second recovery (create without format)" -
+	r2=$(sum "$DEV" 0 $LEN)
+	check_eq "second recovery gives the same content" "$r1" "$r2"
+	check_cmd "drain" msg "$NAME" drain
+	check_eq "journal empty after drain" "0 0" "$(status_get $NAME pending) $(status_get $NAME journal_used)"
+	check_eq "jsnap content unchanged by drain" "$r1" "$(sum "$DEV" 0 $LEN)"
+	dm_remove "$NAME" || fail "remove"
+	check_eq "production after drain equals the recovered content" "$r1" "$(sum "$PROD" 0 $LEN)"
+	check_cmd "rmmod" rmmod dm_jsnap
+}
+
+# ---- case b: power cut right after `snapshot`, a write below the boundary in flight --
+WS_N=8 # sectors of the held write at S, and of W' at T
+b_pats() {
+	pat S-NEW $WS_N >"$SCRATCH/snew"
+	pat T-PRE $WS_N >"$SCRATCH/tpre"
+	pat T-POST $WS_N >"$SCRATCH/tpost"
+}
+
+b_cut() {
+	local S=$1 T=$2
+	b_pats
+	# production: known random content
+	head -c $((LEN * 512)) /dev/urandom | dd of="$PROD" bs=1M iflag=fullblock oflag=direct status=none
+	insmod_fault "$S"
+	load "create jsnap (format, store)" "$STORE" format
+	write_others || finish
+	# pre-snapshot data at T, in the journal; and next to S, in its chunk
+	put "$SCRATCH/tpre" "$DEV" "$T" || fail "write at T"
+	head -c 4096 /dev/urandom >"$SCRATCH/near"
+	put "$SCRATCH/near" "$DEV" $((S + WS_N)) || fail "write next to S"
+	ok "pre-snapshot writes at T=$T and next to S acknowledged"
+	local lo s_old hi tsum
+	lo=$(sum "$DEV" 0 "$S")
+	s_old=$(sum "$DEV" "$S" $WS_N)
+	hi=$(sum "$DEV" $((S + WS_N)) $((LEN - S - WS_N)))
+	tsum=$(sum "$DEV" "$T" $WS_N)
+	check_eq "T holds the pre-snapshot write" "$(fsum "$SCRATCH/tpre")" "$tsum"
+	note "t=$(rel) write at S in the background (held: its seq is below the snapshot boundary)"
+	put "$SCRATCH/snew" "$DEV" "$S" &
+	local ws=$!
+	if wait_hold "$S" 1; then ok "write at S held in its copy window"; else
+		fail "write at S held in its copy window" "no hold logged"
+		dmesg_tail
+	fi
+	local t0 t1 ms
+	t0=$(date +%s%N)
+	check_cmd "snapshot" msg "$NAME" snapshot
+	t1=$(date +%s%N)
+	ms=$(((t1 - t0) / 1000000))
+	if ((ms < 5000)); then ok "snapshot returns at once (${ms} ms) with a write in flight"; else
+		fail "snapshot returns at once with a write in flight" "took $ms ms"
+	fi
+	check_eq "snapshot=active" active "$(status_get $NAME snapshot)"
+	if kill -0 "$ws" 2>/dev/null; then ok "at the cut: the write at S is still in flight"; else
+		fail "at the cut: the write at S is still in flight" "it completed (hold too short?)"
+	fi
+	note "t=$(rel) status before the cut: $(jsnap_status $NAME)"
+	echo "# pcw-sum lo=$lo s_old=$s_old s_new=$(fsum "$SCRATCH/snew") hi=$hi t=$tsum"
+	cut
+}
+
+b_check() {
+	local S=$1 T=$2 kv lo= s_old= s_new= hi= t=
+	b_pats
+	for kv in ${PCW_SUMS:-}; do
+		case $kv in
+		lo=* | s_old=* | s_new=* | hi=* | t=*) printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
+		esac
+	done
+	[[ -n $lo && -n $s_old && -n $s_new && -n $hi && -n $t ]] || { fail "checksums of boot 1" "PCW_SUMS='${PCW_SUMS:-}'"; finish; }
+	insmod_normal
+	dmesg_mark
+	load "replay (create without format)" "$STORE"
+	check_eq "snapshot=active after replay" active "$(status_get $NAME snapshot)"
+	check_eq "state=ok errors=0 after replay" "ok 0" "$(status_get $NAME state) $(status_get $NAME errors)"
+	dmesg_since_mark | grep -a 'dm-jsnap' | sed 's/^/#   dmesg: /'
+	check_others "after replay"
+	put "$SCRATCH/tpost" "$DEV" "$T" || fail "write W' at T"
+	check_eq "jsnap reads W' at T" "$(fsum "$SCRATCH/tpost")" "$(sum "$DEV" "$T" $WS_N)"
+	local view
+	view=$(dm_create v$NAME "0 $LEN jsnap-view $DEV ro") || { fail "create ro view"; finish; }
+	ok "create ro view"
+	local vs
+	# view_checks LABEL DEV: the snapshot's content; sets vs (content at S)
+	view_checks() {
+		local what=$1 d=$2
+		check_eq "$what: T shows the pre-snapshot content (not W')" "$t" "$(sum "$d" "$T" $WS_N)"
+		check_eq "$what: sectors 0..S equal the snapshot" "$lo" "$(sum "$d" 0 "$S")"
+		check_eq "$what: sectors S+$WS_N..end equal the snapshot" "$hi" "$(sum "$d" $((S + WS_N)) $((LEN - S - WS_N)))"
+		vs=$(sum "$d" "$S" $WS_N)
+		if [[ $vs == "$s_old" ]]; then ok "$what: S holds the old content or the in-flight write (old)"
+		elif [[ $vs == "$s_new" ]]; then ok "$what: S holds the old content or the in-flight write (new)"
+		else fail "$what: S holds the old content or the in-flight write" "it holds something else"
+		fi
+	}
+	view_checks "view" "$view"
+	local vs0=$vs
+	check_cmd "drain" msg "$NAME" drain
+	check_eq "pending=0 after drain" 0 "$(status_get $NAME pending)"
+	note "status after drain: $(jsnap_status $NAME)"
+	view_checks "view after drain" "$view"
+	check_eq "view after drain: S unchanged" "$vs0" "$vs"
+	check_eq "production at T holds W' after drain" "$(fsum "$SCRATCH/tpost")" "$(sum "$PROD" "$T" $WS_N)"
+	check_cmd "hydrate on" msg "$NAME" hydrate on
+	if wait_hydrated "$NAME" 200; then ok "hydration done"; else fail "hydration done" "$(jsnap_status $NAME)"; fi
+	view_checks "view after hydration" "$view"
+	dm_remove "v$NAME" || fail "remove the view"
+	dm_remove "$NAME" || fail "remove jsnap"
+	view_checks "store alone after hydration" "$STORE"
+	check_eq "store alone: S as the view showed it" "$vs0" "$vs"
+	check_cmd "rmmod" rmmod dm_jsnap
+}
+
+case $mode in
+a-cut) a_cut "$@" ;;
+a-check) a_check "$@" ;;
+b-cut) b_cut "$@" ;;
+b-check) b_check "$@" ;;
+*) echo "guest.sh: bad mode $mode" >&2; exit 2 ;;
+esac
+no_splat_since_start "no kernel splat"
+finish

@@ -59,3 +59,28 @@ dm_remove() {
 	dm_mknodes
 	return $rc
 }
+
+# bounded SECS CMD...: run CMD, but give up after SECS seconds even if it
+# cannot be killed (a task stuck in the kernel in D state, which `timeout`
+# would wait for): returns CMD's status, or 124 (CMD killed, possibly left
+# behind).  CMD's stdout should not be a pipe someone waits on (a stuck
+# task keeps it open): write to a file.
+bounded() {
+	local secs=$1 pid tpid done= rc
+	shift
+	"$@" &
+	pid=$!
+	sleep "$secs" >/dev/null 2>&1 &
+	tpid=$!
+	wait -n -p done "$pid" "$tpid"
+	rc=$?
+	if [[ $done == "$pid" ]]; then
+		kill "$tpid" 2>/dev/null
+		wait "$tpid" 2>/dev/null
+		return $rc
+	fi
+	kill -KILL "$pid" 2>/dev/null
+	disown "$pid" 2>/dev/null
+	echo "# bounded: '$*' did not finish in ${secs} s (killed; it may stay stuck in the kernel)"
+	return 124
+}

@@ -70,6 +70,22 @@ module! {
             default: 0,
             description: "Hold every preservation step (ms) between the production copy and the validity bit",
         },
+        fault_ctr_ms: i64 {
+            default: 0,
+            description: "Hold the jsnap constructor (ms) between its check for attached views and its registration",
+        },
+        fault_enomem_site: i64 {
+            default: 0,
+            description: "Allocation site to fail: 1 destage batch (chunk locks held), 2 hydration step, 3 table nodes of a write",
+        },
+        fault_enomem_count: i64 {
+            default: 0,
+            description: "How many allocations at that site fail (-1: all)",
+        },
+        fault_poison_sector: i64 {
+            default: -1,
+            description: "Journal data covering this target sector reads as poisoned pmem",
+        },
     },
 }
 

@@ -3,39 +3,116 @@
 //! Deterministic fault injection, compiled only into the test build
 //! (`--cfg jsnap_fault`, `scripts/build-module.sh --fault`): module
 //! parameters that hold a chosen step open so that a test can act (retire,
-//! drop, cut the power with sysrq) inside the window after it.  In the
-//! normal build every hook is an empty inline function.
+//! drop, reload, cut the power with sysrq) inside the window after it, make
+//! chosen allocations fail, or make a journal record read as poisoned
+//! pmem.  In the normal build every hook is an empty inline function.
+
+/// Allocation sites that `fault_enomem_site` can make fail.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub(crate) enum Site {
+    /// In a destage batch, after its chunk locks are taken (item 7).
+    Destage = 1,
+    /// The hydration step's batch (item 19).
+    Hydrate = 2,
+    /// Every changes-table node reservation of a write, from the map path
+    /// and from the worker (item 14).
+    Nodes = 3,
+}
 
 #[cfg(jsnap_fault)]
-fn hold(ms: i64) {
-    if ms > 0 {
-        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(ms));
+mod on {
+    use super::Site;
+    use core::sync::atomic::{AtomicI64, Ordering};
+    use kernel::prelude::*;
+
+    static HITS: AtomicI64 = AtomicI64::new(0);
+
+    pub(super) fn hold(ms: i64) {
+        if ms > 0 {
+            kernel::time::delay::fsleep(kernel::time::Delta::from_millis(ms));
+        }
+    }
+
+    pub(crate) fn copy_window(sector: u64) {
+        let want = crate::module_parameters::fault_copy_sector.value();
+        if want >= 0 && want as u64 == sector {
+            pr_info!("dm-jsnap: fault: holding the copy of sector {}\n", sector);
+            hold(crate::module_parameters::fault_copy_ms.value());
+        }
+    }
+
+    pub(crate) fn preserve_window() {
+        hold(crate::module_parameters::fault_preserve_ms.value());
+    }
+
+    pub(crate) fn ctr_window() {
+        let ms = crate::module_parameters::fault_ctr_ms.value();
+        if ms > 0 {
+            pr_info!("dm-jsnap: fault: holding the constructor\n");
+            hold(ms);
+        }
+    }
+
+    pub(crate) fn enomem(site: Site) -> Result {
+        if crate::module_parameters::fault_enomem_site.value() != site as i64 {
+            return Ok(());
+        }
+        let count = crate::module_parameters::fault_enomem_count.value();
+        let hit = HITS.fetch_add(1, Ordering::Relaxed);
+        if count >= 0 && hit >= count {
+            return Ok(());
+        }
+        // The first few only: a busy loop would flood the log.
+        if hit < 8 {
+            pr_info!("dm-jsnap: fault: ENOMEM at site {}\n", site as i64);
+        }
+        Err(ENOMEM)
+    }
+
+    pub(crate) fn poisoned(sector: u64, len: u64) -> bool {
+        let p = crate::module_parameters::fault_poison_sector.value();
+        let hit = p >= 0 && (p as u64) >= sector && (p as u64) < sector.saturating_add(len);
+        if hit {
+            pr_info!("dm-jsnap: fault: journal data of sector {} reads as poisoned\n", p);
+        }
+        hit
     }
 }
+
+#[cfg(jsnap_fault)]
+pub(crate) use on::{copy_window, ctr_window, enomem, poisoned, preserve_window};
 
 /// Between the changes-table insert of a write at `sector` and its copy to
-/// pmem (issue 10 item 1: a superseded record must not retire here).
-#[cfg(jsnap_fault)]
-pub(crate) fn copy_window(sector: u64) {
-    let want = crate::module_parameters::fault_copy_sector.value();
-    if want >= 0 && want as u64 == sector {
-        kernel::pr_info!("dm-jsnap: fault: holding the copy of sector {}\n", sector);
-        hold(crate::module_parameters::fault_copy_ms.value());
-    }
-}
-
-/// Inside a preservation step, after the store copy is durable and before
-/// the validity bits are set
-/// (items 6, 11, 12: drop/snapshot, ring reuse under the overlay).
-#[cfg(jsnap_fault)]
-pub(crate) fn preserve_window() {
-    hold(crate::module_parameters::fault_preserve_ms.value());
-}
-
+/// pmem (item 1: a superseded record must not retire here; items 11/12:
+/// a preservation must not copy the record before it is persistent).
 #[cfg(not(jsnap_fault))]
 #[inline(always)]
 pub(crate) fn copy_window(_sector: u64) {}
 
+/// Inside a preservation step, after the store copy is durable and before
+/// the validity bits are set (item 6: drop/snapshot meanwhile).
 #[cfg(not(jsnap_fault))]
 #[inline(always)]
 pub(crate) fn preserve_window() {}
+
+/// In the jsnap constructor, between its first check for attached views
+/// and its registration (item 21: a view attaching meanwhile).
+#[cfg(not(jsnap_fault))]
+#[inline(always)]
+pub(crate) fn ctr_window() {}
+
+/// An injected allocation failure at `site`.
+#[cfg(not(jsnap_fault))]
+#[inline(always)]
+pub(crate) fn enomem(_site: Site) -> kernel::error::Result {
+    Ok(())
+}
+
+/// Whether the journal data of target sectors `sector..sector+len` is to
+/// read as poisoned pmem (item 10), as the machine-check-safe copy reports.
+#[cfg(not(jsnap_fault))]
+#[inline(always)]
+pub(crate) fn poisoned(_sector: u64, _len: u64) -> bool {
+    false
+}

@@ -440,6 +440,10 @@ fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: 
                 }
             }
         }
+        // A wholly covered extent's node goes back to the reserve.
+        if let Some(r) = res.take() {
+            st.recycle(r);
+        }
     }
     if let Some(r) = nodes.take() {
         st.table.insert(r.into_node(start, ext));
@@ -619,7 +623,8 @@ impl Jsnap {
             return Journaled::Done;
         };
         let want = self.nodes_needed();
-        let mut nodes = match Nodes::new(want, gfp) {
+        let nodes = crate::fault::enomem(crate::fault::Site::Nodes).and_then(|()| Nodes::new(want, gfp));
+        let mut nodes = match nodes {
             Ok(n) => n,
             // The worker takes nodes from the reserve: it always progresses.
             Err(_) if from_worker => match self.state.lock().take_spare(want) {
@@ -683,6 +688,9 @@ impl Jsnap {
             ring_pos: res.pos,
         };
         insert_extent(&mut st, ext, &mut nodes, self.chunk_sectors);
+        // What the insert did not use refills the reserve: the worker's
+        // writes must not drain it.
+        st.recycle_nodes(&mut nodes);
         st.written_bytes += n << 9;
         drop(st);
 
@@ -778,7 +786,11 @@ impl Jsnap {
             }
             drop(st);
             bio.accept_partial(piece as u32);
-            let res = bio.copy_from_pmem(0, &d.pmem, this.ring_off(pos), (piece << 9) as u32);
+            let res = if crate::fault::poisoned(start, piece) {
+                Err(EIO)
+            } else {
+                bio.copy_from_pmem(0, &d.pmem, this.ring_off(pos), (piece << 9) as u32)
+            };
             let mut st = this.state.lock();
             let mut kick = false;
             if let Some(r) = st.rec(x.seq) {
@@ -936,6 +948,7 @@ impl Target for Jsnap {
                 err: EBUSY,
             });
         }
+        crate::fault::ctr_window();
         let (prod, journal, store) = Self::open_devices(ti, args, s[2] == "-")?;
         let (table, table_formatted) =
             Self::table_lines(&prod, &journal, store.as_ref(), s)?;

@@ -94,7 +94,7 @@ impl View {
             Jsnap::kick_retire(j.as_arc_borrow());
             return;
         }
-        let c = start / u64::from(j.chunk_sectors);
+        let c = j.chunk_of(start);
         let (guard, in_store) = match j.own_chunk(c, &bio, start) {
             Ok(x) => x,
             Err(e) => {
@@ -257,11 +257,12 @@ impl Target for View {
     }
 
     fn map(this: ArcBorrow<'_, Self>, mut bio: Bio) -> Mapped {
-        let start = bio.sector() - this.begin;
+        // dm maps only bios inside the target: never below `begin`.
+        let start = bio.sector().saturating_sub(this.begin);
         let kind = bio.kind();
         match kind {
             BioKind::Read | BioKind::Write => {
-                let c = start / u64::from(this.jsnap.chunk_sectors);
+                let c = this.jsnap.chunk_of(start);
                 if this.jsnap.is_suspended() {
                     // Nothing may reach the store now: the worker waits.
                     return Self::defer(this, bio);

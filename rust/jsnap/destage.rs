@@ -147,6 +147,8 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
         sort_dedup(&mut preserve);
     }
     let guard = this.locks.lock_all(&locks)?;
+    // Any early return from here on releases the locks with `guard`.
+    crate::fault::enomem(crate::fault::Site::Destage)?;
     if !preserve.is_empty() {
         // Destage step 2: preserve before overwrite.
         this.preserve_chunks(&preserve)?;
@@ -342,8 +344,12 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             Ok(_) => backoff = BACKOFF_MS_MIN,
             Err(e) => {
                 let mut st = this.state.lock();
-                st.errors += 1;
-                st.degraded = true;
+                // Out of memory is no device error: retried with back-off,
+                // neither counted nor failing a `drain`.
+                if e != ENOMEM {
+                    st.errors += 1;
+                    st.degraded = true;
+                }
                 let stop = st.stopping || st.suspended;
                 drop(st);
                 pr_warn!(

@@ -397,7 +397,12 @@ fn replay_records(
             continue;
         }
         let bytes = u64::from(d.nr_sectors) << 9;
-        let crc = match pmem.crc(g.ring_byte_offset(d.ring_pos) as usize, bytes as usize) {
+        let crc = if crate::fault::poisoned(d.sector, u64::from(d.nr_sectors)) {
+            Err(EIO)
+        } else {
+            pmem.crc(g.ring_byte_offset(d.ring_pos) as usize, bytes as usize)
+        };
+        let crc = match crc {
             Err(e) if e == EIO => {
                 // Poisoned pmem: the record is lost, say so (every later
                 // activation would meet it again if it panicked instead).

@@ -134,7 +134,9 @@ fn clear_map(this: &Jsnap) -> Result {
 
 fn clear_snap_table(st: &mut State) {
     while let Some(x) = st.snap_table.cursor_front().map(|c| *c.current().1) {
-        st.snap_table.remove(&x.start);
+        if let Some(node) = st.snap_table.remove_node(&x.start) {
+            st.recycle(node.into_reservation());
+        }
         if let Some(r) = st.rec(x.seq) {
             r.refs = r.refs.saturating_sub(1);
         }
@@ -199,6 +201,12 @@ pub(crate) fn set_hydrate(this: ArcBorrow<'_, Jsnap>, on: bool) -> Result {
 const COPY_JOB_SECTORS: u64 = 256;
 
 impl Jsnap {
+    /// The chunk that holds `sector` (no division-by-zero panic path: the
+    /// table line refused a zero chunk size).
+    pub(crate) fn chunk_of(&self, sector: u64) -> u64 {
+        sector.checked_div(u64::from(self.chunk_sectors)).unwrap_or(0)
+    }
+
     /// Range of sectors of chunk `c`.
     pub(crate) fn chunk_range(&self, c: u64) -> (u64, u64) {
         let cs = u64::from(self.chunk_sectors);
@@ -353,9 +361,9 @@ impl Jsnap {
             // back-off, never counted towards invalidation.
             if e != ENOMEM {
                 st.preserve_failures += 1;
+                st.errors += 1;
+                st.degraded = true;
             }
-            st.errors += 1;
-            st.degraded = true;
             let give_up = st.preserve_failures >= MAX_PRESERVE_FAILURES;
             drop(st);
             pr_warn!(
@@ -400,7 +408,9 @@ impl Jsnap {
                 };
                 pos = x.end();
                 if !epoch::piece_needed(&x, self.chunk_sectors, |k| st.is_preserved(k)) {
-                    st.snap_table.remove(&x.start);
+                    if let Some(node) = st.snap_table.remove_node(&x.start) {
+                        st.recycle(node.into_reservation());
+                    }
                     st.snap_extents -= 1;
                     if let Some(r) = st.rec(x.seq) {
                         r.refs = r.refs.saturating_sub(1);
@@ -553,19 +563,34 @@ impl Jsnap {
         Ok(())
     }
 
+    fn hydrating(st: &State) -> bool {
+        st.hydrate && st.snap == SnapState::Active && !st.stopping && !st.suspended
+    }
+
+    /// Whether the background copier is to run (checked before it
+    /// allocates: `hydrate off` stops it even while memory is short).
+    fn hydrate_wanted(&self) -> bool {
+        Self::hydrating(&self.state.lock())
+    }
+
     /// One round of the background copier: preserve up to `hydrate_chunks`
     /// consecutive unpreserved chunks with one store flush, then yield to
     /// user I/O.  Returns whether work remains.
     pub(crate) fn hydrate_step(&self) -> bool {
         let max = self.features.hydrate_chunks(self.chunk_sectors) as usize;
-        let Ok(mut batch) = KVec::<u64>::with_capacity(max, GFP_KERNEL) else {
+        if !self.hydrate_wanted() {
+            return false;
+        }
+        let Ok(mut batch) = crate::fault::enomem(crate::fault::Site::Hydrate)
+            .and_then(|()| KVec::<u64>::with_capacity(max, GFP_KERNEL).map_err(|_| ENOMEM))
+        else {
             // No memory now: back off instead of spinning.
             kernel::time::delay::fsleep(Delta::from_millis(100));
             return true;
         };
         let io_before = {
             let mut st = self.state.lock();
-            if !st.hydrate || st.snap != SnapState::Active || st.stopping || st.suspended {
+            if !Self::hydrating(&st) {
                 return false;
             }
             let mut from = st.hydrate_cursor;

@@ -118,7 +118,7 @@ for spec in 8:20004 1024:20000; do
 	last=$((LEN / C * C)) # first sector of the last, partial chunk
 	chunks=$(((LEN + C - 1) / C))
 	head -c $((LEN * 512)) /dev/urandom >"$REF"
-	dd if="$REF" of="$PROD" bs=1M oflag=direct,count_bytes count=$((LEN * 512)) status=none
+	dd if="$REF" of="$PROD" bs=1M oflag=direct status=none
 	dev=$(CHUNK=$C mk_jsnap geo $LEN format) || { fail "$P: create"; continue; }
 	ok "$P: create"
 	check_eq "$P: chunks" $chunks "$(status_get geo chunks)"
@@ -184,7 +184,7 @@ if J=$(dm_create geoj "0 4096 linear $PMEM $((160 * 2048))"); then
 		if ((js > 0 && js / 2 < 1048576)); then ok "c: largest record < 1 MiB (journal_size=$js)"; else
 			fail "c: largest record < 1 MiB" "journal_size=$js"
 		fi
-		note "c: max I/O of jsnap: $(cat /sys/block/"$(basename "$(readlink -f "$B")")"/queue/max_sectors_kb 2>/dev/null) KiB"
+		note "c: jsnap max_sectors_kb=$(cat "/sys/dev/block/$(dev_mm "$B")/queue/max_sectors_kb" 2>/dev/null)"
 		check_cmd "c: snapshot" msg geoB snapshot
 		cp "$MB" "$MA"
 		if A=$(dm_create geoA "0 $LEN jsnap-view $B mirror"); then

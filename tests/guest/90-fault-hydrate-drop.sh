@@ -22,18 +22,7 @@
 # Finally the normal module ($JSNAP_MODULE) is loaded again.
 . "$(dirname "$0")/lib.sh"
 
-if [[ -z ${JSNAP_FAULT_MODULE:-} ]]; then
-	if [[ ${JSNAP_REQUIRE_FAULT:-0} == 1 ]]; then
-		fail "fault module" "JSNAP_FAULT_MODULE is not set (JSNAP_REQUIRE_FAULT=1)"
-	else
-		note "$TEST_NAME: skipped (no fault module: JSNAP_FAULT_MODULE is not set)"
-	fi
-	finish
-fi
-if [[ ! -f $JSNAP_FAULT_MODULE ]]; then
-	fail "fault module" "not found in the guest: $JSNAP_FAULT_MODULE"
-	finish
-fi
+need_fault_module
 
 HOLD=${FAULT_HOLD_MS:-6000}
 MIB=8 # 256 chunks: hydration in two steps (held each)

@@ -169,10 +169,18 @@ zero_journal_sb() {
 }
 
 # remove leftovers of a failed test
+# (views and stacked devices first: a few plain passes, then --force, which
+# turns a device still held open into an `error` device, then plain again)
 cleanup_dm() {
-	local n
-	for n in $(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }'); do
-		timeout 30 dmsetup remove --force "$n" >/dev/null 2>&1 || true
+	local n pass
+	for pass in 1 2 3 force 5; do
+		for n in $(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }'); do
+			if [[ $pass == force ]]; then
+				bounded 30 dmsetup remove --force "$n" >/dev/null 2>&1
+			else
+				bounded 30 dmsetup remove "$n" >/dev/null 2>&1
+			fi
+		done
 	done
 	dm_mknodes
 }
@@ -249,27 +257,42 @@ wait_hydrated() {
 	done
 	[[ $(status_get "$1" hydration) == done ]]
 }
-# bounded SECS CMD...: run CMD, but give up after SECS seconds even if it
-# cannot be killed (a task stuck in the kernel in D state, which `timeout`
-# would wait for): returns CMD's status, or 124 (CMD killed, possibly left
-# behind).  CMD's stdout should not be a pipe someone waits on (a stuck
-# task keeps it open): write to a file.
-bounded() {
-	local secs=$1 pid tpid done= rc
-	shift
-	"$@" &
-	pid=$!
-	sleep "$secs" >/dev/null 2>&1 &
-	tpid=$!
-	wait -n -p done "$pid" "$tpid"
-	rc=$?
-	if [[ $done == "$pid" ]]; then
-		kill "$tpid" 2>/dev/null
-		wait "$tpid" 2>/dev/null
-		return $rc
+# bounded SECS CMD...: see qemu/guest-lib.sh
+
+# ---- the fault-injection build (scripts/build-module.sh --fault) -------------
+# need_fault_module: returns 0 if $JSNAP_FAULT_MODULE is usable; otherwise
+# the test is skipped (or fails with JSNAP_REQUIRE_FAULT=1) and this exits.
+need_fault_module() {
+	if [[ -z ${JSNAP_FAULT_MODULE:-} ]]; then
+		if [[ ${JSNAP_REQUIRE_FAULT:-0} == 1 ]]; then
+			fail "fault module" "JSNAP_FAULT_MODULE is not set (JSNAP_REQUIRE_FAULT=1)"
+		else
+			note "$TEST_NAME: skipped (no fault module: JSNAP_FAULT_MODULE is not set)"
+		fi
+		finish
 	fi
-	kill -KILL "$pid" 2>/dev/null
-	disown "$pid" 2>/dev/null
-	note "bounded: '$*' did not finish in ${secs} s (killed; it may stay stuck in the kernel)"
-	return 124
+	if [[ ! -f $JSNAP_FAULT_MODULE ]]; then
+		fail "fault module" "not found in the guest: $JSNAP_FAULT_MODULE"
+		finish
+	fi
 }
+# load_module FILE [PARAM=VALUE...]: replace the loaded dm_jsnap by FILE
+# with these parameters (fails if a device of ours still holds it)
+load_module() {
+	local f=$1 out
+	shift
+	cleanup_dm
+	if grep -q '^dm_jsnap ' /proc/modules && ! out=$(rmmod dm_jsnap 2>&1); then
+		fail "rmmod dm_jsnap before loading $(basename "$f") $*" "$out"
+		return 1
+	fi
+	if out=$(insmod "$f" "$@" 2>&1); then
+		ok "insmod $(basename "$f") $*"
+		dm_mknodes
+	else
+		fail "insmod $(basename "$f") $*" "$out"
+		return 1
+	fi
+}
+# log_count ERE: how many kernel log lines since the last dmesg_mark match
+log_count() { dmesg_since_mark | grep -cE "$1"; }

@@ -73,6 +73,15 @@ give_up() {
 	exit 1
 }
 
+# bounded_rm NAME [--force]: dmsetup remove; the run gives up if it is
+# stuck in the kernel (`bounded`, qemu/guest-lib.sh)
+bounded_rm() {
+	local d=$1
+	shift
+	bounded 20 dmsetup remove "$@" "$d" >/dev/null 2>&1
+	[[ $? != 124 ]]
+}
+
 rc=0
 idx=0
 for t in "${tests[@]}"; do
@@ -120,12 +129,12 @@ for t in "${tests[@]}"; do
 		echo "# $n left dm devices behind: $(tr '\n' ' ' <<<"$left")(removing)"
 		for _pass in 1 2 3 4; do
 			for d in $(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }'); do
-				timeout 20 dmsetup remove "$d" >/dev/null 2>&1 || true
+				bounded_rm "$d" || give_up "$idx"
 			done
 		done
 		for d in $(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }'); do
 			echo "# could not remove $d: forcing"
-			timeout 20 dmsetup remove --force "$d" >/dev/null 2>&1 || true
+			bounded_rm "$d" --force || give_up "$idx"
 		done
 		dm_mknodes
 	fi

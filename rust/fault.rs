@@ -9,7 +9,6 @@
 
 /// Allocation sites that `fault_enomem_site` can make fail.
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)]
 pub(crate) enum Site {
     /// In a destage batch, after its chunk locks are taken (item 7).
     Destage = 1,

@@ -623,7 +623,8 @@ impl Jsnap {
             return Journaled::Done;
         };
         let want = self.nodes_needed();
-        let nodes = crate::fault::enomem(crate::fault::Site::Nodes).and_then(|()| Nodes::new(want, gfp));
+        let nodes =
+            crate::fault::enomem(crate::fault::Site::Nodes).and_then(|()| Nodes::new(want, gfp));
         let mut nodes = match nodes {
             Ok(n) => n,
             // The worker takes nodes from the reserve: it always progresses.

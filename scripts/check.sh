@@ -39,6 +39,10 @@ h_fail=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\2/p' "$
 if [[ -z $h_pass ]]; then h_pass=0 h_fail=1; echo "not ok - host tests did not run"; fi
 pass=$((pass + h_pass)) fail=$((fail + h_fail))
 
+stage "host tests (the power-cut writer and oracle)"
+bash tests/powercut/host-selftest.sh 2>&1 | tee "$log/pc-selftest.log"
+count "$log/pc-selftest.log" '^ok - ' '^not ok - '
+
 stage "build dm-jsnap.ko"
 if ! bash scripts/build-module.sh >"$log/build.log" 2>&1; then
 	tail -n 40 "$log/build.log"

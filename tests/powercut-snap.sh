@@ -5,7 +5,9 @@
 # view, and through the store alone once hydration (persisted, resumed
 # after reload) completes - then takes a new one, starts hydration every
 # other round, and runs a writer that keeps destage busy until QEMU is
-# killed 4-14 s later.
+# killed 4-14 s later.  A snapshot whose message returned before the cut
+# must come back `active` with that content (`none` or `invalid` fail),
+# and resumed hydration must reach `done`.
 #
 # Production is NVMe and the store virtio: two NVMe namespaces may swap
 # device numbers between boots, and the journal records its production
@@ -38,14 +40,21 @@ boot() { # boot MODE EXPECT ROUND KILL
 		tail -n 20 "$work/out" | sed 's/^/#   /'
 		fail=$((fail + 1))
 	fi
-	# The snapshot of this round exists iff its message went through; the
-	# hash was recorded before it.
+	# The snapshot of this round must exist after the cut if its message
+	# returned (SNAPPED reached us), may exist if it was sent (SNAPHASH: the
+	# hash recorded before it), and must not exist otherwise (the previous
+	# one was dropped).  A snapshot that exists must hold that content.
 	local h
 	h=$(sed -n 's/^SNAPHASH //p' "$work/out" | tail -n1)
-	if [[ -n $h ]]; then
-		expect=$h
+	if [[ -n $h ]] && grep -q '^SNAPPED' "$work/out"; then
+		expect=must:$h
+	elif [[ -n $h ]]; then
+		expect=maybe:$h
 	elif grep -q '^DROPPED' "$work/out"; then
 		expect=none
+	elif grep -q '^DROPPING' "$work/out"; then
+		# cut while the drop was in flight: either way
+		expect=maybe:${expect#*:}
 	fi
 	grep -q '^WRITER' "$work/out" || echo "# round $3: cut before the writer started"
 }

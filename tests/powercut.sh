@@ -14,11 +14,15 @@
 #              jsnap device, rmmod.
 #
 # The writer (tests/powercut/pctool.c) writes self-describing 4 KiB blocks with
-# O_DIRECT (some O_DSYNC, some followed by fdatasync) and, once a write
+# O_DIRECT (some O_DSYNC, some followed by fdatasync), 1 to 256 blocks (4 KiB
+# to 1 MiB) per write, from 1, 4 or 8 threads per round (one write in flight
+# each, over overlapping ranges and a hot 8 MiB region) and, once a write
 # returned, records it in the acklog (O_DIRECT|O_DSYNC, one checksummed
-# 512-byte record per write).  After the cut every block must hold exactly
-# the latest acknowledged write covering it, or the write that was in flight
-# (never older data, never a torn block); never-written blocks stay zero.
+# 512-byte record per write, with its submit and completion times).  After
+# the cut every block must hold an acknowledged write covering it that no
+# acknowledged write submitted after its completion covers, or a write that
+# was in flight (never older data, never a torn block); never-written blocks
+# stay zero (tests/powercut/pc.py `oracle`, `pc.py selftest`).
 #
 # Each round uses different features (default watermarks, constant destage,
 # no_destage, high watermarks, small destage batches) and a different cut
@@ -66,7 +70,7 @@ cp "$top"/qemu/{vm.sh,guest-init.sh,guest-lib.sh,kernel.config} "$snap/qemu/" &&
 	cp "$top/scripts/env.sh" "$snap/scripts/" &&
 	cp -r "$top/tests/powercut" "$snap/tests/" ||
 	{ echo "powercut: cannot copy the harness to $snap" >&2; exit 2; }
-gcc -O2 -Wall -o "$work/pctool" "$top/tests/powercut/pctool.c" -lz ||
+gcc -O2 -Wall -pthread -o "$work/pctool" "$top/tests/powercut/pctool.c" -lz ||
 	{ echo "powercut: cannot compile tests/powercut/pctool.c" >&2; exit 2; }
 echo "# powercut: seed=$seed cuts=$cuts work=$work module=$JSNAP_MODULE"
 
@@ -81,6 +85,10 @@ nfail=0
 failed_lines=()
 pass() { echo "ok - powercut $*"; npass=$((npass + 1)); }
 failc() { echo "not ok - powercut $*"; nfail=$((nfail + 1)); failed_lines+=("not ok - powercut $*"); }
+
+# Writer threads per round, chosen at random.
+THREADS=(1 4 8)
+prev_thr=1
 
 # Feature sets, chosen at random per round (always without `format`).
 FEATS=(
@@ -97,7 +105,7 @@ FEATS=(
 run_vm() {
 	local tag=$1 kill=$2
 	shift 2
-	local drain=${drain:-0} wat=${wat:-0}
+	local drain=${drain:-0} wat=${wat:-0} thr=${thr:-1} pthr=${prev_thr:-1}
 	local kopt=()
 	[[ $kill != 0 ]] && kopt=(--kill-after "$kill")
 	JSNAP_VM_CONSOLE=$work/$tag.console JSNAP_VM_DMESG=$work/$tag.dmesg \
@@ -105,7 +113,8 @@ run_vm() {
 		--pmem "$PMEM_SIZE:$work/pmem.img" \
 		--disk "prod:256M:$work/prod.img:nvme" \
 		--disk "acklog:64M:$work/acklog.img:virtio" \
-		-- env PC_CHUNK="$CHUNK" PC_TOOL="$work/pctool" PC_DRAIN_LOOP="$drain" PC_WRITER_AT="$wat" bash "$snap/tests/powercut/guest.sh" "$@" \
+		-- env PC_CHUNK="$CHUNK" PC_TOOL="$work/pctool" PC_DRAIN_LOOP="$drain" PC_WRITER_AT="$wat" \
+		PC_THREADS="$thr" PC_PREV_THREADS="$pthr" bash "$snap/tests/powercut/guest.sh" "$@" \
 		>"$work/$tag.log" 2>&1
 	vm_rc=$?
 }
@@ -208,9 +217,11 @@ for ((i = 0; i <= cuts; i++)); do
 		# now and then: `drain` messages every 2 s while the writer runs
 		drain=0
 		((RANDOM % 4 == 0)) && drain=1
+		# writer threads (one write in flight each), overlapping ranges
+		thr=${THREADS[RANDOM % ${#THREADS[@]}]}
 		label=cut$i
 		tag=boot$i
-		echo "# [$elapsed s] boot $i/$cuts: features='${f:-default}'$( ((drain)) && echo ' + drain loop'), power cut after ${kill}s ($what)"
+		echo "# [$elapsed s] boot $i/$cuts: features='${f:-default}'$( ((drain)) && echo ' + drain loop'), $thr writer thread(s), power cut after ${kill}s ($what)"
 		if ((i == 0)); then
 			run_vm "$tag" "$kill" init "$label" "$seed" $f
 		else
@@ -238,7 +249,7 @@ for ((i = 0; i <= cuts; i++)); do
 		fi
 		# "label" is verified in the next boot only if its writer ran;
 		# otherwise the next boot verifies the same data again (still prev).
-		if grep -aq "^# powercut $label: writer start" "$tag_log"; then prev=$label; fi
+		if grep -aq "^# powercut $label: writer start" "$tag_log"; then prev=$label prev_thr=$thr; fi
 		if [[ -z $prev ]]; then
 			# the init boot was cut before its writer started (slow host):
 			# once more, from the format

@@ -92,15 +92,16 @@ drained() {
 # setup P snap|nosnap [FEATURES...]: fresh data, a log mark, jsnap $NAME
 # (formatted, $dev) and, with `snap`, a snapshot
 setup() {
-	local p=$1 snap=$2
+	local p=$1 snap=$2 what=create
 	shift 2
+	[[ $snap == snap ]] && what="create + snapshot"
 	fresh
 	dmesg_mark
 	if dev=$(mk_jsnap "$NAME" $LEN "$@" format) && { [[ $snap == nosnap ]] || msg "$NAME" snapshot; }; then
-		ok "$p: create${snap/nosnap/} $*"
+		ok "$p: $what${*:+ ($*)}"
 		return 0
 	fi
-	fail "$p: create${snap/nosnap/} $*"
+	fail "$p: $what${*:+ ($*)}"
 	return 1
 }
 

@@ -9,7 +9,8 @@
 #       log, second recovery (remove + create: same content), then run the
 #       writer of round LABEL until the host cuts the power.
 #   guest.sh final PREV [FEATURE ARGS...]
-#       as `cut` for PREV, then drain and compare the jsnap device with the
+#       as `cut` for PREV, then drain, verify the production disk itself
+#       against the model (zeros outside the test area), and compare the jsnap device with the
 #       production disk read directly.
 #
 # Prints `ok - powercut ...` / `not ok - powercut ...` lines and `# ...`
@@ -126,7 +127,7 @@ writer() {
 	local base seed nblk
 	read -r base seed nblk <"$SCRATCH/next" || { notok "$label: writer: no next seq"; end; }
 	if [[ -x $PCTOOL ]]; then
-		"$PCTOOL" write "$DEV" "$ACK" "$base" "$seed" "$nblk" "$T0"
+		"$PCTOOL" write "$DEV" "$ACK" "$base" "$seed" "$nblk" "$T0" "${PC_THREADS:-1}"
 	else
 		"${PC[@]}" write --dev "$DEV" --acklog "$ACK" --t0 "$T0"
 	fi
@@ -174,6 +175,7 @@ recover() {
 	echo "# t=$(rel) scan + verify"
 	scan "$DEV" "$NBLK" "$SCRATCH/scan1" || end
 	"${PC[@]}" verify --scan "$SCRATCH/scan1" --dev "$DEV" --acklog "$ACK" --label "$prev" \
+		--threads "${PC_PREV_THREADS:-1}" \
 		--next-out "$SCRATCH/next" || { nfail=$((nfail + 1)); dmesg_tail 15; }
 	[[ -s $SCRATCH/next ]] || end
 	echo "# t=$(rel) remove"
@@ -230,6 +232,11 @@ final)
 	scan "$PROD" 0 "$SCRATCH/all-prod" &&
 		same_scan final "production disk after drain equals the jsnap device" \
 			"$SCRATCH/all-jsnap" "$SCRATCH/all-prod"
+	# the production disk itself against the verified model (the checkpoint
+	# the last recovery wrote: no write came after it), zeros elsewhere
+	"${PC[@]}" verify --scan "$SCRATCH/all-prod" --dev "$PROD" --acklog "$ACK" \
+		--label final-production --threads "${PC_PREV_THREADS:-1}" --no-checkpoint --zero-tail ||
+		nfail=$((nfail + 1))
 	if out=$(rmmod dm-jsnap 2>&1); then ok "final: rmmod"; else notok "final: rmmod -- $out"; fi
 	end
 	;;

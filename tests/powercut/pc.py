@@ -19,16 +19,23 @@ The acklog disk holds
     pattern the block holds, 0 = zeros, UNKNOWN = anything accepted),
   - from 2 MiB on: one 512-byte ack record per write of the current round,
     slot = seq - next_seq(checkpoint), written with O_DIRECT|O_DSYNC after the
-    data pwrite returned: (magic, seed, seq, start, n, flags, crc32).
+    data pwrite returned: (magic, seed, seq, start, n, flags, submit time,
+    completion time (CLOCK_MONOTONIC ns), threads, crc32).  With K writer
+    threads, thread t writes seq next_seq+t, next_seq+t+K, ... one at a
+    time; after a cut, each block may hold any acknowledged write covering
+    it that no acknowledged write submitted after its completion covers,
+    or a write that was in flight (see `oracle`).
 
 Subcommands (all print TAP-like lines `ok - powercut LABEL: ...`):
   init    --acklog D --seed S --nblk N
-  verify  --scan F --dev D --acklog D --label L [--next-out F] [--no-checkpoint]
+  verify  --scan F --dev D --acklog D --label L [--threads K] [--next-out F]
+          [--no-checkpoint] [--zero-tail]
           F is the output of `pctool scan D NBLK F` (pctool.c: reading and
           checking 32768 blocks is too slow in Python under TCG); D is only
           re-read for the blocks that are wrong, to describe them.
   scancmp --a F --b F --label L --what TEXT
-  write   --dev D --acklog D   (slow fallback for pctool write)
+  write   --dev D --acklog D   (slow fallback for pctool write, one thread)
+  selftest                     (the oracle on hand-made histories)
 """
 
 import argparse
@@ -49,6 +56,7 @@ CK_SLOTS = (0, 1 << 20)
 ACK_BASE = 2 << 20
 ACK_SIZE = 512
 HOT_BLOCKS = 2048  # 8 MiB hot region: lots of overwrites
+MAX_BLOCKS = 256  # 1 MiB, the largest write
 M64 = (1 << 64) - 1
 
 F_DSYNC = 1      # written through an O_DSYNC fd (REQ_FUA)
@@ -86,8 +94,8 @@ def write_params(seed, seq, nblk):
 
     def r(k):
         return mix64((x + k * 0x9E3779B97F4A7C15) & M64)
-    sizes = (1, 1, 2, 4, 8, 16, 32, 64, 1 + r(2) % 64)
-    n = sizes[r(1) % 9]
+    sizes = (1, 1, 2, 4, 8, 16, 32, 64, 1 + r(2) % 64, MAX_BLOCKS)
+    n = sizes[r(1) % 10]
     if r(3) % 2 == 0 and nblk >= HOT_BLOCKS:
         lo, hi = 0, HOT_BLOCKS
     else:
@@ -138,30 +146,62 @@ def ck_write(fd, gen, next_seq, seed, m):
 
 # ---------------------------------------------------------------- ack log
 
-def ack_encode(seed, seq, start, n, flags):
-    r = struct.pack('<QQQQQQ', ACKMAGIC, seed, seq, start, n, flags).ljust(ACK_SIZE - 4, b'\0')
+ACK = struct.Struct('<QQQQQQQQQ')  # magic seed seq start n flags t_submit t_complete threads
+
+
+def ack_encode(seed, seq, start, n, flags, ts, tc, k):
+    r = ACK.pack(ACKMAGIC, seed, seq, start, n, flags, ts, tc, k).ljust(ACK_SIZE - 4, b'\0')
     return r + struct.pack('<I', zlib.crc32(r))
 
 
-def acks_read(fd, seed, base, disk_size):
-    """Contiguous valid ack records for seq base, base+1, ..."""
-    acks = []
+def ack_threads(fd, seed, base, disk_size):
+    """The thread count the round's writer logged (None: no ack at all)."""
+    for slot in range(min(64, (disk_size - ACK_BASE) // ACK_SIZE)):
+        r = pread_direct(fd, ACK_BASE + slot * ACK_SIZE, ACK_SIZE)[:ACK_SIZE]
+        magic, sd, seq, _, _, _, _, _, kk = ACK.unpack_from(r, 0)
+        (crc,) = struct.unpack_from('<I', r, ACK_SIZE - 4)
+        if (magic == ACKMAGIC and zlib.crc32(r[:ACK_SIZE - 4]) == crc and sd == seed
+                and seq == base + slot):
+            return kk
+    return None
+
+
+def acks_read(fd, seed, base, disk_size, k):
+    """The acknowledged writes of this round, by writer thread: thread t
+    wrote seq base+t, base+t+k, ... and logged write i in slot i*k+t; its
+    valid records are contiguous from its first slot.  Returns (acks,
+    inflight): acks as (seq, start, n, flags, t_submit, t_complete), and
+    the seq each thread had in flight (its next one)."""
     nslots = (disk_size - ACK_BASE) // ACK_SIZE
+    raw = {}
     chunk = 1 << 20
     idx = 0
-    while idx < nslots:
+    live = set(range(k))
+    while idx < nslots and live:
         cnt = min(chunk // ACK_SIZE, nslots - idx)
         buf = pread_direct(fd, ACK_BASE + idx * ACK_SIZE, cnt * ACK_SIZE)
-        for k in range(cnt):
-            r = buf[k * ACK_SIZE:(k + 1) * ACK_SIZE]
-            magic, sd, seq, start, n, flags = struct.unpack_from('<QQQQQQ', r, 0)
+        for q in range(cnt):
+            slot = idx + q
+            t = slot % k
+            if t not in live:
+                continue
+            r = buf[q * ACK_SIZE:(q + 1) * ACK_SIZE]
+            magic, sd, seq, start, n, flags, ts, tc, kk = ACK.unpack_from(r, 0)
             (crc,) = struct.unpack_from('<I', r, ACK_SIZE - 4)
             if (magic != ACKMAGIC or zlib.crc32(r[:ACK_SIZE - 4]) != crc or sd != seed
-                    or seq != base + idx + k):
-                return acks
-            acks.append((seq, start, n, flags))
+                    or seq != base + slot or kk != k):
+                live.discard(t)
+                continue
+            raw[slot] = (seq, start, n, flags, ts, tc)
         idx += cnt
-    return acks
+    acks = [raw[x] for x in sorted(raw)]
+    inflight = []
+    for t in range(k):
+        i = 0
+        while i * k + t in raw:
+            i += 1
+        inflight.append(base + i * k + t)
+    return acks, inflight
 
 
 def dev_size(fd):
@@ -171,6 +211,9 @@ def dev_size(fd):
 # ---------------------------------------------------------------- commands
 
 def cmd_init(a):
+    if a.nblk < MAX_BLOCKS:
+        say('not ok - powercut: init -- nblk must be at least %d' % MAX_BLOCKS)
+        return 1
     fd = os.open(a.acklog, os.O_RDWR | os.O_DIRECT)
     m = array.array('Q', bytes(8 * a.nblk))
     # zero the first ack slots so that nothing stale can be taken for an ack
@@ -204,6 +247,64 @@ def describe(buf, b, cands):
     return '[' + ' '.join(out) + ']'
 
 
+def oracle(acks, inflight):
+    """Which seqs each block may hold after the cut.
+
+    acks: (seq, start, n, flags, t_submit, t_complete) of acknowledged
+    writes; inflight: (seq, start, n) of writes submitted, not acknowledged.
+    An acknowledged write X may be what block b holds unless another
+    acknowledged write covering b was submitted after X completed (that one,
+    or a later one, must have won); a write in flight may always be (it
+    could reach the disk at the last moment).  Returns ({block: set of
+    seqs}, set of blocks some acknowledged write covers: those may not hold
+    the content from before the round)."""
+    last_submit = {}
+    for seq, start, n, _, ts, _ in acks:
+        for b in range(start, start + n):
+            if ts > last_submit.get(b, -1):
+                last_submit[b] = ts
+    allowed = {}
+    for seq, start, n, _, _, tc in acks:
+        for b in range(start, start + n):
+            if tc >= last_submit[b]:
+                allowed.setdefault(b, set()).add(seq)
+    for seq, start, n in inflight:
+        for b in range(start, start + n):
+            allowed.setdefault(b, set()).add(seq)
+    return allowed, set(last_submit)
+
+
+def cmd_selftest(_a):
+    """The oracle on hand-made histories (make check runs it on the host)."""
+    ok = True
+
+    def check(name, got, want):
+        nonlocal ok
+        if got != want:
+            ok = False
+            say('not ok - pc.py selftest: %s -- got %r, want %r' % (name, got, want))
+        else:
+            say('ok - pc.py selftest: %s' % name)
+    # one thread: only the last acknowledged write, or the one in flight
+    al, cov = oracle([(1, 0, 2, 0, 10, 20), (2, 1, 2, 0, 30, 40)], [(3, 2, 1)])
+    check('sequential: last ack wins', (al[0], al[1], al[2]), ({1}, {2}, {2, 3}))
+    check('sequential: covered blocks', cov, {0, 1, 2})
+    # overlapping in time: either may win; one submitted after the other
+    # completed must win
+    al, _ = oracle([(1, 0, 1, 0, 10, 50), (2, 0, 1, 0, 20, 30), (3, 1, 1, 0, 10, 20),
+                    (4, 1, 1, 0, 25, 30)], [])
+    check('concurrent: both allowed', al[0], {1, 2})
+    check('concurrent: ordered, the later only', al[1], {4})
+    # X completed (pwrite returned) at 20, Y submitted at 25 covering the
+    # same block: X may no longer be there, whatever X's fdatasync did
+    al, _ = oracle([(1, 0, 1, 2, 10, 20), (2, 0, 1, 0, 25, 40)], [])
+    check('completion is the pwrite return', al[0], {2})
+    # a write in flight never makes an acknowledged one disallowed
+    al, cov = oracle([(1, 0, 1, 0, 10, 20)], [(2, 0, 1), (3, 5, 1)])
+    check('in flight: either way', (al[0], al[5], 5 in cov), ({1, 2}, {3}, False))
+    return 0 if ok else 1
+
+
 def cmd_verify(a):
     t0 = time.time()
     afd = os.open(a.acklog, os.O_RDWR | os.O_DIRECT)
@@ -213,19 +314,20 @@ def cmd_verify(a):
         return 1
     gen, base, seed, m, _ = ck
     nblk = len(m)
-    acks = acks_read(afd, seed, base, dev_size(afd))
-    bad_ack = 0
-    for seq, start, n, flags in acks:
-        if (start, n, flags) != write_params(seed, seq, nblk):
-            bad_ack += 1
-        for b in range(start, start + n):
-            m[b] = seq
-    last = acks[-1][0] if acks else base - 1
-    infl = last + 1
-    i_start, i_n, i_flags = write_params(seed, infl, nblk)
-    say('# powercut %s: checkpoint gen=%d base_seq=%d acked writes this round=%d '
-        'last_ack=%d in-flight seq=%d blocks [%d,%d) flags=%d' %
-        (a.label, gen, base, len(acks), last, infl, i_start, i_start + i_n, i_flags))
+    logged = ack_threads(afd, seed, base, dev_size(afd))
+    if logged is not None and logged != a.threads:
+        say('not ok - powercut %s: writer threads -- the acks say %d, the harness %d' %
+            (a.label, logged, a.threads))
+        return 1
+    acks, inflight = acks_read(afd, seed, base, dev_size(afd), a.threads)
+    bad_ack = sum(1 for seq, start, n, flags, _, _ in acks
+                  if (start, n, flags) != write_params(seed, seq, nblk))
+    allowed, covered = oracle(acks, [(q,) + write_params(seed, q, nblk)[:2] for q in inflight])
+    infl = max(inflight)
+    say('# powercut %s: checkpoint gen=%d base_seq=%d threads=%d acked writes this round=%d '
+        'in flight: %s' % (a.label, gen, base, a.threads, len(acks), ' '.join(
+            'seq %d [%d,%d)' % (q, write_params(seed, q, nblk)[0],
+                                sum(write_params(seed, q, nblk)[:2])) for q in inflight)))
     if bad_ack:
         say('not ok - powercut %s: ack records consistent -- %d records do not match the '
             'derived write parameters (test tool bug?)' % (a.label, bad_ack))
@@ -241,45 +343,59 @@ def cmd_verify(a):
     n_old = n_zero_lost = n_garbage = n_unexp = 0
     bad = []
     for b in range(nblk):
-        e = m[b]
         f = scan[b][0]
-        if e == f:
-            continue
-        if e == UNKNOWN:  # content unknown since an earlier failure
+        ok_vals = allowed.get(b)
+        if ok_vals is not None and f in ok_vals:
             found[b] = f
+            n_infl += f in inflight
             continue
-        if f == infl and i_start <= b < i_start + i_n:
-            found[b] = infl
-            n_infl += 1
+        e = m[b]
+        if b not in covered and (f == e or e == UNKNOWN):
+            # no acknowledged write covers it: the content before the round
+            # (UNKNOWN: unknown since an earlier failure)
+            found[b] = f
             continue
         nfail += 1
         found[b] = f
+        want = sorted(ok_vals) if ok_vals else [e]
+        e = want[-1]
         if f == 0:
             kind = 'zeros (acked write lost)'
             n_zero_lost += 1
         elif f == UNKNOWN:
             kind = 'garbage/torn'
             n_garbage += 1
-        elif f < e:
+        elif f < min(want):
             kind = 'older generation (stale data)'
             n_old += 1
         else:
-            kind = 'newer seq that is not the in-flight write'
+            kind = 'a seq that no acknowledged or in-flight write allows here'
             n_unexp += 1
         bad.append((b, e, f, kind))
     if bad:
         dfd = os.open(a.dev, os.O_RDONLY | os.O_DIRECT)
         for b, e, f, kind in bad[:10]:
             blk = pread_direct(dfd, b * BS, BS)[:BS]
-            first.append('block %d (byte %d): expected seq %d, found %s: %s %s' % (
-                b, b * BS, e, 'seq %d' % f if f != UNKNOWN else '?', kind,
+            first.append('block %d (byte %d): allowed %s, found %s: %s %s' % (
+                b, b * BS, ' '.join(str(x) for x in sorted(allowed.get(b, {e}))),
+                'seq %d' % f if f != UNKNOWN else '?', kind,
                 describe(blk, b, [('E', e), ('I', infl)])))
         os.close(dfd)
+    if a.zero_tail:
+        # Outside the test area nothing was ever written: zeros only.
+        tail = [b for b in range(nblk, len(scan)) if scan[b][0] != 0]
+        if tail:
+            say('not ok - powercut %s: blocks outside the test area are zero -- %d are not, '
+                'first block %d' % (a.label, len(tail), tail[0]))
+            nfail += 1
+        else:
+            say('ok - powercut %s: blocks outside the test area are zero (%d blocks)' %
+                (a.label, len(scan) - nblk))
     dt = time.time() - t0
     if nfail == 0:
-        say('ok - powercut %s: verify (%d blocks, %d acked writes this round, '
-            '%d blocks of the in-flight write %d present, %.1fs)' %
-            (a.label, nblk, len(acks), n_infl, infl, dt))
+        say('ok - powercut %s: verify (%d blocks, %d acked writes this round by %d threads, '
+            '%d blocks of in-flight writes present, %.1fs)' %
+            (a.label, nblk, len(acks), a.threads, n_infl, dt))
     else:
         say('not ok - powercut %s: verify -- %d bad blocks (lost=%d stale=%d garbage/torn=%d '
             'unexpected=%d); first: %s' % (a.label, nfail, n_zero_lost, n_old, n_garbage,
@@ -337,7 +453,7 @@ def cmd_write(a):
     nslots = (dev_size(afd) - ACK_BASE) // ACK_SIZE
     fd = os.open(a.dev, os.O_WRONLY | os.O_DIRECT)
     sfd = os.open(a.dev, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
-    buf = abuf(64 * BS)
+    buf = abuf(MAX_BLOCKS * BS)
     abf = abuf(ACK_SIZE)
     seq = base
     t0 = time.time()
@@ -355,16 +471,18 @@ def cmd_write(a):
         for k in range(n):
             buf[k * BS:(k + 1) * BS] = pattern(start + k, seq)
         t1 = time.time()
+        ts = time.monotonic_ns()
         w = os.pwrite(sfd if flags & F_DSYNC else fd, memoryview(buf)[:n * BS], start * BS)
         if w != n * BS:
             say('not ok - powercut writer: short write seq %d: %d/%d' % (seq, w, n * BS))
             return 1
+        tc = time.monotonic_ns()  # completed when pwrite returns
         if flags & F_FDATASYNC:
             os.fdatasync(fd)
         lat = time.time() - t1
         lat_max = max(lat_max, lat)
         # acknowledged: record it durably
-        abf[:ACK_SIZE] = ack_encode(seed, seq, start, n, flags)
+        abf[:ACK_SIZE] = ack_encode(seed, seq, start, n, flags, ts, tc, 1)
         os.pwrite(afd, memoryview(abf)[:ACK_SIZE], ACK_BASE + (seq - base) * ACK_SIZE)
         nbytes += n * BS
         seq += 1
@@ -390,7 +508,11 @@ def main():
     s.add_argument('--acklog', required=True)
     s.add_argument('--label', required=True)
     s.add_argument('--no-checkpoint', action='store_true')
+    s.add_argument('--threads', type=int, default=1, help='writer threads of the round')
+    s.add_argument('--zero-tail', action='store_true',
+                   help='blocks of the scan beyond the test area must be zero')
     s.add_argument('--next-out', help='write "NEXT_SEQ SEED NBLK" here')
+    sub.add_parser('selftest')
     s = sub.add_parser('scancmp')
     s.add_argument('--a', required=True)
     s.add_argument('--b', required=True)
@@ -403,7 +525,7 @@ def main():
     a = p.parse_args()
     try:
         return {'init': cmd_init, 'verify': cmd_verify, 'scancmp': cmd_scancmp,
-                'write': cmd_write}[a.cmd](a)
+                'write': cmd_write, 'selftest': cmd_selftest}[a.cmd](a)
     except Exception as e:  # an I/O error is a test failure, not a crash
         import traceback
         traceback.print_exc()

@@ -171,6 +171,18 @@ impl State {
         }
     }
 
+    /// Removes the snapshot-table piece `x`: its node goes back to the
+    /// reserve and its record loses the reference.
+    fn remove_snap_piece(&mut self, x: &Extent) {
+        if let Some(node) = self.snap_table.remove_node(&x.start) {
+            self.recycle(node.into_reservation());
+            self.snap_extents = self.snap_extents.saturating_sub(1);
+            if let Some(r) = self.rec(x.seq) {
+                r.refs = r.refs.saturating_sub(1);
+            }
+        }
+    }
+
     fn rec_ref(&self, seq: u64) -> Option<&Rec> {
         let n = self.recs.len() as u64;
         if n == 0 {

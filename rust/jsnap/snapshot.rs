@@ -134,14 +134,8 @@ fn clear_map(this: &Jsnap) -> Result {
 
 fn clear_snap_table(st: &mut State) {
     while let Some(x) = st.snap_table.cursor_front().map(|c| *c.current().1) {
-        if let Some(node) = st.snap_table.remove_node(&x.start) {
-            st.recycle(node.into_reservation());
-        }
-        if let Some(r) = st.rec(x.seq) {
-            r.refs = r.refs.saturating_sub(1);
-        }
+        st.remove_snap_piece(&x);
     }
-    st.snap_extents = 0;
 }
 
 /// `drop`: forget the snapshot.
@@ -408,13 +402,7 @@ impl Jsnap {
                 };
                 pos = x.end();
                 if !epoch::piece_needed(&x, self.chunk_sectors, |k| st.is_preserved(k)) {
-                    if let Some(node) = st.snap_table.remove_node(&x.start) {
-                        st.recycle(node.into_reservation());
-                    }
-                    st.snap_extents -= 1;
-                    if let Some(r) = st.rec(x.seq) {
-                        r.refs = r.refs.saturating_sub(1);
-                    }
+                    st.remove_snap_piece(&x);
                 }
             }
         }

@@ -345,6 +345,9 @@ pub(crate) enum Journaled {
     Done,
     /// No journal space (or no memory for table nodes): try again later.
     Again(Bio),
+    /// A snapshot was taken since the table nodes were reserved: reserve
+    /// again now (never leaves [`Jsnap::journal_write`]).
+    Renew(Bio),
 }
 
 /// Appends formatted text to a byte vector (allocation failures drop the
@@ -629,7 +632,19 @@ impl Jsnap {
     ///
     /// `from_worker` is set when the destage worker retries a deferred
     /// write; map-path writes queue behind deferred ones to keep order.
-    pub(crate) fn journal_write(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
+    pub(crate) fn journal_write(&self, mut bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
+        // Deferring such a write would queue every later write behind it
+        // and make the worker destage for writers that wait for nothing.
+        for _ in 0..4 {
+            match self.journal_write_once(bio, gfp, from_worker) {
+                Journaled::Renew(b) => bio = b,
+                j => return j,
+            }
+        }
+        Journaled::Again(bio)
+    }
+
+    fn journal_write_once(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
         let Ok(d) = self.devs() else {
             bio.endio(Err(EIO));
             return Journaled::Done;
@@ -667,7 +682,7 @@ impl Jsnap {
             // A snapshot was taken since the hint was read.
             self.snap_hint.store(true, Ordering::Relaxed);
             st.recycle_nodes(&mut nodes);
-            return Journaled::Again(bio);
+            return Journaled::Renew(bio);
         }
         st.io_count += 1;
         let (seq, res) = match st.space.reserve(n) {
@@ -977,11 +992,10 @@ impl Target for Jsnap {
             store_sectors,
             &features,
         )?;
+        // Writes longer than one record are cut in `map`, by length: dm's
+        // `max_io_len` would cut every write across an aligned boundary,
+        // and a snapshot could fall between the pieces of one write.
         let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS);
-        ti.set_max_io_len(max_io).map_err(|err| CtrError {
-            msg: c"Cannot set the maximum I/O size",
-            err,
-        })?;
         ti.setup(0, false);
         let wq = OwnedQueue::new(c"jsnap_destage").map_err(nomem)?;
         let io = IoClient::new().map_err(nomem)?;
@@ -1061,6 +1075,10 @@ impl Target for Jsnap {
         match bio.kind() {
             BioKind::Read => Self::read(this, bio),
             BioKind::Write => {
+                let mut bio = bio;
+                // One record per write up to `max_io`: a snapshot holds all
+                // of such a write or none of it.
+                bio.accept_partial(u32::try_from(this.max_io).unwrap_or(u32::MAX));
                 Self::submit_write(this, bio);
                 Mapped::Submitted
             }

@@ -9,6 +9,14 @@
 # must come back `active` with that content (`none` or `invalid` fail),
 # and resumed hydration must reach `done`.
 #
+# With the fault-injection module ($JSNAP_FAULT_MODULE, built by make
+# check), rounds 1, 2 and 4 load it with fault_pmem_shadow=1 (pmem holds
+# only what its writer fenced, rust/ffi/pmem_shadow.c) and cut the power at
+# a pmem fence: the 1st to 4th after `snapshot` returned (the cut right
+# after the snapshot: the first copy-on-write, its validity bit) or a
+# random one while the writer runs (preservation and hydration); unfenced
+# cache lines persist or not at random.
+#
 # Production is NVMe and the store virtio: two NVMe namespaces may swap
 # device numbers between boots, and the journal records its production
 # device's number (a renumbered device needs the `relocated` feature).
@@ -24,18 +32,24 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/jsnap-pcsnap.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 export JSNAP_MODULE=${JSNAP_MODULE:-$top/dm-jsnap.ko}
 pass=0 fail=0
-boot() { # boot MODE EXPECT ROUND KILL
-	local kill=()
+fault=${JSNAP_FAULT_MODULE:-}
+[[ -n $fault && ! -f $fault ]] && { echo "powercut-snap: fault module not found: $fault" >&2; exit 2; }
+boot() { # boot MODE EXPECT ROUND KILL [PMEM_CUT]
+	local kill=() pcut=${5:-}
 	[[ $4 != 0 ]] && kill=(--kill-after "$4")
-	bash "$top/qemu/vm.sh" --memory 2G --cpus 2 --timeout 900 "${kill[@]}" \
+	rm -f "$work/console"
+	JSNAP_VM_CONSOLE=$work/console bash "$top/qemu/vm.sh" --memory 2G --cpus 2 --timeout 900 "${kill[@]}" \
 		--pmem "32M:$work/pmem.img" --disk "prod:64M:$work/prod.img:nvme" \
 		--disk "store:64M:$work/store.img:virtio" \
-		-- bash "$top/tests/powercut-snap/guest.sh" "$1" "$2" "$3" >"$work/out" 2>&1
+		-- env PCS_FAULT_MODULE="$fault" PCS_PMEM_CUT="$pcut" bash "$top/tests/powercut-snap/guest.sh" "$1" "$2" "$3" >"$work/out" 2>&1
 	local rc=$?
 	cat "$work/out" | grep -E '^(ok|not ok) - ' || true
 	pass=$((pass + $(grep -c '^ok - ' "$work/out")))
 	fail=$((fail + $(grep -c '^not ok - ' "$work/out")))
-	if [[ $rc != 137 && $rc != 0 ]]; then
+	if [[ -n $pcut && $rc == 255 ]] && grep -aq 'fault: pmem power cut at fence' "$work/console"; then
+		echo "ok - powercut-snap round $3: power cut at pmem fence ${pcut#*:} $(grep -ao 'fault: pmem power cut at fence.*' "$work/console" | head -n1 | sed 's/.*fence [0-9]*: /(/; s/$/)/')"
+		pass=$((pass + 1))
+	elif [[ $rc != 137 && $rc != 0 ]]; then
 		echo "not ok - powercut-snap round $3: VM exit $rc"
 		tail -n 20 "$work/out" | sed 's/^/#   /'
 		fail=$((fail + 1))
@@ -62,7 +76,12 @@ expect=none
 boot init none 0 $((RANDOM % 10 + 25))
 for ((r = 1; r <= cuts; r++)); do
 	echo "# powercut-snap: boot $r/$cuts (expect ${expect:0:12})"
-	boot cut "$expect" "$r" $((RANDOM % 20 + 35))
+	pcut=
+	if [[ -n $fault ]] && ((r % 3 != 0)); then
+		# right after the snapshot, or during copy-on-write / hydration
+		if ((r % 2)); then pcut=snapped:$((1 + RANDOM % 4)); else pcut=writer:$((50 + RANDOM % 3000)); fi
+	fi
+	boot cut "$expect" "$r" $((RANDOM % 20 + 35)) "$pcut"
 done
 echo "# powercut-snap: final verification boot"
 boot final "$expect" final 0

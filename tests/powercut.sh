@@ -90,6 +90,17 @@ failc() { echo "not ok - powercut $*"; nfail=$((nfail + 1)); failed_lines+=("not
 THREADS=(1 4 8)
 prev_thr=1
 
+# pmem ordering rounds (issue 11 item 2): with the fault-injection module
+# ($JSNAP_FAULT_MODULE, built by make check), every other round loads it with
+# fault_pmem_shadow=1, so pmem holds only what its writer fenced, and sets
+# fault_pmem_cut=K as the writer starts: the K-th fence cuts the power, with
+# every unfenced cache line persisted or not at random (the guest restarts:
+# vm.sh 255 and the cut line on the console).  The host kill stays the
+# fallback and is a fenced-only cut as well.
+FAULT_MODULE=${JSNAP_FAULT_MODULE:-}
+[[ -n $FAULT_MODULE && ! -f $FAULT_MODULE ]] && { echo "powercut: fault module not found: $FAULT_MODULE" >&2; exit 2; }
+n_shadow=0 n_fence_cut=0
+
 # Feature sets, chosen at random per round (always without `format`).
 FEATS=(
 	""
@@ -105,7 +116,7 @@ FEATS=(
 run_vm() {
 	local tag=$1 kill=$2
 	shift 2
-	local drain=${drain:-0} wat=${wat:-0} thr=${thr:-1} pthr=${prev_thr:-1}
+	local drain=${drain:-0} wat=${wat:-0} thr=${thr:-1} pthr=${prev_thr:-1} pcut=${pcut:-}
 	local kopt=()
 	[[ $kill != 0 ]] && kopt=(--kill-after "$kill")
 	JSNAP_VM_CONSOLE=$work/$tag.console JSNAP_VM_DMESG=$work/$tag.dmesg \
@@ -114,7 +125,7 @@ run_vm() {
 		--disk "prod:256M:$work/prod.img:nvme" \
 		--disk "acklog:64M:$work/acklog.img:virtio" \
 		-- env PC_CHUNK="$CHUNK" PC_TOOL="$work/pctool" PC_DRAIN_LOOP="$drain" PC_WRITER_AT="$wat" \
-		PC_THREADS="$thr" PC_PREV_THREADS="$pthr" bash "$snap/tests/powercut/guest.sh" "$@" \
+		PC_THREADS="$thr" PC_PREV_THREADS="$pthr" PC_FAULT_MODULE="$FAULT_MODULE" PC_PMEM_CUT="$pcut" bash "$snap/tests/powercut/guest.sh" "$@" \
 		>"$work/$tag.log" 2>&1
 	vm_rc=$?
 }
@@ -221,7 +232,12 @@ for ((i = 0; i <= cuts; i++)); do
 		thr=${THREADS[RANDOM % ${#THREADS[@]}]}
 		label=cut$i
 		tag=boot$i
-		echo "# [$elapsed s] boot $i/$cuts: features='${f:-default}'$( ((drain)) && echo ' + drain loop'), $thr writer thread(s), power cut after ${kill}s ($what)"
+		pcut=
+		if [[ -n $FAULT_MODULE ]] && ((i % 2 == 1)); then
+			pcut=$((1 + RANDOM % 3000))
+			n_shadow=$((n_shadow + 1))
+		fi
+		echo "# [$elapsed s] boot $i/$cuts: features='${f:-default}'$( ((drain)) && echo ' + drain loop'), $thr writer thread(s), power cut after ${kill}s ($what)${pcut:+, or at the ${pcut}th pmem fence (shadow pmem)}"
 		if ((i == 0)); then
 			run_vm "$tag" "$kill" init "$label" "$seed" $f
 		else
@@ -231,6 +247,9 @@ for ((i = 0; i <= cuts; i++)); do
 		report "$tag"
 		if [[ $vm_rc == 137 ]]; then
 			pass "$tag: VM killed by the power cut (vm.sh 137)"
+		elif [[ -n $pcut && $vm_rc == 255 ]] && grep -aq 'fault: pmem power cut at fence' "$work/$tag.console"; then
+			pass "$tag: power cut at pmem fence $pcut ($(grep -ao 'fault: pmem power cut at fence.*' "$work/$tag.console" | head -n1 | sed 's/fault: pmem power cut at fence [0-9]*: //'))"
+			n_fence_cut=$((n_fence_cut + 1))
 		else
 			failc "$tag: VM killed by the power cut -- vm.sh exited $vm_rc (expected 137)"
 			tail -n 15 "$work/$tag.log" | sed 's/^/#   log: /'
@@ -260,7 +279,7 @@ for ((i = 0; i <= cuts; i++)); do
 	else
 		f=${FEATS[RANDOM % ${#FEATS[@]}]}
 		tag=final
-		drain=0
+		drain=0 pcut=
 		echo "# [$elapsed s] final boot: features='${f:-default}', verify $prev, drain, compare production"
 		run_vm "$tag" 0 final "$prev" $f
 		tag_log=$work/$tag.log
@@ -273,7 +292,8 @@ for ((i = 0; i <= cuts; i++)); do
 done
 
 echo "# powercut: seed=$seed, $cuts cuts, $(($(date +%s) - t_start)) s; cuts while writing: $n_cut_writer" \
-	"(journal >= 80% full: $n_cut_full, destage had run: $n_cut_destage), during recovery: $n_cut_recovery"
+	"(journal >= 80% full: $n_cut_full, destage had run: $n_cut_destage), during recovery: $n_cut_recovery;" \
+	"shadow-pmem rounds: $n_shadow, cut at a pmem fence: $n_fence_cut"
 if ((nfail > 0)); then
 	echo "# failed checks:"
 	printf '#   %s\n' "${failed_lines[@]}"

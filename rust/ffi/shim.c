@@ -27,6 +27,7 @@
 #include <linux/workqueue.h>
 
 #include "shim.h"
+#include "pmem_shadow.h"
 
 /* Bio classification, so that Rust never decodes REQ_* bits itself. */
 enum jsnap_bio_kind {
@@ -92,6 +93,7 @@ int jsnap_bio_status(struct bio *bio)
  */
 u32 jsnap_bio_copy_to_pmem(struct bio *bio, void *dst)
 {
+	void *start = dst;
 	struct bio_vec bv;
 	struct bvec_iter iter;
 	u32 crc = ~0U;
@@ -119,6 +121,7 @@ u32 jsnap_bio_copy_to_pmem(struct bio *bio, void *dst)
 		}
 		kunmap_local(src);
 	}
+	jsnap_shadow_stored(start, dst - start);
 	return ~crc;
 }
 
@@ -257,11 +260,13 @@ u32 jsnap_crc32c(u32 crc, const void *p, size_t len)
 void jsnap_pmem_copy(void *dst, const void *src, size_t len)
 {
 	memcpy_flushcache(dst, src, len);
+	jsnap_shadow_stored(dst, len);
 }
 
 /* Make every preceding jsnap_pmem_copy() durable and ordered. */
 void jsnap_pmem_fence(void)
 {
+	jsnap_shadow_fence();
 	pmem_wmb();
 }
 
@@ -327,7 +332,7 @@ void *jsnap_dax_map(struct dm_dev *dev, u64 bytes, bool *vmapped)
 	long p = bytes >> PAGE_SHIFT, da, i;
 	sector_t offset = get_start_sect(dev->bdev);
 	struct page **pages = NULL;
-	void *map = NULL;
+	void *map = NULL, *shadow;
 	unsigned long pfn;
 	int id, r = 0;
 
@@ -385,11 +390,17 @@ void *jsnap_dax_map(struct dm_dev *dev, u64 bytes, bool *vmapped)
 out:
 	vfree(pages);
 	dax_read_unlock(id);
-	return r ? ERR_PTR(r) : map;
+	if (r)
+		return ERR_PTR(r);
+	shadow = jsnap_shadow_map(map, bytes);
+	if (IS_ERR(shadow) && *vmapped)
+		vunmap(map);
+	return shadow;
 }
 
 void jsnap_dax_unmap(void *map, bool vmapped)
 {
+	map = jsnap_shadow_unmap(map);
 	if (vmapped)
 		vunmap(map);
 }

@@ -21,7 +21,18 @@ notok() { echo "not ok - powercut-snap round $round: $*"; }
 hash() { dd if="$1" bs=1M count=$MIB iflag=direct status=none | sha256sum | cut -c1-32; }
 field() { dmsetup status js | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-insmod "$JSNAP_MODULE" || { notok "insmod"; exit 1; }
+# PCS_PMEM_CUT=snapped:K|writer:K: the fault module with shadow pmem, the
+# power cut at the K-th fence after `snapshot` returned or the writer started.
+pcut=${PCS_PMEM_CUT:-}
+if [[ -n $pcut ]]; then
+	insmod "$PCS_FAULT_MODULE" fault_pmem_shadow=1 || { notok "insmod the fault module"; exit 1; }
+else
+	insmod "$JSNAP_MODULE" || { notok "insmod"; exit 1; }
+fi
+arm_cut() { # arm_cut WHEN: set the fence countdown if this round cuts WHEN
+	[[ ${pcut%%:*} == "$1" ]] || return 0
+	echo "${pcut#*:}" >/sys/module/dm_jsnap/parameters/fault_pmem_cut || notok "set fault_pmem_cut"
+}
 if [[ $mode == init ]]; then
 	dd if=/dev/urandom of="$P" bs=1M count=$MIB oflag=direct status=none
 	dm_create js "0 $LEN jsnap $P $J $S 64 5 format high_watermark 5 low_watermark 1" >/dev/null || { notok "create"; exit 1; }
@@ -84,7 +95,9 @@ h=$(hash /dev/mapper/js)
 echo "SNAPHASH $h"
 dmsetup message js 0 snapshot || { notok "snapshot"; exit 1; }
 echo "SNAPPED"
+arm_cut snapped
 if ((round % 2)); then dmsetup message js 0 hydrate on; echo "HYDRATING"; fi
 echo "WRITER"
+arm_cut writer
 fio --name=w --filename=/dev/mapper/js --direct=1 --ioengine=libaio --rw=randwrite --bs=4k-64k \
 	--iodepth=8 --size=${MIB}M --time_based --runtime=600 --output=/dev/null >/dev/null 2>&1

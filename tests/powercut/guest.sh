@@ -114,6 +114,10 @@ writer() {
 	local at=${PC_WRITER_AT:-0}
 	while awk -v a="$(rel)" -v b="$at" 'BEGIN { exit !(a < b) }'; do sleep 0.2; done
 	echo "# powercut $label: writer start t=$(rel) table: $(dmsetup table "$NAME")"
+	if [[ -n ${PC_PMEM_CUT:-} ]]; then
+		echo "$PC_PMEM_CUT" >/sys/module/dm_jsnap/parameters/fault_pmem_cut ||
+			{ notok "$label: set fault_pmem_cut"; end; }
+	fi
 	status_loop &
 	local sl=$!
 	if [[ ${PC_DRAIN_LOOP:-0} == 1 ]]; then
@@ -140,7 +144,11 @@ writer() {
 }
 
 echo "# t=$(rel) insmod"
-if out=$(insmod "$JSNAP_MODULE" 2>&1); then :; else
+# A shadow-pmem round (PC_PMEM_CUT set): the fault module, stores reach pmem
+# only when their writer fences (rust/ffi/pmem_shadow.c).
+mod=$JSNAP_MODULE modargs=()
+[[ -n ${PC_PMEM_CUT:-} ]] && mod=$PC_FAULT_MODULE modargs=(fault_pmem_shadow=1)
+if out=$(insmod "$mod" "${modargs[@]}" 2>&1); then :; else
 	notok "insmod -- $out"
 	exit 1
 fi

@@ -274,6 +274,45 @@ def oracle(acks, inflight):
     return allowed, set(last_submit)
 
 
+def all_or_nothing(holds, acks, window):
+    """The writes in flight across a snapshot that it holds only in part:
+    holds(b) is the seq block b holds; acks the writes completed before the
+    snapshot, window those in flight (seq, start, n, flags, t_submit,
+    t_complete).  Where a write W is seen in some of its blocks, each other
+    block of W must hold a write that may be ordered after W: another write
+    in flight, or an acknowledged one not completed before W was
+    submitted.  Returns [(seq, blocks seen, first block not seen, its seq)]."""
+    ts_of = {q[0]: q[4] for q in window}
+    tc_of = {q[0]: q[5] for q in acks}
+    torn = []
+    for seq, start, n, _, ts, _ in window:
+        seen = [b for b in range(start, start + n) if holds(b) == seq]
+        if not seen or len(seen) == n:
+            continue
+        for b in range(start, start + n):
+            x = holds(b)
+            if x == seq or x in ts_of or (x in tc_of and tc_of[x] >= ts):
+                continue
+            torn.append((seq, len(seen), b, x))
+            break
+    return torn
+
+
+def check_all_or_nothing(scan, acks, window, label):
+    torn = all_or_nothing(lambda b: scan[b][0], acks, window)
+    if torn:
+        seq, k, b, x = torn[0]
+        say('not ok - powercut %s: writes in flight across the snapshot are all or nothing -- '
+            '%d writes in part; first: seq %d is seen in %d of its blocks, block %d holds %s' %
+            (label, len(torn), seq, k, b, 'seq %d' % x if x != UNKNOWN else '?'))
+        return 1
+    say('ok - powercut %s: writes in flight across the snapshot are all or nothing (%d writes in '
+        'flight, %d seen)' % (label, len(window),
+                              sum(1 for q in window if any(scan[b][0] == q[0]
+                                                           for b in range(q[1], q[1] + q[2])))))
+    return 0
+
+
 def cmd_selftest(_a):
     """The oracle on hand-made histories (make check runs it on the host)."""
     ok = True
@@ -302,6 +341,19 @@ def cmd_selftest(_a):
     # a write in flight never makes an acknowledged one disallowed
     al, cov = oracle([(1, 0, 1, 0, 10, 20)], [(2, 0, 1), (3, 5, 1)])
     check('in flight: either way', (al[0], al[5], 5 in cov), ({1, 2}, {3}, False))
+    # across a snapshot: write 5 (blocks 0-1, in flight) seen in block 0
+    # only, block 1 holding acknowledged write 1 completed before 5 began
+    held = {0: 5, 1: 1}
+    acks = [(1, 0, 2, 0, 10, 20)]
+    check('snapshot: a write seen in part is torn',
+          all_or_nothing(held.get, acks, [(5, 0, 2, 0, 30, 1 << 63)]), [(5, 1, 1, 1)])
+    check('snapshot: all of it is not',
+          all_or_nothing({0: 5, 1: 5}.get, acks, [(5, 0, 2, 0, 30, 1 << 63)]), [])
+    check('snapshot: a later write in flight may cover part of it',
+          all_or_nothing({0: 5, 1: 6}.get, acks, [(5, 0, 2, 0, 30, 1 << 63),
+                                                   (6, 1, 1, 0, 31, 1 << 63)]), [])
+    check('snapshot: an acknowledged write concurrent with it may too',
+          all_or_nothing({0: 5, 1: 1}.get, [(1, 0, 2, 0, 10, 35)], [(5, 0, 2, 0, 30, 1 << 63)]), [])
     return 0 if ok else 1
 
 
@@ -322,12 +374,31 @@ def cmd_verify(a):
     acks, inflight = acks_read(afd, seed, base, dev_size(afd), a.threads)
     bad_ack = sum(1 for seq, start, n, flags, _, _ in acks
                   if (start, n, flags) != write_params(seed, seq, nblk))
+    window = None
+    if a.window:
+        # A snapshot, not a cut: the message was sent at TS and returned at
+        # TR.  Writes completed before TS count as acknowledged, writes
+        # submitted after TR must not be seen, the others were in flight.
+        ts, tr = a.window
+        last_tc = {}
+        for q in acks:
+            t = (q[0] - base) % a.threads
+            last_tc[t] = max(last_tc.get(t, 0), q[5])
+        window = [q for q in acks if q[5] >= ts and q[4] <= tr]
+        # a write never acknowledged was submitted after its thread's last
+        # completion
+        window += [(q,) + write_params(seed, q, nblk) + (last_tc.get((q - base) % a.threads, 0),
+                                                        1 << 63)
+                   for q in inflight if last_tc.get((q - base) % a.threads, 0) <= tr]
+        acks = [q for q in acks if q[5] < ts]
+        inflight = [q[0] for q in window] or [base - 1]
     allowed, covered = oracle(acks, [(q,) + write_params(seed, q, nblk)[:2] for q in inflight])
     infl = max(inflight)
     say('# powercut %s: checkpoint gen=%d base_seq=%d threads=%d acked writes this round=%d '
-        'in flight: %s' % (a.label, gen, base, a.threads, len(acks), ' '.join(
+        'in flight: %s%s' % (a.label, gen, base, a.threads, len(acks), ' '.join(
             'seq %d [%d,%d)' % (q, write_params(seed, q, nblk)[0],
-                                sum(write_params(seed, q, nblk)[:2])) for q in inflight)))
+                                sum(write_params(seed, q, nblk)[:2])) for q in inflight[:8]),
+            ' ... (%d in all)' % len(inflight) if len(inflight) > 8 else ''))
     if bad_ack:
         say('not ok - powercut %s: ack records consistent -- %d records do not match the '
             'derived write parameters (test tool bug?)' % (a.label, bad_ack))
@@ -381,6 +452,7 @@ def cmd_verify(a):
                 'seq %d' % f if f != UNKNOWN else '?', kind,
                 describe(blk, b, [('E', e), ('I', infl)])))
         os.close(dfd)
+    n_torn = 0 if window is None else check_all_or_nothing(scan, acks, window, a.label)
     if a.zero_tail:
         # Outside the test area nothing was ever written: zeros only.
         tail = [b for b in range(nblk, len(scan)) if scan[b][0] != 0]
@@ -412,7 +484,7 @@ def cmd_verify(a):
             with open(a.next_out, 'w') as f:
                 f.write('%d %d %d\n' % (infl + 1, seed, nblk))
     os.close(afd)
-    return 1 if nfail else 0
+    return 1 if nfail or n_torn else 0
 
 
 def read_scan(path):
@@ -512,6 +584,9 @@ def main():
     s.add_argument('--zero-tail', action='store_true',
                    help='blocks of the scan beyond the test area must be zero')
     s.add_argument('--next-out', help='write "NEXT_SEQ SEED NBLK" here')
+    s.add_argument('--window', type=int, nargs=2, metavar=('TS', 'TR'),
+                   help='verify a snapshot taken between these CLOCK_MONOTONIC ns instead '
+                        'of a cut')
     sub.add_parser('selftest')
     s = sub.add_parser('scancmp')
     s.add_argument('--a', required=True)

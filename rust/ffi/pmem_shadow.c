@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-jsnap pmem ordering model: test build only (scripts/build-module.sh
+ * --fault, issue 11 item 2).
+ *
+ * A power cut of the VM keeps every CPU store to the file-backed NVDIMM,
+ * fenced or not, so a missing pmem_wmb() can never show there.  With
+ * fault_pmem_shadow=1 every journal mapping gets a shadow: the driver reads
+ * and writes the shadow (what the CPUs see), and each store is recorded as
+ * pending for the task that made it.  jsnap_pmem_fence() copies the current
+ * content of the calling task's pending ranges to the real mapping, so the
+ * NVDIMM holds exactly what real pmem is guaranteed to hold: what its
+ * writer flushed and fenced.  (A fence orders the stores of the CPU that
+ * issues it; the model is per task, which is stricter than per CPU only
+ * when a task migrates between its stores and its fence, and the kernel's
+ * context switch is serialising there.)
+ *
+ * fault_pmem_cut=N cuts the power at the N-th fence from now: every store
+ * still unfenced at that moment (of any task, the cutting task's included)
+ * reaches the NVDIMM or not, per 64-byte cache line at random, and the
+ * machine restarts at once (QEMU runs with -no-reboot: it exits).  Any task
+ * that fences after the cut waits for the reset there, so nothing that
+ * depends on a fence happens after it.
+ */
+#include <linux/atomic.h>
+#include <linux/delay.h>
+#include <linux/list.h>
+#include <linux/libnvdimm.h>
+#include <linux/moduleparam.h>
+#include <linux/random.h>
+#include <linux/reboot.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
+#include <linux/vmalloc.h>
+
+#include "pmem_shadow.h"
+
+static bool fault_pmem_shadow;
+module_param(fault_pmem_shadow, bool, 0644);
+MODULE_PARM_DESC(fault_pmem_shadow,
+		 "test: stores reach pmem only at their writer's fence (journals mapped from now on)");
+
+/* Fences until the cut; 0: no cut planned. */
+static atomic_t cut_countdown = ATOMIC_INIT(0);
+
+static int cut_set(const char *val, const struct kernel_param *kp)
+{
+	int n, r = kstrtoint(val, 0, &n);
+
+	if (r)
+		return r;
+	if (n < 0)
+		return -EINVAL;
+	atomic_set(&cut_countdown, n);
+	return 0;
+}
+
+static int cut_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%d\n", atomic_read(&cut_countdown));
+}
+
+static const struct kernel_param_ops cut_ops = { .set = cut_set, .get = cut_get };
+module_param_cb(fault_pmem_cut, &cut_ops, NULL, 0644);
+MODULE_PARM_DESC(fault_pmem_cut,
+		 "test: with fault_pmem_shadow, cut the power at the N-th fence from now (0: never)");
+
+struct shadow {
+	struct list_head list;
+	u8 *real;	/* the DAX mapping: what survives a power cut */
+	u8 *cpu;	/* what the CPUs read and write */
+	size_t len;
+};
+
+struct pending {
+	struct list_head list;
+	struct shadow *s;
+	struct task_struct *task;
+	size_t off, len;
+};
+
+static LIST_HEAD(shadows);
+static LIST_HEAD(pendings);
+static DEFINE_SPINLOCK(lock);
+static bool cut;
+static unsigned long fences;
+
+void *jsnap_shadow_map(void *real, size_t len)
+{
+	unsigned long flags;
+	struct shadow *s;
+
+	if (!READ_ONCE(fault_pmem_shadow))
+		return real;
+	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	if (!s)
+		return ERR_PTR(-ENOMEM);
+	s->cpu = vmalloc(len);
+	if (!s->cpu) {
+		kfree(s);
+		return ERR_PTR(-ENOMEM);
+	}
+	memcpy(s->cpu, real, len);
+	s->real = real;
+	s->len = len;
+	spin_lock_irqsave(&lock, flags);
+	list_add(&s->list, &shadows);
+	spin_unlock_irqrestore(&lock, flags);
+	pr_info("dm-jsnap: fault: pmem shadow of %zu bytes: stores reach pmem at their writer's fence\n",
+		len);
+	return s->cpu;
+}
+
+/* The shadow holding p..p+len, or NULL (lock held). */
+static struct shadow *find(const void *p, size_t len)
+{
+	struct shadow *s;
+
+	list_for_each_entry(s, &shadows, list)
+		if ((const u8 *)p >= s->cpu && (const u8 *)p + len <= s->cpu + s->len)
+			return s;
+	return NULL;
+}
+
+/* Persists what the CPUs now see in p's range, and forgets p (lock held). */
+static void apply(struct pending *p)
+{
+	memcpy_flushcache(p->s->real + p->off, p->s->cpu + p->off, p->len);
+	list_del(&p->list);
+	kfree(p);
+}
+
+void *jsnap_shadow_unmap(void *map)
+{
+	unsigned long flags;
+	struct pending *p, *t;
+	struct shadow *s;
+	void *real;
+
+	spin_lock_irqsave(&lock, flags);
+	s = find(map, 1);
+	if (!s || s->cpu != map) {
+		spin_unlock_irqrestore(&lock, flags);
+		return map;
+	}
+	/* Not a power cut: the caches reach pmem in the end. */
+	list_for_each_entry_safe(p, t, &pendings, list) {
+		if (p->s != s)
+			continue;
+		apply(p);
+	}
+	pmem_wmb();
+	list_del(&s->list);
+	spin_unlock_irqrestore(&lock, flags);
+	real = s->real;
+	vfree(s->cpu);
+	kfree(s);
+	return real;
+}
+
+void jsnap_shadow_stored(void *dst, size_t len)
+{
+	unsigned long flags;
+	struct pending *p;
+	struct shadow *s;
+
+	if (!len)
+		return;
+	p = kmalloc(sizeof(*p), GFP_ATOMIC | __GFP_NOWARN);
+	spin_lock_irqsave(&lock, flags);
+	s = find(dst, len);
+	if (!s || cut) {
+		spin_unlock_irqrestore(&lock, flags);
+		kfree(p);
+		return;
+	}
+	if (!p) {
+		/* Reaching pmem early is always allowed. */
+		memcpy_flushcache(s->real + ((u8 *)dst - s->cpu), dst, len);
+		spin_unlock_irqrestore(&lock, flags);
+		return;
+	}
+	p->s = s;
+	p->task = current;
+	p->off = (u8 *)dst - s->cpu;
+	p->len = len;
+	list_add_tail(&p->list, &pendings);
+	spin_unlock_irqrestore(&lock, flags);
+}
+
+static void __noreturn wait_for_reset(void)
+{
+	for (;;)
+		mdelay(10);
+}
+
+/* Every unfenced store persists or not, per cache line (lock held). */
+static void power_cut(void)
+{
+	unsigned long lines = 0, kept = 0;
+	struct pending *p;
+
+	cut = true;
+	list_for_each_entry(p, &pendings, list) {
+		size_t a = p->off & ~(size_t)63, end = p->off + p->len;
+
+		for (; a < end; a += 64, lines++) {
+			size_t from = max(a, p->off), to = min(a + 64, end);
+
+			if (get_random_u32() & 1) {
+				memcpy_flushcache(p->s->real + from, p->s->cpu + from, to - from);
+				kept++;
+			}
+		}
+	}
+	pmem_wmb();
+	pr_emerg("dm-jsnap: fault: pmem power cut at fence %lu: %lu of %lu unfenced cache lines persisted\n",
+		 fences, kept, lines);
+}
+
+void jsnap_shadow_fence(void)
+{
+	unsigned long flags;
+	struct pending *p, *t;
+
+	if (list_empty(&shadows) && !READ_ONCE(cut))
+		return;
+	spin_lock_irqsave(&lock, flags);
+	if (cut) {
+		spin_unlock_irqrestore(&lock, flags);
+		wait_for_reset();
+	}
+	fences++;
+	if (atomic_read(&cut_countdown) > 0 && atomic_dec_and_test(&cut_countdown)) {
+		power_cut();
+		spin_unlock_irqrestore(&lock, flags);
+		/* Let the console show the line; fencers wait meanwhile. */
+		mdelay(200);
+		emergency_restart();
+		wait_for_reset();
+	}
+	list_for_each_entry_safe(p, t, &pendings, list) {
+		if (p->task != current)
+			continue;
+		apply(p);
+	}
+	spin_unlock_irqrestore(&lock, flags);
+}

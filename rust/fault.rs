@@ -69,6 +69,10 @@ mod on {
         Err(ENOMEM)
     }
 
+    pub(crate) fn cow_overwritten() {
+        crate::ffi::pmem::Pmem::cow_overwritten();
+    }
+
     pub(crate) fn poisoned(sector: u64, len: u64) -> bool {
         let p = crate::module_parameters::fault_poison_sector.value();
         let hit = p >= 0 && (p as u64) >= sector && (p as u64) < sector.saturating_add(len);
@@ -80,7 +84,15 @@ mod on {
 }
 
 #[cfg(jsnap_fault)]
-pub(crate) use on::{copy_window, ctr_window, enomem, poisoned, preserve_window};
+pub(crate) use on::{copy_window, cow_overwritten, ctr_window, enomem, poisoned, preserve_window};
+
+/// A destage batch overwrote production in chunks it preserved first (with
+/// shadow pmem, `fault_cut_after_cow=1`, a parameter of
+/// `rust/ffi/pmem_shadow.c`, cuts the power at the next fence: the
+/// validity bits must be durable by now).
+#[cfg(not(jsnap_fault))]
+#[inline(always)]
+pub(crate) fn cow_overwritten() {}
 
 /// Between the changes-table insert of a write at `sector` and its copy to
 /// pmem (item 1: a superseded record must not retire here; items 11/12:

@@ -345,9 +345,6 @@ pub(crate) enum Journaled {
     Done,
     /// No journal space (or no memory for table nodes): try again later.
     Again(Bio),
-    /// A snapshot was taken since the table nodes were reserved: reserve
-    /// again now (never leaves [`Jsnap::journal_write`]).
-    Renew(Bio),
 }
 
 /// Appends formatted text to a byte vector (allocation failures drop the
@@ -637,17 +634,19 @@ impl Jsnap {
         // and make the worker destage for writers that wait for nothing.
         for _ in 0..4 {
             match self.journal_write_once(bio, gfp, from_worker) {
-                Journaled::Renew(b) => bio = b,
-                j => return j,
+                Err(b) => bio = b,
+                Ok(j) => return j,
             }
         }
         Journaled::Again(bio)
     }
 
-    fn journal_write_once(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
+    /// [`Jsnap::journal_write`], or `Err(bio)` when a snapshot was taken
+    /// since the table nodes were reserved: reserve again now.
+    fn journal_write_once(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Result<Journaled, Bio> {
         let Ok(d) = self.devs() else {
             bio.endio(Err(EIO));
-            return Journaled::Done;
+            return Ok(Journaled::Done);
         };
         let want = self.nodes_needed();
         let nodes =
@@ -657,45 +656,45 @@ impl Jsnap {
             // The worker takes nodes from the reserve: it always progresses.
             Err(_) if from_worker => match self.state.lock().take_spare(want) {
                 Some(n) => n,
-                None => return Journaled::Again(bio),
+                None => return Ok(Journaled::Again(bio)),
             },
-            Err(_) => return Journaled::Again(bio),
+            Err(_) => return Ok(Journaled::Again(bio)),
         };
         let n = u64::from(bio.sectors());
         let Some(sector) = self.target_sector(&bio, n) else {
             pr_err!("dm-jsnap: write at sector {} lies outside the target\n", bio.sector());
             bio.endio(Err(EIO));
-            return Journaled::Done;
+            return Ok(Journaled::Done);
         };
         let mut st = self.state.lock();
         if st.stopping {
             // Removed (a view's write arriving late): nobody would serve it.
             drop(st);
             bio.endio(Err(EIO));
-            return Journaled::Done;
+            return Ok(Journaled::Done);
         }
         if !from_worker && !st.deferred.is_empty() {
             st.recycle_nodes(&mut nodes);
-            return Journaled::Again(bio);
+            return Ok(Journaled::Again(bio));
         }
         if st.snap == SnapState::Active && nodes.count() < 4 {
             // A snapshot was taken since the hint was read.
             self.snap_hint.store(true, Ordering::Relaxed);
             st.recycle_nodes(&mut nodes);
-            return Journaled::Renew(bio);
+            return Err(bio);
         }
         st.io_count += 1;
         let (seq, res) = match st.space.reserve(n) {
             Ok(x) => x,
             Err(RingError::Full) => {
                 st.recycle_nodes(&mut nodes);
-                return Journaled::Again(bio);
+                return Ok(Journaled::Again(bio));
             }
             Err(_) => {
                 drop(st);
                 pr_err!("dm-jsnap: write of {} sectors cannot be journaled\n", n);
                 bio.endio(Err(EIO));
-                return Journaled::Done;
+                return Ok(Journaled::Done);
             }
         };
         if let Some(r) = st.rec(seq) {
@@ -757,7 +756,7 @@ impl Jsnap {
             pr_err!("dm-jsnap: journal copy out of bounds (seq {})\n", seq);
         }
         bio.endio(copied);
-        Journaled::Done
+        Ok(Journaled::Done)
     }
 
     /// Journals a write from the map path, deferring it when the journal
@@ -995,7 +994,8 @@ impl Target for Jsnap {
         // Writes longer than one record are cut in `map`, by length: dm's
         // `max_io_len` would cut every write across an aligned boundary,
         // and a snapshot could fall between the pieces of one write.
-        let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS);
+        // (whole 4 KiB blocks: a production device may have 4 KiB sectors)
+        let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS) & !7;
         ti.setup(0, false);
         let wq = OwnedQueue::new(c"jsnap_destage").map_err(nomem)?;
         let io = IoClient::new().map_err(nomem)?;

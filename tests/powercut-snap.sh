@@ -10,12 +10,14 @@
 # and resumed hydration must reach `done`.
 #
 # With the fault-injection module ($JSNAP_FAULT_MODULE, built by make
-# check), rounds 1, 2 and 4 load it with fault_pmem_shadow=1 (pmem holds
-# only what its writer fenced, rust/ffi/pmem_shadow.c) and cut the power at
-# a pmem fence: the 1st to 4th after `snapshot` returned (the cut right
-# after the snapshot: the first copy-on-write, its validity bit) or a
-# random one while the writer runs (preservation and hydration); unfenced
-# cache lines persist or not at random.
+# check), rounds 1-4 of every 5 load it with fault_pmem_shadow=1 (pmem
+# holds only what its writer fenced, rust/ffi/pmem_shadow.c) and cut the
+# power at a pmem fence: the 1st to 4th after `snapshot` returned (the cut
+# right after the snapshot), a random one while the writer runs
+# (preservation and hydration), or (round 3) the first fence after a
+# destage batch overwrote chunks it preserved, with no unfenced store
+# persisted (fault_cut_after_cow=1 after `snapshot`, fault_pmem_cut_how=2: the validity bits
+# must be durable before production is overwritten).
 #
 # Production is NVMe and the store virtio: two NVMe namespaces may swap
 # device numbers between boots, and the journal records its production
@@ -77,9 +79,14 @@ boot init none 0 $((RANDOM % 10 + 25))
 for ((r = 1; r <= cuts; r++)); do
 	echo "# powercut-snap: boot $r/$cuts (expect ${expect:0:12})"
 	pcut=
-	if [[ -n $fault ]] && ((r % 3 != 0)); then
-		# right after the snapshot, or during copy-on-write / hydration
-		if ((r % 2)); then pcut=snapped:$((1 + RANDOM % 4)); else pcut=writer:$((50 + RANDOM % 3000)); fi
+	if [[ -n $fault ]] && ((r % 5 != 0)); then
+		# right after the snapshot, during copy-on-write / hydration, or
+		# at the first fence after a batch overwrote preserved chunks
+		case $((r % 5)) in
+		1) pcut=snapped:$((1 + RANDOM % 4)) ;;
+		3) pcut=cow:1 ;;
+		*) pcut=writer:$((50 + RANDOM % 3000)) ;;
+		esac
 	fi
 	boot cut "$expect" "$r" $((RANDOM % 20 + 35)) "$pcut"
 done

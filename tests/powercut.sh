@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/powercut.sh [--cuts N] [--seed S] [--keep]
+# tests/powercut.sh [--cuts N] [--seed S] [--keep] [--log-writes]
 #
 # Crash-consistency ("power cut") test for dm-jsnap.  File-backed media that
 # survive killing QEMU: pmem 32M (small, so the journal fills and writers meet
@@ -28,6 +28,17 @@
 # no_destage, high watermarks, small destage batches) and a different cut
 # moment (3-15 s into the writer, and now and then during recovery itself).
 #
+# --log-writes (volatile disk cache, the xfstests dm-log-writes method; needs
+# $JSNAP_FAULT_MODULE): production is dm-log-writes over the NVMe disk with
+# its log on a fresh 2G disk each boot; every round runs on shadow pmem and
+# is cut at a random pmem fence, the cutting task waiting 1.5 s before the
+# reset (fault_pmem_cut_ms) so that the log holds every completed write
+# (no fence completes meanwhile: pmem stays as at the cut).  Before the next
+# boot the host rebuilds production as a disk with a volatile write cache
+# would hold it: the content at the start of the boot plus the logged writes
+# up to the last FLUSH, and FUA writes after it (tests/powercut/lwreplay.py);
+# whatever jsnap wrote after its last flush is lost.
+#
 # Output: one `ok - powercut ...` / `not ok - powercut ...` line per check,
 # progress notes (`# ...`), and finally `powercut: N passed, M failed`.
 # Exit status non-zero if anything failed.  Logs of every boot are kept in
@@ -40,12 +51,14 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cuts=20
 seed=
 keep=0
+lw=0
 usage() { sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--cuts) cuts=${2:?}; shift 2 ;;
 	--seed) seed=${2:?}; shift 2 ;;
 	--keep) keep=1; shift ;;
+	--log-writes) lw=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -100,6 +113,7 @@ prev_thr=1
 FAULT_MODULE=${JSNAP_FAULT_MODULE:-}
 [[ -n $FAULT_MODULE && ! -f $FAULT_MODULE ]] && { echo "powercut: fault module not found: $FAULT_MODULE" >&2; exit 2; }
 n_shadow=0 n_fence_cut=0
+if ((lw)) && [[ -z $FAULT_MODULE ]]; then echo "powercut: --log-writes needs JSNAP_FAULT_MODULE" >&2; exit 2; fi
 
 # Feature sets, chosen at random per round (always without `format`).
 FEATS=(
@@ -117,14 +131,21 @@ run_vm() {
 	local tag=$1 kill=$2
 	shift 2
 	local drain=${drain:-0} wat=${wat:-0} thr=${thr:-1} pthr=${prev_thr:-1} pcut=${pcut:-}
-	local kopt=()
+	local kopt=() lwopt=()
 	[[ $kill != 0 ]] && kopt=(--kill-after "$kill")
+	if ((lw)); then
+		# a fresh log; production as it is now is the log's base
+		rm -f "$work/lw.img" && truncate -s 2G "$work/lw.img"
+		[[ -e $work/prod.img ]] || truncate -s 256M "$work/prod.img"
+		cp --sparse=always "$work/prod.img" "$work/base.img"
+		lwopt=(--disk "lw:2G:$work/lw.img:virtio")
+	fi
 	JSNAP_VM_CONSOLE=$work/$tag.console JSNAP_VM_DMESG=$work/$tag.dmesg \
 		"$snap/qemu/vm.sh" --memory 1G --cpus 2 --timeout "$VM_TIMEOUT" "${kopt[@]}" \
 		--pmem "$PMEM_SIZE:$work/pmem.img" \
 		--disk "prod:256M:$work/prod.img:nvme" \
-		--disk "acklog:64M:$work/acklog.img:virtio" \
-		-- env PC_CHUNK="$CHUNK" PC_TOOL="$work/pctool" PC_DRAIN_LOOP="$drain" PC_WRITER_AT="$wat" \
+		--disk "acklog:64M:$work/acklog.img:virtio" "${lwopt[@]}" \
+		-- env PC_CHUNK="$CHUNK" PC_LW="$lw" PC_TOOL="$work/pctool" PC_DRAIN_LOOP="$drain" PC_WRITER_AT="$wat" \
 		PC_THREADS="$thr" PC_PREV_THREADS="$pthr" PC_FAULT_MODULE="$FAULT_MODULE" PC_PMEM_CUT="$pcut" bash "$snap/tests/powercut/guest.sh" "$@" \
 		>"$work/$tag.log" 2>&1
 	vm_rc=$?
@@ -233,7 +254,7 @@ for ((i = 0; i <= cuts; i++)); do
 		label=cut$i
 		tag=boot$i
 		pcut=
-		if [[ -n $FAULT_MODULE ]] && ((i % 2 == 1)); then
+		if [[ -n $FAULT_MODULE ]] && ((i % 2 == 1 || lw)); then
 			pcut=$((1 + RANDOM % 3000))
 			n_shadow=$((n_shadow + 1))
 		fi
@@ -259,6 +280,14 @@ for ((i = 0; i <= cuts; i++)); do
 			break
 		fi
 		cut_summary "$tag" "$kill"
+		if ((lw)); then
+			if out=$(python3 "$top/tests/powercut/lwreplay.py" --log "$work/lw.img" --base "$work/base.img" \
+				--out "$work/prod.img" 2>&1); then
+				echo "$out"
+			else
+				failc "$tag: replay the production log -- $(tail -n1 <<<"$out")"
+			fi
+		fi
 		m=$(measure)
 		if [[ -n $m ]]; then
 			if ((i == 0)); then est_init=$m; else recent+=("$m"); fi

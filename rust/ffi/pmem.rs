@@ -74,6 +74,14 @@ impl Pmem {
         unsafe { sys::jsnap_pmem_fence() }
     }
 
+    /// Test build: a destage batch overwrote chunks it preserved (shadow
+    /// pmem with `fault_cut_after_cow=1` cuts the power at the next fence).
+    #[cfg(jsnap_fault)]
+    pub(crate) fn cow_overwritten() {
+        // SAFETY: reads two flags and sets a counter; no arguments.
+        unsafe { sys::jsnap_shadow_cow_overwritten() }
+    }
+
     /// Copies `off..off+buf.len()` into `buf` with the machine-check-safe
     /// copy: `EIO` if the range holds poisoned memory.
     pub(crate) fn read(&self, off: usize, buf: &mut [u8]) -> Result {

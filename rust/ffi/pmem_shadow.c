@@ -17,14 +17,25 @@
  *
  * fault_pmem_cut=N cuts the power at the N-th fence from now: every store
  * still unfenced at that moment (of any task, the cutting task's included)
- * reaches the NVDIMM or not, per 64-byte cache line at random, and the
+ * reaches the NVDIMM or not, per 64-byte cache line (see power_cut), and the
  * machine restarts at once (QEMU runs with -no-reboot: it exits).  Any task
  * that fences after the cut waits for the reset there, so nothing that
  * depends on a fence happens after it.
+ *
+ * What the model does not produce: a fence persists the lines' current
+ * content, so an old unfenced store never lands after a newer fenced one to
+ * the same line; lines persist whole (hardware promises 8 bytes); entries
+ * are keyed by task pointer (an exited task's entries wait for a task that
+ * reuses the pointer); the shadow is filled with a plain copy (poisoned
+ * pmem is not modelled).  One mapping of a journal at a time: a second one
+ * (a table reload while the old table is live) would see a stale shadow,
+ * so it is refused.
  */
 #include <linux/atomic.h>
 #include <linux/delay.h>
+#include <linux/io.h>
 #include <linux/list.h>
+#include <linux/mm.h>
 #include <linux/libnvdimm.h>
 #include <linux/moduleparam.h>
 #include <linux/random.h>
@@ -35,6 +46,7 @@
 #include <linux/string.h>
 #include <linux/vmalloc.h>
 
+#include "shim.h"
 #include "pmem_shadow.h"
 
 static bool fault_pmem_shadow;
@@ -67,8 +79,21 @@ module_param_cb(fault_pmem_cut, &cut_ops, NULL, 0644);
 MODULE_PARM_DESC(fault_pmem_cut,
 		 "test: with fault_pmem_shadow, cut the power at the N-th fence from now (0: never)");
 
+/* How unfenced stores persist at a cut: -1 chosen per cut, else 0-2. */
+static int fault_pmem_cut_how = -1;
+module_param(fault_pmem_cut_how, int, 0644);
+MODULE_PARM_DESC(fault_pmem_cut_how,
+		 "test: at a pmem cut, unfenced lines persist by a coin (0), newest store per task whole (1), none (2); -1 random");
+
+/* How long the cutting task waits (ms) before the reset. */
+static int fault_pmem_cut_ms = 100;
+module_param(fault_pmem_cut_ms, int, 0644);
+MODULE_PARM_DESC(fault_pmem_cut_ms,
+		 "test: delay (ms) between a pmem cut and the reset; from 1000 the cutting task sleeps");
+
 struct shadow {
 	struct list_head list;
+	phys_addr_t phys;	/* of the first byte: the same journal mapped twice */
 	u8 *real;	/* the DAX mapping: what survives a power cut */
 	u8 *cpu;	/* what the CPUs read and write */
 	size_t len;
@@ -87,10 +112,21 @@ static DEFINE_SPINLOCK(lock);
 static bool cut;
 static unsigned long fences;
 
+static bool fault_cut_after_cow;
+module_param(fault_cut_after_cow, bool, 0644);
+MODULE_PARM_DESC(fault_cut_after_cow,
+		 "test: with fault_pmem_shadow, cut the power at the first fence after a destage batch overwrote chunks it preserved");
+
+void jsnap_shadow_cow_overwritten(void)
+{
+	if (READ_ONCE(fault_cut_after_cow) && READ_ONCE(fault_pmem_shadow) && !list_empty(&shadows))
+		atomic_cmpxchg(&cut_countdown, 0, 1);
+}
+
 void *jsnap_shadow_map(void *real, size_t len)
 {
 	unsigned long flags;
-	struct shadow *s;
+	struct shadow *s, *t;
 
 	if (!READ_ONCE(fault_pmem_shadow))
 		return real;
@@ -105,7 +141,17 @@ void *jsnap_shadow_map(void *real, size_t len)
 	memcpy(s->cpu, real, len);
 	s->real = real;
 	s->len = len;
+	s->phys = is_vmalloc_addr(real) ? page_to_phys(vmalloc_to_page(real)) : virt_to_phys(real);
 	spin_lock_irqsave(&lock, flags);
+	list_for_each_entry(t, &shadows, list) {
+		if (t->phys == s->phys) {
+			spin_unlock_irqrestore(&lock, flags);
+			pr_err("dm-jsnap: fault: pmem shadow: this journal is mapped already (a reload with the old table live is not modelled)\n");
+			vfree(s->cpu);
+			kfree(s);
+			return ERR_PTR(-EBUSY);
+		}
+	}
 	list_add(&s->list, &shadows);
 	spin_unlock_irqrestore(&lock, flags);
 	pr_info("dm-jsnap: fault: pmem shadow of %zu bytes: stores reach pmem at their writer's fence\n",
@@ -145,11 +191,17 @@ void *jsnap_shadow_unmap(void *map)
 		spin_unlock_irqrestore(&lock, flags);
 		return map;
 	}
-	/* Not a power cut: the caches reach pmem in the end. */
+	/* Not a power cut: the caches reach pmem in the end (after a cut,
+	 * nothing more does). */
 	list_for_each_entry_safe(p, t, &pendings, list) {
 		if (p->s != s)
 			continue;
-		apply(p);
+		if (cut) {
+			list_del(&p->list);
+			kfree(p);
+		} else {
+			apply(p);
+		}
 	}
 	pmem_wmb();
 	list_del(&s->list);
@@ -192,32 +244,57 @@ void jsnap_shadow_stored(void *dst, size_t len)
 
 static void __noreturn wait_for_reset(void)
 {
-	for (;;)
-		mdelay(10);
+	for (;;) {
+		if (preemptible())
+			msleep(10);
+		else
+			mdelay(10);
+	}
 }
 
-/* Every unfenced store persists or not, per cache line (lock held). */
+/* Is p the last store its task has pending (lock held)? */
+static bool last_of_task(struct pending *p)
+{
+	struct pending *q = p;
+
+	list_for_each_entry_continue(q, &pendings, list)
+		if (q->task == p->task)
+			return false;
+	return true;
+}
+
+/*
+ * Every unfenced store persists or not, per cache line (lock held), in one
+ * of three ways chosen at random: each line by a coin; each task's newest
+ * store whole and a coin for the lines of its older ones (the order a
+ * missing fence would need to go wrong); none.
+ */
 static void power_cut(void)
 {
+	static const char *const how[] = { "each line by a coin", "newest store per task whole",
+					   "none" };
 	unsigned long lines = 0, kept = 0;
+	int forced = READ_ONCE(fault_pmem_cut_how);
+	unsigned int mode = forced >= 0 && forced <= 2 ? forced : get_random_u32() % 3;
 	struct pending *p;
 
 	cut = true;
 	list_for_each_entry(p, &pendings, list) {
 		size_t a = p->off & ~(size_t)63, end = p->off + p->len;
+		bool whole = mode == 1 && last_of_task(p);
 
 		for (; a < end; a += 64, lines++) {
 			size_t from = max(a, p->off), to = min(a + 64, end);
 
-			if (get_random_u32() & 1) {
+			if (mode != 2 && (whole || (get_random_u32() & 1))) {
 				memcpy_flushcache(p->s->real + from, p->s->cpu + from, to - from);
 				kept++;
 			}
 		}
 	}
 	pmem_wmb();
-	pr_emerg("dm-jsnap: fault: pmem power cut at fence %lu: %lu of %lu unfenced cache lines persisted\n",
-		 fences, kept, lines);
+	pr_emerg("dm-jsnap: fault: pmem power cut at fence %lu: %lu of %lu unfenced cache lines persisted (%s)\n",
+		 fences, kept, lines, how[mode]);
 }
 
 void jsnap_shadow_fence(void)
@@ -234,10 +311,27 @@ void jsnap_shadow_fence(void)
 	}
 	fences++;
 	if (atomic_read(&cut_countdown) > 0 && atomic_dec_and_test(&cut_countdown)) {
+		int ms = READ_ONCE(fault_pmem_cut_ms);
+		bool sleep = ms >= 1000 && preemptible();
+
+		/*
+		 * Not preempted until the reset (unless asked to sleep): a task
+		 * that fences after the cut may wait holding a spinlock that a
+		 * task scheduled here would spin on.
+		 */
+		if (!sleep)
+			preempt_disable();
 		power_cut();
 		spin_unlock_irqrestore(&lock, flags);
-		/* Let the console show the line; fencers wait meanwhile. */
-		mdelay(200);
+		/*
+		 * Let the console show the line and, with a long delay, other
+		 * tasks finish I/O that needs no fence (dm-log-writes writing
+		 * its log); fencers wait meanwhile.
+		 */
+		if (sleep)
+			msleep(ms);
+		else
+			mdelay(clamp(ms, 0, 999));
 		emergency_restart();
 		wait_for_reset();
 	}

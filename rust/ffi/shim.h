@@ -30,6 +30,9 @@ int jsnap_pmem_read_mc(void *dst, const void *src, size_t len);
 int jsnap_pmem_crc_mc(const void *src, size_t len, u32 *out);
 void jsnap_pmem_copy(void *dst, const void *src, size_t len);
 void jsnap_pmem_fence(void);
+/* Fault build only (pmem_shadow.c): a destage batch overwrote chunks it
+ * preserved (with fault_cut_after_cow: cut the power at the next fence). */
+void jsnap_shadow_cow_overwritten(void);
 sector_t jsnap_bdev_sectors(struct block_device *bdev);
 unsigned int jsnap_bdev_logical_block_size(struct block_device *bdev);
 sector_t jsnap_bdev_start_sect(struct block_device *bdev);

@@ -157,9 +157,11 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
     for r in runs.iter() {
         io.push((r.start, this.ring_off(r.ring_pos), r.len), GFP_KERNEL)?;
     }
-    this.io
-        .write_many_from_pmem(&d.prod, &d.pmem, &io)
-        .and_then(|()| io::flush(&d.prod))?;
+    this.io.write_many_from_pmem(&d.prod, &d.pmem, &io)?;
+    if !preserve.is_empty() {
+        crate::fault::cow_overwritten();
+    }
+    io::flush(&d.prod)?;
     drop(guard);
     Ok(runs.iter().map(|r| r.len).sum())
 }

@@ -8,8 +8,10 @@
 # completed covers, or a write in flight across [TS, TR] - never one
 # submitted after TR, never the content from before a write completed
 # before TS - and each write in flight is seen whole or not at all
-# (tests/powercut/pc.py verify --window).  The view is read again after
-# drain (copy-on-write of everything since) and after hydration: the same.
+# (tests/powercut/pc.py verify --window).  Each round takes NSNAP (3)
+# snapshots, one after another, while the same writers go on (view, check,
+# drop); the last view is read again after drain (copy-on-write of
+# everything since) and the store after hydration: the same.
 #
 #   (a) no_destage, 4 threads: destaged_bytes is the same before and after
 #       the message and pending did not drop (nothing was drained);
@@ -27,6 +29,7 @@ ACK=$SPARE
 MIB=64
 LEN=$((MIB * 2048))
 NBLK=8192 # the writer's area: the first 32 MiB
+NSNAP=${NSNAP:-3} # snapshots per round
 # snap_when NAME BYTES: once NAME has written BYTES, its status, then
 # `snapshot`, then its status again, in one process (a python start under
 # TCG takes longer than the message): prints "TS TR RC", the status before
@@ -50,6 +53,24 @@ after = status()
 print(t, t2, r)
 print(before)
 print(after)' "$@"
+}
+
+# view_check TAG K TS TR: a view of snapshot K (taken between TS and TR),
+# scanned to $SCRATCH/scan1 and checked by pc.py verify --window
+view_check() {
+	local tag=$1 k=$2 out line
+	dm_create sav "0 $LEN jsnap-view /dev/mapper/sa ro" >/dev/null || { fail "$tag: view $k"; return 1; }
+	"$TOOL" scan /dev/mapper/sav $NBLK "$SCRATCH/scan1" || { fail "$tag: scan view $k"; return 1; }
+	out=$("${PC[@]}" verify --scan "$SCRATCH/scan1" --dev /dev/mapper/sav --acklog "$ACK" \
+		--label "$tag: snapshot $k" --threads "$thr" --no-checkpoint --window "$3" "$4")
+	# pc.py prints ok/not ok lines of the power-cut format: count them here
+	while IFS= read -r line; do
+		case $line in
+		"ok - powercut "*) ok "${line#ok - powercut }" ;;
+		"not ok - powercut "*) fail "${line#not ok - powercut }" "" ;;
+		*) echo "$line" ;;
+		esac
+	done <<<"$out"
 }
 
 # round TAG THREADS CHUNK FEATURES...
@@ -79,11 +100,8 @@ round() {
 	p0=$(sget 2 pending) d0=$(sget 2 destaged_bytes)
 	p1=$(sget 3 pending) d1=$(sget 3 destaged_bytes)
 	u1=$(sget 3 journal_used) sz=$(sget 3 journal_size)
-	sleep 1
-	kill "$wp" 2>/dev/null
-	wait "$wp" 2>/dev/null
 	check_eq "$tag: snapshot with $thr writers in flight" 0 "$src"
-	note "$tag: snapshot in $(((tr - ts) / 1000000)) ms; pending $p0 -> $p1, destaged_bytes $d0 -> $d1, journal_used $u1 of $sz; writer: $(tail -n1 "$SCRATCH/w.log")"
+	note "$tag: snapshot 1 in $(((tr - ts) / 1000000)) ms; pending $p0 -> $p1, destaged_bytes $d0 -> $d1, journal_used $u1 of $sz"
 	if [[ " $* " == *" no_destage "* ]] && ((u1 * 10 > sz * 9)); then
 		fail "$tag: the journal stays below 90% while the snapshot is taken" "journal_used=$u1 of $sz: writers waited for space, which destages (this host writes faster than the test assumes)"
 	elif [[ " $* " == *" no_destage "* ]]; then
@@ -92,18 +110,22 @@ round() {
 			fail "$tag: pending did not drop across the message" "$p0 -> $p1"
 		fi
 	fi
-	dm_create sav "0 $LEN jsnap-view /dev/mapper/sa ro" >/dev/null || { fail "$tag: view"; cleanup_dm; return; }
-	"$TOOL" scan /dev/mapper/sav $NBLK "$SCRATCH/scan1" || { fail "$tag: scan the view"; cleanup_dm; return; }
-	out=$("${PC[@]}" verify --scan "$SCRATCH/scan1" --dev /dev/mapper/sav --acklog "$ACK" \
-		--label "$tag: view" --threads "$thr" --no-checkpoint --window "$ts" "$tr")
-	# pc.py prints ok/not ok lines of the power-cut format: count them here
-	while IFS= read -r line; do
-		case $line in
-		"ok - powercut "*) ok "${line#ok - powercut }" ;;
-		"not ok - powercut "*) fail "${line#not ok - powercut }" "" ;;
-		*) echo "$line" ;;
-		esac
-	done <<<"$out"
+	view_check "$tag" 1 "$ts" "$tr" || { kill "$wp"; wait "$wp"; cleanup_dm; return; }
+	# More snapshots while the same writers go on (each lands among other
+	# writes in flight: a write cut in two records shows in few of them).
+	local k w
+	for ((k = 2; k <= NSNAP; k++)); do
+		dm_remove sav
+		msg sa drop || { fail "$tag: drop $k"; break; }
+		w=$(status_get sa written_bytes)
+		out=$(snap_when sa $((w + (8 << 20))))
+		read -r ts tr src <<<"$(sed -n 1p <<<"$out")"
+		check_eq "$tag: snapshot $k with $thr writers in flight" 0 "$src"
+		view_check "$tag" $k "$ts" "$tr" || break
+	done
+	kill "$wp" 2>/dev/null
+	wait "$wp" 2>/dev/null
+	note "$tag: writer: $(tail -n1 "$SCRATCH/w.log")"
 	check_cmd "$tag: drain" msg sa drain
 	"$TOOL" scan /dev/mapper/sav $NBLK "$SCRATCH/scan2" &&
 		if cmp -s "$SCRATCH/scan1" "$SCRATCH/scan2"; then ok "$tag: view unchanged after drain (copy-on-write)"; else

@@ -21,15 +21,22 @@ notok() { echo "not ok - powercut-snap round $round: $*"; }
 hash() { dd if="$1" bs=1M count=$MIB iflag=direct status=none | sha256sum | cut -c1-32; }
 field() { dmsetup status js | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-# PCS_PMEM_CUT=snapped:K|writer:K: the fault module with shadow pmem, the
-# power cut at the K-th fence after `snapshot` returned or the writer started.
+# PCS_PMEM_CUT=snapped:K|writer:K|cow:1: the fault module with shadow pmem,
+# the power cut at the K-th fence after `snapshot` returned or the writer
+# started, or at the first fence after a destage batch overwrote chunks it
+# preserved (armed by the module itself).
 pcut=${PCS_PMEM_CUT:-}
 if [[ -n $pcut ]]; then
-	insmod "$PCS_FAULT_MODULE" fault_pmem_shadow=1 || { notok "insmod the fault module"; exit 1; }
+	cow=()
+	[[ ${pcut%%:*} == cow ]] && cow=(fault_pmem_cut_how=2)
+	insmod "$PCS_FAULT_MODULE" fault_pmem_shadow=1 "${cow[@]}" || { notok "insmod the fault module"; exit 1; }
 else
 	insmod "$JSNAP_MODULE" || { notok "insmod"; exit 1; }
 fi
 arm_cut() { # arm_cut WHEN: set the fence countdown if this round cuts WHEN
+	if [[ $1 == snapped && ${pcut%%:*} == cow ]]; then
+		echo 1 >/sys/module/dm_jsnap/parameters/fault_cut_after_cow || notok "set fault_cut_after_cow"
+	fi
 	[[ ${pcut%%:*} == "$1" ]] || return 0
 	echo "${pcut#*:}" >/sys/module/dm_jsnap/parameters/fault_pmem_cut || notok "set fault_pmem_cut"
 }

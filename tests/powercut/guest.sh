@@ -148,9 +148,22 @@ echo "# t=$(rel) insmod"
 # only when their writer fences (rust/ffi/pmem_shadow.c).
 mod=$JSNAP_MODULE modargs=()
 [[ -n ${PC_PMEM_CUT:-} ]] && mod=$PC_FAULT_MODULE modargs=(fault_pmem_shadow=1)
+# --log-writes: the cutting task waits before the reset, so that the log
+# holds every completed write
+[[ ${PC_LW:-0} == 1 && -n ${PC_PMEM_CUT:-} ]] && modargs+=(fault_pmem_cut_ms=1500)
 if out=$(insmod "$mod" "${modargs[@]}" 2>&1); then :; else
 	notok "insmod -- $out"
 	exit 1
+fi
+if [[ ${PC_LW:-0} == 1 ]]; then
+	# production behind dm-log-writes (the first dm device: the same
+	# device number in every boot, which the journal records)
+	if out=$(dm_create pclw "0 $LEN log-writes $PROD /dev/disk/jsnap/lw" 2>&1); then
+		PROD=/dev/mapper/pclw
+	else
+		notok "log-writes over production -- $out"
+		exit 1
+	fi
 fi
 
 # scan DEV NBLK OUT: per-block seq + crc of DEV (pctool.c)

@@ -275,36 +275,52 @@ def oracle(acks, inflight):
 
 
 def all_or_nothing(holds, acks, window):
-    """The writes in flight across a snapshot that it holds only in part:
-    holds(b) is the seq block b holds; acks the writes completed before the
-    snapshot, window those in flight (seq, start, n, flags, t_submit,
-    t_complete).  Where a write W is seen in some of its blocks, each other
-    block of W must hold a write that may be ordered after W: another write
-    in flight, or an acknowledged one not completed before W was
-    submitted.  Returns [(seq, blocks seen, first block not seen, its seq)]."""
-    ts_of = {q[0]: q[4] for q in window}
+    """What a snapshot taken while the writes in `window` were in flight
+    holds that no single instant explains.  holds(b) is the seq block b
+    holds; acks the writes completed before the snapshot, window those in
+    flight, both as (seq, start, n, flags, t_submit, t_complete) (t_complete
+    2^63 for a write never acknowledged).  A block of write V may instead
+    hold a write X that can be ordered after V: one not completed before V
+    was submitted.  Where a write W is seen in some of its blocks, each other
+    block of W must hold such a write (W whole or not at all), and so must
+    every block of each window write completed before W was submitted (it
+    came first).  Returns [(seq of W, seq missing, block, what it holds)]."""
     tc_of = {q[0]: q[5] for q in acks}
-    torn = []
-    for seq, start, n, _, ts, _ in window:
-        seen = [b for b in range(start, start + n) if holds(b) == seq]
-        if not seen or len(seen) == n:
-            continue
-        for b in range(start, start + n):
+    tc_of.update((q[0], q[5]) for q in window)
+
+    def after(x, v_ts):
+        return x in tc_of and tc_of[x] >= v_ts
+
+    # per window write: seen at all, and its first block holding neither
+    # it nor a write that may come after it
+    seen, miss = set(), {}
+    for v, vs, vn, _, vts, _ in window:
+        for b in range(vs, vs + vn):
             x = holds(b)
-            if x == seq or x in ts_of or (x in tc_of and tc_of[x] >= ts):
-                continue
-            torn.append((seq, len(seen), b, x))
-            break
-    return torn
+            if x == v:
+                seen.add(v)
+            elif v not in miss and not after(x, vts):
+                miss[v] = b
+    bad = []
+    for seq, _, _, _, ts, _ in window:
+        if seq not in seen:
+            continue
+        need = [seq] + [v for v, _, _, _, _, vtc in window if v != seq and vtc < ts]
+        v = next((v for v in need if v in miss), None)
+        if v is not None:
+            bad.append((seq, v, miss[v], holds(miss[v])))
+    return bad
 
 
 def check_all_or_nothing(scan, acks, window, label):
     torn = all_or_nothing(lambda b: scan[b][0], acks, window)
     if torn:
-        seq, k, b, x = torn[0]
-        say('not ok - powercut %s: writes in flight across the snapshot are all or nothing -- '
-            '%d writes in part; first: seq %d is seen in %d of its blocks, block %d holds %s' %
-            (label, len(torn), seq, k, b, 'seq %d' % x if x != UNKNOWN else '?'))
+        seq, v, b, x = torn[0]
+        what = ('seq %d is seen in part' % seq if v == seq else
+                'seq %d is seen but seq %d, completed before it was submitted, is not' % (seq, v))
+        say('not ok - powercut %s: writes in flight across the snapshot are all or nothing, '
+            'as of one instant -- %d writes seen against it; first: %s: block %d holds %s' %
+            (label, len(torn), what, b, 'seq %d' % x if x != UNKNOWN else '?'))
         return 1
     say('ok - powercut %s: writes in flight across the snapshot are all or nothing (%d writes in '
         'flight, %d seen)' % (label, len(window),
@@ -346,7 +362,19 @@ def cmd_selftest(_a):
     held = {0: 5, 1: 1}
     acks = [(1, 0, 2, 0, 10, 20)]
     check('snapshot: a write seen in part is torn',
-          all_or_nothing(held.get, acks, [(5, 0, 2, 0, 30, 1 << 63)]), [(5, 1, 1, 1)])
+          all_or_nothing(held.get, acks, [(5, 0, 2, 0, 30, 1 << 63)]), [(5, 5, 1, 1)])
+    # block 1 holds window write 4, which completed before 5 was submitted
+    check('snapshot: an earlier write in flight does not excuse a torn one',
+          all_or_nothing({0: 5, 1: 4}.get, acks, [(4, 1, 1, 0, 21, 25), (5, 0, 2, 0, 30, 1 << 63)]),
+          [(5, 5, 1, 4)])
+    # 6 (block 3) completed before 7 (block 4) was submitted: 7 without 6
+    # is no instant
+    check('snapshot: seen writes imply the ones before them',
+          all_or_nothing({3: 0, 4: 7}.get, [], [(6, 3, 1, 0, 10, 20), (7, 4, 1, 0, 25, 1 << 63)]),
+          [(7, 6, 3, 0)])
+    check('snapshot: the ones before them seen too',
+          all_or_nothing({3: 6, 4: 7}.get, [], [(6, 3, 1, 0, 10, 20), (7, 4, 1, 0, 25, 1 << 63)]),
+          [])
     check('snapshot: all of it is not',
           all_or_nothing({0: 5, 1: 5}.get, acks, [(5, 0, 2, 0, 30, 1 << 63)]), [])
     check('snapshot: a later write in flight may cover part of it',

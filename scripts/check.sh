@@ -76,6 +76,13 @@ if [[ -x tests/powercut.sh ]]; then
 	if ! grep -q '^powercut: ' "$log/powercut.log"; then fail=$((fail + 1)); echo "not ok - power-cut run gave no summary"; fi
 fi
 
+if [[ -x tests/powercut.sh && -n ${JSNAP_FAULT_MODULE:-} ]]; then
+	stage "power cuts with a volatile disk cache (dm-log-writes under production)"
+	bash tests/powercut.sh --log-writes --cuts 5 2>&1 | tee "$log/powercut-lw.log"
+	count "$log/powercut-lw.log" '^ok - ' '^not ok - '
+	if ! grep -q '^powercut: ' "$log/powercut-lw.log"; then fail=$((fail + 1)); echo "not ok - log-writes power-cut run gave no summary"; fi
+fi
+
 if [[ -f tests/powercut-windows.sh ]]; then
 	stage "power cuts inside the windows held open by fault injection"
 	bash tests/powercut-windows.sh 2>&1 | tee "$log/pcwin.log"

@@ -310,7 +310,16 @@ void jsnap_shadow_fence(void)
 		wait_for_reset();
 	}
 	fences++;
-	if (atomic_read(&cut_countdown) > 0 && atomic_dec_and_test(&cut_countdown)) {
+	/*
+	 * A long delay is for other tasks to finish their I/O: it cannot be
+	 * had from a fence under a spinlock (the cutting task would spin with
+	 * preemption off, and the others on the lock); the cut then comes at
+	 * the next fence that may sleep.
+	 */
+	if (atomic_read(&cut_countdown) > 0 &&
+	    (READ_ONCE(fault_pmem_cut_ms) < 1000 || preemptible() ||
+	     atomic_read(&cut_countdown) > 1) &&
+	    atomic_dec_and_test(&cut_countdown)) {
 		int ms = READ_ONCE(fault_pmem_cut_ms);
 		bool sleep = ms >= 1000 && preemptible();
 

@@ -61,8 +61,12 @@ view_check() {
 	local tag=$1 k=$2 out line
 	dm_create sav "0 $LEN jsnap-view /dev/mapper/sa ro" >/dev/null || { fail "$tag: view $k"; return 1; }
 	"$TOOL" scan /dev/mapper/sav $NBLK "$SCRATCH/scan1" || { fail "$tag: scan view $k"; return 1; }
+	local rc=0
 	out=$("${PC[@]}" verify --scan "$SCRATCH/scan1" --dev /dev/mapper/sav --acklog "$ACK" \
-		--label "$tag: snapshot $k" --threads "$thr" --no-checkpoint --window "$3" "$4")
+		--label "$tag: snapshot $k" --threads "$thr" --no-checkpoint --window "$3" "$4" 2>&1) || rc=$?
+	if [[ $out != *"powercut $tag: snapshot $k: verify"* ]]; then
+		fail "$tag: snapshot $k: pc.py verify ran (rc=$rc)" "$(tail -n 3 <<<"$out" | tr '\n' ' ')"
+	fi
 	# pc.py prints ok/not ok lines of the power-cut format: count them here
 	while IFS= read -r line; do
 		case $line in

@@ -16,9 +16,6 @@ MIB=16
 LEN=$((MIB * 2048))
 REF=$SCRATCH/ref
 
-swap_table() { # swap_table NAME TABLE
-	dmsetup suspend "$1" && dmsetup reload "$1" --table "$2" && dmsetup resume "$1"
-}
 
 head -c $((MIB << 20)) /dev/urandom >"$REF"
 dd if="$REF" of="$PROD" bs=1M count=$MIB oflag=direct status=none

@@ -80,6 +80,8 @@ if ((errs > 0)); then ok "a: destage errors counted ($errs)"; else fail "a: dest
 if wait_below fla 20 300; then ok "a: destage brings the journal below the high watermark by itself (no drain)"; else
 	fail "a: destage brings the journal below the high watermark by itself" "$(jsnap_status fla)"
 fi
+# production well again (a drain fails while destage errors come in)
+check_cmd "a: production back to linear" swap_table flp "0 $LEN linear $PROD 0"
 check_cmd "a: drain" msg fla drain
 note "a: status: $(jsnap_status fla)"
 dm_remove fla
@@ -96,6 +98,7 @@ cp "$REF" "$SCRATCH/snap"
 snapsum=$(fsum "$SCRATCH/snap")
 msg flb hydrate on
 passes "$dev" 6 16 || fail "b: writes"
+check_cmd "b: store back to linear" swap_table fls "0 $LEN linear $STORE 0"
 check_cmd "b: drain" msg flb drain
 same "b: jsnap = model" "$dev" "$REF"
 V=$(dm_create flbv "0 $LEN jsnap-view /dev/mapper/flb ro") || fail "b: view"

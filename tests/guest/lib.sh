@@ -152,6 +152,10 @@ mk_jsnap() {
 jsnap_status() {
 	dmsetup status "$1" | sed -E 's/^[0-9]+ [0-9]+ jsnap //'
 }
+# swap_table NAME TABLE: replace a dm device's table (suspend, reload, resume)
+swap_table() {
+	dmsetup suspend "$1" && dmsetup reload "$1" --table "$2" && dmsetup resume "$1"
+}
 # status_get NAME KEY
 status_get() {
 	jsnap_status "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1

@@ -29,9 +29,17 @@ pcut=${PCS_PMEM_CUT:-}
 if [[ -n $pcut ]]; then
 	cow=()
 	[[ ${pcut%%:*} == cow ]] && cow=(fault_pmem_cut_how=2)
+	[[ ${PCS_LW:-0} == 1 ]] && cow+=(fault_pmem_cut_ms=1500)
 	insmod "$PCS_FAULT_MODULE" fault_pmem_shadow=1 "${cow[@]}" || { notok "insmod the fault module"; exit 1; }
 else
 	insmod "$JSNAP_MODULE" || { notok "insmod"; exit 1; }
+fi
+if [[ ${PCS_LW:-0} == 1 ]]; then
+	# the store behind dm-log-writes (the first dm device: the same device
+	# number in every boot, which the journal records)
+	dm_create pcslw "0 $(blockdev --getsz "$S") log-writes $S /dev/disk/jsnap/lw" >/dev/null ||
+		{ notok "log-writes over the store"; exit 1; }
+	S=/dev/mapper/pcslw
 fi
 arm_cut() { # arm_cut WHEN: set the fence countdown if this round cuts WHEN
 	if [[ $1 == snapped && ${pcut%%:*} == cow ]]; then

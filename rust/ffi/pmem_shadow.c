@@ -299,6 +299,8 @@ static void power_cut(void)
 
 void jsnap_shadow_fence(void)
 {
+	/* (before the lock, which disables interrupts) */
+	bool can_sleep = preemptible();
 	unsigned long flags;
 	struct pending *p, *t;
 
@@ -317,11 +319,11 @@ void jsnap_shadow_fence(void)
 	 * the next fence that may sleep.
 	 */
 	if (atomic_read(&cut_countdown) > 0 &&
-	    (READ_ONCE(fault_pmem_cut_ms) < 1000 || preemptible() ||
+	    (READ_ONCE(fault_pmem_cut_ms) < 1000 || can_sleep ||
 	     atomic_read(&cut_countdown) > 1) &&
 	    atomic_dec_and_test(&cut_countdown)) {
 		int ms = READ_ONCE(fault_pmem_cut_ms);
-		bool sleep = ms >= 1000 && preemptible();
+		bool sleep = ms >= 1000 && can_sleep;
 
 		/*
 		 * Not preempted until the reset (unless asked to sleep): a task

@@ -630,8 +630,9 @@ impl Jsnap {
     /// `from_worker` is set when the destage worker retries a deferred
     /// write; map-path writes queue behind deferred ones to keep order.
     pub(crate) fn journal_write(&self, mut bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
-        // Deferring such a write would queue every later write behind it
-        // and make the worker destage for writers that wait for nothing.
+        // A write that met a snapshot taken after its node reservation is
+        // reserved again at once: deferring it would queue every later
+        // map-path write behind it until the worker served them.
         for _ in 0..4 {
             match self.journal_write_once(bio, gfp, from_worker) {
                 Err(b) => bio = b,

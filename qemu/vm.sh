@@ -300,7 +300,7 @@ fi
 	printf 'export JSNAP_VM_OUT=%q\n' "$work/out"
 	printf 'export JSNAP_VM_CWD=%q\n' "$PWD"
 	for e in "${guest_env[@]}"; do printf 'export %q\n' "$e"; done
-	for e in JSNAP_VM_VERBOSE JSNAP_TEST_FILTER JSNAP_TEST_VERBOSE JSNAP_TEST_TIMEOUT JSNAP_FAULT_MODULE JSNAP_REQUIRE_FAULT FAULT_CASES FAULT_HOLD_MS; do
+	for e in JSNAP_VM_VERBOSE JSNAP_TEST_FILTER JSNAP_TEST_VERBOSE JSNAP_TEST_TIMEOUT JSNAP_FAULT_MODULE JSNAP_REQUIRE_FAULT FAULT_CASES FAULT_HOLD_MS JSNAP_STRESS_SECS JSNAP_FUZZ_SEED JSNAP_FUZZ_CASES; do
 		[[ -n ${!e:-} ]] && printf 'export %s=%q\n' "$e" "${!e}"
 	done
 } >"$work/env.sh"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/powercut-mirror.sh [--cuts N] [--seed S] [--keep]
+# tests/powercut-mirror.sh [--cuts N] [--seed S] [--keep] [--chunk C (default 64)]
 #
 # Power cuts under the one-way mirror (issue 5): volume B = the jsnap
 # device, volume A = `jsnap-view B mirror` (every A-write goes to the store
@@ -48,12 +48,14 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cuts=4
 seed=
 keep=0
+chunk=64
 usage() { sed -n '2p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--cuts) cuts=${2:?}; shift 2 ;;
 	--seed) seed=${2:?}; shift 2 ;;
 	--keep) keep=1; shift ;;
+	--chunk) chunk=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -110,7 +112,7 @@ run_vm() {
 		--disk "prod:32M:$work/prod.img:nvme" \
 		--disk "store:32M:$work/store.img:virtio" \
 		--disk "acklog:64M:$work/acklog.img:virtio" \
-		-- env PCM_TOOL="$work/mctool" PCM_LABEL="$tag" \
+		-- env PCM_CHUNK="$chunk" PCM_TOOL="$work/mctool" PCM_LABEL="$tag" \
 		PCM_WRITER_AT="${wat:-0}" PCM_RESPLIT="${resplit:-0}" PCM_HYDRATE="${hydrate:-0}" \
 		PCM_PREV_BETWEEN="${prev_between:-0}" \
 		bash "$snap/tests/powercut-mirror/guest.sh" "$@" >"$work/$tag.log" 2>&1
@@ -143,6 +145,8 @@ cut_summary() {
 	ws=$(grep -a "^# $tag: writers start t=" "$work/$tag.log" | sed -E 's/.*start t=([0-9.]+).*/\1/' | head -n1)
 	if [[ -z $ws ]]; then
 		echo "#   cut at ${kill}s: before the writers started (recovery/split)"
+		# aimed at the writers: a hung or far too slow recovery (issue 12 item 8)
+		failc "$tag: writers started before the cut -- not started ${kill}s into the boot (aimed at ${wat}s; ready at $(ready_of "$tag" || echo never)s)"
 		return
 	fi
 	lw=$(grep -a '^# powercut-mirror writer' "$work/$tag.log" | tail -n 2 | tr '\n' ' ')

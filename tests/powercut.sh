@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/powercut.sh [--cuts N] [--seed S] [--keep] [--log-writes]
+# tests/powercut.sh [--cuts N] [--seed S] [--keep] [--log-writes] [--chunk C] [--start S]
 #
 # Crash-consistency ("power cut") test for dm-jsnap.  File-backed media that
 # survive killing QEMU: pmem 32M (small, so the journal fills and writers meet
@@ -39,6 +39,11 @@
 # up to the last FLUSH, and FUA writes after it (tests/powercut/lwreplay.py);
 # whatever jsnap wrote after its last flush is lost.
 #
+# --chunk C (default 64) is the jsnap chunk size; --start S (default 0) puts
+# the jsnap target at sector S of its table, behind a zero target, with the
+# writer and the scans going through a dm-linear window over it (issue 12
+# item 6: every geometry).
+#
 # Output: one `ok - powercut ...` / `not ok - powercut ...` line per check,
 # progress notes (`# ...`), and finally `powercut: N passed, M failed`.
 # Exit status non-zero if anything failed.  Logs of every boot are kept in
@@ -59,6 +64,8 @@ while [[ $# -gt 0 ]]; do
 	--seed) seed=${2:?}; shift 2 ;;
 	--keep) keep=1; shift ;;
 	--log-writes) lw=1; shift ;;
+	--chunk) PC_CHUNK=${2:?}; shift 2 ;;
+	--start) PC_START=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -90,6 +97,9 @@ echo "# powercut: seed=$seed cuts=$cuts work=$work module=$JSNAP_MODULE"
 PMEM_SIZE=${PC_PMEM:-32M}
 CHUNK=${PC_CHUNK:-64}
 export PC_CHUNK=$CHUNK
+START=${PC_START:-0}
+[[ $CHUNK =~ ^[0-9]+$ && $START =~ ^[0-9]+$ ]] || { echo "powercut: --chunk and --start take numbers" >&2; exit 2; }
+echo "# powercut: chunk $CHUNK, jsnap at table start $START"
 SPLAT_RE='BUG|WARNING|Oops|KASAN|refcount|lockdep|general protection|Call Trace'
 VM_TIMEOUT=${PC_VM_TIMEOUT:-400}
 
@@ -144,9 +154,9 @@ run_vm() {
 		"$snap/qemu/vm.sh" --memory 1G --cpus 2 --timeout "$VM_TIMEOUT" "${kopt[@]}" \
 		--pmem "$PMEM_SIZE:$work/pmem.img" \
 		--disk "prod:256M:$work/prod.img:nvme" \
-		--disk "acklog:64M:$work/acklog.img:virtio" "${lwopt[@]}" \
-		-- env PC_CHUNK="$CHUNK" PC_LW="$lw" PC_TOOL="$work/pctool" PC_DRAIN_LOOP="$drain" PC_WRITER_AT="$wat" \
-		PC_THREADS="$thr" PC_PREV_THREADS="$pthr" PC_FAULT_MODULE="$FAULT_MODULE" PC_PMEM_CUT="$pcut" bash "$snap/tests/powercut/guest.sh" "$@" \
+		--disk "acklog:64M:$work/acklog.img:virtio" --disk "store:256M:$work/store.img:virtio" "${lwopt[@]}" \
+		-- env PC_CHUNK="$CHUNK" PC_START="$START" PC_LW="$lw" PC_TOOL="$work/pctool" PC_DRAIN_LOOP="$drain" PC_WRITER_AT="$wat" \
+		PC_THREADS="$thr" PC_PREV_THREADS="$pthr" PC_FAULT_MODULE="$FAULT_MODULE" PC_PMEM_CUT="$pcut" PC_SNAP_AT="${snapat:-}" PC_PREV_SNAP="${prev_snap:-}" bash "$snap/tests/powercut/guest.sh" "$@" \
 		>"$work/$tag.log" 2>&1
 	vm_rc=$?
 }
@@ -182,6 +192,11 @@ cut_summary() {
 	if [[ -z $ws ]]; then
 		echo "#   cut at ${kill}s: during recovery/verify (writer not started)"
 		n_cut_recovery=$((n_cut_recovery + 1))
+		# a boot aimed at the writer whose writer never started: a hung
+		# (or far too slow) recovery; a failure, not a note (issue 12 item 8)
+		if [[ $what != "during recovery" ]] && ! grep -aq 'fault: pmem power cut at fence' "$work/$tag.console" 2>/dev/null; then
+			failc "$tag: writer started before the cut -- not started ${kill}s into the boot (aimed at ${wat}s; ready at $(grep -a '^# powercut .*: ready t=' "$tag_log" | sed -E 's/.*ready t=//' | head -n1)s): recovery hung or far too slow"
+		fi
 	else
 		n_cut_writer=$((n_cut_writer + 1))
 		local pct
@@ -237,6 +252,10 @@ for ((i = 0; i <= cuts; i++)); do
 		f=${FEATS[RANDOM % ${#FEATS[@]}]}
 		r=$((RANDOM % 100))
 		if ((i == 0)); then est=$est_init; else est=$(max_recent); fi
+		# checking the last round's snapshot (a scan through its view)
+		# takes longer than a recovery
+		snap_boot=0
+		[[ -n ${prev_snap:-} ]] && snap_boot=1 est=$((est + 30))
 		wat=$((est + 2)) # writer start
 		if ((i > 1 && r < 10)); then
 			# now and then: cut during replay/verify/second recovery
@@ -251,6 +270,10 @@ for ((i = 0; i <= cuts; i++)); do
 		((RANDOM % 4 == 0)) && drain=1
 		# writer threads (one write in flight each), overlapping ranges
 		thr=${THREADS[RANDOM % ${#THREADS[@]}]}
+		# every other round or so: a snapshot while the writers run
+		# (issue 11 item 3), at a moment that may come after the cut
+		snapat=
+		[[ $what != "during recovery" ]] && ((RANDOM % 2)) && snapat=$((1 + RANDOM % (kill - wat)))
 		label=cut$i
 		tag=boot$i
 		pcut=
@@ -258,7 +281,7 @@ for ((i = 0; i <= cuts; i++)); do
 			pcut=$((1 + RANDOM % 3000))
 			n_shadow=$((n_shadow + 1))
 		fi
-		echo "# [$elapsed s] boot $i/$cuts: features='${f:-default}'$( ((drain)) && echo ' + drain loop'), $thr writer thread(s), power cut after ${kill}s ($what)${pcut:+, or at the ${pcut}th pmem fence (shadow pmem)}"
+		echo "# [$elapsed s] boot $i/$cuts: features='${f:-default}'$( ((drain)) && echo ' + drain loop'), $thr writer thread(s)${snapat:+, snapshot ${snapat}s into the writers}, power cut after ${kill}s ($what)${pcut:+, or at the ${pcut}th pmem fence (shadow pmem)}"
 		if ((i == 0)); then
 			run_vm "$tag" "$kill" init "$label" "$seed" $f
 		else
@@ -296,14 +319,31 @@ for ((i = 0; i <= cuts; i++)); do
 		fi
 		m=$(measure)
 		if [[ -n $m ]]; then
-			if ((i == 0)); then est_init=$m; else recent+=("$m"); fi
+			if ((i == 0)); then est_init=$m; elif ((!snap_boot)); then recent+=("$m"); fi
 		elif [[ $what != "during recovery" ]]; then
 			# recovery was slower than we aimed for (host load): aim later
 			if ((i == 0)); then est_init=$((kill + 5)); else recent+=($((kill + 5))); fi
 		fi
 		# "label" is verified in the next boot only if its writer ran;
 		# otherwise the next boot verifies the same data again (still prev).
-		if grep -aq "^# powercut $label: writer start" "$tag_log"; then prev=$label prev_thr=$thr; fi
+		if grep -aq "^# powercut $label: writer start" "$tag_log"; then
+			prev=$label prev_thr=$thr
+			# its snapshot, as the next boot must find it
+			s_ts=$(sed -n "s/^# powercut $label: snap SENT \([0-9]*\).*/\1/p" "$tag_log" | head -n1)
+			s_done=$(sed -n "s/^# powercut $label: snap DONE \([0-9]*\) \([0-9]*\).*/\1 \2/p" "$tag_log" | head -n1)
+			prev_snap=
+			if [[ -n $s_done ]]; then
+				[[ ${s_done#* } == 0 ]] || failc "$tag: snapshot message with writes in flight -- exit ${s_done#* }"
+				[[ ${s_done#* } == 0 ]] && prev_snap="must $s_ts ${s_done% *}"
+			elif [[ -n $s_ts ]]; then
+				prev_snap="maybe $s_ts"
+			fi
+			[[ -n $prev_snap ]] && echo "#   snapshot of $label: $prev_snap"
+		elif [[ -n ${prev_snap:-} ]] && grep -aq "^# powercut $prev: snapshot dropped" "$tag_log"; then
+			prev_snap= # checked and dropped before this boot was cut
+		elif [[ -n ${prev_snap:-} ]]; then
+			prev_snap="maybe ${prev_snap#* }" # it may have been dropped
+		fi
 		if [[ -z $prev ]]; then
 			# the init boot was cut before its writer started (slow host):
 			# once more, from the format

@@ -8,7 +8,10 @@
 # Env: JSNAP_MODULE (default $JSNAP_TOP/dm-jsnap.ko), JSNAP_VM_* (see
 # qemu/vm.sh --help), JSNAP_TEST_TIMEOUT (per test, seconds, default 600).
 # Prints a final line "guest: N passed, M failed"; exits non-zero if M>0,
-# the VM failed, or a kernel splat was seen.
+# the VM failed, or a kernel splat was seen.  The run is compared with
+# tests/manifest (scripts/manifest.sh): every guest test, each with its
+# check count; with a FILTER only the selected tests are compared (it
+# says so).
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 keep=0
@@ -32,12 +35,18 @@ set +e
 vrc=${PIPESTATUS[0]}
 set -e
 
+if [[ $vrc != 0 ]]; then echo "not ok - vm: vm.sh exited $vrc" | tee -a "$log"; fi
+scope=guest
+if [[ -n ${JSNAP_TEST_FILTER:-} ]]; then
+	scope=selected
+	echo "# run-guest: subset run (filter '$JSNAP_TEST_FILTER'): the manifest is checked for the selected tests only"
+fi
+if [[ ${JSNAP_MANIFEST_CHECK:-1} != 0 ]]; then
+	bash "$top/scripts/manifest.sh" check --scope "$scope" "$log" | tee -a "$log.manifest"
+	cat "$log.manifest" >>"$log"
+fi
 npass=$(grep -c '^ok - ' "$log" || true)
 nfail=$(grep -c '^not ok - ' "$log" || true)
-if [[ $vrc != 0 && $nfail == 0 ]]; then
-	echo "not ok - vm: vm.sh exited $vrc"
-	nfail=1
-fi
 if [[ $nfail != 0 ]]; then
 	echo "# failed checks:"
 	grep '^not ok - ' "$log" | sed 's/^/#   /'

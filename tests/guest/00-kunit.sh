@@ -1,8 +1,29 @@
 #!/usr/bin/env bash
 # KUnit suites compiled into dm-jsnap.ko run when the runner insmods it.
 # Count every test case of the dm_jsnap_* suites from the KTAP in the
-# kernel log; a missing suite or any "not ok" fails.
+# kernel log; a missing suite or any "not ok" fails.  The number of cases
+# each suite reported must equal the number defined in the source
+# (`#[test]` functions of rust/kunit.rs per `#[kunit_tests(SUITE)]`), and
+# every entry of `CASES` in rust/logic/kunit_cases.rs must have run in
+# dm_jsnap_logic.
 . "$(dirname "$0")/lib.sh"
+
+KUNIT_RS=$JSNAP_TOP/rust/kunit.rs
+CASES_RS=$JSNAP_TOP/rust/logic/kunit_cases.rs
+# defined SUITE: the number of #[test] functions of SUITE in rust/kunit.rs
+defined() {
+	awk -v s="$1" '
+		/^[[:space:]]*\/\// { next }
+		/#\[kunit_tests\(/ { on = ($0 ~ "#\\[kunit_tests\\(" s "\\)\\]"); next }
+		on && /^[[:space:]]*#\[test\]/ { n++ }
+		END { print n + 0 }' "$KUNIT_RS"
+}
+# the names listed in CASES (rust/logic/kunit_cases.rs)
+case_names() {
+	awk '/^pub const CASES/ { on = 1; next } on && /^\];/ { exit }
+		on && match($0, /^[[:space:]]*\("[a-z0-9_]+"/) { v = substr($0, RSTART, RLENGTH); sub(/^[[:space:]]*\("/, "", v); sub(/"$/, "", v); print v }' "$CASES_RS"
+}
+reported_logic=
 
 log=$(dmesg)
 for suite in dm_jsnap_logic dm_jsnap_kernel; do
@@ -20,6 +41,7 @@ for suite in dm_jsnap_logic dm_jsnap_kernel; do
 		name=${line##* }
 		if [[ $line =~ \]\ +ok\ [0-9]+\ ([a-z0-9_]+)$ ]]; then
 			ok "kunit $suite.${BASH_REMATCH[1]}"
+			[[ $suite == dm_jsnap_logic ]] && reported_logic+="${BASH_REMATCH[1]} "
 			cases=$((cases + 1))
 		elif [[ $line =~ \]\ +not\ ok\ [0-9]+\ ([a-z0-9_]+) ]]; then
 			fail "kunit $suite.${BASH_REMATCH[1]}" "$(grep -B5 "not ok.* $name\$" <<<"$block" | sed 's/^\[[^]]*\] *//' | tr '\n' ' ')"
@@ -33,5 +55,17 @@ for suite in dm_jsnap_logic dm_jsnap_kernel; do
 	else
 		ok "kunit suite $suite ($cases cases)"
 	fi
+	check_eq "kunit suite $suite: cases reported = #[test] cases in rust/kunit.rs" "$(defined "$suite")" "$cases"
 done
+missing=
+n_cases=0
+for c in $(case_names); do
+	n_cases=$((n_cases + 1))
+	[[ " $reported_logic" == *" $c "* ]] || missing+="$c "
+done
+if ((n_cases == 0)); then
+	fail "every CASES entry of rust/logic/kunit_cases.rs passed in dm_jsnap_logic" "no CASES found in $CASES_RS"
+else
+	check_eq "every CASES entry of rust/logic/kunit_cases.rs ($n_cases) passed in dm_jsnap_logic" "" "${missing% }"
+fi
 finish

@@ -23,12 +23,22 @@ same_range() { # same_range NAME DEV MODEL SECTOR COUNT
 	check_eq "$1" "$b" "$a"
 }
 both() { same "$1: A" "$A" "$MA"; same "$1: B" "$B" "$MB"; }
+# W CMD...: a write (wr, one_write, dd); its failure is a failed check at
+# once, and the totals are compared at the end
+n_w=0 n_wok=0
+W() {
+	local rc=0
+	n_w=$((n_w + 1))
+	"$@" || rc=$?
+	if [[ $rc == 0 ]]; then n_wok=$((n_wok + 1)); else fail "write $n_w succeeded" "rc=$rc: $*"; fi
+	return $rc
+}
 
 head -c $((MIB << 20)) /dev/urandom >"$MB"
-dd if="$MB" of="$PROD" bs=1M oflag=direct status=none
+W dd if="$MB" of="$PROD" bs=1M oflag=direct status=none
 B=$(mk_jsnap mirB $LEN format) || { fail "create B"; finish; }
 # In-flight work before the split: some still in the journal.
-for ((i = 0; i < 20; i++)); do wr "$B" $((RANDOM * 2 % (LEN - 64))) $((RANDOM % 64 + 1)) "$MB"; done
+for ((i = 0; i < 20; i++)); do W wr "$B" $((RANDOM * 2 % (LEN - 64))) $((RANDOM % 64 + 1)) "$MB"; done
 check_cmd "split (snapshot)" msg mirB snapshot
 cp "$MB" "$MA"
 A=$(dm_create mirA "0 $LEN jsnap-view $B mirror") || { fail "attach A (mirror)"; finish; }
@@ -38,21 +48,21 @@ both "after split"
 # Seed 004 flows, on chunks nobody touched yet (k*C for distinct k).
 # Fig. 22/23: write to A, no table entry (chunk not yet preserved):
 # preserve, then write A and B.
-wr "$A" $((10 * C + 3)) 5 "$MA" "$MB"
+W wr "$A" $((10 * C + 3)) 5 "$MA" "$MB"
 same_range "fig22 write A without entry: A" "$A" "$MA" $((10 * C)) "$C"
 same_range "fig22 write A without entry: B" "$B" "$MB" $((10 * C)) "$C"
 # Fig. 24: write to A with an entry (chunk already preserved).
-wr "$A" $((10 * C + 20)) 4 "$MA" "$MB"
+W wr "$A" $((10 * C + 20)) 4 "$MA" "$MB"
 same_range "fig24 write A with entry: A" "$A" "$MA" $((10 * C)) "$C"
 same_range "fig24 write A with entry: B" "$B" "$MB" $((10 * C)) "$C"
 # Fig. 25: write to B, no entry: B only; A keeps the split-time data,
 # also after destage (which must preserve first).
-wr "$B" $((11 * C + 1)) 9 "$MB"
+W wr "$B" $((11 * C + 1)) 9 "$MB"
 check_cmd "drain (fig25)" msg mirB drain
 same_range "fig25 write B without entry: A unchanged" "$A" "$MA" $((11 * C)) "$C"
 same_range "fig25 write B without entry: B" "$B" "$MB" $((11 * C)) "$C"
 # Fig. 26: write to B with an entry (chunk preserved by an A write).
-wr "$B" $((10 * C + 2)) 3 "$MB"
+W wr "$B" $((10 * C + 2)) 3 "$MB"
 check_cmd "drain (fig26)" msg mirB drain
 same_range "fig26 write B with entry: A unchanged" "$A" "$MA" $((10 * C)) "$C"
 same_range "fig26 write B with entry: B" "$B" "$MB" $((10 * C)) "$C"
@@ -62,14 +72,14 @@ same_range "fig27 read A from production image" "$A" "$MA" $((12 * C)) "$C"
 same_range "fig27 read A from store image" "$A" "$MA" $((11 * C)) "$C"
 # Partial chunk: B changed other parts of the chunk, then A writes part of
 # it: A shows its own bytes plus split-time bytes, never B's.
-wr "$B" $((13 * C + 0)) 8 "$MB"
-wr "$A" $((13 * C + 16)) 8 "$MA" "$MB"
+W wr "$B" $((13 * C + 0)) 8 "$MB"
+W wr "$A" $((13 * C + 16)) 8 "$MA" "$MB"
 same_range "partial chunk: A has its bytes + split-time bytes" "$A" "$MA" $((13 * C)) "$C"
 same_range "partial chunk: B has both writes" "$B" "$MB" $((13 * C)) "$C"
 
 # A write to A covering whole unpreserved chunks (no copy needed).
-wr "$B" $((15 * C + 4)) 4 "$MB"
-wr "$A" $((14 * C)) $((2 * C)) "$MA" "$MB"
+W wr "$B" $((15 * C + 4)) 4 "$MB"
+W wr "$A" $((14 * C)) $((2 * C)) "$MA" "$MB"
 same_range "whole-chunk write to A: A" "$A" "$MA" $((14 * C)) $((2 * C))
 same_range "whole-chunk write to A: B" "$B" "$MB" $((14 * C)) $((2 * C))
 
@@ -78,7 +88,7 @@ for phase in 1 2 3; do
 	for ((i = 0; i < 60; i++)); do
 		n=$((RANDOM % (3 * C) + 1))
 		off=$(((RANDOM * 32768 + RANDOM) % (LEN - n)))
-		if ((RANDOM % 2)); then wr "$A" $off $n "$MA" "$MB"; else wr "$B" $off $n "$MB"; fi
+		if ((RANDOM % 2)); then W wr "$A" $off $n "$MA" "$MB"; else W wr "$B" $off $n "$MB"; fi
 	done
 	both "interleaving phase $phase"
 done
@@ -105,7 +115,7 @@ both "after reload"
 for ((i = 0; i < 30; i++)); do
 	n=$((RANDOM % (2 * C) + 1))
 	off=$(((RANDOM * 32768 + RANDOM) % (LEN - n)))
-	if ((RANDOM % 2)); then wr "$A" $off $n "$MA" "$MB"; else wr "$B" $off $n "$MB"; fi
+	if ((RANDOM % 2)); then W wr "$A" $off $n "$MA" "$MB"; else W wr "$B" $off $n "$MB"; fi
 done
 both "writes after reload"
 dm_remove mirA
@@ -128,16 +138,16 @@ one_write() { # one_write DEV SECTOR COUNT [MODEL...]: one bio of COUNT sectors
 	dd if="$blk" of="$dev" bs=$((n * 512)) count=1 seek=$((off * 512)) \
 		oflag=direct,seek_bytes status=none || return 1
 	for m in "$@"; do
-		dd if="$blk" of="$m" bs=512 seek="$off" count="$n" conv=notrunc status=none
+		dd if="$blk" of="$m" bs=512 seek="$off" count="$n" conv=notrunc status=none || return 1
 	done
 }
 B=$(mk_jsnap mirB $LEN no_destage) || { fail "re-create B (no_destage)"; finish; }
-one_write "$B" $((30 * C + C / 2)) "$C" "$MB" # across chunks 30 and 31, left in the journal
+W one_write "$B" $((30 * C + C / 2)) "$C" "$MB" # across chunks 30 and 31, left in the journal
 check_cmd "snapshot (piece in a preserved chunk)" msg mirB snapshot
 cp "$MB" "$MA"
 A=$(dm_create mirA "0 $LEN jsnap-view $B mirror") || { fail "attach A (piece in a preserved chunk)"; finish; }
-one_write "$A" $((30 * C)) 8 "$MA" "$MB"            # preserves chunk 30 only
-one_write "$B" $((30 * C + C / 2)) $((C / 4)) "$MB" # inside chunk 30, over the pre-snapshot extent
+W one_write "$A" $((30 * C)) 8 "$MA" "$MB"            # preserves chunk 30 only
+W one_write "$B" $((30 * C + C / 2)) $((C / 4)) "$MB" # inside chunk 30, over the pre-snapshot extent
 if ! check_cmd "drain returns (superseded piece in a preserved chunk)" timeout 60 dmsetup message mirB 0 drain; then
 	note "status: $(jsnap_status mirB)"
 	finish # (removing the device would wait for the worker)
@@ -146,5 +156,6 @@ both "superseded piece in a preserved chunk"
 dm_remove mirA
 check_cmd "drop (piece in a preserved chunk)" msg mirB drop
 dm_remove mirB
+check_eq "every write succeeded ($n_w writes)" "$n_w" "$n_wok"
 no_splat_since_start "no kernel splat"
 finish

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Geometry (DESIGN.md §2.2 "Either target may sit at any start within its
 # table"; §2.1 chunk_sectors; max I/O): model-based, like 60-mirror.sh.
-#   (a) jsnap at start 16 of its table (after a zero target), a mirror view
-#       at start 8 of its own: interleaved writes to A (view) and B (jsnap),
-#       compared after each phase, after drain (production) and after
-#       hydration (store); the zero prefixes read zero.
-#   (b) chunk sizes 8 and 1024 on a volume whose length is not a multiple
-#       of the chunk: writes across chunk boundaries and into the last,
-#       partial chunk; ro view, drain, hydration to done.
+#   (a) the geometry matrix: chunk sizes 8, 64 and 4096, each once at
+#       table start 0 with a length that is a multiple of the chunk, and once
+#       with both targets behind a zero target (non-zero table starts) and a
+#       partial last chunk.  Each case: writes across chunk boundaries, into
+#       the partial chunk and at the edges, some destaged and some still in
+#       the journal at the snapshot; the ro view = the snapshot; a rw or
+#       mirror view with interleaved writes to A (view) and B (jsnap), each
+#       compared with its model; drain (production), hydration to done (the
+#       store alone holds volume A); the zero prefixes read zero.
 #   (c) a 1 MiB write to a mirror view over a journal that accepts smaller
 #       records only (ring/2 < 1 MiB): it must succeed on both volumes.
 . "$(dirname "$0")/lib.sh"
@@ -35,138 +37,133 @@ w() {
 	return $rc
 }
 
-# ---- (a) non-zero starts --------------------------------------------------------
-LEN=$((16 * 2048)) # the jsnap target's length
-JO=16              # start of the jsnap target in its table
-VO=8               # start of the view target in its table
-C=$CHUNK
-head -c $((LEN * 512)) /dev/urandom >"$MB"
-dd if="$MB" of="$PROD" bs=1M oflag=direct status=none
-B=$(dm_create_lines geoB "0 $JO zero" "$JO $LEN jsnap $PROD $PMEM $STORE $C 1 format") ||
-	{ fail "a: create jsnap at start $JO"; finish; }
-ok "a: create jsnap at start $JO"
-check_eq "a: size of the jsnap device" $((JO + LEN)) "$(dev_sectors "$B")"
-same_at "a: jsnap part = production before writes" "$B" $JO "$MB" 0 $LEN
-aborted=
-# pre-snapshot writes, some left in the journal
-for ((i = 0; i < 20; i++)); do
-	n=$((RANDOM % (2 * C) + 1))
-	w "$B" $JO $(((RANDOM * 32768 + RANDOM) % (LEN - n))) $n "$MB" || { aborted=1; break; }
-done
-w "$B" $JO 0 8 "$MB" || aborted=1               # first sectors of the target
-w "$B" $JO $((LEN - 5)) 5 "$MB" || aborted=1    # its last sectors
-if [[ -n $aborted ]]; then fail "a: writes through jsnap at start $JO" "write failed or timed out"; else ok "a: writes through jsnap at start $JO"; fi
-same_at "a: jsnap (from sector $JO) = model B" "$B" $JO "$MB" 0 $LEN
-zeros "a: jsnap device prefix (zero target) reads zero" "$B" 0 $JO
-check_cmd "a: drain before snapshot" timeout 120 dmsetup message geoB $JO drain
-same_at "a: production = model B (target sector x = production sector x)" "$PROD" 0 "$MB" 0 $LEN
-w "$B" $JO $((3 * C + 1)) $((C + 2)) "$MB" || fail "a: write left in the journal"
-check_cmd "a: snapshot" dmsetup message geoB $JO snapshot
-cp "$MB" "$MA"
-A=$(dm_create_lines geoA "0 $VO zero" "$VO $LEN jsnap-view $B mirror") ||
-	{ fail "a: create mirror view at start $VO"; cleanup_dm; finish; }
-ok "a: create mirror view at start $VO"
-check_eq "a: size of the view device" $((VO + LEN)) "$(dev_sectors "$A")"
-same_at "a: view (from sector $VO) = snapshot" "$A" $VO "$MA" 0 $LEN
-zeros "a: view device prefix reads zero" "$A" 0 $VO
-for phase in 1 2 3; do
+# ---- (a) the matrix: every chunk size x {start 0, aligned length | non-zero
+# starts, partial last chunk}: snapshot content, ro view, rw or mirror view,
+# drain, hydration, each against models ---------------------------------------
+# geom_case C LEN JO VO MODE: jsnap with chunk C and length LEN at start JO
+# of its table (a zero target before it), its views at start VO of theirs;
+# MODE is the second view after the ro one: rw or mirror.
+geom_case() {
+	local C=$1 LEN=$2 JO=$3 VO=$4 mode=$5
+	local P="chunk $C, len $LEN, jsnap at $JO, view at $VO, $mode"
+	local last=$((LEN / C * C)) chunks=$(((LEN + C - 1) / C))
+	local lc=$(((chunks - 1) * C)) big=$((C < 2048 ? 2 * C + 16 : 4096)) # lc: the last (partial or whole) chunk
+	local i n off x aborted B A t
+	head -c $((LEN * 512)) /dev/urandom >"$MB"
+	dd if="$MB" of="$PROD" bs=1M oflag=direct status=none
+	t=("$JO $LEN jsnap $PROD $PMEM $STORE $C 1 format")
+	((JO > 0)) && t=("0 $JO zero" "${t[@]}")
+	B=$(dm_create_lines geoB "${t[@]}") || { fail "$P: create jsnap"; cleanup_dm; return; }
+	ok "$P: create jsnap"
+	check_eq "$P: size of the jsnap device" $((JO + LEN)) "$(dev_sectors "$B")"
+	check_eq "$P: chunks" $chunks "$(status_get geoB chunks)"
+	same_at "$P: jsnap = production before writes" "$B" $JO "$MB" 0 $LEN
 	aborted=
-	for ((i = 0; i < 40; i++)); do
-		n=$((RANDOM % (3 * C) + 1))
+	# pre-snapshot: across chunk boundaries, into the partial chunk, the edges
+	for x in "$((C - 1)) 2" "$((2 * C - 3)) $((C < 2048 ? C + 6 : 2054))" "$((last - 1)) $((LEN - last + 1))" \
+		"$((LEN - 3)) 3" "0 8" "7 1"; do
+		w "$B" $JO $x "$MB" || { aborted=1; break; }
+	done
+	for ((i = 0; i < 12 && !aborted; i++)); do
+		n=$((RANDOM % big + 1))
+		w "$B" $JO $(((RANDOM * 32768 + RANDOM) % (LEN - n))) $n "$MB" || aborted=1
+	done
+	[[ -z $aborted ]] && ok "$P: pre-snapshot writes" || fail "$P: pre-snapshot writes" "write failed or timed out"
+	same_at "$P: jsnap = model B" "$B" $JO "$MB" 0 $LEN
+	((JO > 0)) && zeros "$P: jsnap device prefix (zero target) reads zero" "$B" 0 $JO
+	# half of it destaged, the rest still in the journal at the snapshot
+	check_cmd "$P: drain before snapshot" timeout 120 dmsetup message geoB $JO drain
+	same_at "$P: production = model B (target sector x = production sector x)" "$PROD" 0 "$MB" 0 $LEN
+	w "$B" $JO $((2 * C + 1)) $((C < 2048 ? C + 2 : 2050)) "$MB" || fail "$P: write left in the journal"
+	w "$B" $JO $((last - 2)) 2 "$MB" || fail "$P: write left in the journal (partial chunk)"
+	check_cmd "$P: snapshot" dmsetup message geoB $JO snapshot
+	cp "$MB" "$MA"
+	aborted=
+	for x in "$((C - 2)) 4" "$((2 * C - 1)) $((C < 2048 ? 2 * C + 2 : 2050))" "$((lc - 2)) 3" \
+		"$lc $((LEN - lc))" "$((LEN - 1)) 1" "0 1"; do
+		w "$B" $JO $x "$MB" || { aborted=1; break; }
+	done
+	for ((i = 0; i < 15 && !aborted; i++)); do
+		n=$((RANDOM % big + 1))
+		w "$B" $JO $(((RANDOM * 32768 + RANDOM) % (LEN - n))) $n "$MB" || aborted=1
+	done
+	[[ -z $aborted ]] && ok "$P: post-snapshot writes" || fail "$P: post-snapshot writes" "write failed or timed out"
+	same_at "$P: jsnap = model B after post-snapshot writes" "$B" $JO "$MB" 0 $LEN
+	# the ro view
+	t=("$VO $LEN jsnap-view $B ro")
+	((VO > 0)) && t=("0 $VO zero" "${t[@]}")
+	if A=$(dm_create_lines geoA "${t[@]}"); then
+		ok "$P: create ro view"
+		check_eq "$P: size of the ro view" $((VO + LEN)) "$(dev_sectors "$A")"
+		same_at "$P: ro view = snapshot" "$A" $VO "$MA" 0 $LEN
+		same_at "$P: ro view, last two chunks = snapshot" "$A" $((VO + last - C)) "$MA" $((last - C)) $((LEN - last + C))
+		((VO > 0)) && zeros "$P: ro view prefix reads zero" "$A" 0 $VO
+		if bounded 30 dd if=/dev/zero of="$A" bs=512 count=1 seek=$((VO + C)) oflag=direct status=none 2>/dev/null; then
+			fail "$P: write to the ro view fails" "it succeeded"
+		else
+			ok "$P: write to the ro view fails"
+		fi
+		same_at "$P: ro view = snapshot after the refused write" "$A" $VO "$MA" 0 $LEN
+		dm_remove geoA || fail "$P: remove ro view"
+	else
+		fail "$P: create ro view"
+	fi
+	same_at "$P: jsnap = model B after the ro view" "$B" $JO "$MB" 0 $LEN
+	# the rw or mirror view: interleaved writes to A and B
+	t=("$VO $LEN jsnap-view $B $mode")
+	((VO > 0)) && t=("0 $VO zero" "${t[@]}")
+	A=$(dm_create_lines geoA "${t[@]}") || { fail "$P: create $mode view"; cleanup_dm; return; }
+	ok "$P: create $mode view"
+	same_at "$P: $mode view = snapshot" "$A" $VO "$MA" 0 $LEN
+	aborted=
+	for ((i = 0; i < 30; i++)); do
+		n=$((RANDOM % big + 1))
 		off=$(((RANDOM * 32768 + RANDOM) % (LEN - n)))
 		if ((RANDOM % 2)); then
-			w "$A" $VO $off $n "$MA" "$MB" || { aborted="write to A at $off+$n"; break; }
+			if [[ $mode == mirror ]]; then
+				w "$A" $VO $off $n "$MA" "$MB" || { aborted="write to A at $off+$n"; break; }
+			else
+				w "$A" $VO $off $n "$MA" || { aborted="write to A at $off+$n"; break; }
+			fi
 		else
 			w "$B" $JO $off $n "$MB" || { aborted="write to B at $off+$n"; break; }
 		fi
 	done
-	if [[ -n $aborted ]]; then fail "a: interleaving phase $phase" "$aborted failed or timed out"; fi
-	same_at "a: phase $phase: view = model A" "$A" $VO "$MA" 0 $LEN
-	same_at "a: phase $phase: jsnap = model B" "$B" $JO "$MB" 0 $LEN
-	[[ -n $aborted ]] && break
-done
-# edges: first and last sectors of both targets
-w "$A" $VO 0 3 "$MA" "$MB" || fail "a: write to the first sectors of A"
-w "$A" $VO $((LEN - 3)) 3 "$MA" "$MB" || fail "a: write to the last sectors of A"
-w "$B" $JO $((LEN - 9)) 9 "$MB" || fail "a: write to the last sectors of B"
-same_at "a: edges: view = model A" "$A" $VO "$MA" 0 $LEN
-same_at "a: edges: jsnap = model B" "$B" $JO "$MB" 0 $LEN
-zeros "a: view prefix still zero" "$A" 0 $VO
-zeros "a: jsnap prefix still zero" "$B" 0 $JO
-if check_cmd "a: drain" timeout 120 dmsetup message geoB $JO drain; then
-	same_at "a: production after drain = model B" "$PROD" 0 "$MB" 0 $LEN
-	same_at "a: view after drain = model A" "$A" $VO "$MA" 0 $LEN
-	check_cmd "a: hydrate on" dmsetup message geoB $JO hydrate on
-	if wait_hydrated geoB 300; then ok "a: hydration done"; else fail "a: hydration done" "$(jsnap_status geoB)"; fi
-	same_at "a: store after hydration = model A" "$STORE" 0 "$MA" 0 $LEN
-	same_at "a: view after hydration = model A" "$A" $VO "$MA" 0 $LEN
-	same_at "a: jsnap after hydration = model B" "$B" $JO "$MB" 0 $LEN
-fi
-check_eq "a: errors=0" 0 "$(status_get geoB errors)"
-dm_remove geoA || fail "a: remove view"
-dmsetup message geoB $JO drop || fail "a: drop"
-dm_remove geoB || fail "a: remove jsnap"
-cleanup_dm
-
-# ---- (b) chunk sizes 8 and 1024, length not a multiple of the chunk --------------
-REF=$SCRATCH/ref
-SNAP=$SCRATCH/snap
-for spec in 8:20004 1024:20000; do
-	C=${spec%%:*}
-	LEN=${spec#*:}
-	P="b(chunk $C, len $LEN)"
-	last=$((LEN / C * C)) # first sector of the last, partial chunk
-	chunks=$(((LEN + C - 1) / C))
-	head -c $((LEN * 512)) /dev/urandom >"$REF"
-	dd if="$REF" of="$PROD" bs=1M oflag=direct status=none
-	dev=$(CHUNK=$C mk_jsnap geo $LEN format) || { fail "$P: create"; continue; }
-	ok "$P: create"
-	check_eq "$P: chunks" $chunks "$(status_get geo chunks)"
-	aborted=
-	# pre-snapshot: across chunk boundaries, into the partial chunk, to the end
-	for x in "$((C - 1)) 2" "$((5 * C - 3)) $((C + 6))" "$((last - 1)) 2" "$((LEN - 3)) 3" "7 1"; do
-		w "$dev" 0 $x "$REF" || aborted=1
-	done
-	for ((i = 0; i < 15; i++)); do
-		n=$((RANDOM % (2 * C + 16) + 1))
-		w "$dev" 0 $(((RANDOM * 32768 + RANDOM) % (LEN - n))) $n "$REF" || aborted=1
-	done
-	[[ -z $aborted ]] && ok "$P: pre-snapshot writes" || fail "$P: pre-snapshot writes"
-	check_cmd "$P: snapshot" msg geo snapshot
-	cp "$REF" "$SNAP"
-	aborted=
-	for x in "$((C - 2)) 4" "$((2 * C - 1)) $((2 * C + 2))" "$((last - 2)) 3" "$last $((LEN - last))" \
-		"$((LEN - 1)) 1" "0 1"; do
-		w "$dev" 0 $x "$REF" || aborted=1
-	done
-	for ((i = 0; i < 25; i++)); do
-		n=$((RANDOM % (2 * C + 16) + 1))
-		w "$dev" 0 $(((RANDOM * 32768 + RANDOM) % (LEN - n))) $n "$REF" || aborted=1
-	done
-	[[ -z $aborted ]] && ok "$P: post-snapshot writes" || fail "$P: post-snapshot writes"
-	same_at "$P: jsnap = model" "$dev" 0 "$REF" 0 $LEN
-	if view=$(dm_create geov "0 $LEN jsnap-view $dev ro"); then
-		ok "$P: create ro view"
-		same_at "$P: view = snapshot" "$view" 0 "$SNAP" 0 $LEN
-		same_at "$P: view last partial chunk = snapshot" "$view" $last "$SNAP" $last $((LEN - last))
-		if check_cmd "$P: drain" timeout 120 dmsetup message geo 0 drain; then
-			same_at "$P: production after drain = model" "$PROD" 0 "$REF" 0 $LEN
-			same_at "$P: view after drain = snapshot" "$view" 0 "$SNAP" 0 $LEN
-			check_cmd "$P: hydrate on" msg geo hydrate on
-			if wait_hydrated geo 300; then ok "$P: hydration done"; else fail "$P: hydration done" "$(jsnap_status geo)"; fi
-			check_eq "$P: preserved=chunks" $chunks "$(status_get geo preserved)"
-			same_at "$P: store alone = snapshot" "$STORE" 0 "$SNAP" 0 $LEN
-			same_at "$P: view after hydration = snapshot" "$view" 0 "$SNAP" 0 $LEN
-			same_at "$P: jsnap after hydration = model" "$dev" 0 "$REF" 0 $LEN
-		fi
-		dm_remove geov || fail "$P: remove view"
-	else
-		fail "$P: create ro view"
+	[[ -n $aborted ]] && fail "$P: interleaved writes to both volumes" "$aborted failed or timed out"
+	# edges of both targets, and the partial chunk through A
+	x=("$MA")
+	[[ $mode == mirror ]] && x+=("$MB")
+	w "$A" $VO 0 3 "${x[@]}" || fail "$P: write to the first sectors of A"
+	w "$A" $VO $((LEN - 3)) 3 "${x[@]}" || fail "$P: write to the last sectors of A"
+	w "$A" $VO $((last > 0 ? last - 1 : 0)) $((LEN - last + 1 < LEN ? LEN - last + 1 : LEN)) "${x[@]}" ||
+		fail "$P: write to A into the last chunk"
+	w "$B" $JO $((LEN - 9)) 9 "$MB" || fail "$P: write to the last sectors of B"
+	same_at "$P: $mode view = model A" "$A" $VO "$MA" 0 $LEN
+	same_at "$P: jsnap = model B" "$B" $JO "$MB" 0 $LEN
+	((VO > 0)) && zeros "$P: view prefix still zero" "$A" 0 $VO
+	((JO > 0)) && zeros "$P: jsnap prefix still zero" "$B" 0 $JO
+	if check_cmd "$P: drain" timeout 180 dmsetup message geoB $JO drain; then
+		same_at "$P: production after drain = model B" "$PROD" 0 "$MB" 0 $LEN
+		same_at "$P: view after drain = model A" "$A" $VO "$MA" 0 $LEN
+		check_cmd "$P: hydrate on" dmsetup message geoB $JO hydrate on
+		if wait_hydrated geoB 300; then ok "$P: hydration done"; else fail "$P: hydration done" "$(jsnap_status geoB)"; fi
+		check_eq "$P: preserved=chunks" $chunks "$(status_get geoB preserved)"
+		same_at "$P: store alone after hydration = model A" "$STORE" 0 "$MA" 0 $LEN
+		same_at "$P: view after hydration = model A" "$A" $VO "$MA" 0 $LEN
+		same_at "$P: jsnap after hydration = model B" "$B" $JO "$MB" 0 $LEN
 	fi
-	check_eq "$P: errors=0" 0 "$(status_get geo errors)"
-	msg geo drop || fail "$P: drop"
-	dm_remove geo || fail "$P: remove"
+	check_eq "$P: errors=0" 0 "$(status_get geoB errors)"
+	dm_remove geoA || fail "$P: remove view"
+	dmsetup message geoB $JO drop || fail "$P: drop"
+	dm_remove geoB || fail "$P: remove jsnap"
 	cleanup_dm
+}
+
+# chunk:length:jsnap start:view start:second view
+for spec in 8:8192:0:0:rw 8:10004:16:8:mirror 64:16384:0:0:mirror 64:16357:8:24:rw \
+	4096:16384:0:0:mirror 4096:14000:24:16:mirror; do
+	IFS=: read -r gc gl gj gv gm <<<"$spec"
+	geom_case "$gc" "$gl" "$gj" "$gv" "$gm"
 done
 
 # ---- (c) a mirror write larger than the journal's largest record ---------------

@@ -15,7 +15,15 @@
 #       fail on the jsnap device and on the view, their neighbours read
 #       exactly, and the bad blocks read from the journal once rewritten;
 #   (d) production behind dm-delay (writes 50 ms): a snapshot, writes and
-#       hydration against the model.
+#       hydration against the model;
+#   (e) the store behind dm-flakey during writes to a rw and to a mirror
+#       view (and to production, whose destage preserves into the store):
+#       every view write that succeeded is in the view (and, mirror, in
+#       production), production never holds anything else than its model,
+#       and the snapshot ends `active` (the failed ranges rewritten once
+#       the store is well: view, production after drain, store alone after
+#       hydration = the models) or `invalid`, saying so, its view failing
+#       reads.
 # dm-flakey's drop_writes is not used: a write the device acknowledges and
 # drops is data loss no target can see (the contract does not cover it).
 . "$(dirname "$0")/lib.sh"
@@ -49,6 +57,19 @@ passes() {
 		((k % 2)) && f=$B
 		wr_model "$1" "$f" $((k * $3 % 48)) || return 1
 	done
+}
+# flaky_store_snapshot TAG NAME COPY: fresh volumes, the store behind
+# dm-flakey (NAMEs: writes fail 1 s in every 2), jsnap NAME over it with low
+# watermarks (destage preserves at once), a snapshot, the model copied to
+# COPY; sets dev
+flaky_store_snapshot() {
+	fresh
+	dm_create "${2}s" "0 $LEN flakey $STORE 0 1 1 1 error_writes" >/dev/null ||
+		{ fail "$1: dm-flakey on the store"; return 1; }
+	dev=$(dm_create "$2" "$(jsnap_table $LEN "$PROD" "$PMEM" "/dev/mapper/${2}s" "$CHUNK" format high_watermark 5 low_watermark 1)") ||
+		{ fail "$1: create jsnap"; cleanup_dm; return 1; }
+	check_cmd "$1: snapshot" msg "$2" snapshot
+	cp "$REF" "$3"
 }
 wait_below() { # wait_below NAME PCT SECS: journal at most PCT% full, without drain
 	local i
@@ -89,16 +110,11 @@ dm_remove flp
 check_eq "a: production read directly = model" "$(fsum "$REF")" "$(sum "$PROD")"
 
 # ---- (b) the store failing now and then under a snapshot -------------------
-fresh
-FS=$(dm_create fls "0 $LEN flakey $STORE 0 1 1 1 error_writes") || { fail "b: dm-flakey on the store"; finish; }
-dev=$(dm_create flb "$(jsnap_table $LEN "$PROD" "$PMEM" "$FS" "$CHUNK" format high_watermark 5 low_watermark 1)") ||
-	{ fail "b: create jsnap"; cleanup_dm; finish; }
-check_cmd "b: snapshot" msg flb snapshot
-cp "$REF" "$SCRATCH/snap"
+flaky_store_snapshot b flb "$SCRATCH/snap" || finish
 snapsum=$(fsum "$SCRATCH/snap")
 msg flb hydrate on
 passes "$dev" 6 16 || fail "b: writes"
-check_cmd "b: store back to linear" swap_table fls "0 $LEN linear $STORE 0"
+check_cmd "b: store back to linear" swap_table flbs "0 $LEN linear $STORE 0"
 check_cmd "b: drain" msg flb drain
 same "b: jsnap = model" "$dev" "$REF"
 V=$(dm_create flbv "0 $LEN jsnap-view /dev/mapper/flb ro") || fail "b: view"
@@ -134,7 +150,7 @@ else
 fi
 msg flb drop
 dm_remove flb
-dm_remove fls
+dm_remove flbs
 check_eq "b: production read directly = model" "$(fsum "$REF")" "$(sum "$PROD")"
 
 # ---- (c) bad blocks on production reads ------------------------------------------
@@ -184,6 +200,65 @@ msg fle drop
 dm_remove fle
 dm_remove fldl
 check_eq "d: production read directly = model" "$(fsum "$REF")" "$(sum "$PROD")"
+
+# ---- (e) the store failing under rw and mirror view writes -----------------------
+MA=$SCRATCH/ma
+for mode in rw mirror; do
+	P="e($mode)"
+	flaky_store_snapshot "$P" flf "$MA" || break
+	V=$(dm_create flfv "0 $LEN jsnap-view /dev/mapper/flf $mode") || { fail "$P: view"; cleanup_dm; break; }
+	failed=() nok=0 m=("$MA") # the models a view write goes to
+	[[ $mode == mirror ]] && m+=("$REF")
+	t_end=$(($(date +%s) + 12))
+	while (($(date +%s) < t_end)); do
+		n=$(((RANDOM % 3 + 1) * CHUNK - RANDOM % CHUNK))
+		off=$(((RANDOM * 32768 + RANDOM) % (LEN - n)))
+		if ((RANDOM % 4 == 0)); then
+			# production: a successful write is in it; its destage preserves
+			# into the failing store
+			wr1 "$dev" 0 $off $n "$REF" || fail "$P: write to production at $off+$n"
+			continue
+		fi
+		if wr1 "$V" 0 $off $n "${m[@]}" 2>/dev/null; then nok=$((nok + 1)); else failed+=("$off $n"); fi
+	done
+	note "$P: $nok view writes succeeded, ${#failed[@]} failed; status: $(jsnap_status flf)"
+	if ((${#failed[@]} > 0 || $(status_get flf errors) > 0)); then ok "$P: the store failed under the writes"; else
+		fail "$P: the store failed under the writes" "no view write failed and errors=0"
+	fi
+	check_cmd "$P: store back to linear" swap_table flfs "0 $LEN linear $STORE 0"
+	st=$(status_get flf snapshot)
+	if [[ $st == active ]]; then
+		# the failed ranges rewritten through the view: the models are exact again
+		for x in "${failed[@]}"; do
+			wr1 "$V" 0 $x "${m[@]}" || fail "$P: rewrite of a failed range ($x) once the store is well"
+		done
+		same "$P: view = model A" "$V" "$MA"
+		same "$P: jsnap = model B" "$dev" "$REF"
+		check_cmd "$P: drain" msg flf drain
+		check_eq "$P: production after drain = model B" "$(fsum "$REF")" "$(sum "$PROD")"
+		check_cmd "$P: hydrate on" msg flf hydrate on
+		if wait_hydrated flf 300; then ok "$P: hydration done"; else fail "$P: hydration done" "$(jsnap_status flf)"; fi
+		same "$P: view after hydration = model A" "$V" "$MA"
+		dm_remove flfv
+		check_eq "$P: store alone = model A" "$(fsum "$MA")" "$(sum "$STORE")"
+	elif [[ $st == invalid ]]; then
+		ok "$P: the snapshot says it is invalid"
+		check_fails "$P: the invalid view fails reads" dd if="$V" of=/dev/null bs=1M count=$MIB iflag=direct status=none
+		dm_remove flfv
+		# production: the ranges of failed mirror writes rewritten through it
+		for x in "${failed[@]}"; do wr1 "$dev" 0 $x "$REF" || fail "$P: rewrite of $x through production"; done
+		same "$P: jsnap = model B" "$dev" "$REF"
+		check_cmd "$P: drain" msg flf drain
+		check_eq "$P: production after drain = model B" "$(fsum "$REF")" "$(sum "$PROD")"
+	else
+		fail "$P: snapshot active or invalid" "snapshot=$st"
+		dm_remove flfv
+	fi
+	msg flf drop
+	dm_remove flf
+	dm_remove flfs
+	cleanup_dm
+done
 
 no_splat_since_start "no kernel splat"
 cleanup_dm

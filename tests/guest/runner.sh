@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Guest side of tests/run-guest.sh: insmod the module once, run every
 # tests/guest/[0-9]*.sh in order, rmmod.  Prints TAP-like lines.
+# "# runner: tests: N..." first (what was selected) and "# runner: done"
+# last; scripts/manifest.sh checks both.  A test that exits non-zero
+# without printing a `not ok` line, or prints no check at all, gets a
+# `not ok` line here.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export JSNAP_TOP=${JSNAP_TOP:-$(cd "$here/../.." && pwd)}
@@ -15,6 +19,10 @@ for t in "$here"/[0-9]*.sh; do
 	if [[ -n ${JSNAP_TEST_FILTER:-} && ! $n =~ $JSNAP_TEST_FILTER ]]; then continue; fi
 	tests+=("$t")
 done
+
+echo "# runner: tests: $(for t in "${tests[@]}"; do basename "$t" .sh; done | tr '\n' ' ')"
+if [[ -n ${JSNAP_TEST_FILTER:-} ]]; then echo "# runner: subset (JSNAP_TEST_FILTER=$JSNAP_TEST_FILTER): ${#tests[@]} tests"; fi
+outdir=$(mktemp -d /tmp/jsnap-runner.XXXXXX)
 
 mod=${JSNAP_MODULE:-$JSNAP_TOP/dm-jsnap.ko}
 if [[ ! -f $mod ]]; then
@@ -91,9 +99,14 @@ for t in "${tests[@]}"; do
 	echo "$mark" >/dev/kmsg
 	echo "# ---- $n"
 	t0=$(date +%s)
-	# own session, so that a timeout can kill the whole test
-	TEST_NAME=$n setsid -w bash "$t" &
+	# own session, so that a timeout can kill the whole test; its output
+	# goes to a file (counted below) and is streamed from there
+	tout=$outdir/$n.out
+	: >"$tout"
+	TEST_NAME=$n setsid -w bash "$t" >"$tout" 2>&1 &
 	tp=$!
+	tail -s 0.2 -n +1 -f --pid="$tp" "$tout" &
+	tailp=$!
 	hung=
 	while kill -0 "$tp" 2>/dev/null; do
 		if (($(date +%s) - t0 >= per_test_timeout)); then hung=1; break; fi
@@ -114,8 +127,16 @@ for t in "${tests[@]}"; do
 	else
 		wait "$tp" || trc=$?
 	fi
+	wait "$tailp" 2>/dev/null
 	echo "# $n: exit $trc after $(($(date +%s) - t0)) s"
 	[[ $trc == 0 ]] || rc=1
+	nbad=$(grep -c '^not ok - ' "$tout")
+	if [[ $trc != 0 && $nbad == 0 && -z $hung ]]; then
+		echo "not ok - $n: exit status -- exited $trc without a 'not ok' line"
+	elif ! grep -qE '^(not )?ok - ' "$tout"; then
+		echo "not ok - $n: printed no check"
+		rc=1
+	fi
 	s=$(dmesg | awk -v m="$mark" 'f { print } index($0, m) { f = 1 }' | grep -E "$SPLAT_RE" || true)
 	if [[ -n $s ]]; then
 		echo "not ok - $n: kernel splat during the test"
@@ -146,4 +167,6 @@ else
 	echo "not ok - rmmod dm_jsnap -- $out"
 	rc=1
 fi
+rm -rf "$outdir"
+echo "# runner: done (${#tests[@]} tests, exit $rc)"
 exit $rc

@@ -15,6 +15,7 @@ mode=$1 expect=$2 round=$3
 P=/dev/disk/jsnap/prod S=/dev/disk/jsnap/store J=/dev/pmem0
 MIB=32
 LEN=$((MIB * 2048))
+CHUNK=${PCS_CHUNK:-64} # --chunk of tests/powercut-snap.sh
 FEAT="4 high_watermark 5 low_watermark 1"
 ok() { echo "ok - powercut-snap round $round: $*"; }
 notok() { echo "not ok - powercut-snap round $round: $*"; }
@@ -50,9 +51,9 @@ arm_cut() { # arm_cut WHEN: set the fence countdown if this round cuts WHEN
 }
 if [[ $mode == init ]]; then
 	dd if=/dev/urandom of="$P" bs=1M count=$MIB oflag=direct status=none
-	dm_create js "0 $LEN jsnap $P $J $S 64 5 format high_watermark 5 low_watermark 1" >/dev/null || { notok "create"; exit 1; }
+	dm_create js "0 $LEN jsnap $P $J $S $CHUNK 5 format high_watermark 5 low_watermark 1" >/dev/null || { notok "create"; exit 1; }
 else
-	if dm_create js "0 $LEN jsnap $P $J $S 64 $FEAT" >/dev/null; then ok "replay"; else
+	if dm_create js "0 $LEN jsnap $P $J $S $CHUNK $FEAT" >/dev/null; then ok "replay"; else
 		notok "replay -- $(dmesg | grep jsnap: | tail -n 3 | tr '\n' ' ')"
 		exit 1
 	fi

@@ -27,10 +27,17 @@ PC=(python3 "$here/pc.py")
 PCTOOL=${PC_TOOL:?PC_TOOL: path of pctool (compiled from pctool.c) not set}
 PROD=/dev/disk/jsnap/prod
 ACK=/dev/disk/jsnap/acklog
+STORE=/dev/disk/jsnap/store
 PMEM=/dev/pmem0
 NAME=pc
 DEV=/dev/mapper/$NAME
+[[ ${PC_START:-0} != 0 ]] && DEV=/dev/mapper/pcio
 CHUNK=${PC_CHUNK:-64}
+# PC_START > 0: the jsnap target sits at that start of its table, behind a
+# zero target; the writer and the scans use a dm-linear window over it
+# ($IO_NAME), so that every block lands at target sector = production sector.
+START=${PC_START:-0}
+IO_NAME=pcio
 NBLK=${PC_NBLK:-32768}
 SCRATCH=/tmp/powercut.$$
 mkdir -p "$SCRATCH"
@@ -44,12 +51,14 @@ notok() { echo "not ok - powercut $*"; nfail=$((nfail + 1)); }
 dmesg_tail() { dmesg | tail -n "${1:-25}" | sed 's/^/#   dmesg: /'; }
 
 LEN=$(blockdev --getsz "$PROD")
-table() {
-	local t="0 $LEN jsnap $PROD $PMEM - $CHUNK"
+table() { # the jsnap target's line
+	local t="$START $LEN jsnap $PROD $PMEM $STORE $CHUNK"
 	[[ $# -gt 0 ]] && t="$t $# $*"
 	echo "$t"
 }
-status() { dmsetup status "$NAME" 2>&1 | sed -E 's/^[0-9]+ [0-9]+ jsnap //'; }
+status() { dmsetup status "$NAME" 2>&1 | grep -vE '^[0-9]+ [0-9]+ zero' | sed -E 's/^[0-9]+ [0-9]+ jsnap //'; }
+# jmsg WORDS...: a message to the jsnap target
+jmsg() { dmsetup message "$NAME" "$START" "$@"; }
 skey() { status | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1; }
 
 # create LABEL WHAT FEATURES...: dmsetup create; on failure print the reason
@@ -57,7 +66,10 @@ skey() { status | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1; }
 create() {
 	local label=$1 what=$2 out
 	shift 2
-	if out=$(dm_create "$NAME" "$(table "$@")" 2>&1); then
+	local lines=("$(table "$@")")
+	((START > 0)) && lines=("0 $START zero" "${lines[@]}")
+	if out=$(dm_create_lines "$NAME" "${lines[@]}" 2>&1) &&
+		{ ((START == 0)) || out=$(dm_create "$IO_NAME" "0 $LEN linear /dev/mapper/$NAME $START" 2>&1); }; then
 		ok "$label: $what"
 	else
 		notok "$label: $what -- $(tr '\n' ' ' <<<"$out")"
@@ -67,6 +79,11 @@ create() {
 }
 remove() {
 	local label=$1 out
+	if ((START > 0)) && ! out=$(dm_remove "$IO_NAME" 2>&1); then
+		notok "$label: dmsetup remove $IO_NAME -- $(tr '\n' ' ' <<<"$out")"
+		dmesg_tail
+		end
+	fi
 	if ! out=$(dm_remove "$NAME" 2>&1); then
 		notok "$label: dmsetup remove -- $(tr '\n' ' ' <<<"$out")"
 		dmesg_tail
@@ -120,11 +137,20 @@ writer() {
 	fi
 	status_loop &
 	local sl=$!
+	if [[ -n ${PC_SNAP_AT:-} ]]; then
+		# a snapshot while the writers run, PC_SNAP_AT s after they start:
+		# its send and return times (the ack clock) go to the host, which
+		# has the next boot check its view
+		(
+			sleep "$PC_SNAP_AT"
+			"$PCTOOL" snapshot "$NAME" "$START" | while read -r w x y; do echo "# powercut $label: snap $w $x $y"; done
+		) &
+	fi
 	if [[ ${PC_DRAIN_LOOP:-0} == 1 ]]; then
 		# drain concurrently with the writer (cut while draining)
 		while sleep 2; do
 			echo "# drain t=$(rel) start"
-			dmsetup message "$NAME" 0 drain || echo "# drain t=$(rel) failed rc=$?"
+			jmsg drain || echo "# drain t=$(rel) failed rc=$?"
 			echo "# drain t=$(rel) done"
 		done &
 	fi
@@ -185,6 +211,43 @@ same_scan() {
 	fi
 }
 
+# snap_check PREV: the snapshot the previous round took while its writers
+# ran (PC_PREV_SNAP "must TS TR": the message returned before the cut;
+# "maybe TS [TR]": sent, or checked by a boot cut before it dropped it;
+# empty: none may exist).  Its view must hold, as of one instant between TS
+# and TR, every write completed before TS, none submitted after TR, and
+# each write in flight whole or not at all (pc.py verify --window).  Then
+# drop it.  (Runs before the verify that moves the acklog's checkpoint.)
+snap_check() {
+	local prev=$1 need ts tr st
+	read -r need ts tr <<<"${PC_PREV_SNAP:-}"
+	st=$(skey snapshot)
+	echo "# $prev: snapshot=$st (expected: ${PC_PREV_SNAP:-none})"
+	if [[ $st == none ]]; then
+		if [[ $need == must ]]; then notok "$prev: the snapshot whose message returned before the cut survives -- snapshot=none"
+		elif [[ -n $need ]]; then ok "$prev: no snapshot (its message was cut in flight, or it was dropped)"; fi
+		return 0
+	fi
+	if [[ -z $need ]]; then
+		notok "$prev: no snapshot exists that nobody took -- snapshot=$st"
+	elif [[ $st != active ]]; then
+		notok "$prev: the snapshot is active after the cut -- snapshot=$st"
+	else
+		ok "$prev: the snapshot taken with writes in flight is active after the cut"
+		if out=$(dm_create pcv "0 $LEN jsnap-view /dev/mapper/$NAME ro" 2>&1); then
+			if scan /dev/mapper/pcv "$NBLK" "$SCRATCH/scanv"; then
+				"${PC[@]}" verify --scan "$SCRATCH/scanv" --dev /dev/mapper/pcv --acklog "$ACK" \
+					--label "$prev: snapshot view" --threads "${PC_PREV_THREADS:-1}" --no-checkpoint \
+					--window "$ts" "${tr:-9223372036854775807}" || { nfail=$((nfail + 1)); dmesg_tail 15; }
+			fi
+			dm_remove pcv || notok "$prev: remove the view"
+		else
+			notok "$prev: create a view of the snapshot -- $(tr '\n' ' ' <<<"$out")"
+		fi
+	fi
+	if out=$(jmsg drop 2>&1); then echo "# powercut $prev: snapshot dropped"; else notok "$prev: drop -- $out"; fi
+}
+
 # recover PREV FEATURES...: replay, verify, second recovery
 recover() {
 	local prev=$1
@@ -193,6 +256,7 @@ recover() {
 	echo "# t=$(rel) replay"
 	create "$prev" "replay (create without format)" "$@"
 	check_state "$prev" "after replay"
+	snap_check "$prev"
 	echo "# t=$(rel) scan + verify"
 	scan "$DEV" "$NBLK" "$SCRATCH/scan1" || end
 	"${PC[@]}" verify --scan "$SCRATCH/scan1" --dev "$DEV" --acklog "$ACK" --label "$prev" \
@@ -235,7 +299,7 @@ final)
 	shift
 	recover "$prev" "$@"
 	LABEL=final
-	if out=$(dmsetup message "$NAME" 0 drain 2>&1); then ok "final: drain"; else
+	if out=$(jmsg drain 2>&1); then ok "final: drain"; else
 		notok "final: drain -- $out"
 		dmesg_tail
 	fi

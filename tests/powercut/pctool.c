@@ -11,6 +11,11 @@
  *       BASE_SEQ+t+THREADS, ... (one write in flight each), and logs each
  *       acknowledged write in slot seq-BASE_SEQ with its submit and
  *       completion times (CLOCK_MONOTONIC).
+ *   pctool snapshot NAME SECTOR
+ *       runs `dmsetup message NAME SECTOR snapshot`; prints "SENT TS" before
+ *       and "DONE TR RC" after: CLOCK_MONOTONIC ns (the clock of the ack
+ *       times) before the message was sent and after it returned, and its
+ *       exit status.
  *   pctool scan DEV NBLK OUT
  *       for each of the first NBLK 4 KiB blocks (0 = whole device), write
  *       a 16-byte record to OUT: u64 seq (0 = all zeros, 2^64-1 = neither
@@ -26,6 +31,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -199,13 +205,40 @@ static int writer(int argc, char **argv)
 	return 0;
 }
 
+/* pctool snapshot NAME SECTOR */
+static int snapshot(const char *name, const char *sector)
+{
+	uint64_t tr;
+	int st = 0;
+	pid_t pid;
+
+	printf("SENT %llu\n", (unsigned long long)mono_ns());
+	fflush(stdout);
+	pid = fork();
+
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		execlp("dmsetup", "dmsetup", "message", name, sector, "snapshot", (char *)NULL);
+		_exit(127);
+	}
+	if (waitpid(pid, &st, 0) < 0)
+		return 1;
+	tr = mono_ns();
+	printf("DONE %llu %d\n", (unsigned long long)tr, WIFEXITED(st) ? WEXITSTATUS(st) : 128);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "snapshot"))
+		return snapshot(argv[2], argv[3]);
 	if (argc >= 2 && !strcmp(argv[1], "write"))
 		return writer(argc - 2, argv + 2);
 	if (argc == 5 && !strcmp(argv[1], "scan"))
 		return scan(argv[2], strtoull(argv[3], NULL, 0), argv[4]);
 	fprintf(stderr, "usage: pctool write DEV ACKLOG BASE_SEQ SEED NBLK T0 [THREADS]\n"
-			"       pctool scan DEV NBLK OUT\n");
+			"       pctool scan DEV NBLK OUT\n"
+			"       pctool snapshot NAME SECTOR\n");
 	return 2;
 }

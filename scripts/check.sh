@@ -118,7 +118,7 @@ suite guest "$log/guest.log" "$src"
 
 if [[ -x tests/powercut.sh ]]; then
 	stage powercut "power-cut tests"
-	bash tests/powercut.sh 2>&1 | tee "$log/powercut.log"
+	bash tests/powercut.sh --chunk 8 --start 16 2>&1 | tee "$log/powercut.log"
 	src=${PIPESTATUS[0]}
 	count "$log/powercut.log" '^ok - ' '^not ok - '
 	if ! grep -q '^powercut: ' "$log/powercut.log"; then fail=$((fail + 1)); echo "not ok - power-cut run gave no summary"; fi
@@ -127,7 +127,7 @@ fi
 
 if [[ -x tests/powercut.sh && -n ${JSNAP_FAULT_MODULE:-} ]]; then
 	stage powercut-log-writes "power cuts with a volatile disk cache (dm-log-writes under production)"
-	bash tests/powercut.sh --log-writes --cuts 5 2>&1 | tee "$log/powercut-lw.log"
+	bash tests/powercut.sh --log-writes --cuts 5 --chunk 4096 2>&1 | tee "$log/powercut-lw.log"
 	src=${PIPESTATUS[0]}
 	count "$log/powercut-lw.log" '^ok - ' '^not ok - '
 	if ! grep -q '^powercut: ' "$log/powercut-lw.log"; then fail=$((fail + 1)); echo "not ok - log-writes power-cut run gave no summary"; fi

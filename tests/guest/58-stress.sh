@@ -46,7 +46,8 @@ head -c $((MLEN * 512)) /dev/urandom >"$MB"
 dd if="$MB" of="$PROD" bs=1M seek=$((MOFF / 2048)) oflag=direct status=none
 J=$(dm_create stj "0 $JLEN linear $PMEM $((64 * 2048))") || { fail "journal slice"; finish; }
 P=$(dm_create stp "0 $LEN delay $PROD 0 0 $PROD 0 2") || { fail "production behind dm-delay"; cleanup_dm; finish; }
-TABLE="0 $LEN jsnap $P $J $STORE $CHUNK 5 format high_watermark 80 low_watermark 60"
+# (hydrate_batch 16: many small hydration steps, so that suspends find it running)
+TABLE="0 $LEN jsnap $P $J $STORE $CHUNK 7 format high_watermark 80 low_watermark 60 hydrate_batch 16"
 DEV=$(dm_create st "$TABLE") || { fail "create jsnap"; cleanup_dm; finish; }
 ok "create jsnap (16 MiB journal, production behind dm-delay)"
 
@@ -124,7 +125,7 @@ sleep 5
 
 # ---- the control loop --------------------------------------------------------------
 t0=$(date +%s)
-cycle=0 deferred_seen=0
+cycle=0 deferred_seen=0 hydrating_seen=0
 while ((cycle < 2 || $(date +%s) - t0 < SECS)); do
 	cycle=$((cycle + 1))
 	C="cycle $cycle"
@@ -139,8 +140,10 @@ while ((cycle < 2 || $(date +%s) - t0 < SECS)); do
 	same_at "$C: view, model region = the snapshot" /dev/mapper/stv $MOFF "$SNAPM" 0 $MLEN
 	HA=$(rd /dev/mapper/stv 0 $((FIO_MIB * 2048)) | sum_stream)
 	check_cmd "$C: hydrate on" msg st hydrate on
-	sleep 2
-	suspended_identity "$C: suspend under load, hydration $(status_get st hydration)"
+	sleep 0.5
+	h=$(status_get st hydration)
+	[[ $h == running ]] && hydrating_seen=$((hydrating_seen + 1))
+	suspended_identity "$C: suspend under load, hydration $h"
 	check_cmd "$C: hydrate off" msg st hydrate off
 	# writers waiting for journal space
 	seen=0
@@ -188,6 +191,9 @@ while ((cycle < 2 || $(date +%s) - t0 < SECS)); do
 	check_cmd "$C: drop" msg st drop
 	state_ok "$C"
 done
+if ((hydrating_seen)); then ok "suspended while hydration ran ($hydrating_seen cycles)"; else
+	fail "suspended while hydration ran" "hydration was never running at a suspend"
+fi
 if ((deferred_seen)); then ok "suspended while writers waited for space ($deferred_seen cycles)"; else
 	fail "suspended while writers waited for space" "no writer waited in any cycle"
 fi

@@ -152,6 +152,15 @@ if [[ -x tests/powercut-snap.sh ]]; then
 	suite powercut-snap "$log/pcsnap.log" "$src"
 fi
 
+if [[ -x tests/powercut-fs.sh ]]; then
+	stage powercut-fs "power cuts under ext4 (fsync'd files, e2fsck, the frozen file system's snapshot)"
+	bash tests/powercut-fs.sh 2>&1 | tee "$log/pcfs.log"
+	src=${PIPESTATUS[0]}
+	count "$log/pcfs.log" '^ok - ' '^not ok - '
+	if ! grep -q '^powercut-fs: ' "$log/pcfs.log"; then fail=$((fail + 1)); echo "not ok - powercut-fs gave no summary"; fi
+	suite powercut-fs "$log/pcfs.log" "$src"
+fi
+
 if [[ -x tests/powercut-mirror.sh ]]; then
 	stage powercut-mirror "power cuts under the one-way mirror"
 	bash tests/powercut-mirror.sh 2>&1 | tee "$log/pcmirror.log"

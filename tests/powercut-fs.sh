@@ -57,7 +57,7 @@ ck() { # ck OK|"" TEXT: one check
 	if [[ -n $1 ]]; then echo "ok - powercut-fs $2"; pass=$((pass + 1)); else
 		echo "not ok - powercut-fs $2"; fail=$((fail + 1)); fi
 }
-ready=12 # seconds from the guest command's start to the workload, measured
+ready=20 # seconds from the guest command's start to the workload in a recovery boot, measured
 t_start=$(date +%s)
 for ((r = 0; r <= cuts; r++)); do
 	mode=cut kill=0 pcut=0 snapstep=-1 wat=0
@@ -65,6 +65,7 @@ for ((r = 0; r <= cuts; r++)); do
 	((r == cuts)) && mode=final
 	if [[ $mode != final ]]; then
 		wat=$((ready + 4))
+		((r == 0)) && wat=16 # (the init boot: ~8 s under TCG)
 		kill=$((wat + 3 + RANDOM % 10))
 		((RANDOM % 4)) && snapstep=$((RANDOM % 40))
 		# (~400 fences a second under TCG: 0.1-7 s into the workload; the
@@ -95,7 +96,7 @@ for ((r = 0; r <= cuts; r++)); do
 	echo "#   ack log: $info; $(grep -a '^# \(ready\|snapped\|step\)' "$work/$r.log" | tail -n 2 | tr '\n' ' ')"
 	ck "$(grep -q 'workload=1' <<<"$info" && echo y)" "boot $r: the workload started before the cut"
 	m=$(sed -n 's/^# ready t=\([0-9]*\).*/\1/p' "$work/$r.log" | head -n1)
-	if [[ -n $m ]]; then ready=$((m > ready - 8 ? m : ready - 8)); else ready=$((ready + 10)); fi
+	if ((r == 0)); then :; elif [[ -n $m ]]; then ready=$((m > ready - 3 ? m : ready - 3)); else ready=$((ready + 10)); fi
 	((rc == 124 || rc == 125)) && { tail -n 15 "$work/$r.log" | sed 's/^/#   /'; break; }
 done
 echo "# powercut-fs: seed=$seed, $cuts cuts, $(($(date +%s) - t_start)) s"

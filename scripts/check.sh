@@ -154,7 +154,7 @@ fi
 
 if [[ -x tests/powercut-fs.sh ]]; then
 	stage powercut-fs "power cuts under ext4 (fsync'd files, e2fsck, the frozen file system's snapshot)"
-	bash tests/powercut-fs.sh 2>&1 | tee "$log/pcfs.log"
+	bash tests/powercut-fs.sh --cuts 4 2>&1 | tee "$log/pcfs.log"
 	src=${PIPESTATUS[0]}
 	count "$log/pcfs.log" '^ok - ' '^not ok - '
 	if ! grep -q '^powercut-fs: ' "$log/pcfs.log"; then fail=$((fail + 1)); echo "not ok - powercut-fs gave no summary"; fi

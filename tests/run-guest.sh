@@ -25,7 +25,7 @@ log=$tmp/guest.log
 export JSNAP_VM_DMESG=${JSNAP_VM_DMESG:-$tmp/dmesg.log}
 
 set +e
-"$top/qemu/vm.sh" --memory 2G --cpus 2 --timeout "${JSNAP_GUEST_TIMEOUT:-1800}" \
+"$top/qemu/vm.sh" --memory 2G --cpus 2 --timeout "${JSNAP_GUEST_TIMEOUT:-3600}" \
 	--pmem "256M:$tmp/pmem.img" \
 	--virtio-pmem "64M:$tmp/vpmem.img" \
 	--disk "prod:1G:$tmp/prod.img:nvme" \

@@ -54,7 +54,7 @@ use crate::ffi::registry;
 use crate::ffi::revocable::{Access, SleepRevocable};
 use crate::ffi::wq::OwnedQueue;
 use crate::logic::epoch::Epoch;
-use crate::logic::extent::{self, Carve, Extent};
+use crate::logic::extent::{self, Extent, Which};
 use crate::logic::format::{self, Descriptor, SnapState, Superblock};
 use crate::logic::ring::{JournalSpace, RingError};
 use crate::logic::table::{self, Features};
@@ -391,78 +391,71 @@ pub(crate) fn first_overlap(table: &RBTree<u64, Extent>, start: u64, end: u64) -
     next.filter(|n| n.start < end)
 }
 
-/// Inserts `ext` (the newest record) into the changes table, carving the
-/// older extents it overlaps.  Pre-snapshot data that the snapshot still
-/// needs moves to `snap_table`.  Needs up to 4 nodes (new extent, split
-/// remainder, two moved pieces).
-fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: u32) {
-    let (start, end) = (ext.start, ext.end());
-    while let Some(old) = first_overlap(&st.table, start, end) {
-        let Some(n) = st.table.remove_node(&old.start) else {
-            break;
-        };
-        // `old` may retire only once `ext` is persistent (logic::retire).
-        if let Some(r) = st.rec(old.seq) {
-            r.superseded_by = r.superseded_by.max(ext.seq);
-        }
-        let res = n.into_reservation();
-        let kept = st
-            .epoch()
-            .kept_piece(&old, &ext, chunk_sectors, |c| st.is_preserved(c));
-        let mut res = Some(res);
-        match extent::carve(&old, start, end) {
-            Carve::Covered => st.extents -= 1,
-            Carve::Trimmed(x) => {
-                if let Some(r) = res.take() {
-                    st.table.insert(r.into_node(x.start, x));
-                }
-                if let Some(r) = st.rec(old.seq) {
-                    r.refs += 1;
-                }
-            }
-            Carve::Split(a, b) => {
-                if let Some(r) = res.take() {
-                    st.table.insert(r.into_node(a.start, a));
-                }
-                if let Some(r2) = nodes.take() {
-                    st.table.insert(r2.into_node(b.start, b));
-                    st.extents += 1;
-                }
-                if let Some(r) = st.rec(old.seq) {
-                    r.refs += 2;
-                }
-            }
-            Carve::Untouched => {
-                if let Some(r) = res.take() {
-                    st.table.insert(r.into_node(old.start, old));
-                }
-                break;
-            }
-        }
-        // `old` itself no longer counts; its remainders were counted above.
-        if let Some(r) = st.rec(old.seq) {
-            r.refs = r.refs.saturating_sub(1);
-        }
-        if let Some(m) = kept {
-            if let Some(r) = res.take().or_else(|| nodes.take()) {
-                st.snap_table.insert(r.into_node(m.start, m));
-                st.snap_extents += 1;
-                if let Some(r) = st.rec(m.seq) {
-                    r.refs += 1;
-                }
-            }
-        }
-        // A wholly covered extent's node goes back to the reserve.
-        if let Some(r) = res.take() {
-            st.recycle(r);
-        }
+/// The changes table and the snapshot table of `state`, with the nodes
+/// reserved for one write, as [`extent::insert`] changes them.
+struct Tables<'a> {
+    st: &'a mut State,
+    nodes: &'a mut Nodes,
+    /// The node of the extent removed last: used first, else recycled.
+    freed: Option<RBTreeNodeReservation<u64, Extent>>,
+}
+
+impl extent::Tables for Tables<'_> {
+    fn first_overlap(&self, start: u64, end: u64) -> Option<Extent> {
+        first_overlap(&self.st.table, start, end)
     }
-    if let Some(r) = nodes.take() {
-        st.table.insert(r.into_node(start, ext));
-        st.extents += 1;
-        if let Some(r) = st.rec(ext.seq) {
-            r.refs += 1;
+
+    fn remove(&mut self, start: u64) -> bool {
+        let Some(n) = self.st.table.remove_node(&start) else {
+            return false;
+        };
+        self.st.extents = self.st.extents.saturating_sub(1);
+        if let Some(old) = self.freed.replace(n.into_reservation()) {
+            self.st.recycle(old);
         }
+        true
+    }
+
+    fn insert(&mut self, which: Which, ext: Extent) -> bool {
+        let Some(r) = self.freed.take().or_else(|| self.nodes.take()) else {
+            return false;
+        };
+        match which {
+            Which::Changes => {
+                self.st.table.insert(r.into_node(ext.start, ext));
+                self.st.extents += 1;
+            }
+            Which::Snap => {
+                self.st.snap_table.insert(r.into_node(ext.start, ext));
+                self.st.snap_extents += 1;
+            }
+        }
+        true
+    }
+
+    fn rec(&mut self, seq: u64) -> Option<&mut Rec> {
+        self.st.rec(seq)
+    }
+
+    fn preserved(&self, c: u64) -> bool {
+        self.st.is_preserved(c)
+    }
+}
+
+/// Inserts `ext` (the newest record) into the changes table, carving the
+/// older extents it overlaps; pre-snapshot data that the snapshot still
+/// needs moves to `snap_table` ([`extent::insert`] decides, with the
+/// reference counts).  Needs up to [`extent::nodes_needed`] nodes.
+fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: u32) {
+    let epoch = st.epoch();
+    let mut t = Tables {
+        st,
+        nodes,
+        freed: None,
+    };
+    extent::insert(&mut t, ext, epoch, chunk_sectors);
+    if let Some(n) = t.freed.take() {
+        t.st.recycle(n);
     }
 }
 
@@ -618,11 +611,7 @@ impl Jsnap {
     /// split remainder, plus two pieces kept for an active snapshot.  The
     /// hint may be stale; `journal_write` re-checks under the lock.
     fn nodes_needed(&self) -> usize {
-        if self.snap_hint.load(Ordering::Relaxed) {
-            4
-        } else {
-            2
-        }
+        extent::nodes_needed(self.snap_hint.load(Ordering::Relaxed))
     }
 
     /// On-line primary task: journal one write and complete it.

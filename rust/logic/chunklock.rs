@@ -143,7 +143,7 @@ mod tests {
                 let mut q = queued;
                 actors[i] = match state {
                     A::Idle => {
-                        let ex = rng.next() % 3 == 0;
+                        let ex = rng.next().is_multiple_of(3);
                         if h.acquire(ex, &mut q) {
                             (A::Holding(ex), q)
                         } else {

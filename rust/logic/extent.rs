@@ -5,7 +5,10 @@
 //! `[start, end)` replaces whatever older extents it overlaps; [`carve`]
 //! says what is left of each. Reads take the pieces in range with
 //! [`intersect`]; destage batches ring-contiguous pieces with
-//! [`merge_adjacent`].
+//! [`merge_adjacent`]. [`insert`] applies a write to the tables.
+
+use super::epoch::Epoch;
+use super::retire::Rec;
 
 /// Target sectors `[start, start + len)` whose newest data is in the journal:
 /// sector `x` is at ring position `ring_pos + (x - start)`, written by record
@@ -89,6 +92,103 @@ pub fn merge_adjacent(a: &Extent, b: &Extent) -> Option<Extent> {
         seq: a.seq.max(b.seq),
         ring_pos: a.ring_pos,
     })
+}
+
+/// Which of the two tables an extent goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// The changes table: target sector → newest journal extent.
+    Changes,
+    /// The snapshot table: pre-snapshot data carved by newer writes, kept
+    /// while a chunk it touches is not preserved.
+    Snap,
+}
+
+/// The tables and record states that [`insert`] changes, as the caller
+/// holds them (the kernel: rbtrees with reserved nodes, under `state`).
+pub trait Tables {
+    /// The first extent of the changes table overlapping `start..end`.
+    fn first_overlap(&self, start: u64, end: u64) -> Option<Extent>;
+    /// Removes the changes-table extent that starts at `start`; false if
+    /// there is none.
+    fn remove(&mut self, start: u64) -> bool;
+    /// Inserts `ext` into table `which`; false when no node is left for it
+    /// (the caller reserved too few: the piece is lost and not counted).
+    fn insert(&mut self, which: Which, ext: Extent) -> bool;
+    /// The state of record `seq`, if its slot holds it.
+    fn rec(&mut self, seq: u64) -> Option<&mut Rec>;
+    /// Whether chunk `c` is preserved (holds its snapshot copy).
+    fn preserved(&self, c: u64) -> bool;
+}
+
+/// Table nodes [`insert`] may need beyond the one it frees per carved
+/// extent: the new extent and a split remainder, plus two kept pieces when
+/// a snapshot is active.
+pub const fn nodes_needed(snapshot: bool) -> usize {
+    if snapshot {
+        4
+    } else {
+        2
+    }
+}
+
+/// Inserts `ext` (the newest record) into the changes table, carving the
+/// older extents it overlaps ([`carve`]); pre-snapshot data that the
+/// snapshot still needs moves to the snapshot table
+/// ([`Epoch::kept_piece`]).
+///
+/// Keeps these invariants, checked against a per-sector model on the host:
+/// the changes table stays non-overlapping and maps each sector to the
+/// newest write covering it; every record's `refs` is the number of pieces
+/// of both tables pointing into it; a record whose piece was carved has
+/// `superseded_by >= ext.seq` (it may retire only once `ext` is
+/// persistent, see [`super::retire`]).
+pub fn insert(t: &mut impl Tables, ext: Extent, epoch: Epoch, chunk_sectors: u32) {
+    let (start, end) = (ext.start, ext.end());
+    while let Some(old) = t.first_overlap(start, end) {
+        if !t.remove(old.start) {
+            break;
+        }
+        if let Some(r) = t.rec(old.seq) {
+            r.superseded_by = r.superseded_by.max(ext.seq);
+        }
+        let (a, b) = match carve(&old, start, end) {
+            Carve::Covered => (None, None),
+            Carve::Trimmed(x) => (Some(x), None),
+            Carve::Split(x, y) => (Some(x), Some(y)),
+            Carve::Untouched => {
+                // Only for an empty `ext`: put `old` back and stop.
+                t.insert(Which::Changes, old);
+                break;
+            }
+        };
+        // `old` itself no longer counts; each piece inserted does.
+        let mut delta: i64 = -1;
+        for piece in [a, b].into_iter().flatten() {
+            if t.insert(Which::Changes, piece) {
+                delta += 1;
+            }
+        }
+        let kept = epoch.kept_piece(&old, &ext, chunk_sectors, |c| t.preserved(c));
+        if let Some(m) = kept {
+            if t.insert(Which::Snap, m) {
+                delta += 1;
+            }
+        }
+        if let Some(r) = t.rec(old.seq) {
+            r.refs = add_refs(r.refs, delta);
+        }
+    }
+    if t.insert(Which::Changes, ext) {
+        if let Some(r) = t.rec(ext.seq) {
+            r.refs = r.refs.saturating_add(1);
+        }
+    }
+}
+
+/// `refs + delta`, clamped to the `u32` range.
+fn add_refs(refs: u32, delta: i64) -> u32 {
+    u32::try_from((i64::from(refs) + delta).max(0)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use super::chunklock::{Holders, NotHeld};
 use super::crc::crc32c;
 use super::epoch::{piece_needed, Epoch};
-use super::extent::{carve, intersect, merge_adjacent, Carve, Extent};
+use super::extent::{self, carve, intersect, merge_adjacent, Carve, Extent, Which};
 use super::format::{self, pick_superblock, plan_geometry, Descriptor, SnapState, Superblock};
 use super::lookup::{self, MapWrite, Own, ReadFrom, WriteTo};
 use super::replay::{self, RecordInfo, ReplayError};
@@ -290,7 +290,9 @@ pub fn extent_carve() -> Result<(), &'static str> {
                 ring_pos: 100,
             }),
         "merge",
-    )
+    )?;
+    // The insertion built on carve, against the per-sector model.
+    insert_refcounts()
 }
 
 fn rec(seq: u64, ring_pos: u64, len: u64) -> RecordInfo {
@@ -533,9 +535,10 @@ pub fn chunk_lock() -> Result<(), &'static str> {
     ensure(h == Holders::default(), "refused release changes nothing")
 }
 
-const EH_SECTORS: usize = 32;
-const EH_CHUNK: u32 = 4;
-const EH_WRITES: usize = 48;
+/// Target sectors of the insert histories.
+pub const EH_SECTORS: usize = 32;
+/// Most writes in one history.
+pub const EH_WRITES: usize = 48;
 
 /// A changes table (or the kept pieces) as an unsorted array.
 struct ExtArray {
@@ -562,14 +565,14 @@ impl ExtArray {
         self.e.get(..self.n).unwrap_or(&[])
     }
 
-    fn push(&mut self, x: Extent) -> Result<(), &'static str> {
-        let slot = self
-            .e
-            .get_mut(self.n)
-            .ok_or("table overflow: extents overlap")?;
+    /// False when full (more extents than sectors: they overlap).
+    fn push(&mut self, x: Extent) -> bool {
+        let Some(slot) = self.e.get_mut(self.n) else {
+            return false;
+        };
         *slot = x;
         self.n += 1;
-        Ok(())
+        true
     }
 
     fn take(&mut self, i: usize) -> Extent {
@@ -597,88 +600,210 @@ impl ExtArray {
             .find(|x| x.start <= s && s < x.end())
             .map_or((0, 0), |x| (x.seq, x.ring_pos + (s - x.start)))
     }
+
+    /// Pieces pointing into record `seq`.
+    fn refs(&self, seq: u64) -> u32 {
+        self.live().iter().filter(|x| x.seq == seq).count() as u32
+    }
 }
 
-/// Inserts the newest record `x` the way the kernel's changes table does
-/// (`insert_extent`): carve what it overlaps, keep aside what the snapshot
-/// still needs.
-fn eh_insert(
-    table: &mut ExtArray,
-    kept: &mut ExtArray,
-    x: Extent,
-    epoch: Epoch,
+/// The kernel's tables as [`extent::insert`] sees them, on arrays, with
+/// the kernel's node budget: the node freed by the last removal, then
+/// [`extent::nodes_needed`] reserved ones.
+struct EhTables {
+    table: ExtArray,
+    kept: ExtArray,
+    recs: [Rec; EH_WRITES + 1],
     preserved: u64,
-) -> Result<(), &'static str> {
-    while let Some(i) = table.first_overlap(x.start, x.end()) {
-        let old = table.take(i);
-        if let Some(p) = epoch.kept_piece(&old, &x, EH_CHUNK, |c| preserved >> c & 1 != 0) {
-            kept.push(p)?;
+    chunk: u32,
+    freed: bool,
+    nodes: usize,
+    /// An insert found no node (a piece was lost).
+    lost: bool,
+    /// An insert found its table full (extents overlap).
+    overflow: bool,
+}
+
+impl extent::Tables for EhTables {
+    fn first_overlap(&self, start: u64, end: u64) -> Option<Extent> {
+        self.table
+            .first_overlap(start, end)
+            .map(|i| self.table.e[i])
+    }
+
+    fn remove(&mut self, start: u64) -> bool {
+        let Some(i) = self.table.live().iter().position(|x| x.start == start) else {
+            return false;
+        };
+        self.table.take(i);
+        self.freed = true;
+        true
+    }
+
+    fn insert(&mut self, which: Which, ext: Extent) -> bool {
+        if self.freed {
+            self.freed = false;
+        } else if self.nodes > 0 {
+            self.nodes -= 1;
+        } else {
+            self.lost = true;
+            return false;
         }
-        match carve(&old, x.start, x.end()) {
-            Carve::Covered => {}
-            Carve::Trimmed(a) => table.push(a)?,
-            Carve::Split(a, b) => {
-                table.push(a)?;
-                table.push(b)?;
-            }
-            Carve::Untouched => return Err("overlap without carve"),
+        let t = match which {
+            Which::Changes => &mut self.table,
+            Which::Snap => &mut self.kept,
+        };
+        if !t.push(ext) {
+            self.overflow = true;
+        }
+        true
+    }
+
+    fn rec(&mut self, seq: u64) -> Option<&mut Rec> {
+        self.recs.get_mut(seq as usize).filter(|r| r.seq == seq)
+    }
+
+    fn preserved(&self, c: u64) -> bool {
+        self.preserved
+            .checked_shr(c as u32)
+            .is_some_and(|m| m & 1 != 0)
+    }
+}
+
+impl EhTables {
+    /// Built in place (not inlined: no second copy on the stack).
+    #[inline(never)]
+    fn new(chunk: u32) -> Self {
+        EhTables {
+            table: ExtArray::new(),
+            kept: ExtArray::new(),
+            recs: [Rec::default(); EH_WRITES + 1],
+            preserved: 0,
+            chunk,
+            freed: false,
+            nodes: 0,
+            lost: false,
+            overflow: false,
         }
     }
-    table.push(x)
+
+    /// Empties the tables and the record states, in place.
+    fn reset(&mut self) {
+        self.table.n = 0;
+        self.kept.n = 0;
+        self.recs.fill(Rec::default());
+        self.preserved = 0;
+    }
+
+    /// Journals write `x` as `journal_write` does: a fresh record state,
+    /// the nodes a write reserves, then [`extent::insert`].
+    fn write(&mut self, x: Extent, epoch: Epoch) -> Result<(), &'static str> {
+        let slot = self.recs.get_mut(x.seq as usize).ok_or("too many writes")?;
+        *slot = Rec {
+            persisted: false,
+            ..Rec::free(x.seq, x.ring_pos + x.len)
+        };
+        self.freed = false;
+        self.nodes = extent::nodes_needed(epoch.active);
+        extent::insert(self, x, epoch, self.chunk);
+        ensure(!self.lost, "insert ran out of reserved nodes")?;
+        ensure(!self.overflow, "table overflow: extents overlap")
+    }
+
+    fn needed(&self, p: &Extent) -> bool {
+        piece_needed(p, self.chunk, |c| extent::Tables::preserved(self, c))
+    }
+
+    /// Preserves chunk `c`: kept pieces no chunk needs any more go, with
+    /// their references (`State::remove_snap_piece`).
+    fn preserve(&mut self, c: u64) {
+        self.preserved |= 1u64.checked_shl(c as u32).unwrap_or(0);
+        let mut j = 0;
+        while j < self.kept.n {
+            if self.needed(&self.kept.e[j]) {
+                j += 1;
+            } else {
+                let x = self.kept.take(j);
+                if let Some(r) = extent::Tables::rec(self, x.seq) {
+                    r.refs = r.refs.saturating_sub(1);
+                }
+            }
+        }
+    }
 }
 
-/// Checks a table and its kept pieces against the per-sector models of the
-/// current volume and of the snapshot (`(seq, ring position)`, (0, 0) =
-/// production).
+/// Checks the tables against the per-sector models of the current volume
+/// (`cur`) and of the snapshot (`snap`): `(seq, ring position)`, (0, 0) =
+/// production; and the record states against the pieces (`refs`) and
+/// against `sup`, the newest write that overwrote a sector of each record.
+#[inline(never)]
 fn eh_check(
-    table: &ExtArray,
-    kept: &ExtArray,
+    t: &EhTables,
     epoch: Epoch,
-    preserved: u64,
+    n: usize,
     cur: &[(u64, u64); EH_SECTORS],
     snap: &[(u64, u64); EH_SECTORS],
+    sup: &[u64; EH_WRITES + 1],
 ) -> Result<(), &'static str> {
-    let cs = u64::from(EH_CHUNK);
-    for (i, a) in table.live().iter().enumerate() {
+    let cs = u64::from(t.chunk.max(1));
+    for (i, a) in t.table.live().iter().enumerate() {
         ensure(a.len > 0, "empty extent")?;
-        for b in table.live().iter().skip(i + 1) {
+        for b in t.table.live().iter().skip(i + 1) {
             ensure(
                 a.end() <= b.start || b.end() <= a.start,
                 "table extents overlap",
             )?;
         }
     }
-    for (i, a) in kept.live().iter().enumerate() {
+    for (i, a) in t.kept.live().iter().enumerate() {
+        ensure(a.len > 0, "empty kept piece")?;
         ensure(
             epoch.in_snapshot(a.seq),
             "kept piece is not pre-snapshot data",
         )?;
-        ensure(
-            piece_needed(a, EH_CHUNK, |c| preserved >> c & 1 != 0),
-            "kept piece no chunk needs",
-        )?;
-        for b in kept.live().iter().skip(i + 1) {
+        ensure(t.needed(a), "kept piece no chunk needs")?;
+        for b in t.kept.live().iter().skip(i + 1) {
             ensure(
                 a.end() <= b.start || b.end() <= a.start,
                 "kept pieces overlap",
             )?;
         }
+        for s in a.start..a.end() {
+            ensure(
+                snap.get(s as usize) == Some(&(a.seq, a.ring_pos + (s - a.start))),
+                "kept piece differs from the snapshot model",
+            )?;
+        }
+    }
+    for seq in 1..=n as u64 {
+        let r = t.recs.get(seq as usize).ok_or("record out of range")?;
+        ensure(
+            r.refs == t.table.refs(seq) + t.kept.refs(seq),
+            "refs differs from the pieces pointing into the record",
+        )?;
+        ensure(
+            r.superseded_by == sup[seq as usize],
+            "superseded_by differs from the newest overwriting write",
+        )?;
     }
     for s in 0..EH_SECTORS as u64 {
-        let t = table.at(s);
+        let c = t.table.at(s);
         ensure(
-            t == cur[s as usize],
+            c == cur[s as usize],
             "current content differs from the model",
         )?;
-        let k = kept.at(s);
-        ensure(
-            k.0 == 0 || t.0 == 0 || !epoch.in_snapshot(t.0),
-            "sector both kept and pre-snapshot in the table",
-        )?;
-        if preserved >> (s / cs) & 1 != 0 {
+        if !epoch.active {
             continue;
         }
-        let view = if epoch.in_snapshot(t.0) { t } else { k };
+        let k = t.kept.at(s);
+        ensure(
+            k.0 == 0 || c.0 == 0 || !epoch.in_snapshot(c.0),
+            "sector both kept and pre-snapshot in the table",
+        )?;
+        if extent::Tables::preserved(t, s / cs) {
+            continue;
+        }
+        let view = if epoch.in_snapshot(c.0) { c } else { k };
         ensure(
             view == snap[s as usize],
             "snapshot content differs from the model",
@@ -687,80 +812,180 @@ fn eh_check(
     Ok(())
 }
 
-/// One random history: writes, a snapshot, chunks preserved at random
-/// moments (kept pieces freed as the kernel does), more writes - checked
-/// after every step against per-sector models; then replay (all records
+/// One step of an insert history: a write of `len` sectors at `start`
+/// (inside [`EH_SECTORS`]), after preserving chunk `preserve` if the
+/// snapshot is active.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EhStep {
+    /// First sector written.
+    pub start: u8,
+    /// Sectors written (at least 1).
+    pub len: u8,
+    /// Chunk to preserve before the write.
+    pub preserve: Option<u8>,
+}
+
+/// Runs an insert history through [`extent::insert`] and checks it after
+/// every write against per-sector models: the snapshot is taken before
+/// write `snap_at` (1-based; 0: never) with chunks `preserved` already
+/// preserved; chunks of `chunk` sectors. Then replay (all records
 /// re-inserted in seq order with `snap_seq` and the final validity map, as
 /// recovery does) must give the same current and snapshot content.
-pub fn epoch_history(seed: u64) -> Result<(), &'static str> {
-    let mut rng = Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut writes = [(0u8, 0u8); EH_WRITES];
-    let n_pre = 1 + rng.below(12) as usize;
-    let n = (n_pre + 1 + rng.below((EH_WRITES - n_pre - 1) as u64) as usize).min(EH_WRITES);
-    let snap_seq = n_pre as u64 + 1;
-    let epoch = Epoch {
-        active: true,
-        snap_seq,
+///
+/// Uses about 6 KiB of stack; never inlined, so callers do not stack
+/// several copies.
+#[inline(never)]
+pub fn insert_history(
+    steps: &[EhStep],
+    snap_at: usize,
+    preserved: u64,
+    chunk: u32,
+) -> Result<(), &'static str> {
+    let n = steps.len();
+    ensure(n <= EH_WRITES, "history too long")?;
+    let snapshot = Epoch {
+        active: snap_at > 0,
+        snap_seq: snap_at as u64,
     };
-    let (mut table, mut kept) = (ExtArray::new(), ExtArray::new());
+    let mut t = EhTables::new(chunk);
     let mut cur = [(0u64, 0u64); EH_SECTORS];
     let mut snap = cur;
-    let mut preserved = 0u64;
-    let chunks = EH_SECTORS as u64 / u64::from(EH_CHUNK);
-    for (i, w) in writes.iter_mut().enumerate().take(n) {
+    let mut sup = [0u64; EH_WRITES + 1];
+    for (i, w) in steps.iter().enumerate() {
         let seq = i as u64 + 1;
-        if seq == snap_seq {
+        if seq == snapshot.snap_seq {
             snap = cur;
-            preserved = rng.next() & rng.next() & ((1 << chunks) - 1);
+            t.preserved = preserved;
         }
-        let ep = if seq >= snap_seq { epoch } else { Epoch::NONE };
-        if ep.active && rng.below(4) == 0 {
-            // Preserve a chunk: its kept pieces may go.
-            preserved |= 1 << rng.below(chunks);
-            let mut j = 0;
-            while j < kept.n {
-                if piece_needed(&kept.e[j], EH_CHUNK, |c| preserved >> c & 1 != 0) {
-                    j += 1;
-                } else {
-                    kept.take(j);
-                }
-            }
+        let ep = if snapshot.active && seq >= snapshot.snap_seq {
+            snapshot
+        } else {
+            Epoch::NONE
+        };
+        if let (true, Some(c)) = (ep.active, w.preserve) {
+            t.preserve(u64::from(c));
         }
-        let start = rng.below(EH_SECTORS as u64);
-        let len = 1 + rng.below((EH_SECTORS as u64 - start).min(12));
-        *w = (start as u8, len as u8);
+        let (start, len) = (u64::from(w.start), u64::from(w.len));
+        ensure(
+            len > 0 && start + len <= EH_SECTORS as u64,
+            "write outside the model",
+        )?;
         let x = Extent {
             start,
             len,
             seq,
             ring_pos: seq * 64,
         };
-        eh_insert(&mut table, &mut kept, x, ep, preserved)?;
+        t.write(x, ep)?;
         for s in start..start + len {
+            let owner = cur[s as usize].0 as usize;
+            if owner != 0 {
+                sup[owner] = sup[owner].max(seq);
+            }
             cur[s as usize] = (seq, x.ring_pos + (s - start));
         }
-        if ep.active {
-            eh_check(&table, &kept, epoch, preserved, &cur, &snap)?;
-        }
+        eh_check(&t, ep, i + 1, &cur, &snap, &sup)?;
     }
-    // Replay.
-    let (mut table, mut kept) = (ExtArray::new(), ExtArray::new());
-    for (i, &(start, len)) in writes.iter().enumerate().take(n) {
+    // Replay, in the same buffers (the case runs on a kernel stack).
+    let final_preserved = t.preserved;
+    t.reset();
+    t.preserved = final_preserved;
+    sup = [0u64; EH_WRITES + 1];
+    cur = [(0u64, 0u64); EH_SECTORS];
+    for (i, w) in steps.iter().enumerate() {
         let seq = i as u64 + 1;
+        let (start, len) = (u64::from(w.start), u64::from(w.len));
         let x = Extent {
-            start: u64::from(start),
-            len: u64::from(len),
+            start,
+            len,
             seq,
             ring_pos: seq * 64,
         };
-        eh_insert(&mut table, &mut kept, x, epoch, preserved)?;
+        t.write(x, snapshot)?;
+        for s in start..start + len {
+            let owner = cur[s as usize].0 as usize;
+            if owner != 0 {
+                sup[owner] = sup[owner].max(seq);
+            }
+            cur[s as usize] = (seq, x.ring_pos + (s - start));
+        }
     }
-    eh_check(&table, &kept, epoch, preserved, &cur, &snap)
+    eh_check(&t, snapshot, n, &cur, &snap, &sup)
 }
 
+/// One random history (seeded): writes, a snapshot, chunks preserved at
+/// random moments, more writes; see [`insert_history`].
+pub fn epoch_history(seed: u64) -> Result<(), &'static str> {
+    let mut rng = Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let chunk = 1u32 << rng.below(6);
+    let chunks = EH_SECTORS as u64 / u64::from(chunk);
+    let mut steps = [EhStep::default(); EH_WRITES];
+    let n_pre = 1 + rng.below(12) as usize;
+    let n = (n_pre + 1 + rng.below((EH_WRITES - n_pre - 1) as u64) as usize).min(EH_WRITES);
+    for w in steps.iter_mut() {
+        let start = rng.below(EH_SECTORS as u64);
+        w.start = start as u8;
+        w.len = (1 + rng.below((EH_SECTORS as u64 - start).min(12))) as u8;
+        w.preserve = (rng.below(4) == 0).then(|| rng.below(chunks) as u8);
+    }
+    let mask = if chunks >= 64 {
+        u64::MAX
+    } else {
+        (1 << chunks) - 1
+    };
+    let preserved = rng.next() & rng.next() & mask;
+    insert_history(&steps[..n], n_pre + 1, preserved, chunk)
+}
+
+/// Writes, a snapshot and more writes, checked against per-sector models
+/// after every write ([`insert_history`]), over 200 seeds.
 pub fn epoch_histories() -> Result<(), &'static str> {
     for seed in 1..200 {
         epoch_history(seed)?;
+    }
+    Ok(())
+}
+
+/// Every alignment of a write over three extents (with and without a
+/// snapshot), then random histories without one: the table, `refs` and
+/// `superseded_by` stay equal to the per-sector model. Part of the
+/// `extent_carve` case.
+pub fn insert_refcounts() -> Result<(), &'static str> {
+    // Every (start, len) after a fixed background of three extents.
+    let bg = [(0u8, 10u8), (10, 12), (22, 10)];
+    for start in 0..EH_SECTORS as u8 {
+        for len in 1..=(EH_SECTORS as u8 - start) {
+            let mut steps = [EhStep::default(); 5];
+            for (k, &(s, l)) in bg.iter().enumerate() {
+                steps[k] = EhStep {
+                    start: s,
+                    len: l,
+                    preserve: None,
+                };
+            }
+            steps[3] = EhStep {
+                start,
+                len,
+                preserve: None,
+            };
+            steps[4] = EhStep {
+                start: start / 2,
+                len: 1 + len / 2,
+                preserve: None,
+            };
+            insert_history(&steps, 0, 0, 8)?;
+            insert_history(&steps, 4, 0b0101, 8)?;
+        }
+    }
+    let mut rng = Prng(0x1234_5678_9abc_def1);
+    for _ in 0..100 {
+        let mut steps = [EhStep::default(); EH_WRITES];
+        for w in steps.iter_mut() {
+            let start = rng.below(EH_SECTORS as u64);
+            w.start = start as u8;
+            w.len = (1 + rng.below(EH_SECTORS as u64 - start)) as u8;
+        }
+        insert_history(&steps, 0, 0, 8)?;
     }
     Ok(())
 }

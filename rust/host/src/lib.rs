@@ -60,6 +60,9 @@ impl Rng {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn kunit_cases_pass_on_host() {

@@ -359,11 +359,16 @@ impl core::fmt::Write for LineWriter<'_> {
     }
 }
 
-/// Converts the C arguments to `&str`, refusing non-UTF-8.
+/// Converts the C arguments to `&str`, refusing non-UTF-8 and more than
+/// 64 arguments (no valid line or message has so many: refused as such,
+/// not parsed truncated, which gave a misleading reason).
 pub(crate) fn str_args<'a>(
     args: &[&'a CStr],
     out: &mut [&'a str; 64],
 ) -> core::result::Result<usize, CtrError> {
+    if args.len() > out.len() {
+        return Err(CtrError::inval(c"Too many arguments"));
+    }
     for (slot, a) in out.iter_mut().zip(args) {
         *slot = a
             .to_str()
@@ -1101,11 +1106,19 @@ impl Target for Jsnap {
 
     fn message(this: ArcBorrow<'_, Self>, args: &[&CStr], _out: &mut Out<'_>) -> Result {
         let mut sbuf = [""; 64];
-        let n = str_args(args, &mut sbuf).map_err(|e| e.err)?;
+        let n = str_args(args, &mut sbuf).map_err(|e| {
+            pr_err!("dm-jsnap: {}\n", e.msg.to_str().unwrap_or("bad message"));
+            e.err
+        })?;
         let msg = table::parse_message(&sbuf[..n]).map_err(|e| {
             pr_err!("dm-jsnap: {}\n", e.msg().to_str().unwrap_or("bad message"));
             EINVAL
         })?;
+        // (the handlers refuse too, with EBUSY, but silently)
+        if this.is_suspended() {
+            pr_err!("dm-jsnap: message refused: the device is suspended\n");
+            return Err(EBUSY);
+        }
         match msg {
             table::Message::Drain => Self::drain(this),
             table::Message::Snapshot => snapshot::take(this),

@@ -109,73 +109,47 @@ else
 	fail=$((fail + 1))
 fi
 
-stage guest "guest tests (KUnit + integration)"
-bash tests/run-guest.sh 2>&1 | tee "$log/guest.log"
-src=${PIPESTATUS[0]}
-count "$log/guest.log" '^ok - ' '^not ok - '
-if ! grep -q '^guest: ' "$log/guest.log"; then fail=$((fail + 1)); echo "not ok - guest run gave no summary"; fi
-suite guest "$log/guest.log" "$src"
-
-if [[ -x tests/powercut.sh ]]; then
-	stage powercut "power-cut tests"
-	bash tests/powercut.sh --chunk 8 --start 16 2>&1 | tee "$log/powercut.log"
+# run_stage SUITE SUMMARY_RE TEXT CMD...: runs CMD as stage SUITE, counts
+# its ok / not ok lines, and fails the stage if no line matches SUMMARY_RE
+# (it died before its summary) or it exited non-zero without a `not ok`
+run_stage() {
+	local s=$1 sum=$2 text=$3 src
+	shift 3
+	stage "$s" "$text"
+	"$@" 2>&1 | tee "$log/$s.log"
 	src=${PIPESTATUS[0]}
-	count "$log/powercut.log" '^ok - ' '^not ok - '
-	if ! grep -q '^powercut: ' "$log/powercut.log"; then fail=$((fail + 1)); echo "not ok - power-cut run gave no summary"; fi
-	suite powercut "$log/powercut.log" "$src"
-fi
+	count "$log/$s.log" '^ok - ' '^not ok - '
+	if ! grep -qE "$sum" "$log/$s.log"; then
+		fail=$((fail + 1))
+		echo "not ok - $s: no summary (no line matching $sum)" | tee -a "$log/$s.log"
+	fi
+	suite "$s" "$log/$s.log" "$src"
+}
 
-if [[ -x tests/powercut.sh && -n ${JSNAP_FAULT_MODULE:-} ]]; then
-	stage powercut-log-writes "power cuts with a volatile disk cache (dm-log-writes under production)"
-	bash tests/powercut.sh --log-writes --cuts 5 --chunk 4096 2>&1 | tee "$log/powercut-lw.log"
-	src=${PIPESTATUS[0]}
-	count "$log/powercut-lw.log" '^ok - ' '^not ok - '
-	if ! grep -q '^powercut: ' "$log/powercut-lw.log"; then fail=$((fail + 1)); echo "not ok - log-writes power-cut run gave no summary"; fi
-	suite powercut-log-writes "$log/powercut-lw.log" "$src"
+run_stage guest '^guest: ' "guest tests (KUnit + integration)" \
+	bash tests/run-guest.sh
+run_stage powercut '^powercut: ' "power-cut tests" \
+	bash tests/powercut.sh --chunk 8 --start 16
+if [[ -n ${JSNAP_FAULT_MODULE:-} ]]; then
+	run_stage powercut-log-writes '^powercut: ' \
+		"power cuts with a volatile disk cache (dm-log-writes under production)" \
+		bash tests/powercut.sh --log-writes --cuts 5 --chunk 4096
+else
+	echo "not ok - powercut-log-writes: not run (it needs dm-jsnap-fault.ko)"
+	fail=$((fail + 1))
 fi
-
-if [[ -f tests/powercut-windows.sh ]]; then
-	stage powercut-windows "power cuts inside the windows held open by fault injection"
-	bash tests/powercut-windows.sh 2>&1 | tee "$log/pcwin.log"
-	src=${PIPESTATUS[0]}
-	count "$log/pcwin.log" '^ok - ' '^not ok - '
-	if ! grep -q '^powercut-windows: ' "$log/pcwin.log"; then fail=$((fail + 1)); echo "not ok - powercut-windows gave no summary"; fi
-	suite powercut-windows "$log/pcwin.log" "$src"
-fi
-
-if [[ -x tests/powercut-snap.sh ]]; then
-	stage powercut-snap "power cuts during copy-on-write and hydration"
-	bash tests/powercut-snap.sh --cuts 5 2>&1 | tee "$log/pcsnap.log"
-	src=${PIPESTATUS[0]}
-	count "$log/pcsnap.log" '^ok - ' '^not ok - '
-	if ! grep -q '^powercut-snap: ' "$log/pcsnap.log"; then fail=$((fail + 1)); echo "not ok - powercut-snap gave no summary"; fi
-	suite powercut-snap "$log/pcsnap.log" "$src"
-fi
-
-if [[ -x tests/powercut-fs.sh ]]; then
-	stage powercut-fs "power cuts under ext4 (fsync'd files, e2fsck, the frozen file system's snapshot)"
-	bash tests/powercut-fs.sh --cuts 4 2>&1 | tee "$log/pcfs.log"
-	src=${PIPESTATUS[0]}
-	count "$log/pcfs.log" '^ok - ' '^not ok - '
-	if ! grep -q '^powercut-fs: ' "$log/pcfs.log"; then fail=$((fail + 1)); echo "not ok - powercut-fs gave no summary"; fi
-	suite powercut-fs "$log/pcfs.log" "$src"
-fi
-
-if [[ -x tests/powercut-mirror.sh ]]; then
-	stage powercut-mirror "power cuts under the one-way mirror"
-	bash tests/powercut-mirror.sh 2>&1 | tee "$log/pcmirror.log"
-	src=${PIPESTATUS[0]}
-	count "$log/pcmirror.log" '^ok - ' '^not ok - '
-	if ! grep -q '^powercut-mirror: ' "$log/pcmirror.log"; then fail=$((fail + 1)); echo "not ok - powercut-mirror gave no summary"; fi
-	suite powercut-mirror "$log/pcmirror.log" "$src"
-fi
-
-stage bench-smoke "benchmark harness smoke test (bench/run.sh --smoke)"
-bash bench/run.sh --smoke 2>&1 | tee "$log/bench.log"
-src=${PIPESTATUS[0]}
-count "$log/bench.log" '^ok - ' '^not ok - '
-if ! grep -q '^ok - bench smoke' "$log/bench.log"; then fail=$((fail + 1)); echo "not ok - bench smoke gave no result"; fi
-suite bench-smoke "$log/bench.log" "$src"
+run_stage powercut-windows '^powercut-windows: ' \
+	"power cuts inside the windows held open by fault injection" \
+	bash tests/powercut-windows.sh
+run_stage powercut-snap '^powercut-snap: ' "power cuts during copy-on-write and hydration" \
+	bash tests/powercut-snap.sh --cuts 5
+run_stage powercut-fs '^powercut-fs: ' \
+	"power cuts under ext4 (fsync'd files, e2fsck, the frozen file system's snapshot)" \
+	bash tests/powercut-fs.sh --cuts 4
+run_stage powercut-mirror '^powercut-mirror: ' "power cuts under the one-way mirror" \
+	bash tests/powercut-mirror.sh
+run_stage bench-smoke '^ok - bench smoke' "benchmark harness smoke test (bench/run.sh --smoke)" \
+	bash bench/run.sh --smoke
 
 stage manifest "the run against tests/manifest"
 bash scripts/manifest.sh check --scope all "$log/all.log" 2>&1 | tee "$log/manifest.log"

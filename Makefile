@@ -7,7 +7,7 @@
 #   make paths   KERNEL=<bzImage> and MODULE=<dm-jsnap.ko>
 #   make module  just the module (after set-up)
 #   make bench   fio benchmarks (see README)
-#   make check-debug  the guest suite on a lockdep + KASAN kernel (a second
+#   make check-debug  the guest suite on a lockdep + KFENCE kernel (a second
 #                cached kernel; the module is rebuilt for the normal one after)
 
 SHELL := /bin/bash
@@ -36,9 +36,7 @@ check:
 	@bash scripts/check.sh
 
 check-debug:
-	@JSNAP_KVARIANT=debug bash scripts/setup.sh && JSNAP_KVARIANT=debug bash scripts/build-module.sh \
-		&& JSNAP_KVARIANT=debug bash tests/run-guest.sh; rc=$$?; \
-		bash scripts/build-module.sh >/dev/null 2>&1; exit $$rc
+	@bash scripts/check-debug.sh
 
 bench: module
 	@bash bench/run.sh

@@ -360,8 +360,8 @@ impl core::fmt::Write for LineWriter<'_> {
 }
 
 /// Converts the C arguments to `&str`, refusing non-UTF-8 and more than
-/// 64 arguments (no valid line or message has so many: refused as such,
-/// not parsed truncated, which gave a misleading reason).
+/// 64 arguments (the callbacks refuse more before; never parse a line
+/// truncated, which would give a misleading reason).
 pub(crate) fn str_args<'a>(
     args: &[&'a CStr],
     out: &mut [&'a str; 64],

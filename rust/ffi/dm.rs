@@ -457,6 +457,7 @@ unsafe extern "C" fn message_cb<T: Target>(
     let mut buf = [c""; MAX_ARGS];
     // SAFETY: device-mapper passes `argc` valid strings.
     let Some(n) = (unsafe { args(argc, argv, &mut buf) }) else {
+        pr_err!("dm-jsnap: Too many arguments\n");
         return EINVAL.to_errno();
     };
     let mut empty = [0u8; 1];

@@ -27,7 +27,8 @@ use crate::ffi::dm::{
 };
 use crate::ffi::registry;
 use crate::ffi::wq::OwnedQueue;
-use crate::jsnap::{nomem, str_args, Jsnap, MAX_RECORD_SECTORS};
+use crate::jsnap::target::{nomem, str_args};
+use crate::jsnap::{Jsnap, MAX_RECORD_SECTORS};
 use crate::logic::lookup::{self, MapWrite, ReadFrom, WriteTo};
 use crate::logic::table::{self, ViewMode};
 use core::fmt::Write;
@@ -301,8 +302,7 @@ impl Target for View {
                 }
             },
             BioKind::Discard | BioKind::WriteZeroes | BioKind::Other => {
-                bio.endio(Err(EOPNOTSUPP));
-                Mapped::Submitted
+                Mapped::complete(bio, Err(EOPNOTSUPP))
             }
         }
     }

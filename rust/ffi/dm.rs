@@ -27,6 +27,14 @@ pub(crate) enum Mapped {
     Submitted,
 }
 
+impl Mapped {
+    /// Completes `bio` with `res` from `map` (the target took it).
+    pub(crate) fn complete(bio: Bio, res: Result) -> Self {
+        bio.endio(res);
+        Self::Submitted
+    }
+}
+
 /// The kind of status `dmsetup` asks for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StatusType {

@@ -21,7 +21,9 @@
 //! Errors leave the extents in the table (and the data in the journal),
 //! count in `errors`, set `state=degraded` and are retried with back-off.
 
-use super::{first_overlap, Journaled, Jsnap, State, MAX_RECORD_SECTORS};
+use super::changes::first_overlap;
+use super::write::Journaled;
+use super::{Jsnap, State, MAX_RECORD_SECTORS};
 use crate::ffi::io;
 use crate::logic::extent::{self, Extent};
 use crate::logic::retire;

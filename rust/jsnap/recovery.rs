@@ -12,7 +12,8 @@
 //!   together with the validity map.  Replay only reads, so a second
 //!   recovery rebuilds exactly the same state.
 
-use super::{insert_extent, Jsnap, Nodes, Rec, State};
+use super::changes::{insert_extent, Nodes};
+use super::{Jsnap, Rec, State};
 use crate::ffi::bio::BioList;
 use crate::ffi::dm::{CtrError, DmDev};
 use crate::ffi::pmem::{random_bytes, Pmem};
@@ -119,7 +120,7 @@ pub(crate) fn open(
     })?;
 
     let mut slots =
-        KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL).map_err(super::nomem)?;
+        KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL).map_err(super::target::nomem)?;
     pmem.read(0, &mut slots).map_err(|err| CtrError {
         msg: c"Cannot read the journal",
         err,

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The snapshot: `snapshot`/`drop`/`hydrate` messages, preserving chunks
-//! (copy-on-write at destage), the snapshot's view of a chunk, and the
-//! background copier.
+//! (copy-on-write at destage) and invalidating the snapshot.  The copier is
+//! in [`super::hydrate`], what views ask of the volume in [`super::views`].
 //!
 //! # Snapshot content
 //!
@@ -30,18 +30,15 @@
 //! consecutive failures the snapshot is declared invalid (persistently) and
 //! destage proceeds without it.
 
-use super::chunklock::ChunkGuard;
-use super::{first_overlap, Jsnap, State};
-use crate::ffi::bio::Bio;
+use super::changes::first_overlap;
+use super::{Jsnap, State};
 use crate::ffi::io;
 use crate::logic::epoch;
 use crate::logic::extent::{self, Extent};
 use crate::logic::format::SnapState;
-use crate::logic::lookup::{self, Own};
 use crate::logic::validity;
 use kernel::prelude::*;
 use kernel::sync::ArcBorrow;
-use kernel::time::Delta;
 
 /// Consecutive preservation failures after which the snapshot is invalid.
 const MAX_PRESERVE_FAILURES: u32 = 8;
@@ -211,7 +208,7 @@ impl Jsnap {
     /// (disjoint) to `pins`, pinned: each one's record is persistent
     /// (waited for, as the read path does) and its ring space is not reused
     /// before `pins` is dropped.
-    fn pin_snapshot_pieces(&self, start: u64, end: u64, pins: &mut Pinned<'_>) -> Result {
+    pub(super) fn pin_snapshot_pieces(&self, start: u64, end: u64, pins: &mut Pinned<'_>) -> Result {
         // At most one piece per sector, and at most one per extent, in
         // each of the two tables.
         let sectors = usize::try_from(end - start).map_err(|_| EINVAL)?;
@@ -378,7 +375,7 @@ impl Jsnap {
     /// Sets and persists the validity bits of `chunks` (their store copy is
     /// durable) and frees the superseded pre-snapshot pieces that only those
     /// chunks still needed.
-    fn mark_preserved(&self, st: &mut State, pmem: &crate::ffi::pmem::Pmem, chunks: &[u64]) {
+    pub(super) fn mark_preserved(&self, st: &mut State, pmem: &crate::ffi::pmem::Pmem, chunks: &[u64]) {
         for &c in chunks {
             if let Ok(Some((off, word))) = validity::set(&mut st.map, c) {
                 // The bit is persisted before anyone may overwrite production.
@@ -430,195 +427,6 @@ impl Jsnap {
             pr_err!("dm-jsnap: cannot record the invalid snapshot in the superblock\n");
         }
     }
-
-    /// Reads a bio of the snapshot view that lies inside one chunk.  Returns
-    /// the bio if the chunk is preserved: the caller reads it from the store.
-    pub(crate) fn snapshot_read(&self, mut bio: Bio, start: u64) -> Option<Bio> {
-        let Ok(d) = self.devs() else {
-            bio.endio(Err(EIO));
-            return None;
-        };
-        let end = start + u64::from(bio.sectors());
-        let c = start / u64::from(self.chunk_sectors);
-        let Ok(guard) = self.locks.lock(c, false) else {
-            bio.endio(Err(ENOMEM));
-            return None;
-        };
-        let (snap, preserved) = {
-            let st = self.state.lock();
-            (st.snap, st.is_preserved(c))
-        };
-        if snap != SnapState::Active {
-            bio.endio(Err(EIO));
-            return None;
-        }
-        if preserved {
-            // The store copy is final: no lock needed past this point.  The
-            // caller remaps the bio to its own handle on the store.
-            drop(guard);
-            return Some(bio);
-        }
-        let res = (|| -> Result {
-            let n = bio.bytes() as usize;
-            let mut bounce = self.bounce.lock();
-            let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
-            self.io.read(&d.prod, start, buf)?;
-            bio.copy_from_slice(0, buf)?;
-            drop(bounce);
-            let mut pins = Pinned::new(self);
-            self.pin_snapshot_pieces(start, end, &mut pins)?;
-            for p in pins.pieces.iter() {
-                let skip = ((p.start - start) << 9) as u32;
-                bio.copy_from_pmem(
-                    skip,
-                    &d.pmem,
-                    self.ring_off(p.ring_pos),
-                    (p.len << 9) as u32,
-                )?;
-            }
-            Ok(())
-        })();
-        drop(guard);
-        bio.endio(res);
-        None
-    }
-
-    /// Makes chunk `c` store-owned for a view write `bio` starting at
-    /// `start`, under the chunk's exclusive lock (held by the returned
-    /// guard until the write is done).  A write that covers the whole unpreserved
-    /// chunk skips the copy (seed 003): its data goes to the store first,
-    /// then the bit is set; `true` says the data is already in the
-    /// store.  Otherwise the chunk is preserved and `Ok(false)` returned.
-    pub(crate) fn own_chunk(&self, c: u64, bio: &Bio, start: u64) -> Result<(ChunkGuard<'_>, bool)> {
-        let guard = self.locks.lock(c, true)?;
-        let preserved = {
-            let st = self.state.lock();
-            if st.snap != SnapState::Active {
-                return Err(EIO);
-            }
-            st.is_preserved(c)
-        };
-        let (cs, ce) = self.chunk_range(c);
-        let whole = start == cs && u64::from(bio.sectors()) == ce - cs;
-        let in_store = match lookup::view_own(preserved, whole) {
-            Own::Already => false,
-            Own::CopyFirst => {
-                self.preserve_chunk(c)?;
-                false
-            }
-            Own::WholeChunk => {
-                self.write_bio_to_store(bio, start)?;
-                let d = self.devs()?;
-                let mut st = self.state.lock();
-                if st.snap != SnapState::Active {
-                    return Err(EIO);
-                }
-                self.mark_preserved(&mut st, &d.pmem, &[c]);
-                true
-            }
-        };
-        Ok((guard, in_store))
-    }
-
-    /// Writes the data of `bio` to the store at `sector` (mirror mode).
-    pub(crate) fn write_bio_to_store(&self, bio: &Bio, sector: u64) -> Result {
-        let d = self.devs()?;
-        let store = d.store.as_ref().ok_or(EIO)?;
-        let n = bio.bytes() as usize;
-        let mut bounce = self.bounce.lock();
-        let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
-        bio.copy_to_slice(0, buf)?;
-        self.io.write(store, sector, buf, true)
-    }
-
-    /// Whether chunk `c` of the active snapshot is preserved in the store.
-    pub(crate) fn chunk_is_preserved(&self, c: u64) -> bool {
-        let st = self.state.lock();
-        st.snap == SnapState::Active && st.is_preserved(c)
-    }
-
-    /// Registers or unregisters a view.
-    pub(crate) fn attach_view(&self, on: bool) -> Result {
-        let mut st = self.state.lock();
-        if on {
-            if !st.loaded || st.snap != SnapState::Active {
-                return Err(ENOENT);
-            }
-            st.views += 1;
-        } else {
-            st.views = st.views.saturating_sub(1);
-        }
-        Ok(())
-    }
-
-    fn hydrating(st: &State) -> bool {
-        st.hydrate && st.snap == SnapState::Active && !st.stopping && !st.suspended
-    }
-
-    /// Whether the background copier is to run (checked before it
-    /// allocates: `hydrate off` stops it even while memory is short).
-    fn hydrate_wanted(&self) -> bool {
-        Self::hydrating(&self.state.lock())
-    }
-
-    /// One round of the background copier: preserve up to `hydrate_chunks`
-    /// consecutive unpreserved chunks with one store flush, then yield to
-    /// user I/O.  Returns whether work remains.
-    pub(crate) fn hydrate_step(&self) -> bool {
-        let max = self.features.hydrate_chunks(self.chunk_sectors) as usize;
-        if !self.hydrate_wanted() {
-            return false;
-        }
-        let Ok(mut batch) = crate::fault::enomem(crate::fault::Site::Hydrate)
-            .and_then(|()| KVec::<u64>::with_capacity(max, GFP_KERNEL).map_err(|_| ENOMEM))
-        else {
-            // No memory now: back off instead of spinning.
-            kernel::time::delay::fsleep(Delta::from_millis(100));
-            return true;
-        };
-        let io_before = {
-            let mut st = self.state.lock();
-            if !Self::hydrating(&st) {
-                return false;
-            }
-            let mut from = st.hydrate_cursor;
-            if validity::first_clear_from(&st.map, st.nr_chunks, from)
-                .ok()
-                .flatten()
-                .is_none()
-            {
-                from = 0;
-            }
-            while batch.len() < max {
-                let Some(c) = validity::first_clear_from(&st.map, st.nr_chunks, from)
-                    .ok()
-                    .flatten()
-                else {
-                    break;
-                };
-                if batch.push(c, GFP_NOWAIT).is_err() {
-                    break;
-                }
-                from = c + 1;
-            }
-            st.hydrate_cursor = from;
-            st.io_count
-        };
-        if batch.is_empty() {
-            return false;
-        }
-        let res = self
-            .locks
-            .lock_all(&batch)
-            .and_then(|_guard| self.preserve_chunks(&batch));
-        if res.is_err() {
-            kernel::time::delay::fsleep(Delta::from_millis(100));
-        } else if self.state.lock().io_count != io_before {
-            // User I/O keeps priority: back off while it is active.
-            kernel::time::delay::fsleep(Delta::from_millis(10));
-        }
-        true
-    }
 }
 
 /// Journal pieces pinned by [`Jsnap::pin_snapshot_pieces`]; unpinned on
@@ -626,12 +434,12 @@ impl Jsnap {
 /// loop, or by [`Jsnap::kick_retire`] from other contexts.
 pub(crate) struct Pinned<'a> {
     j: &'a Jsnap,
-    pieces: KVVec<Extent>,
+    pub(super) pieces: KVVec<Extent>,
     pinned: usize,
 }
 
 impl<'a> Pinned<'a> {
-    fn new(j: &'a Jsnap) -> Self {
+    pub(super) fn new(j: &'a Jsnap) -> Self {
         Self {
             j,
             pieces: KVVec::new(),

@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The changes table: the rbtree of journal extents by target sector
+//! (`State::table`) and the table of pre-snapshot pieces superseded by
+//! newer writes (`State::snap_table`), with the node reservations that let
+//! a write change them without allocating under the state lock.
+
+use super::{Rec, State};
+use crate::logic::extent::{self, Extent, Which};
+use kernel::alloc::Flags;
+use kernel::prelude::*;
+use kernel::rbtree::{RBTree, RBTreeNodeReservation};
+
+/// Table-node reservations made before taking `state`.
+pub(crate) struct Nodes {
+    pub(super) list: [Option<RBTreeNodeReservation<u64, Extent>>; 4],
+}
+
+impl Nodes {
+    /// Reserves `n` nodes (at most 4).
+    pub(crate) fn new(n: usize, gfp: Flags) -> Result<Self> {
+        let mut list = [None, None, None, None];
+        for slot in list.iter_mut().take(n) {
+            *slot = Some(RBTreeNodeReservation::new(gfp)?);
+        }
+        Ok(Self { list })
+    }
+
+    pub(super) fn count(&self) -> usize {
+        self.list.iter().filter(|n| n.is_some()).count()
+    }
+
+    pub(super) fn take(&mut self) -> Option<RBTreeNodeReservation<u64, Extent>> {
+        self.list.iter_mut().find_map(Option::take)
+    }
+}
+
+/// The first extent of `table` overlapping `start..end`, if any.
+pub(crate) fn first_overlap(table: &RBTree<u64, Extent>, start: u64, end: u64) -> Option<Extent> {
+    let (prev, next) = match table.cursor_lower_bound(&start) {
+        Some(c) => (c.peek_prev().map(|(_, v)| *v), Some(*c.current().1)),
+        None => (table.cursor_back().map(|c| *c.current().1), None),
+    };
+    if let Some(p) = prev.filter(|p| p.end() > start) {
+        return Some(p);
+    }
+    next.filter(|n| n.start < end)
+}
+
+/// The changes table and the snapshot table of `state`, with the nodes
+/// reserved for one write, as [`extent::insert`] changes them.
+struct Tables<'a> {
+    st: &'a mut State,
+    nodes: &'a mut Nodes,
+    /// The node of the extent removed last: used first, else recycled.
+    freed: Option<RBTreeNodeReservation<u64, Extent>>,
+}
+
+impl extent::Tables for Tables<'_> {
+    fn first_overlap(&self, start: u64, end: u64) -> Option<Extent> {
+        first_overlap(&self.st.table, start, end)
+    }
+
+    fn remove(&mut self, start: u64) -> bool {
+        let Some(n) = self.st.table.remove_node(&start) else {
+            return false;
+        };
+        self.st.extents = self.st.extents.saturating_sub(1);
+        if let Some(old) = self.freed.replace(n.into_reservation()) {
+            self.st.recycle(old);
+        }
+        true
+    }
+
+    fn insert(&mut self, which: Which, ext: Extent) -> bool {
+        let Some(r) = self.freed.take().or_else(|| self.nodes.take()) else {
+            return false;
+        };
+        match which {
+            Which::Changes => {
+                self.st.table.insert(r.into_node(ext.start, ext));
+                self.st.extents += 1;
+            }
+            Which::Snap => {
+                self.st.snap_table.insert(r.into_node(ext.start, ext));
+                self.st.snap_extents += 1;
+            }
+        }
+        true
+    }
+
+    fn rec(&mut self, seq: u64) -> Option<&mut Rec> {
+        self.st.rec(seq)
+    }
+
+    fn preserved(&self, c: u64) -> bool {
+        self.st.is_preserved(c)
+    }
+}
+
+/// Inserts `ext` (the newest record) into the changes table, carving the
+/// older extents it overlaps; pre-snapshot data that the snapshot still
+/// needs moves to `snap_table` ([`extent::insert`] decides, with the
+/// reference counts).  Needs up to [`extent::nodes_needed`] nodes.
+pub(super) fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: u32) {
+    let epoch = st.epoch();
+    let mut t = Tables {
+        st,
+        nodes,
+        freed: None,
+    };
+    extent::insert(&mut t, ext, epoch, chunk_sectors);
+    if let Some(n) = t.freed.take() {
+        t.st.recycle(n);
+    }
+}

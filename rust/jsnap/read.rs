@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The read path: a prefix of a read is served from the journal or
+//! remapped to production; device-mapper hands the rest back to `map`.
+
+use super::changes::first_overlap;
+use super::Jsnap;
+use crate::ffi::bio::Bio;
+use crate::ffi::dm::Mapped;
+use kernel::prelude::*;
+use kernel::sync::ArcBorrow;
+
+impl Jsnap {
+    /// Serves a prefix of a read from the journal or remaps it.
+    pub(super) fn read(this: ArcBorrow<'_, Self>, mut bio: Bio) -> Mapped {
+        let Ok(d) = this.devs() else {
+            bio.endio(Err(EIO));
+            return Mapped::Submitted;
+        };
+        let n = u64::from(bio.sectors());
+        let Some(start) = this.target_sector(&bio, n) else {
+            bio.endio(Err(EIO));
+            return Mapped::Submitted;
+        };
+        let end = start + n;
+        let mut st = this.state.lock();
+        st.io_count += 1;
+        loop {
+            let Some(x) = first_overlap(&st.table, start, end) else {
+                drop(st);
+                bio.remap(&d.prod, start);
+                return Mapped::Remap(bio);
+            };
+            if x.start > start {
+                drop(st);
+                bio.accept_partial((x.start - start) as u32);
+                bio.remap(&d.prod, start);
+                return Mapped::Remap(bio);
+            }
+            let persisted = st.rec(x.seq).is_some_and(|r| r.persisted);
+            if !persisted {
+                // A write to these sectors is being copied right now.
+                st.waiters += 1;
+                this.cond.wait(&mut st);
+                st.waiters -= 1;
+                continue;
+            }
+            let piece = end.min(x.end()) - start;
+            let pos = x.ring_pos + (start - x.start);
+            if let Some(r) = st.rec(x.seq) {
+                r.pins += 1;
+            }
+            drop(st);
+            bio.accept_partial(piece as u32);
+            let res = if crate::fault::poisoned(start, piece) {
+                Err(EIO)
+            } else {
+                bio.copy_from_pmem(0, &d.pmem, this.ring_off(pos), (piece << 9) as u32)
+            };
+            let mut st = this.state.lock();
+            let mut kick = false;
+            if let Some(r) = st.rec(x.seq) {
+                r.pins -= 1;
+                kick = r.pins == 0 && st.retire_blocked;
+            }
+            drop(st);
+            if kick {
+                Self::kick(this);
+            }
+            bio.endio(res);
+            return Mapped::Submitted;
+        }
+    }
+}

@@ -1,0 +1,476 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The `jsnap` target glue: constructor, destructor, `map`, status,
+//! messages and suspend/resume.
+
+use super::{destage, recovery, snapshot, Devs, Jsnap, SbState, BOUNCE_BYTES, MAX_RECORD_SECTORS};
+use crate::ffi::bio::{Bio, BioKind, BioList};
+use crate::ffi::dm::{
+    Ctr, CtrError, DevNum, DeviceIter, DmDev, Limits, Mapped, Out, StatusType, Target,
+};
+use crate::ffi::io::{IoClient, Kcopyd};
+use crate::ffi::registry;
+use crate::ffi::revocable::SleepRevocable;
+use crate::ffi::wq::OwnedQueue;
+use crate::logic::format::{self, SnapState};
+use crate::logic::table;
+use super::chunklock::ChunkLocks;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::prelude::*;
+use kernel::sync::{Arc, ArcBorrow};
+use kernel::workqueue::WorkItem;
+use kernel::{new_condvar, new_mutex, new_spinlock, new_work};
+
+/// Longest table line kept for `dmsetup table`.
+const MAX_TABLE: usize = 1024;
+
+/// Appends formatted text to a byte vector (allocation failures drop the
+/// text; the caller checks the length).
+pub(crate) struct LineWriter<'a>(pub(crate) &'a mut KVec<u8>);
+
+impl core::fmt::Write for LineWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0
+            .extend_from_slice(s.as_bytes(), GFP_KERNEL)
+            .map_err(|_| core::fmt::Error)
+    }
+}
+
+/// Converts the C arguments to `&str`, refusing non-UTF-8 and more than
+/// 64 arguments (the callbacks refuse more before; never parse a line
+/// truncated, which would give a misleading reason).
+pub(crate) fn str_args<'a>(
+    args: &[&'a CStr],
+    out: &mut [&'a str; 64],
+) -> core::result::Result<usize, CtrError> {
+    if args.len() > out.len() {
+        return Err(CtrError::inval(c"Too many arguments"));
+    }
+    for (slot, a) in out.iter_mut().zip(args) {
+        *slot = a
+            .to_str()
+            .map_err(|_| CtrError::inval(c"Arguments must be valid UTF-8"))?;
+    }
+    Ok(args.len().min(64))
+}
+
+pub(crate) fn nomem(_: impl core::fmt::Debug) -> CtrError {
+    CtrError {
+        msg: c"Out of memory",
+        err: ENOMEM,
+    }
+}
+
+impl Jsnap {
+    fn open_devices(
+        ti: &mut Ctr<'_>,
+        args: &[&CStr],
+        store_none: bool,
+    ) -> core::result::Result<(DmDev, DmDev, Option<DmDev>), CtrError> {
+        let len = ti.len();
+        let prod = ti.get_device(args[0], true).map_err(|err| CtrError {
+            msg: c"Error opening production device",
+            err,
+        })?;
+        if prod.sectors() < len {
+            return Err(CtrError::inval(
+                c"Production device is smaller than the target length",
+            ));
+        }
+        let journal = ti.get_device(args[1], true).map_err(|err| CtrError {
+            msg: c"Error opening journal device",
+            err,
+        })?;
+        if journal.devt() == prod.devt() {
+            return Err(CtrError::inval(
+                c"Production and journal must be different devices",
+            ));
+        }
+        if !journal.has_dax() {
+            return Err(CtrError::inval(c"Journal device does not support DAX"));
+        }
+        if !journal.dax_synchronous() {
+            return Err(CtrError {
+                msg: c"Asynchronous DAX (e.g. virtio-pmem) cannot hold the journal: its stores are not durable when flushed",
+                err: EOPNOTSUPP,
+            });
+        }
+        if !crate::ffi::dm::has_pmem_api() {
+            return Err(CtrError {
+                msg: c"This kernel has no pmem API (CONFIG_ARCH_HAS_PMEM_API): journal writes cannot be made durable",
+                err: EOPNOTSUPP,
+            });
+        }
+        let store = if store_none {
+            None
+        } else {
+            let store = ti.get_device(args[2], true).map_err(|err| CtrError {
+                msg: c"Error opening store device",
+                err,
+            })?;
+            if store.devt() == prod.devt() || store.devt() == journal.devt() {
+                return Err(CtrError::inval(
+                    c"Store must differ from production and journal",
+                ));
+            }
+            if store.sectors() < len {
+                return Err(CtrError::inval(
+                    c"Store device is smaller than the target length",
+                ));
+            }
+            Some(store)
+        };
+        Ok((prod, journal, store))
+    }
+
+    /// The `dmsetup table` lines: as loaded, and without `format` (used
+    /// once the journal is formatted).  Device arguments as `major:minor`.
+    fn table_lines(
+        prod: &DmDev,
+        journal: &DmDev,
+        store: Option<&DmDev>,
+        s: &[&str],
+    ) -> core::result::Result<(KVec<u8>, KVec<u8>), CtrError> {
+        let mut lines = (KVec::new(), KVec::new());
+        for (line, keep_format) in [(&mut lines.0, true), (&mut lines.1, false)] {
+            let mut w = LineWriter(line);
+            let store = store.map(|st| st.devt());
+            let feats = s.get(5..).unwrap_or(&[]);
+            let keep = |f: &&&str| keep_format || **f != "format";
+            let n = feats.iter().filter(keep).count();
+            (|| -> core::fmt::Result {
+                write!(w, "{} {} ", DevNum(prod.devt()), DevNum(journal.devt()))?;
+                match store {
+                    Some(d) => write!(w, "{}", DevNum(d))?,
+                    None => write!(w, "-")?,
+                }
+                write!(w, " {}", s.get(3).copied().unwrap_or(""))?;
+                if n > 0 {
+                    write!(w, " {n}")?;
+                    for f in feats.iter().filter(keep) {
+                        write!(w, " {f}")?;
+                    }
+                }
+                Ok(())
+            })()
+            .map_err(nomem)?;
+            if w.0.len() > MAX_TABLE {
+                return Err(CtrError::inval(c"Table line too long"));
+            }
+        }
+        Ok(lines)
+    }
+
+    /// Marks the journal formatted: `dmsetup table` stops echoing `format`.
+    pub(crate) fn set_formatted(&self) {
+        self.formatted.store(true, Ordering::Relaxed);
+    }
+
+    fn status_info(&self, out: &mut Out<'_>) {
+        let st = self.state.lock();
+        let ring = st.space.ring();
+        let (used, size, pending) = (ring.used() << 9, ring.size() << 9, st.space.pending());
+        let (extents, deferred, errors, degraded) =
+            (st.extents, st.deferred.len(), st.errors, st.degraded);
+        let (written, destaged) = (st.written_bytes, st.destaged_bytes);
+        let (snap, preserved, chunks, hydrate) = (st.snap, st.preserved, st.nr_chunks, st.hydrate);
+        let (views, snap_extents) = (st.views, st.snap_extents);
+        drop(st);
+        let snapshot = match snap {
+            SnapState::None => "none",
+            SnapState::Active => "active",
+            SnapState::Invalid => "invalid",
+        };
+        let hydration = match (hydrate, snap) {
+            (true, SnapState::Active) if preserved >= chunks => "done",
+            (true, SnapState::Active) => "running",
+            _ => "off",
+        };
+        let state = if degraded { "degraded" } else { "ok" };
+        let _ = write!(
+            out,
+            "journal_used={used} journal_size={size} pending={pending} snapshot={snapshot} \
+             preserved={preserved} chunks={chunks} hydration={hydration} errors={errors} \
+             state={state} extents={extents} snap_extents={snap_extents} deferred={deferred} \
+             views={views} written_bytes={written} destaged_bytes={destaged}"
+        );
+    }
+
+    /// `drain`: destage everything and wait until the journal is empty.
+    fn drain(this: ArcBorrow<'_, Self>) -> Result {
+        let mut st = this.state.lock();
+        if st.suspended || !st.loaded {
+            return Err(EBUSY);
+        }
+        let errors = st.errors;
+        st.drains += 1;
+        drop(st);
+        Self::kick(this);
+        let mut st = this.state.lock();
+        let res = loop {
+            if st.space.pending() == 0 {
+                break Ok(());
+            }
+            if st.errors != errors {
+                break Err(EIO);
+            }
+            if st.stopping || st.suspended {
+                break Err(EBUSY);
+            }
+            st.waiters += 1;
+            let sig = this.cond.wait_interruptible(&mut st);
+            st.waiters -= 1;
+            if sig {
+                break Err(EINTR);
+            }
+        };
+        st.drains -= 1;
+        res
+    }
+}
+
+#[vtable]
+impl Target for Jsnap {
+    const NAME: &'static CStr = c"jsnap";
+    const VERSION: [u32; 3] = [0, 3, 0];
+
+    fn ctr(ti: &mut Ctr<'_>, args: &[&CStr]) -> core::result::Result<Arc<Self>, CtrError> {
+        if args.len() < 4 {
+            return Err(CtrError::inval(
+                c"Invalid argument count: need <production_dev> <journal_dev> <store_dev|-> <chunk_sectors>",
+            ));
+        }
+        let mut sbuf = [""; 64];
+        let n = str_args(args, &mut sbuf)?;
+        let s = &sbuf[..n];
+        // Pure checks first: nothing is opened for a malformed line.
+        let chunk_sectors =
+            table::parse_chunk_sectors(s[3]).map_err(|e| CtrError::inval(e.msg()))?;
+        let features = table::parse_features(&s[4..]).map_err(|e| CtrError::inval(e.msg()))?;
+        let (begin, len) = (ti.begin(), ti.len());
+        if len == 0 {
+            return Err(CtrError::inval(c"Target length must not be zero"));
+        }
+        let devt = ti.md_devt();
+        if registry::find(devt).is_some_and(|j| j.state.lock().views > 0) {
+            return Err(CtrError {
+                msg: c"A jsnap-view is attached to this device: remove it first",
+                err: EBUSY,
+            });
+        }
+        crate::fault::ctr_window();
+        let (prod, journal, store) = Self::open_devices(ti, args, s[2] == "-")?;
+        let (table, table_formatted) =
+            Self::table_lines(&prod, &journal, store.as_ref(), s)?;
+        let store_sectors = if store.is_some() { len } else { 0 };
+        let prod_devt = prod.devt();
+        let store_devt = store.as_ref().map_or(0, |s| s.devt());
+        let opened = recovery::open(
+            &journal,
+            prod_devt,
+            store_devt,
+            len,
+            chunk_sectors,
+            store_sectors,
+            &features,
+        )?;
+        // Writes longer than one record are cut in `map`, by length: dm's
+        // `max_io_len` would cut every write across an aligned boundary,
+        // and a snapshot could fall between the pieces of one write.
+        // (whole 4 KiB blocks: a production device may have 4 KiB sectors)
+        let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS) & !7;
+        ti.setup(0, false);
+        let wq = OwnedQueue::new(c"jsnap_destage").map_err(nomem)?;
+        let io = IoClient::new().map_err(nomem)?;
+        let kc = Kcopyd::new().map_err(nomem)?;
+        let buf = KBox::new([0u8; format::SB_SLOT_BYTES], GFP_KERNEL).map_err(nomem)?;
+        let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(nomem)?;
+        let recovery::Opened {
+            pmem,
+            sb,
+            slot,
+            format_pending,
+        } = opened;
+        let has_store = store.is_some();
+        let geometry = sb.geometry;
+        let state = recovery::empty_state(&sb).map_err(nomem)?;
+        let this = Arc::pin_init(
+            try_pin_init!(Self {
+                wq,
+                io,
+                kc,
+                devs <- SleepRevocable::new(Devs { pmem, prod, journal, store }),
+                has_store,
+                snap_hint: AtomicBool::new(true),
+                devt,
+                prod_devt,
+                store_devt,
+                begin,
+                len,
+                chunk_sectors,
+                features,
+                geometry,
+                table,
+                table_formatted,
+                formatted: AtomicBool::new(false),
+                max_io,
+                state <- new_spinlock!(state, "jsnap_state"),
+                cond <- new_condvar!("jsnap_cond"),
+                sb <- new_mutex!(SbState { sb, slot, format_pending, buf }, "jsnap_sb"),
+                batch <- new_mutex!((), "jsnap_batch"),
+                msg <- new_mutex!((), "jsnap_msg"),
+                locks <- ChunkLocks::new(),
+                bounce <- new_mutex!(bounce, "jsnap_bounce"),
+                work <- new_work!("jsnap_work"),
+            }),
+            GFP_KERNEL,
+        )
+        .map_err(|err| CtrError {
+            msg: c"Cannot allocate target state",
+            err,
+        })?;
+        // Atomic with a view attaching (issue 10 item 21): refused if a view
+        // attached to the table this one replaces since the check above.
+        registry::add_unless_viewed(devt, this.clone()).map_err(|err| CtrError {
+            msg: c"A jsnap-view is attached to this device: remove it first",
+            err,
+        })?;
+        Ok(this)
+    }
+
+    fn dtr(&self) {
+        registry::remove(self);
+        self.state.lock().stopping = true;
+        self.cond.notify_all();
+        self.wq.flush();
+        // Our own bios were all served before the table went (dm waits for
+        // them at suspend); what is left came from a `mirror` view, whose
+        // removal waits for it: complete it (issue 10 item 13).
+        let mut stranded = core::mem::replace(&mut self.state.lock().deferred, BioList::new());
+        while let Some(b) = stranded.pop() {
+            b.endio(Err(EIO));
+        }
+        // Views may keep this state alive; the devices go with the table.
+        self.devs.revoke();
+    }
+
+    fn map(this: ArcBorrow<'_, Self>, bio: Bio) -> Mapped {
+        match bio.kind() {
+            BioKind::Read => Self::read(this, bio),
+            BioKind::Write => {
+                let mut bio = bio;
+                // One record per write up to `max_io`: a snapshot holds all
+                // of such a write or none of it.
+                bio.accept_partial(u32::try_from(this.max_io).unwrap_or(u32::MAX));
+                Self::submit_write(this, bio);
+                Mapped::Submitted
+            }
+            // Every acknowledged write is already durable in pmem.
+            BioKind::Flush => {
+                Mapped::complete(bio, Ok(()))
+            }
+            BioKind::Discard | BioKind::WriteZeroes | BioKind::Other => {
+                Mapped::complete(bio, Err(EOPNOTSUPP))
+            }
+        }
+    }
+
+    fn status(&self, kind: StatusType, out: &mut Out<'_>) {
+        match kind {
+            StatusType::Info => self.status_info(out),
+            StatusType::Table => {
+                let line = if self.formatted.load(Ordering::Relaxed) {
+                    &self.table_formatted
+                } else {
+                    &self.table
+                };
+                let _ = out.write_str(core::str::from_utf8(line).unwrap_or(""));
+            }
+            StatusType::Ima => {}
+        }
+    }
+
+    fn message(this: ArcBorrow<'_, Self>, args: &[&CStr], _out: &mut Out<'_>) -> Result {
+        let mut sbuf = [""; 64];
+        let n = str_args(args, &mut sbuf).map_err(|e| {
+            pr_err!("dm-jsnap: {}\n", e.msg.to_str().unwrap_or("bad message"));
+            e.err
+        })?;
+        let msg = table::parse_message(&sbuf[..n]).map_err(|e| {
+            pr_err!("dm-jsnap: {}\n", e.msg().to_str().unwrap_or("bad message"));
+            EINVAL
+        })?;
+        // (the handlers refuse too, with EBUSY, but silently)
+        if this.is_suspended() {
+            pr_err!("dm-jsnap: message refused: the device is suspended\n");
+            return Err(EBUSY);
+        }
+        match msg {
+            table::Message::Drain => Self::drain(this),
+            table::Message::Snapshot => snapshot::take(this),
+            table::Message::Drop => snapshot::drop_snapshot(this),
+            table::Message::Hydrate(on) => snapshot::set_hydrate(this, on),
+        }
+    }
+
+    fn iterate_devices(&self, it: &mut DeviceIter<'_>) -> i32 {
+        // Production and store: both limits stack (a store with a larger
+        // logical block size must raise the volume's).
+        match self.devs.access() {
+            Some(d) => match it.call(&d.prod, 0, self.len) {
+                0 => d.store.as_ref().map_or(0, |st| it.call(st, 0, self.len)),
+                r => r,
+            },
+            None => 0,
+        }
+    }
+
+    fn io_hints(&self, limits: &mut Limits<'_>) {
+        // Whole chunks destage and preserve best.
+        limits.set_io_sizes(4096, self.chunk_sectors << 9);
+    }
+
+    fn preresume(&self) -> Result {
+        // The device is suspended: an allocation must not recurse into I/O
+        // (to this device, which would wait for the resume).
+        let _noio = crate::ffi::wq::NoIo::begin();
+        recovery::load(self)
+    }
+
+    fn postsuspend(this: ArcBorrow<'_, Self>) {
+        // dm has waited for every in-flight bio (deferred ones included,
+        // which the worker served); stop the worker (destage, hydration)
+        // and let it finish, then wait for the view operations in progress
+        // (new ones wait for the resume): nothing reaches pmem, production
+        // or the store while suspended (the dm-clone order).
+        let mut st = this.state.lock();
+        st.suspended = true;
+        while st.view_ops > 0 {
+            st.waiters += 1;
+            this.cond.wait(&mut st);
+            st.waiters -= 1;
+        }
+        drop(st);
+        this.cond.notify_all();
+        // A view operation that ended meanwhile may have kicked the worker;
+        // it returns at once now that `suspended` is set.
+        this.wq.flush();
+    }
+
+    fn resume(this: ArcBorrow<'_, Self>) {
+        this.state.lock().suspended = false;
+        // View operations wait in `view_op` for this.
+        this.cond.notify_all();
+        Self::kick(this);
+    }
+}
+
+impl WorkItem for Jsnap {
+    type Pointer = Arc<Jsnap>;
+
+    fn run(this: Arc<Jsnap>) {
+        let _noio = crate::ffi::wq::NoIo::begin();
+        destage::run(&this);
+    }
+}

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What a `jsnap-view` asks of its `jsnap` volume: reads of the snapshot,
+//! making a chunk store-owned before a view write, and attaching.
+
+use super::chunklock::ChunkGuard;
+use super::snapshot::Pinned;
+use super::Jsnap;
+use crate::ffi::bio::Bio;
+use crate::logic::format::SnapState;
+use crate::logic::lookup::{self, Own};
+use kernel::prelude::*;
+
+impl Jsnap {
+
+    /// Reads a bio of the snapshot view that lies inside one chunk.  Returns
+    /// the bio if the chunk is preserved: the caller reads it from the store.
+    pub(crate) fn snapshot_read(&self, mut bio: Bio, start: u64) -> Option<Bio> {
+        let Ok(d) = self.devs() else {
+            bio.endio(Err(EIO));
+            return None;
+        };
+        let end = start + u64::from(bio.sectors());
+        let c = start / u64::from(self.chunk_sectors);
+        let Ok(guard) = self.locks.lock(c, false) else {
+            bio.endio(Err(ENOMEM));
+            return None;
+        };
+        let (snap, preserved) = {
+            let st = self.state.lock();
+            (st.snap, st.is_preserved(c))
+        };
+        if snap != SnapState::Active {
+            bio.endio(Err(EIO));
+            return None;
+        }
+        if preserved {
+            // The store copy is final: no lock needed past this point.  The
+            // caller remaps the bio to its own handle on the store.
+            drop(guard);
+            return Some(bio);
+        }
+        let res = (|| -> Result {
+            let n = bio.bytes() as usize;
+            let mut bounce = self.bounce.lock();
+            let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
+            self.io.read(&d.prod, start, buf)?;
+            bio.copy_from_slice(0, buf)?;
+            drop(bounce);
+            let mut pins = Pinned::new(self);
+            self.pin_snapshot_pieces(start, end, &mut pins)?;
+            for p in pins.pieces.iter() {
+                let skip = ((p.start - start) << 9) as u32;
+                bio.copy_from_pmem(
+                    skip,
+                    &d.pmem,
+                    self.ring_off(p.ring_pos),
+                    (p.len << 9) as u32,
+                )?;
+            }
+            Ok(())
+        })();
+        drop(guard);
+        bio.endio(res);
+        None
+    }
+
+    /// Makes chunk `c` store-owned for a view write `bio` starting at
+    /// `start`, under the chunk's exclusive lock (held by the returned
+    /// guard until the write is done).  A write that covers the whole unpreserved
+    /// chunk skips the copy (seed 003): its data goes to the store first,
+    /// then the bit is set; `true` says the data is already in the
+    /// store.  Otherwise the chunk is preserved and `Ok(false)` returned.
+    pub(crate) fn own_chunk(&self, c: u64, bio: &Bio, start: u64) -> Result<(ChunkGuard<'_>, bool)> {
+        let guard = self.locks.lock(c, true)?;
+        let preserved = {
+            let st = self.state.lock();
+            if st.snap != SnapState::Active {
+                return Err(EIO);
+            }
+            st.is_preserved(c)
+        };
+        let (cs, ce) = self.chunk_range(c);
+        let whole = start == cs && u64::from(bio.sectors()) == ce - cs;
+        let in_store = match lookup::view_own(preserved, whole) {
+            Own::Already => false,
+            Own::CopyFirst => {
+                self.preserve_chunk(c)?;
+                false
+            }
+            Own::WholeChunk => {
+                self.write_bio_to_store(bio, start)?;
+                let d = self.devs()?;
+                let mut st = self.state.lock();
+                if st.snap != SnapState::Active {
+                    return Err(EIO);
+                }
+                self.mark_preserved(&mut st, &d.pmem, &[c]);
+                true
+            }
+        };
+        Ok((guard, in_store))
+    }
+
+    /// Writes the data of `bio` to the store at `sector` (mirror mode).
+    pub(crate) fn write_bio_to_store(&self, bio: &Bio, sector: u64) -> Result {
+        let d = self.devs()?;
+        let store = d.store.as_ref().ok_or(EIO)?;
+        let n = bio.bytes() as usize;
+        let mut bounce = self.bounce.lock();
+        let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
+        bio.copy_to_slice(0, buf)?;
+        self.io.write(store, sector, buf, true)
+    }
+
+    /// Whether chunk `c` of the active snapshot is preserved in the store.
+    pub(crate) fn chunk_is_preserved(&self, c: u64) -> bool {
+        let st = self.state.lock();
+        st.snap == SnapState::Active && st.is_preserved(c)
+    }
+
+    /// Registers or unregisters a view.
+    pub(crate) fn attach_view(&self, on: bool) -> Result {
+        let mut st = self.state.lock();
+        if on {
+            if !st.loaded || st.snap != SnapState::Active {
+                return Err(ENOENT);
+            }
+            st.views += 1;
+        } else {
+            st.views = st.views.saturating_sub(1);
+        }
+        Ok(())
+    }
+}

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 use kernel::prelude::*;
+use kernel::sync::Arc;
 
 #[allow(unsafe_code)]
 mod ffi;
@@ -96,9 +97,10 @@ struct JsnapModule {
 
 impl kernel::Module for JsnapModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        ffi::registry::init();
-        let jsnap = ffi::dm::Registration::new(module)?;
-        let view = ffi::dm::Registration::new(module)?;
+        // One registry, shared by the two target types.
+        let registry = Arc::pin_init(jsnap::registry::Registry::new(), GFP_KERNEL)?;
+        let jsnap = ffi::dm::Registration::new(module, registry.clone())?;
+        let view = ffi::dm::Registration::new(module, registry)?;
         pr_info!("dm-jsnap: loaded\n");
         Ok(Self {
             _jsnap: jsnap,

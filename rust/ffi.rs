@@ -35,6 +35,5 @@ pub(crate) mod bio;
 pub(crate) mod dm;
 pub(crate) mod io;
 pub(crate) mod pmem;
-pub(crate) mod registry;
 pub(crate) mod revocable;
 pub(crate) mod wq;

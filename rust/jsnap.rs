@@ -53,9 +53,10 @@ mod chunklock;
 mod destage;
 mod hydrate;
 mod read;
+pub(crate) mod registry;
 mod recovery;
 pub(crate) mod snapshot;
-pub(crate) mod target;
+mod target;
 mod views;
 mod write;
 
@@ -256,6 +257,8 @@ pub(crate) struct Devs {
 pub(crate) struct Jsnap {
     /// Destroyed first (fields drop in order): no work runs afterwards.
     wq: OwnedQueue,
+    /// Where views find this instance; it leaves at `dtr`.
+    registry: Arc<registry::Registry>,
     io: IoClient,
     kc: Kcopyd,
     #[pin]
@@ -305,6 +308,10 @@ pub(crate) struct Jsnap {
     bounce: Mutex<KVVec<u8>>,
     #[pin]
     pub(crate) work: Work<Jsnap>,
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Jsnap> for Jsnap { self.work }
 }
 
 /// A view operation in progress (see [`Jsnap::view_op`]); ends on drop.

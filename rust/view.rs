@@ -23,11 +23,11 @@
 
 use crate::ffi::bio::{Bio, BioKind, BioList};
 use crate::ffi::dm::{
-    Ctr, CtrError, DevNum, DeviceIter, DmDev, Mapped, Out, SharedBdev, StatusType, Target,
+    str_args, CtrResult, Ctr, CtrError, DevNum, DeviceIter, DmDev, Mapped, Out, SharedBdev, StatusType,
+    Target, MAX_ARGS,
 };
-use crate::ffi::registry;
+use crate::jsnap::registry::Registry;
 use crate::ffi::wq::OwnedQueue;
-use crate::jsnap::target::{nomem, str_args};
 use crate::jsnap::{Jsnap, MAX_RECORD_SECTORS};
 use crate::logic::lookup::{self, MapWrite, ReadFrom, WriteTo};
 use crate::logic::table::{self, ViewMode};
@@ -63,6 +63,10 @@ pub(crate) struct View {
     queue: SpinLock<BioList>,
     #[pin]
     pub(crate) work: Work<View>,
+}
+
+kernel::impl_has_work! {
+    impl HasWork<View> for View { self.work }
 }
 
 impl View {
@@ -154,13 +158,15 @@ impl Target for View {
     const NAME: &'static CStr = c"jsnap-view";
     const VERSION: [u32; 3] = [0, 3, 0];
 
-    fn ctr(ti: &mut Ctr<'_>, args: &[&CStr]) -> core::result::Result<Arc<Self>, CtrError> {
+    type Context = Arc<Registry>;
+
+    fn ctr(registry: &Arc<Registry>, ti: &mut Ctr<'_>, args: &[&CStr]) -> CtrResult<Self> {
         if args.len() != 2 {
             return Err(CtrError::inval(
                 c"Invalid argument count: need <jsnap_dev> <ro|rw|mirror>",
             ));
         }
-        let mut sbuf = [""; 64];
+        let mut sbuf = [""; MAX_ARGS];
         let n = str_args(args, &mut sbuf)?;
         let s = &sbuf[..n];
         let mode = table::parse_view_mode(s[1]).map_err(|e| CtrError::inval(e.msg()))?;
@@ -173,7 +179,7 @@ impl Target for View {
         if devt == ti.md_devt() {
             return Err(CtrError::inval(c"A view cannot be loaded onto its own jsnap device"));
         }
-        let jsnap = registry::attach_view(devt).map_err(|err| match err {
+        let jsnap = registry.attach_view(devt).map_err(|err| match err {
             ENODEV => CtrError::inval(c"Device is not a jsnap device"),
             err => CtrError {
                 msg: c"The jsnap device has no active snapshot",
@@ -204,7 +210,7 @@ impl Target for View {
         };
         let open = |ti: &mut Ctr<'_>, devt: u32, write: bool| {
             let path = CString::try_from_fmt(fmt!("{}:{}", devt >> 20, devt & 0xfffff))
-                .map_err(nomem)?;
+                .map_err(CtrError::nomem)?;
             ti.get_device(&path, write).map_err(|err| CtrError {
                 msg: c"Cannot open the jsnap device's production or store",
                 err,
@@ -224,7 +230,7 @@ impl Target for View {
             err,
         })?;
         ti.setup(0, false);
-        let wq = OwnedQueue::new(c"jsnap_view").map_err(nomem)?;
+        let wq = OwnedQueue::new(c"jsnap_view").map_err(CtrError::nomem)?;
         let (begin, len) = (ti.begin(), ti.len());
         // No destage batch collected before the snapshot (it took no chunk
         // locks) may still run once reads of this view start.

@@ -59,6 +59,62 @@ impl CtrError {
     pub(crate) const fn inval(msg: &'static CStr) -> Self {
         Self { msg, err: EINVAL }
     }
+
+    /// An allocation failure (`ENOMEM`), whatever the allocator said.
+    pub(crate) fn nomem(_: impl fmt::Debug) -> Self {
+        Self {
+            msg: c"Out of memory",
+            err: ENOMEM,
+        }
+    }
+}
+
+/// What a constructor returns: the target's state, or why not.
+pub(crate) type CtrResult<T> = core::result::Result<Arc<T>, CtrError>;
+
+/// Converts the C arguments to `&str`, refusing non-UTF-8 and more than
+/// [`MAX_ARGS`] arguments (the callbacks refuse more before; a line is never
+/// parsed truncated, which would give a misleading reason).
+pub(crate) fn str_args<'a>(
+    args: &[&'a CStr],
+    out: &mut [&'a str; MAX_ARGS],
+) -> core::result::Result<usize, CtrError> {
+    if args.len() > out.len() {
+        return Err(CtrError::inval(c"Too many arguments"));
+    }
+    for (slot, a) in out.iter_mut().zip(args) {
+        *slot = a
+            .to_str()
+            .map_err(|_| CtrError::inval(c"Arguments must be valid UTF-8"))?;
+    }
+    Ok(args.len())
+}
+
+/// Longest table line a target keeps for `dmsetup table`.
+const MAX_TABLE: usize = 1024;
+
+/// Appends formatted text to a byte vector.
+struct LineWriter<'a>(&'a mut KVec<u8>);
+
+impl fmt::Write for LineWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0
+            .extend_from_slice(s.as_bytes(), GFP_KERNEL)
+            .map_err(|_| fmt::Error)
+    }
+}
+
+/// A `dmsetup table` line, as written by `f`: refused if longer than
+/// [`MAX_TABLE`] bytes, `ENOMEM` if it cannot be stored.
+pub(crate) fn table_line(
+    f: impl FnOnce(&mut dyn fmt::Write) -> fmt::Result,
+) -> core::result::Result<KVec<u8>, CtrError> {
+    let mut line = KVec::new();
+    f(&mut LineWriter(&mut line)).map_err(CtrError::nomem)?;
+    if line.len() > MAX_TABLE {
+        return Err(CtrError::inval(c"Table line too long"));
+    }
+    Ok(line)
 }
 
 /// Operations of a device-mapper target.
@@ -68,9 +124,12 @@ pub(crate) trait Target: Sized + Send + Sync + 'static {
     const NAME: &'static CStr;
     /// Target version reported by `dmsetup targets`.
     const VERSION: [u32; 3];
+    /// What every instance shares: given to [`Registration::new`], handed
+    /// to each constructor, dropped when the target type is unregistered.
+    type Context: Send + Sync;
 
     /// Builds the target from its table arguments.
-    fn ctr(ti: &mut Ctr<'_>, args: &[&CStr]) -> core::result::Result<Arc<Self>, CtrError>;
+    fn ctr(ctx: &Self::Context, ti: &mut Ctr<'_>, args: &[&CStr]) -> CtrResult<Self>;
     /// Called when the table is destroyed, before the last reference to
     /// the target's state is dropped: stop workers here.
     fn dtr(&self) {}
@@ -336,7 +395,8 @@ impl Limits<'_> {
     }
 }
 
-const MAX_ARGS: usize = 64;
+/// Most arguments of a table line or message.
+pub(crate) const MAX_ARGS: usize = 64;
 
 /// Collects `argv` as C strings.
 ///
@@ -381,26 +441,30 @@ unsafe extern "C" fn ctr_cb<T: Target>(
     argc: c_uint,
     argv: *mut *mut c_char,
 ) -> c_int {
-    // SAFETY: device-mapper passes a valid target under construction.
+    // SAFETY: device-mapper passes a valid target under construction, which
+    // nothing else touches until `ctr` returns.
     let ti = unsafe { &mut *ti };
+    // SAFETY: `dm_table_add_target` sets `ti->type` to the target type it
+    // found by name: the `type_` field of a `TargetType<T>` (registered by
+    // `Registration::<T>::new`), which stays registered, hence alive, while
+    // a table uses it.
+    let ctx = unsafe { &(*ti.type_.cast::<TargetType<T>>()).ctx };
     let mut buf = [c""; MAX_ARGS];
     // SAFETY: device-mapper passes `argc` valid strings.
     let Some(n) = (unsafe { args(argc, argv, &mut buf) }) else {
-        ti.error = c"Too many arguments".as_char_ptr() as *mut c_char;
+        ti.error = c"Too many arguments".as_char_ptr().cast_mut();
         return EINVAL.to_errno();
     };
-    let raw = core::ptr::from_mut(ti);
     let mut ctr = Ctr { ti };
-    match T::ctr(&mut ctr, &buf[..n]) {
+    let res = T::ctr(ctx, &mut ctr, &buf[..n]);
+    // Every write goes through `ctr.ti`: no second pointer to `ti`.
+    match res {
         Ok(arc) => {
-            // SAFETY: `raw` is the target under construction.
-            unsafe { (*raw).private = Arc::into_raw(arc) as *mut c_void };
+            ctr.ti.private = Arc::into_raw(arc).cast_mut().cast();
             0
         }
         Err(e) => {
-            // SAFETY: `raw` is the target under construction; the message
-            // is static.
-            unsafe { (*raw).error = e.msg.as_char_ptr() as *mut c_char };
+            ctr.ti.error = e.msg.as_char_ptr().cast_mut();
             e.err.to_errno()
         }
     }
@@ -537,8 +601,16 @@ unsafe extern "C" fn resume_cb<T: Target>(ti: *mut sys::dm_target) {
 /// `tt` is registered with device-mapper for the lifetime of `self` and
 /// never moves (it is boxed).
 pub(crate) struct Registration<T: Target> {
-    tt: KBox<sys::target_type>,
-    _t: core::marker::PhantomData<T>,
+    tt: KBox<TargetType<T>>,
+}
+
+/// The C target type and the context of its instances: `ti->type` points
+/// at `tt`, so `ctr` finds `ctx` from it.
+#[repr(C)]
+struct TargetType<T: Target> {
+    /// First: a pointer to it is a pointer to the whole.
+    tt: sys::target_type,
+    ctx: T::Context,
 }
 
 // SAFETY: the registration is only used to unregister, from any thread.
@@ -547,8 +619,8 @@ unsafe impl<T: Target> Send for Registration<T> {}
 unsafe impl<T: Target> Sync for Registration<T> {}
 
 impl<T: Target> Registration<T> {
-    /// Registers target type `T`.
-    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+    /// Registers target type `T`; its constructors get `ctx`.
+    pub(crate) fn new(module: &'static ThisModule, ctx: T::Context) -> Result<Self> {
         let tt = sys::target_type {
             name: T::NAME.as_char_ptr(),
             module: module.as_ptr().cast(),
@@ -598,21 +670,18 @@ impl<T: Target> Registration<T> {
             },
             ..Default::default()
         };
-        let mut tt = KBox::new(tt, GFP_KERNEL)?;
+        let mut tt = KBox::new(TargetType { tt, ctx }, GFP_KERNEL)?;
         // SAFETY: `tt` is a fully initialised target type that outlives the
         // registration (it is unregistered before the box is freed).
-        to_result(unsafe { sys::dm_register_target(&mut *tt) })?;
+        to_result(unsafe { sys::dm_register_target(&mut tt.tt) })?;
         // INVARIANT: registered above.
-        Ok(Self {
-            tt,
-            _t: core::marker::PhantomData,
-        })
+        Ok(Self { tt })
     }
 }
 
 impl<T: Target> Drop for Registration<T> {
     fn drop(&mut self) {
         // SAFETY: registered by the type invariant.
-        unsafe { sys::dm_unregister_target(&mut *self.tt) }
+        unsafe { sys::dm_unregister_target(&mut self.tt.tt) }
     }
 }

@@ -53,14 +53,6 @@ impl Drop for OwnedQueue {
     }
 }
 
-kernel::impl_has_work! {
-    impl HasWork<crate::jsnap::Jsnap> for crate::jsnap::Jsnap { self.work }
-}
-
-kernel::impl_has_work! {
-    impl HasWork<crate::view::View> for crate::view::View { self.work }
-}
-
 /// While alive, every allocation of this thread behaves as `GFP_NOIO`
 /// (`memalloc_noio_save`): workers that do I/O for a block device must not
 /// recurse into reclaim that could wait for that same I/O.

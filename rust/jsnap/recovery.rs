@@ -120,7 +120,7 @@ pub(crate) fn open(
     })?;
 
     let mut slots =
-        KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL).map_err(super::target::nomem)?;
+        KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL).map_err(CtrError::nomem)?;
     pmem.read(0, &mut slots).map_err(|err| CtrError {
         msg: c"Cannot read the journal",
         err,

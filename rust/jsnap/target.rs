@@ -6,10 +6,11 @@
 use super::{destage, recovery, snapshot, Devs, Jsnap, SbState, BOUNCE_BYTES, MAX_RECORD_SECTORS};
 use crate::ffi::bio::{Bio, BioKind, BioList};
 use crate::ffi::dm::{
-    Ctr, CtrError, DevNum, DeviceIter, DmDev, Limits, Mapped, Out, StatusType, Target,
+    str_args, CtrResult, table_line, Ctr, CtrError, DevNum, DeviceIter, DmDev, Limits, Mapped, Out,
+    StatusType, Target, MAX_ARGS,
 };
 use crate::ffi::io::{IoClient, Kcopyd};
-use crate::ffi::registry;
+use super::registry::Registry;
 use crate::ffi::revocable::SleepRevocable;
 use crate::ffi::wq::OwnedQueue;
 use crate::logic::format::{self, SnapState};
@@ -21,46 +22,6 @@ use kernel::prelude::*;
 use kernel::sync::{Arc, ArcBorrow};
 use kernel::workqueue::WorkItem;
 use kernel::{new_condvar, new_mutex, new_spinlock, new_work};
-
-/// Longest table line kept for `dmsetup table`.
-const MAX_TABLE: usize = 1024;
-
-/// Appends formatted text to a byte vector (allocation failures drop the
-/// text; the caller checks the length).
-pub(crate) struct LineWriter<'a>(pub(crate) &'a mut KVec<u8>);
-
-impl core::fmt::Write for LineWriter<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0
-            .extend_from_slice(s.as_bytes(), GFP_KERNEL)
-            .map_err(|_| core::fmt::Error)
-    }
-}
-
-/// Converts the C arguments to `&str`, refusing non-UTF-8 and more than
-/// 64 arguments (the callbacks refuse more before; never parse a line
-/// truncated, which would give a misleading reason).
-pub(crate) fn str_args<'a>(
-    args: &[&'a CStr],
-    out: &mut [&'a str; 64],
-) -> core::result::Result<usize, CtrError> {
-    if args.len() > out.len() {
-        return Err(CtrError::inval(c"Too many arguments"));
-    }
-    for (slot, a) in out.iter_mut().zip(args) {
-        *slot = a
-            .to_str()
-            .map_err(|_| CtrError::inval(c"Arguments must be valid UTF-8"))?;
-    }
-    Ok(args.len().min(64))
-}
-
-pub(crate) fn nomem(_: impl core::fmt::Debug) -> CtrError {
-    CtrError {
-        msg: c"Out of memory",
-        err: ENOMEM,
-    }
-}
 
 impl Jsnap {
     fn open_devices(
@@ -132,17 +93,14 @@ impl Jsnap {
         store: Option<&DmDev>,
         s: &[&str],
     ) -> core::result::Result<(KVec<u8>, KVec<u8>), CtrError> {
-        let mut lines = (KVec::new(), KVec::new());
-        for (line, keep_format) in [(&mut lines.0, true), (&mut lines.1, false)] {
-            let mut w = LineWriter(line);
-            let store = store.map(|st| st.devt());
-            let feats = s.get(5..).unwrap_or(&[]);
-            let keep = |f: &&&str| keep_format || **f != "format";
-            let n = feats.iter().filter(keep).count();
-            (|| -> core::fmt::Result {
+        let line = |keep_format: bool| {
+            table_line(|w| {
+                let feats = s.get(5..).unwrap_or(&[]);
+                let keep = |f: &&&str| keep_format || **f != "format";
+                let n = feats.iter().filter(keep).count();
                 write!(w, "{} {} ", DevNum(prod.devt()), DevNum(journal.devt()))?;
                 match store {
-                    Some(d) => write!(w, "{}", DevNum(d))?,
+                    Some(d) => write!(w, "{}", DevNum(d.devt()))?,
                     None => write!(w, "-")?,
                 }
                 write!(w, " {}", s.get(3).copied().unwrap_or(""))?;
@@ -153,13 +111,9 @@ impl Jsnap {
                     }
                 }
                 Ok(())
-            })()
-            .map_err(nomem)?;
-            if w.0.len() > MAX_TABLE {
-                return Err(CtrError::inval(c"Table line too long"));
-            }
-        }
-        Ok(lines)
+            })
+        };
+        Ok((line(true)?, line(false)?))
     }
 
     /// Marks the journal formatted: `dmsetup table` stops echoing `format`.
@@ -235,13 +189,15 @@ impl Target for Jsnap {
     const NAME: &'static CStr = c"jsnap";
     const VERSION: [u32; 3] = [0, 3, 0];
 
-    fn ctr(ti: &mut Ctr<'_>, args: &[&CStr]) -> core::result::Result<Arc<Self>, CtrError> {
+    type Context = Arc<Registry>;
+
+    fn ctr(registry: &Arc<Registry>, ti: &mut Ctr<'_>, args: &[&CStr]) -> CtrResult<Self> {
         if args.len() < 4 {
             return Err(CtrError::inval(
                 c"Invalid argument count: need <production_dev> <journal_dev> <store_dev|-> <chunk_sectors>",
             ));
         }
-        let mut sbuf = [""; 64];
+        let mut sbuf = [""; MAX_ARGS];
         let n = str_args(args, &mut sbuf)?;
         let s = &sbuf[..n];
         // Pure checks first: nothing is opened for a malformed line.
@@ -253,7 +209,7 @@ impl Target for Jsnap {
             return Err(CtrError::inval(c"Target length must not be zero"));
         }
         let devt = ti.md_devt();
-        if registry::find(devt).is_some_and(|j| j.state.lock().views > 0) {
+        if registry.find(devt).is_some_and(|j| j.state.lock().views > 0) {
             return Err(CtrError {
                 msg: c"A jsnap-view is attached to this device: remove it first",
                 err: EBUSY,
@@ -281,11 +237,11 @@ impl Target for Jsnap {
         // (whole 4 KiB blocks: a production device may have 4 KiB sectors)
         let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS) & !7;
         ti.setup(0, false);
-        let wq = OwnedQueue::new(c"jsnap_destage").map_err(nomem)?;
-        let io = IoClient::new().map_err(nomem)?;
-        let kc = Kcopyd::new().map_err(nomem)?;
-        let buf = KBox::new([0u8; format::SB_SLOT_BYTES], GFP_KERNEL).map_err(nomem)?;
-        let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(nomem)?;
+        let wq = OwnedQueue::new(c"jsnap_destage").map_err(CtrError::nomem)?;
+        let io = IoClient::new().map_err(CtrError::nomem)?;
+        let kc = Kcopyd::new().map_err(CtrError::nomem)?;
+        let buf = KBox::new([0u8; format::SB_SLOT_BYTES], GFP_KERNEL).map_err(CtrError::nomem)?;
+        let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(CtrError::nomem)?;
         let recovery::Opened {
             pmem,
             sb,
@@ -294,10 +250,11 @@ impl Target for Jsnap {
         } = opened;
         let has_store = store.is_some();
         let geometry = sb.geometry;
-        let state = recovery::empty_state(&sb).map_err(nomem)?;
+        let state = recovery::empty_state(&sb).map_err(CtrError::nomem)?;
         let this = Arc::pin_init(
             try_pin_init!(Self {
                 wq,
+                registry: registry.clone(),
                 io,
                 kc,
                 devs <- SleepRevocable::new(Devs { pmem, prod, journal, store }),
@@ -332,7 +289,7 @@ impl Target for Jsnap {
         })?;
         // Atomic with a view attaching (issue 10 item 21): refused if a view
         // attached to the table this one replaces since the check above.
-        registry::add_unless_viewed(devt, this.clone()).map_err(|err| CtrError {
+        registry.add_unless_viewed(devt, this.clone()).map_err(|err| CtrError {
             msg: c"A jsnap-view is attached to this device: remove it first",
             err,
         })?;
@@ -340,7 +297,7 @@ impl Target for Jsnap {
     }
 
     fn dtr(&self) {
-        registry::remove(self);
+        self.registry.remove(self);
         self.state.lock().stopping = true;
         self.cond.notify_all();
         self.wq.flush();
@@ -392,7 +349,7 @@ impl Target for Jsnap {
     }
 
     fn message(this: ArcBorrow<'_, Self>, args: &[&CStr], _out: &mut Out<'_>) -> Result {
-        let mut sbuf = [""; 64];
+        let mut sbuf = [""; MAX_ARGS];
         let n = str_args(args, &mut sbuf).map_err(|e| {
             pr_err!("dm-jsnap: {}\n", e.msg.to_str().unwrap_or("bad message"));
             e.err

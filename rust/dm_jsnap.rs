@@ -18,6 +18,7 @@ mod ffi;
 
 /// Pure `core` logic shared with the host test crate (`rust/host`).
 #[allow(unreachable_pub, dead_code)]
+#[forbid(unsafe_code)]
 mod logic {
     pub mod chunklock;
     pub mod crc;
@@ -33,10 +34,14 @@ mod logic {
     pub mod validity;
 }
 
+#[forbid(unsafe_code)]
 mod jsnap;
+#[forbid(unsafe_code)]
 mod kunit;
+#[forbid(unsafe_code)]
 mod view;
 
+#[forbid(unsafe_code)]
 mod fault;
 
 #[cfg(not(jsnap_fault))]

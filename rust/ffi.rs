@@ -3,10 +3,13 @@
 //! The one unsafe layer of dm-jsnap.
 //!
 //! Everything that touches a raw C pointer lives below this module: the
-//! device-mapper target registration and callbacks ([`dm`]), bios ([`bio`]),
-//! the DAX mapping of the pmem journal ([`pmem`]), synchronous dm-io and
-//! flushes ([`io`]) and the owned workqueue ([`wq`]).  The rest of the crate
-//! is safe Rust and the crate root denies `unsafe_code` outside this module.
+//! device-mapper target registration and callbacks ([`dm`]), the devices a
+//! target opens, revoked by the registration after `dtr` ([`devices`], built
+//! on the sleepable revocable of [`revocable`]), bios ([`bio`]), the DAX
+//! mapping of the pmem journal ([`pmem`]), synchronous dm-io, dm-kcopyd and
+//! flushes ([`io`]) and the owned workqueue ([`wq`]).  It knows no target:
+//! `jsnap` and `jsnap-view` implement [`dm::Target`] above it.  The rest of
+//! the crate is safe Rust: every other module is `forbid(unsafe_code)`.
 //!
 //! C headers: [`include/linux/device-mapper.h`](srctree/include/linux/device-mapper.h),
 //! [`include/linux/dax.h`](srctree/include/linux/dax.h),
@@ -32,6 +35,7 @@ pub(crate) mod sys {
 }
 
 pub(crate) mod bio;
+pub(crate) mod devices;
 pub(crate) mod dm;
 pub(crate) mod io;
 pub(crate) mod pmem;

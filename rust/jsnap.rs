@@ -61,10 +61,8 @@ mod views;
 mod write;
 
 use crate::ffi::bio::{Bio, BioList};
-use crate::ffi::dm::DmDev;
+use crate::ffi::devices::{DevId, DevSet, Devices, DmDev};
 use crate::ffi::io::{IoClient, Kcopyd};
-use crate::ffi::pmem::Pmem;
-use crate::ffi::revocable::{Access, SleepRevocable};
 use crate::ffi::wq::OwnedQueue;
 use crate::logic::epoch::Epoch;
 use crate::logic::extent::Extent;
@@ -240,18 +238,6 @@ pub(crate) struct SbState {
     buf: KBox<[u8; format::SB_SLOT_BYTES]>,
 }
 
-/// The devices of a target and the pmem mapping; revoked at `dtr` (a
-/// `jsnap-view` may keep the rest of the state alive longer).
-pub(crate) struct Devs {
-    /// Declared first: unmapped before the journal device is put.
-    pub(crate) pmem: Pmem,
-    pub(crate) prod: DmDev,
-    /// Held for as long as `pmem` maps it.
-    #[expect(dead_code, reason = "only held")]
-    pub(crate) journal: DmDev,
-    pub(crate) store: Option<DmDev>,
-}
-
 /// One `jsnap` target instance.
 #[pin_data]
 pub(crate) struct Jsnap {
@@ -261,8 +247,12 @@ pub(crate) struct Jsnap {
     registry: Arc<registry::Registry>,
     io: IoClient,
     kc: Kcopyd,
-    #[pin]
-    devs: SleepRevocable<Devs>,
+    /// Production, journal (mapped as pmem) and store; revoked by the
+    /// registration after `dtr` (a `jsnap-view` may keep the rest of the
+    /// state alive longer).
+    devs: Arc<DevSet>,
+    prod_dev: DevId,
+    store_dev: Option<DevId>,
     /// Whether a store device was given.
     pub(crate) has_store: bool,
     /// A snapshot is (or may be) active: writes reserve more table nodes.
@@ -341,8 +331,18 @@ impl Jsnap {
     }
 
     /// The devices, unless the target was destroyed.
-    pub(crate) fn devs(&self) -> Result<Access<'_, Devs>> {
-        self.devs.access().ok_or(ENODEV)
+    pub(crate) fn devs(&self) -> Result<Devices<'_>> {
+        self.devs.access()
+    }
+
+    /// The production device, among `d`.
+    pub(crate) fn prod<'d>(&self, d: &'d Devices<'_>) -> Result<&'d DmDev> {
+        d.dev(self.prod_dev)
+    }
+
+    /// The store device, among `d` (`EINVAL`: the target has none).
+    pub(crate) fn store<'d>(&self, d: &'d Devices<'_>) -> Result<&'d DmDev> {
+        d.dev(self.store_dev.ok_or(EINVAL)?)
     }
 
     fn ring_off(&self, pos: u64) -> usize {

@@ -3,7 +3,6 @@
 //! KUnit suites, run when the module is loaded: the pure-logic cases shared
 //! with the host (`logic::kunit_cases`) and checks that need the kernel
 //! (the accelerated CRC32C of the shim against the pure one).
-#![allow(unsafe_code)] // needed by the `kunit_tests` expansion only
 
 use kernel::prelude::*;
 

@@ -21,9 +21,10 @@
 //! device is held from the decision (is the chunk preserved?) to the end of
 //! the data movement.
 
-use crate::ffi::bio::{Bio, BioKind, BioList};
+use crate::ffi::bio::{Bio, BioKind, BioList, MapBio};
+use crate::ffi::devices::{DevId, DevSet};
 use crate::ffi::dm::{
-    str_args, CtrResult, Ctr, CtrError, DevNum, DeviceIter, DmDev, Mapped, Out, SharedBdev, StatusType,
+    str_args, CtrResult, Ctr, CtrError, DevNum, DeviceIter, Mapped, Out, SharedBdev, StatusType,
     Target, MAX_ARGS,
 };
 use crate::jsnap::registry::Registry;
@@ -49,8 +50,9 @@ pub(crate) struct View {
     /// stack onto the view; I/O to the store is remapped to this one.  The
     /// jsnap device itself is never claimed (a filesystem mounted on it
     /// holds it exclusively): it is only held open, below.
-    prod: DmDev,
-    store: DmDev,
+    devs: Arc<DevSet>,
+    prod: DevId,
+    store: DevId,
     /// The jsnap device held open (not claimed): it cannot be removed
     /// while the view exists, as with `dm_get_device`, yet it may be
     /// mounted.
@@ -70,6 +72,13 @@ kernel::impl_has_work! {
 }
 
 impl View {
+    /// Points `bio` at our handle on the store, sector `sector`.
+    fn remap_to_store(&self, bio: &mut Bio, sector: u64) -> Result {
+        let d = self.devs.access()?;
+        bio.remap(d.dev(self.store)?, sector);
+        Ok(())
+    }
+
     fn defer(this: ArcBorrow<'_, Self>, bio: Bio) -> Mapped {
         this.queue.lock().push(bio);
         let arc: Arc<Self> = this.into();
@@ -92,8 +101,10 @@ impl View {
         if bio.kind() == BioKind::Read {
             if let Some(mut b) = j.snapshot_read(bio, start) {
                 // A preserved chunk: the store copy, through our handle.
-                b.remap(&self.store, start);
-                b.submit();
+                match self.remap_to_store(&mut b, start) {
+                    Ok(()) => b.submit(),
+                    Err(e) => b.endio(Err(e)),
+                }
             }
             // Journal pieces were pinned for the copy.
             Jsnap::kick_retire(j.as_arc_borrow());
@@ -108,7 +119,7 @@ impl View {
             }
         };
         let d = j.devs();
-        let store = d.as_ref().ok().and_then(|d| d.store.as_ref());
+        let store = d.as_ref().ok().and_then(|d| j.store(d).ok());
         match (lookup::view_write_to(self.mode), store) {
             // The whole chunk was written to the store already.
             (
@@ -124,8 +135,10 @@ impl View {
                 Some(_),
             ) => {
                 let mut bio = bio;
-                bio.remap(&self.store, start);
-                bio.submit();
+                match self.remap_to_store(&mut bio, start) {
+                    Ok(()) => bio.submit(),
+                    Err(e) => bio.endio(Err(e)),
+                }
             }
             // Volume B: the same write through the journal, after the
             // store half is durable.  `start` is relative to the view,
@@ -203,9 +216,10 @@ impl Target for View {
                 msg: c"The jsnap device is being removed",
                 err,
             })?;
-            match d.store.as_ref() {
-                Some(st) => (d.prod.devt(), st.devt()),
-                None => return Err(CtrError::inval(c"The jsnap device has no store")),
+            let prod = jsnap.prod(&d).map_err(CtrError::nomem)?;
+            match jsnap.store(&d) {
+                Ok(st) => (prod.devt(), st.devt()),
+                Err(_) => return Err(CtrError::inval(c"The jsnap device has no store")),
             }
         };
         let open = |ti: &mut Ctr<'_>, devt: u32, write: bool| {
@@ -218,6 +232,7 @@ impl Target for View {
         };
         let prod = open(ti, prod_devt, false)?;
         let store = open(ti, store_devt, mode != ViewMode::Ro)?;
+        let devs = ti.devices().map_err(CtrError::nomem)?;
         // Mirror writes are journaled whole: no larger than jsnap accepts,
         // and a power of two no larger than a chunk, so that no bio crosses
         // a chunk boundary (jsnap's limit, half the ring, need not be one).
@@ -239,6 +254,7 @@ impl Target for View {
             try_pin_init!(Self {
                 wq,
                 jsnap,
+                devs,
                 prod,
                 store,
                 _held: held,
@@ -263,7 +279,8 @@ impl Target for View {
         let _ = self.jsnap.attach_view(false);
     }
 
-    fn map(this: ArcBorrow<'_, Self>, mut bio: Bio) -> Mapped {
+    fn map(this: ArcBorrow<'_, Self>, bio: MapBio<'_>) -> Mapped {
+        let mut bio = bio.into_bio();
         // dm maps only bios inside the target: never below `begin`.
         let start = bio.sector().saturating_sub(this.begin);
         let kind = bio.kind();
@@ -288,16 +305,17 @@ impl Target for View {
                         MapWrite::Worker => false,
                     }
                 };
-                if to_store && this.jsnap.devs().is_ok() {
-                    // Our own handle on the store (held by this table).
-                    bio.remap(&this.store, start);
+                // Our own handle on the store (held by this table).
+                if to_store
+                    && this.jsnap.devs().is_ok()
+                    && this.remap_to_store(&mut bio, start).is_ok()
+                {
                     return Mapped::Remap(bio);
                 }
                 Self::defer(this, bio)
             }
             BioKind::Flush => match (this.mode, this.jsnap.devs().is_ok()) {
-                (ViewMode::Rw, true) => {
-                    bio.remap(&this.store, 0);
+                (ViewMode::Rw, true) if this.remap_to_store(&mut bio, 0).is_ok() => {
                     Mapped::Remap(bio)
                 }
                 _ => {
@@ -331,9 +349,13 @@ impl Target for View {
     }
 
     fn iterate_devices(&self, it: &mut DeviceIter<'_>) -> i32 {
-        match it.call(&self.store, 0, self.len) {
-            0 => it.call(&self.prod, 0, self.len),
-            r => r,
+        let Ok(d) = self.devs.access() else {
+            return 0;
+        };
+        match d.dev(self.store).map(|st| it.call(st, 0, self.len)) {
+            Ok(0) => d.dev(self.prod).map_or(0, |p| it.call(p, 0, self.len)),
+            Ok(r) => r,
+            Err(_) => 0,
         }
     }
 

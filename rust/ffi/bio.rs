@@ -9,7 +9,7 @@
 //!
 //! C header: [`include/linux/bio.h`](srctree/include/linux/bio.h)
 
-use super::dm::DmDev;
+use super::devices::DmDev;
 use super::pmem::Pmem;
 use super::sys;
 use core::ptr::NonNull;
@@ -105,16 +105,6 @@ impl Bio {
         unsafe { sys::jsnap_bio_remap(self.raw(), dev.bdev(), sector) }
     }
 
-    /// Keeps only the first `sectors` sectors; device-mapper resubmits the
-    /// rest to `map` as a new bio.
-    pub(crate) fn accept_partial(&mut self, sectors: u32) {
-        if sectors > 0 && sectors < self.sectors() {
-            // SAFETY: called from `map` on a read/write bio with a valid
-            // length strictly inside the bio.
-            unsafe { sys::dm_accept_partial_bio(self.raw(), sectors) }
-        }
-    }
-
     /// Copies the whole bio into `pmem` at byte `off` with non-temporal
     /// stores (no fence) and returns the CRC32C of the data.
     pub(crate) fn copy_to_pmem(&self, pmem: &Pmem, off: usize) -> Result<u32> {
@@ -190,6 +180,59 @@ impl Drop for Bio {
         pr_err!("dm-jsnap: bio dropped without completion, failing it\n");
         // SAFETY: we own the bio (type invariant) and complete it once.
         unsafe { sys::jsnap_bio_endio(self.raw(), EIO.to_errno()) }
+    }
+}
+
+/// A bio inside the target's `map` callback: what may be done with a bio
+/// only there (`dm_accept_partial_bio`), besides everything a [`Bio`] can.
+/// The lifetime keeps it from leaving `map`; [`MapBio::into_bio`] gives the
+/// plain bio (to remap, queue or complete).
+pub(crate) struct MapBio<'a> {
+    bio: Bio,
+    _map: core::marker::PhantomData<&'a mut ()>,
+}
+
+impl MapBio<'_> {
+    /// # Safety
+    ///
+    /// As for [`Bio::from_raw`], and the caller is device-mapper's `map` for
+    /// this bio, which lasts as long as the result.
+    pub(super) unsafe fn from_raw(bio: *mut sys::bio) -> Option<Self> {
+        // SAFETY: by the caller.
+        let bio = unsafe { Bio::from_raw(bio) }?;
+        Some(Self {
+            bio,
+            _map: core::marker::PhantomData,
+        })
+    }
+
+    /// Keeps only the first `sectors` sectors; device-mapper resubmits the
+    /// rest to `map` as a new bio.
+    pub(crate) fn accept_partial(&mut self, sectors: u32) {
+        if sectors > 0 && sectors < self.bio.sectors() {
+            // SAFETY: we are in `map` (type invariant of `MapBio`), on a bio
+            // that we own, with a length strictly inside it.
+            unsafe { sys::dm_accept_partial_bio(self.bio.raw(), sectors) }
+        }
+    }
+
+    /// The bio, past the point where it may be cut.
+    pub(crate) fn into_bio(self) -> Bio {
+        self.bio
+    }
+}
+
+impl core::ops::Deref for MapBio<'_> {
+    type Target = Bio;
+
+    fn deref(&self) -> &Bio {
+        &self.bio
+    }
+}
+
+impl core::ops::DerefMut for MapBio<'_> {
+    fn deref_mut(&mut self) -> &mut Bio {
+        &mut self.bio
     }
 }
 

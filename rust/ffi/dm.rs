@@ -5,19 +5,25 @@
 //!
 //! A target implements [`Target`]; [`Registration`] builds the C
 //! `struct target_type` whose optional callbacks are present exactly when
-//! the implementation provides them (`T::HAS_…`, as in `block::mq`).  The
-//! target's private state is an `Arc<T>` stored in `ti->private` between
-//! `ctr` and `dtr`.
+//! the implementation provides them (`T::HAS_…`, as in `block::mq`), and
+//! whose context (`T::Context`) every constructor gets.  Between `ctr` and
+//! `dtr`, `ti->private` owns (as a `ForeignOwnable` box) the target's
+//! `Arc<T>` and the [`DevSet`] of the devices it opened, which `dtr_cb`
+//! revokes after `T::dtr` while `ti` is valid.  Only `map` sees a
+//! [`MapBio`], the one handle that may cut a bio (`dm_accept_partial_bio`).
 //!
 //! C header: [`include/linux/device-mapper.h`](srctree/include/linux/device-mapper.h)
 
-use super::bio::Bio;
+use super::bio::{Bio, MapBio};
+use super::devices::{DevId, DevSet, DmDev, Slots};
+use super::pmem::Pmem;
 use super::sys;
 use core::fmt;
 use core::ptr::NonNull;
 use kernel::error::to_result;
 use kernel::prelude::*;
 use kernel::sync::{Arc, ArcBorrow};
+use kernel::types::ForeignOwnable;
 
 /// What `map` did with a bio.
 pub(crate) enum Mapped {
@@ -134,7 +140,7 @@ pub(crate) trait Target: Sized + Send + Sync + 'static {
     /// the target's state is dropped: stop workers here.
     fn dtr(&self) {}
     /// Maps one bio.
-    fn map(this: ArcBorrow<'_, Self>, bio: Bio) -> Mapped;
+    fn map(this: ArcBorrow<'_, Self>, bio: MapBio<'_>) -> Mapped;
     /// Writes `dmsetup status` / `dmsetup table` output.
     fn status(&self, _kind: StatusType, _out: &mut Out<'_>) {}
     /// Handles `dmsetup message`.
@@ -163,9 +169,13 @@ pub(crate) trait Target: Sized + Send + Sync + 'static {
 ///
 /// # Invariants
 ///
-/// `ti` is the valid target being constructed, for `'a`.
+/// `ti` is the valid target being constructed, for `'a`; `slots` holds
+/// the devices opened for it, `set` (once made) the same devices, owned by
+/// the target from now on.
 pub(crate) struct Ctr<'a> {
     ti: &'a mut sys::dm_target,
+    slots: Slots,
+    set: Option<Arc<DevSet>>,
 }
 
 impl Ctr<'_> {
@@ -186,7 +196,7 @@ impl Ctr<'_> {
     }
 
     /// Opens an underlying device by path or `major:minor`.
-    pub(crate) fn get_device(&mut self, path: &CStr, write: bool) -> Result<DmDev> {
+    pub(crate) fn get_device(&mut self, path: &CStr, write: bool) -> Result<DevId> {
         // SAFETY: a pure function.
         let mode = unsafe { sys::jsnap_open_mode(write) };
         let mut dev: *mut sys::dm_dev = core::ptr::null_mut();
@@ -194,13 +204,34 @@ impl Ctr<'_> {
         // and `dev` is a valid out pointer.
         to_result(unsafe { sys::dm_get_device(self.ti, path.as_char_ptr(), mode, &mut dev) })?;
         let dev = NonNull::new(dev).ok_or(ENODEV)?;
-        // INVARIANT: `dm_get_device` succeeded; the reference is dropped by
-        // `DmDev::drop` while `ti` still exists (the target's state is
-        // dropped in `dtr` at the latest).
-        Ok(DmDev {
-            ti: NonNull::from(&mut *self.ti),
-            dev,
-        })
+        // SAFETY: `dm_get_device` succeeded; the device goes into `slots`,
+        // which is dropped before `ctr` returns or moved into the `DevSet`
+        // that `ctr_cb`/`dtr_cb` revoke while `ti` is valid.
+        let dev = unsafe { DmDev::new(NonNull::from(&mut *self.ti), dev) };
+        self.slots.push(dev)
+    }
+
+    /// Device `id`, opened by [`Ctr::get_device`].
+    pub(crate) fn dev(&self, id: DevId) -> Result<&DmDev> {
+        self.slots.dev(id)
+    }
+
+    /// Maps the first `bytes` bytes (a multiple of the page size) of device
+    /// `id` as pmem (see [`Pmem`]).
+    pub(crate) fn map_pmem(&mut self, id: DevId, bytes: u64) -> Result<&Pmem> {
+        self.slots.map_pmem(id, bytes)
+    }
+
+    /// The devices opened so far, handed to the target: it reaches them
+    /// through [`DevSet::access`] until the registration revokes them after
+    /// `dtr`.  Called once, when every device is open.
+    pub(crate) fn devices(&mut self) -> Result<Arc<DevSet>> {
+        if self.set.is_some() {
+            return Err(EBUSY);
+        }
+        let set = Arc::pin_init(DevSet::new(core::mem::take(&mut self.slots)), GFP_KERNEL)?;
+        self.set = Some(set.clone());
+        Ok(set)
     }
 
     /// Sets the size of the per-bio data, flush and discard support.
@@ -277,65 +308,6 @@ pub(crate) struct DevNum(pub(crate) u32);
 impl fmt::Display for DevNum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.0 >> 20, self.0 & 0xfffff)
-    }
-}
-
-/// An underlying device opened with `dm_get_device`.
-///
-/// # Invariants
-///
-/// `dev` is a reference obtained from `dm_get_device(ti, …)` that is put
-/// exactly once, on drop, while `ti` is still valid.
-pub(crate) struct DmDev {
-    ti: NonNull<sys::dm_target>,
-    dev: NonNull<sys::dm_dev>,
-}
-
-// SAFETY: a `dm_dev` reference may be used and put from any thread.
-unsafe impl Send for DmDev {}
-// SAFETY: all methods taking `&self` only read immutable fields of `dm_dev`.
-unsafe impl Sync for DmDev {}
-
-impl DmDev {
-    pub(crate) fn raw(&self) -> *mut sys::dm_dev {
-        self.dev.as_ptr()
-    }
-
-    pub(crate) fn bdev(&self) -> *mut sys::block_device {
-        // SAFETY: `dev` is valid by the type invariant.
-        unsafe { sys::jsnap_dev_bdev(self.dev.as_ptr()) }
-    }
-
-    /// Size of the device in sectors.
-    pub(crate) fn sectors(&self) -> u64 {
-        // SAFETY: the block device of a held `dm_dev` is valid.
-        unsafe { sys::jsnap_bdev_sectors(self.bdev()) }
-    }
-
-    /// Whether the device supports DAX.
-    pub(crate) fn has_dax(&self) -> bool {
-        // SAFETY: `dev` is valid by the type invariant.
-        unsafe { sys::jsnap_dev_has_dax(self.dev.as_ptr()) }
-    }
-
-    /// Whether the device's DAX stores are durable once flushed from the
-    /// CPU caches (not so for virtio-pmem).
-    pub(crate) fn dax_synchronous(&self) -> bool {
-        // SAFETY: `dev` is valid by the type invariant.
-        unsafe { sys::jsnap_dev_dax_synchronous(self.dev.as_ptr()) }
-    }
-
-    /// The device number, to tell devices apart.
-    pub(crate) fn devt(&self) -> u32 {
-        // SAFETY: `dev` is valid by the type invariant.
-        unsafe { sys::jsnap_dev_devt(self.dev.as_ptr()) }
-    }
-}
-
-impl Drop for DmDev {
-    fn drop(&mut self) {
-        // SAFETY: by the type invariant `ti` is valid and `dev` is held.
-        unsafe { sys::dm_put_device(self.ti.as_ptr(), self.dev.as_ptr()) }
     }
 }
 
@@ -419,23 +391,44 @@ unsafe fn args<'a>(
     Some(n)
 }
 
-/// # Safety
-///
-/// `ti->private` must hold the pointer stored by `ctr_cb::<T>`.
-unsafe fn private<'a, T: Target>(ti: *mut sys::dm_target) -> &'a T {
-    // SAFETY: guaranteed by the caller; the `Arc` lives until `dtr_cb`.
-    unsafe { &*((*ti).private as *const T) }
+/// What `ti->private` owns between `ctr_cb` and `dtr_cb`: the target's
+/// state and the devices the registration revokes after `dtr`.
+struct Private<T: Target> {
+    this: Arc<T>,
+    devs: Option<Arc<DevSet>>,
 }
 
 /// # Safety
 ///
-/// `ti->private` must hold the pointer stored by `ctr_cb::<T>`.
+/// `ti` must be a valid target whose `private` was set by `ctr_cb::<T>`
+/// and not yet released by `dtr_cb::<T>`; the result must not be used
+/// after `dtr_cb` starts (device-mapper calls no other callback then).
+unsafe fn private<'a, T: Target>(ti: *mut sys::dm_target) -> &'a Private<T> {
+    // SAFETY: by the caller, `private` came from `KBox::into_foreign` in
+    // `ctr_cb` and is only given back by `dtr_cb`.
+    unsafe { <KBox<Private<T>> as ForeignOwnable>::borrow((*ti).private) }
+}
+
+/// # Safety
+///
+/// As for [`private`].
 unsafe fn borrow<'a, T: Target>(ti: *mut sys::dm_target) -> ArcBorrow<'a, T> {
-    // SAFETY: guaranteed by the caller: the pointer came from
-    // `Arc::into_raw` and the `Arc` lives until `dtr_cb`.
-    unsafe { ArcBorrow::from_raw((*ti).private as *const T) }
+    // SAFETY: guaranteed by the caller.
+    unsafe { private::<T>(ti) }.this.as_arc_borrow()
 }
 
+/// Maps a callback's result to the C convention (0 or a negative errno).
+fn errno(res: Result) -> c_int {
+    kernel::error::from_result(|| res.map(|()| 0))
+}
+
+/// `target_type::ctr`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` the valid target under construction
+/// (its `type_` a `TargetType<T>` registered by `Registration::<T>::new`)
+/// and `argv` holding `argc` valid NUL-terminated strings.
 unsafe extern "C" fn ctr_cb<T: Target>(
     ti: *mut sys::dm_target,
     argc: c_uint,
@@ -445,7 +438,7 @@ unsafe extern "C" fn ctr_cb<T: Target>(
     // nothing else touches until `ctr` returns.
     let ti = unsafe { &mut *ti };
     // SAFETY: `dm_table_add_target` sets `ti->type` to the target type it
-    // found by name: the `type_` field of a `TargetType<T>` (registered by
+    // found by name: the `tt` field of a `TargetType<T>` (registered by
     // `Registration::<T>::new`), which stays registered, hence alive, while
     // a table uses it.
     let ctx = unsafe { &(*ti.type_.cast::<TargetType<T>>()).ctx };
@@ -455,34 +448,71 @@ unsafe extern "C" fn ctr_cb<T: Target>(
         ti.error = c"Too many arguments".as_char_ptr().cast_mut();
         return EINVAL.to_errno();
     };
-    let mut ctr = Ctr { ti };
+    // Allocated first: once `ctr` succeeded nothing may fail.
+    let Ok(slot) = KBox::<Private<T>>::new_uninit(GFP_KERNEL) else {
+        ti.error = c"Out of memory".as_char_ptr().cast_mut();
+        return ENOMEM.to_errno();
+    };
+    let mut ctr = Ctr {
+        ti,
+        slots: Slots::default(),
+        set: None,
+    };
     let res = T::ctr(ctx, &mut ctr, &buf[..n]);
     // Every write goes through `ctr.ti`: no second pointer to `ti`.
     match res {
-        Ok(arc) => {
-            ctr.ti.private = Arc::into_raw(arc).cast_mut().cast();
+        Ok(this) => {
+            let p = KBox::write(
+                slot,
+                Private {
+                    this,
+                    devs: ctr.set.take(),
+                },
+            );
+            ctr.ti.private = p.into_foreign();
             0
         }
         Err(e) => {
+            // Devices handed to the target go now, while `ti` is valid; the
+            // rest (`slots`) when `ctr` is dropped.
+            if let Some(d) = ctr.set.take() {
+                d.revoke();
+            }
             ctr.ti.error = e.msg.as_char_ptr().cast_mut();
             e.err.to_errno()
         }
     }
 }
 
+/// `target_type::dtr`.
+///
+/// # Safety
+///
+/// Called once by device-mapper, with `ti` built by `ctr_cb::<T>`; no
+/// callback of `ti` runs during or after it.
 unsafe extern "C" fn dtr_cb<T: Target>(ti: *mut sys::dm_target) {
-    // SAFETY: `private` holds the `Arc` made by `ctr_cb`; `dtr` is called
-    // once and no callback runs after it.
-    let this = unsafe { Arc::from_raw((*ti).private as *const T) };
-    this.dtr();
-    drop(this);
+    // SAFETY: `private` holds the box made by `ctr_cb`, given back once.
+    let p = unsafe { <KBox<Private<T>> as ForeignOwnable>::from_foreign((*ti).private) };
+    p.this.dtr();
+    // `ti` is still valid: its devices are put here, whoever still holds
+    // the target's state.
+    if let Some(d) = &p.devs {
+        d.revoke();
+    }
+    drop(p);
 }
 
+/// `target_type::map`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` built by `ctr_cb::<T>` and a valid bio
+/// that it hands over to the target.
 unsafe extern "C" fn map_cb<T: Target>(ti: *mut sys::dm_target, bio: *mut sys::bio) -> c_int {
-    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>` and not destroyed.
     let t = unsafe { borrow::<T>(ti) };
-    // SAFETY: device-mapper hands us ownership of a valid bio.
-    let Some(bio) = (unsafe { Bio::from_raw(bio) }) else {
+    // SAFETY: device-mapper hands us ownership of a valid bio, inside `map`.
+    let Some(bio) = (unsafe { MapBio::from_raw(bio) }) else {
         return sys::DM_MAPIO_KILL as c_int;
     };
     match T::map(t, bio) {
@@ -494,6 +524,12 @@ unsafe extern "C" fn map_cb<T: Target>(ti: *mut sys::dm_target, bio: *mut sys::b
     }
 }
 
+/// `target_type::status`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` built by `ctr_cb::<T>` and `result`
+/// valid for writes of `maxlen` bytes (or null).
 unsafe extern "C" fn status_cb<T: Target>(
     ti: *mut sys::dm_target,
     kind: sys::status_type_t,
@@ -501,12 +537,13 @@ unsafe extern "C" fn status_cb<T: Target>(
     result: *mut c_char,
     maxlen: c_uint,
 ) {
-    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>` and not destroyed.
     let t = unsafe { private::<T>(ti) };
     if result.is_null() || maxlen == 0 {
         return;
     }
-    // SAFETY: device-mapper gives a buffer of `maxlen` bytes.
+    // SAFETY: device-mapper gives a buffer of `maxlen` bytes, ours for the
+    // call.
     let buf = unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) };
     buf[0] = 0;
     let kind = match kind {
@@ -514,9 +551,16 @@ unsafe extern "C" fn status_cb<T: Target>(
         sys::status_type_t_STATUSTYPE_TABLE => StatusType::Table,
         _ => StatusType::Ima,
     };
-    t.status(kind, &mut Out { buf, pos: 0 });
+    t.this.status(kind, &mut Out { buf, pos: 0 });
 }
 
+/// `target_type::message`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` built by `ctr_cb::<T>`, `argv` holding
+/// `argc` valid NUL-terminated strings and `result` valid for writes of
+/// `maxlen` bytes (or null).
 unsafe extern "C" fn message_cb<T: Target>(
     ti: *mut sys::dm_target,
     argc: c_uint,
@@ -524,7 +568,7 @@ unsafe extern "C" fn message_cb<T: Target>(
     result: *mut c_char,
     maxlen: c_uint,
 ) -> c_int {
-    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>` and not destroyed.
     let t = unsafe { borrow::<T>(ti) };
     let mut buf = [c""; MAX_ARGS];
     // SAFETY: device-mapper passes `argc` valid strings.
@@ -536,24 +580,28 @@ unsafe extern "C" fn message_cb<T: Target>(
     let out = if result.is_null() || maxlen == 0 {
         &mut empty[..]
     } else {
-        // SAFETY: device-mapper gives a buffer of `maxlen` bytes.
+        // SAFETY: device-mapper gives a buffer of `maxlen` bytes, ours for
+        // the call.
         unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) }
     };
     out[0] = 0;
-    match T::message(t, &buf[..n], &mut Out { buf: out, pos: 0 }) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    errno(T::message(t, &buf[..n], &mut Out { buf: out, pos: 0 }))
 }
 
+/// `target_type::iterate_devices`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` built by `ctr_cb::<T>`, and `fun` and
+/// `data` to be passed back for each device.
 unsafe extern "C" fn iterate_devices_cb<T: Target>(
     ti: *mut sys::dm_target,
     fun: sys::iterate_devices_callout_fn,
     data: *mut c_void,
 ) -> c_int {
-    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>` and not destroyed.
     let t = unsafe { private::<T>(ti) };
-    t.iterate_devices(&mut DeviceIter {
+    t.this.iterate_devices(&mut DeviceIter {
         ti,
         fun,
         data,
@@ -561,36 +609,59 @@ unsafe extern "C" fn iterate_devices_cb<T: Target>(
     })
 }
 
+/// `target_type::io_hints`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` built by `ctr_cb::<T>` and `limits`
+/// valid, and not otherwise accessed, for the call.
 unsafe extern "C" fn io_hints_cb<T: Target>(
     ti: *mut sys::dm_target,
     limits: *mut kernel::bindings::queue_limits,
 ) {
-    // SAFETY: `ti` was constructed by `ctr_cb::<T>`; `limits` is valid for
-    // the call.
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>`; `limits` is valid and
+    // exclusively ours for the call.
     let (t, lim) = unsafe { (private::<T>(ti), &mut *limits) };
-    t.io_hints(&mut Limits { lim });
+    t.this.io_hints(&mut Limits { lim });
 }
 
+/// `target_type::presuspend`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` built by `ctr_cb::<T>`.
 unsafe extern "C" fn presuspend_cb<T: Target>(ti: *mut sys::dm_target) {
-    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>` and not destroyed.
     T::presuspend(unsafe { borrow::<T>(ti) })
 }
 
+/// `target_type::postsuspend`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` built by `ctr_cb::<T>`.
 unsafe extern "C" fn postsuspend_cb<T: Target>(ti: *mut sys::dm_target) {
-    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>` and not destroyed.
     T::postsuspend(unsafe { borrow::<T>(ti) })
 }
 
+/// `target_type::preresume`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` built by `ctr_cb::<T>`.
 unsafe extern "C" fn preresume_cb<T: Target>(ti: *mut sys::dm_target) -> c_int {
-    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
-    match unsafe { private::<T>(ti) }.preresume() {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>` and not destroyed.
+    errno(unsafe { private::<T>(ti) }.this.preresume())
 }
 
+/// `target_type::resume`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` built by `ctr_cb::<T>`.
 unsafe extern "C" fn resume_cb<T: Target>(ti: *mut sys::dm_target) {
-    // SAFETY: `ti` was constructed by `ctr_cb::<T>`.
+    // SAFETY: `ti` was constructed by `ctr_cb::<T>` and not destroyed.
     T::resume(unsafe { borrow::<T>(ti) })
 }
 

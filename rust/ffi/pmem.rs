@@ -9,33 +9,46 @@
 //!
 //! C header: [`include/linux/dax.h`](srctree/include/linux/dax.h)
 
-use super::dm::DmDev;
+use super::devices::DmDev;
 use super::sys;
 use core::ptr::NonNull;
 use kernel::prelude::*;
 
-/// A mapped pmem range.
+/// A mapped pmem range and the device it maps.
 ///
 /// # Invariants
 ///
-/// `addr..addr+len` is mapped kernel memory of the DAX device for the
-/// lifetime of `self`; the `DmDev` it came from outlives it (both live in
-/// the target and the mapping is declared first).
+/// `addr..addr+len` is mapped kernel memory of the DAX device `dev` for the
+/// lifetime of `self`: `Pmem` owns `dev`, and `drop` unmaps before the
+/// field `dev` is put.
+///
+/// The mapping is device memory that Rust never references: every access
+/// is a bounds-checked copy by a C routine (`memcpy_flushcache`,
+/// `copy_mc_to_kernel`, dm-io reading it for a write), exactly as
+/// `kernel::io` reaches MMIO through `&self`.  Copies that overlap in time
+/// and range therefore give unspecified bytes in the range, never
+/// undefined behaviour outside it; keeping them apart is the caller's
+/// protocol, not a memory-safety condition (the journal's ring reservation
+/// hands each write its own range, the `sb` mutex serialises superblock
+/// commits, the `state` lock the validity map words).  No lock or range
+/// check is taken per access.
 pub(crate) struct Pmem {
     addr: NonNull<u8>,
     len: usize,
     vmapped: bool,
+    dev: DmDev,
 }
 
-// SAFETY: the mapping is plain memory usable from any thread; concurrent
-// writers only ever touch disjoint ranges (the journal reserves them).
+// SAFETY: the mapping may be used and unmapped from any thread.
 unsafe impl Send for Pmem {}
-// SAFETY: as above; all accesses go through raw copies, never references.
+// SAFETY: every method taking `&self` copies through C routines only, never
+// forming a Rust reference to the mapping (see the type documentation).
 unsafe impl Sync for Pmem {}
 
 impl Pmem {
-    /// Maps the first `bytes` bytes (a multiple of the page size) of `dev`.
-    pub(crate) fn map(dev: &DmDev, bytes: u64) -> Result<Self> {
+    /// Maps the first `bytes` bytes (a multiple of the page size) of `dev`,
+    /// which the mapping owns from now on.
+    pub(super) fn map(dev: DmDev, bytes: u64) -> Result<Self> {
         let mut vmapped = false;
         // SAFETY: `dev` is a held device; `vmapped` is a valid out pointer.
         let p = unsafe { sys::jsnap_dax_map(dev.raw(), bytes, &mut vmapped) };
@@ -45,12 +58,23 @@ impl Pmem {
         }
         let addr = NonNull::new(p.cast::<u8>()).ok_or(ENOMEM)?;
         let len = usize::try_from(bytes).map_err(|_| EINVAL)?;
-        // INVARIANT: mapped above for `bytes` bytes.
-        Ok(Self { addr, len, vmapped })
+        // INVARIANT: mapped above for `bytes` bytes of `dev`.
+        Ok(Self {
+            addr,
+            len,
+            vmapped,
+            dev,
+        })
     }
 
-    /// Pointer to `off..off+len`, bounds-checked.
-    pub(crate) fn ptr_for(&self, off: usize, len: usize) -> Result<*mut u8> {
+    /// The device mapped.
+    pub(super) fn dev(&self) -> &DmDev {
+        &self.dev
+    }
+
+    /// Pointer to `off..off+len`, bounds-checked, for the copy routines of
+    /// this layer only.
+    pub(super) fn ptr_for(&self, off: usize, len: usize) -> Result<*mut u8> {
         match off.checked_add(len) {
             Some(end) if end <= self.len => {
                 // SAFETY: `off < len` of the mapping, so the result stays in it.

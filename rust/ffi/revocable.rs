@@ -9,10 +9,11 @@
 //! [`SleepRevocable::revoke`] sets the flag, waits for every read section
 //! with `synchronize_srcu` and only then drops the value.
 //!
-//! dm-jsnap keeps a target's devices and pmem mapping in one: a
-//! `jsnap-view` holds the `jsnap` state alive, but when the `jsnap` table is
-//! destroyed (even by `dmsetup remove --force` with the view still open) its
-//! devices must be put there and then, and nothing may touch them after.
+//! Each target's devices and pmem mapping live in one, inside its
+//! [`DevSet`](super::devices::DevSet): a `jsnap-view` holds the `jsnap`
+//! state alive, but when the `jsnap` table is destroyed (even by `dmsetup
+//! remove --force` with the view still open) its devices must be put there
+//! and then, and nothing may touch them after.
 
 use core::cell::UnsafeCell;
 use core::mem::ManuallyDrop;
@@ -71,7 +72,7 @@ impl<T> SleepRevocable<T> {
 
     /// Revokes and drops the value, waiting for current users.  Must not be
     /// called while the caller holds an [`Access`] of `self`.
-    pub(crate) fn revoke(&self) {
+    pub(super) fn revoke(&self) {
         if self.revoked.swap(true, Ordering::AcqRel) {
             return;
         }

@@ -159,11 +159,11 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
     for r in runs.iter() {
         io.push((r.start, this.ring_off(r.ring_pos), r.len), GFP_KERNEL)?;
     }
-    this.io.write_many_from_pmem(&d.prod, &d.pmem, &io)?;
+    this.io.write_many_from_pmem(this.prod(&d)?, d.pmem()?, &io)?;
     if !preserve.is_empty() {
         crate::fault::cow_overwritten();
     }
-    io::flush(&d.prod)?;
+    io::flush(this.prod(&d)?)?;
     drop(guard);
     Ok(runs.iter().map(|r| r.len).sum())
 }
@@ -250,7 +250,7 @@ fn retire(this: &Jsnap) -> Result<bool> {
     new.tail_seq = after.tail_seq();
     new.tail_pos = after.tail_pos();
     let slot = 1 - sb.slot;
-    super::recovery::write_sb(&this.devs()?.pmem, &new, slot, &mut sb.buf)?;
+    super::recovery::write_sb(this.devs()?.pmem()?, &new, slot, &mut sb.buf)?;
     sb.sb = new;
     sb.slot = slot;
     drop(sb);

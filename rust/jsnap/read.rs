@@ -5,22 +5,23 @@
 
 use super::changes::first_overlap;
 use super::Jsnap;
-use crate::ffi::bio::Bio;
+use crate::ffi::bio::MapBio;
 use crate::ffi::dm::Mapped;
 use kernel::prelude::*;
 use kernel::sync::ArcBorrow;
 
 impl Jsnap {
     /// Serves a prefix of a read from the journal or remaps it.
-    pub(super) fn read(this: ArcBorrow<'_, Self>, mut bio: Bio) -> Mapped {
+    pub(super) fn read(this: ArcBorrow<'_, Self>, mut bio: MapBio<'_>) -> Mapped {
         let Ok(d) = this.devs() else {
-            bio.endio(Err(EIO));
-            return Mapped::Submitted;
+            return Mapped::complete(bio.into_bio(), Err(EIO));
+        };
+        let (Ok(prod), Ok(pmem)) = (this.prod(&d), d.pmem()) else {
+            return Mapped::complete(bio.into_bio(), Err(EIO));
         };
         let n = u64::from(bio.sectors());
         let Some(start) = this.target_sector(&bio, n) else {
-            bio.endio(Err(EIO));
-            return Mapped::Submitted;
+            return Mapped::complete(bio.into_bio(), Err(EIO));
         };
         let end = start + n;
         let mut st = this.state.lock();
@@ -28,14 +29,14 @@ impl Jsnap {
         loop {
             let Some(x) = first_overlap(&st.table, start, end) else {
                 drop(st);
-                bio.remap(&d.prod, start);
-                return Mapped::Remap(bio);
+                bio.remap(prod, start);
+                return Mapped::Remap(bio.into_bio());
             };
             if x.start > start {
                 drop(st);
                 bio.accept_partial((x.start - start) as u32);
-                bio.remap(&d.prod, start);
-                return Mapped::Remap(bio);
+                bio.remap(prod, start);
+                return Mapped::Remap(bio.into_bio());
             }
             let persisted = st.rec(x.seq).is_some_and(|r| r.persisted);
             if !persisted {
@@ -55,7 +56,7 @@ impl Jsnap {
             let res = if crate::fault::poisoned(start, piece) {
                 Err(EIO)
             } else {
-                bio.copy_from_pmem(0, &d.pmem, this.ring_off(pos), (piece << 9) as u32)
+                bio.copy_from_pmem(0, pmem, this.ring_off(pos), (piece << 9) as u32)
             };
             let mut st = this.state.lock();
             let mut kick = false;
@@ -67,8 +68,7 @@ impl Jsnap {
             if kick {
                 Self::kick(this);
             }
-            bio.endio(res);
-            return Mapped::Submitted;
+            return Mapped::complete(bio.into_bio(), res);
         }
     }
 }

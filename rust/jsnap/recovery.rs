@@ -15,7 +15,8 @@
 use super::changes::{insert_extent, Nodes};
 use super::{Jsnap, Rec, State};
 use crate::ffi::bio::BioList;
-use crate::ffi::dm::{CtrError, DmDev};
+use crate::ffi::devices::DevId;
+use crate::ffi::dm::{Ctr, CtrError};
 use crate::ffi::pmem::{random_bytes, Pmem};
 use crate::logic::extent::Extent;
 use crate::logic::epoch;
@@ -28,7 +29,6 @@ use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 
 /// A mapped journal whose superblock was checked.
 pub(crate) struct Opened {
-    pub(crate) pmem: Pmem,
     pub(crate) sb: Superblock,
     pub(crate) slot: usize,
     pub(crate) format_pending: bool,
@@ -102,7 +102,8 @@ fn refuse(msg: &'static CStr) -> CtrError {
 
 /// Maps the journal device and checks its superblock (table load).
 pub(crate) fn open(
-    journal: &DmDev,
+    ti: &mut Ctr<'_>,
+    journal: DevId,
     prod_devt: u32,
     store_devt: u32,
     prod_sectors: u64,
@@ -111,10 +112,11 @@ pub(crate) fn open(
     features: &crate::logic::table::Features,
 ) -> core::result::Result<Opened, CtrError> {
     let format_requested = features.format;
-    let dev_bytes = (journal.sectors() << 9) & !(PAGE - 1);
+    let sectors = ti.dev(journal).map_err(CtrError::nomem)?.sectors();
+    let dev_bytes = (sectors << 9) & !(PAGE - 1);
     let geometry = format::plan_geometry(dev_bytes, prod_sectors, chunk_sectors)
         .map_err(|_| refuse(c"Journal device is too small for this target"))?;
-    let pmem = Pmem::map(journal, dev_bytes).map_err(|err| CtrError {
+    let pmem = ti.map_pmem(journal, dev_bytes).map_err(|err| CtrError {
         msg: c"Cannot map the journal device (DAX)",
         err,
     })?;
@@ -189,7 +191,6 @@ pub(crate) fn open(
         }
     };
     Ok(Opened {
-        pmem,
         sb,
         slot,
         format_pending,
@@ -265,7 +266,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
     let mut sbg = this.sb.lock();
     if sbg.format_pending {
         let super::SbState { sb, buf, .. } = &mut *sbg;
-        format_journal(&d.pmem, sb, buf)?;
+        format_journal(d.pmem()?, sb, buf)?;
         sbg.slot = 0;
         sbg.format_pending = false;
         this.set_formatted();
@@ -277,7 +278,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         // A table this one replaces may have committed since `ctr` read
         // the superblock: read it again now that it is suspended.
         let mut slots = KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL)?;
-        d.pmem.read(0, &mut slots)?;
+        d.pmem()?.read(0, &mut slots)?;
         let (s0, s1) = slots.split_at(format::SB_SLOT_BYTES);
         let (sb, slot) = format::pick_superblock(s0, s1).map_err(|e| {
             pr_err!(
@@ -314,7 +315,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
             }
             new.generation += 1;
             let slot = 1 - slot;
-            write_sb(&d.pmem, &new, slot, &mut sbg.buf)?;
+            write_sb(d.pmem()?, &new, slot, &mut sbg.buf)?;
             sbg.sb = new;
             sbg.slot = slot;
             pr_info!("dm-jsnap: journal re-attached to a renumbered production device\n");
@@ -339,7 +340,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
             new.snap_seq = snap_seq;
             new.generation += 1;
             let slot = 1 - sbg.slot;
-            write_sb(&d.pmem, &new, slot, &mut sbg.buf)?;
+            write_sb(d.pmem()?, &new, slot, &mut sbg.buf)?;
             sbg.sb = new;
             sbg.slot = slot;
             pr_info!(
@@ -354,8 +355,8 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         // `drop` may have left it half cleared, and `snapshot` does not
         // clear it (it is O(1)).
         let g = &sb.geometry;
-        d.pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
-        d.pmem.fence();
+        d.pmem()?.zero(g.map_offset as usize, g.map_bytes as usize)?;
+        d.pmem()?.fence();
     }
     drop(sbg);
     st.loaded = true;
@@ -380,7 +381,7 @@ fn replay_records(
     spare: KVec<RBTreeNodeReservation<u64, Extent>>,
 ) -> Result<State> {
     let d = this.devs()?;
-    let pmem = &d.pmem;
+    let pmem = d.pmem()?;
     let g = &sb.geometry;
     let dc = u64::from(g.desc_count);
     let mut infos: KVVec<RecordInfo> = KVVec::with_capacity(g.desc_count as usize, GFP_KERNEL)?;

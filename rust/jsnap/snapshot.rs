@@ -50,7 +50,7 @@ fn commit_sb(this: &Jsnap, f: impl FnOnce(&mut crate::logic::format::Superblock)
     f(&mut new);
     new.generation += 1;
     let slot = 1 - sbg.slot;
-    super::recovery::write_sb(&this.devs()?.pmem, &new, slot, &mut sbg.buf)?;
+    super::recovery::write_sb(this.devs()?.pmem()?, &new, slot, &mut sbg.buf)?;
     sbg.sb = new;
     sbg.slot = slot;
     Ok(())
@@ -118,8 +118,8 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
 fn clear_map(this: &Jsnap) -> Result {
     let g = this.geometry;
     let d = this.devs()?;
-    d.pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
-    d.pmem.fence();
+    d.pmem()?.zero(g.map_offset as usize, g.map_bytes as usize)?;
+    d.pmem()?.fence();
     drop(d);
     let mut map = core::mem::take(&mut this.state.lock().map);
     map.fill(0);
@@ -300,7 +300,7 @@ impl Jsnap {
         }
         let chunks = &todo[..];
         let d = self.devs()?;
-        let store = d.store.as_ref().ok_or(EINVAL)?;
+        let store = self.store(&d)?;
         let res = (|| -> Result {
             // Copy production to the store with dm-kcopyd: consecutive
             // chunks together, cut into jobs of COPY_JOB_SECTORS so that
@@ -322,7 +322,7 @@ impl Jsnap {
                     pos += n;
                 }
             }
-            self.kc.copy_many(&d.prod, store, &runs)?;
+            self.kc.copy_many(self.prod(&d)?, store, &runs)?;
             // Then the pre-snapshot journal data over it, all pieces at
             // once (they are disjoint), pinned while they are copied.
             let mut pins = Pinned::new(self);
@@ -336,7 +336,7 @@ impl Jsnap {
                 for p in pins.pieces.iter() {
                     over.push((p.start, self.ring_off(p.ring_pos), p.len), GFP_KERNEL)?;
                 }
-                self.io.write_many_from_pmem(store, &d.pmem, &over)?;
+                self.io.write_many_from_pmem(store, d.pmem()?, &over)?;
             }
             drop(pins);
             io::flush(store)
@@ -368,7 +368,7 @@ impl Jsnap {
             return Err(e);
         }
         st.preserve_failures = 0;
-        self.mark_preserved(&mut st, &d.pmem, chunks);
+        self.mark_preserved(&mut st, d.pmem()?, chunks);
         Ok(())
     }
 

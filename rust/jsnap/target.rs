@@ -3,15 +3,15 @@
 //! The `jsnap` target glue: constructor, destructor, `map`, status,
 //! messages and suspend/resume.
 
-use super::{destage, recovery, snapshot, Devs, Jsnap, SbState, BOUNCE_BYTES, MAX_RECORD_SECTORS};
-use crate::ffi::bio::{Bio, BioKind, BioList};
+use super::{destage, recovery, snapshot, Jsnap, SbState, BOUNCE_BYTES, MAX_RECORD_SECTORS};
+use crate::ffi::bio::{BioKind, BioList, MapBio};
+use crate::ffi::devices::DevId;
 use crate::ffi::dm::{
-    str_args, CtrResult, table_line, Ctr, CtrError, DevNum, DeviceIter, DmDev, Limits, Mapped, Out,
+    str_args, CtrResult, table_line, Ctr, CtrError, DevNum, DeviceIter, Limits, Mapped, Out,
     StatusType, Target, MAX_ARGS,
 };
 use crate::ffi::io::{IoClient, Kcopyd};
 use super::registry::Registry;
-use crate::ffi::revocable::SleepRevocable;
 use crate::ffi::wq::OwnedQueue;
 use crate::logic::format::{self, SnapState};
 use crate::logic::table;
@@ -24,17 +24,24 @@ use kernel::workqueue::WorkItem;
 use kernel::{new_condvar, new_mutex, new_spinlock, new_work};
 
 impl Jsnap {
+    /// Opens production, journal and store (unless `store_none`), checking
+    /// each as it comes.
     fn open_devices(
         ti: &mut Ctr<'_>,
         args: &[&CStr],
         store_none: bool,
-    ) -> core::result::Result<(DmDev, DmDev, Option<DmDev>), CtrError> {
+    ) -> core::result::Result<(DevId, DevId, Option<DevId>), CtrError> {
         let len = ti.len();
+        let gone = |err| CtrError {
+            msg: c"Device went away while the table was loaded",
+            err,
+        };
         let prod = ti.get_device(args[0], true).map_err(|err| CtrError {
             msg: c"Error opening production device",
             err,
         })?;
-        if prod.sectors() < len {
+        let prod_devt = ti.dev(prod).map_err(gone)?.devt();
+        if ti.dev(prod).map_err(gone)?.sectors() < len {
             return Err(CtrError::inval(
                 c"Production device is smaller than the target length",
             ));
@@ -43,15 +50,17 @@ impl Jsnap {
             msg: c"Error opening journal device",
             err,
         })?;
-        if journal.devt() == prod.devt() {
+        let j = ti.dev(journal).map_err(gone)?;
+        let journal_devt = j.devt();
+        if journal_devt == prod_devt {
             return Err(CtrError::inval(
                 c"Production and journal must be different devices",
             ));
         }
-        if !journal.has_dax() {
+        if !j.has_dax() {
             return Err(CtrError::inval(c"Journal device does not support DAX"));
         }
-        if !journal.dax_synchronous() {
+        if !j.dax_synchronous() {
             return Err(CtrError {
                 msg: c"Asynchronous DAX (e.g. virtio-pmem) cannot hold the journal: its stores are not durable when flushed",
                 err: EOPNOTSUPP,
@@ -70,12 +79,13 @@ impl Jsnap {
                 msg: c"Error opening store device",
                 err,
             })?;
-            if store.devt() == prod.devt() || store.devt() == journal.devt() {
+            let st = ti.dev(store).map_err(gone)?;
+            if st.devt() == prod_devt || st.devt() == journal_devt {
                 return Err(CtrError::inval(
                     c"Store must differ from production and journal",
                 ));
             }
-            if store.sectors() < len {
+            if st.sectors() < len {
                 return Err(CtrError::inval(
                     c"Store device is smaller than the target length",
                 ));
@@ -88,9 +98,9 @@ impl Jsnap {
     /// The `dmsetup table` lines: as loaded, and without `format` (used
     /// once the journal is formatted).  Device arguments as `major:minor`.
     fn table_lines(
-        prod: &DmDev,
-        journal: &DmDev,
-        store: Option<&DmDev>,
+        prod: u32,
+        journal: u32,
+        store: Option<u32>,
         s: &[&str],
     ) -> core::result::Result<(KVec<u8>, KVec<u8>), CtrError> {
         let line = |keep_format: bool| {
@@ -98,9 +108,9 @@ impl Jsnap {
                 let feats = s.get(5..).unwrap_or(&[]);
                 let keep = |f: &&&str| keep_format || **f != "format";
                 let n = feats.iter().filter(keep).count();
-                write!(w, "{} {} ", DevNum(prod.devt()), DevNum(journal.devt()))?;
+                write!(w, "{} {} ", DevNum(prod), DevNum(journal))?;
                 match store {
-                    Some(d) => write!(w, "{}", DevNum(d.devt()))?,
+                    Some(d) => write!(w, "{}", DevNum(d))?,
                     None => write!(w, "-")?,
                 }
                 write!(w, " {}", s.get(3).copied().unwrap_or(""))?;
@@ -216,14 +226,20 @@ impl Target for Jsnap {
             });
         }
         crate::fault::ctr_window();
-        let (prod, journal, store) = Self::open_devices(ti, args, s[2] == "-")?;
+        let (prod_dev, journal, store_dev) = Self::open_devices(ti, args, s[2] == "-")?;
+        let devt_of = |ti: &Ctr<'_>, id| ti.dev(id).map(|d| d.devt()).map_err(CtrError::nomem);
+        let prod_devt = devt_of(ti, prod_dev)?;
+        let journal_devt = devt_of(ti, journal)?;
+        let store_devt = match store_dev {
+            Some(id) => devt_of(ti, id)?,
+            None => 0,
+        };
         let (table, table_formatted) =
-            Self::table_lines(&prod, &journal, store.as_ref(), s)?;
-        let store_sectors = if store.is_some() { len } else { 0 };
-        let prod_devt = prod.devt();
-        let store_devt = store.as_ref().map_or(0, |s| s.devt());
+            Self::table_lines(prod_devt, journal_devt, store_dev.map(|_| store_devt), s)?;
+        let store_sectors = if store_dev.is_some() { len } else { 0 };
         let opened = recovery::open(
-            &journal,
+            ti,
+            journal,
             prod_devt,
             store_devt,
             len,
@@ -243,12 +259,12 @@ impl Target for Jsnap {
         let buf = KBox::new([0u8; format::SB_SLOT_BYTES], GFP_KERNEL).map_err(CtrError::nomem)?;
         let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(CtrError::nomem)?;
         let recovery::Opened {
-            pmem,
             sb,
             slot,
             format_pending,
         } = opened;
-        let has_store = store.is_some();
+        let devs = ti.devices().map_err(CtrError::nomem)?;
+        let has_store = store_dev.is_some();
         let geometry = sb.geometry;
         let state = recovery::empty_state(&sb).map_err(CtrError::nomem)?;
         let this = Arc::pin_init(
@@ -257,7 +273,9 @@ impl Target for Jsnap {
                 registry: registry.clone(),
                 io,
                 kc,
-                devs <- SleepRevocable::new(Devs { pmem, prod, journal, store }),
+                devs,
+                prod_dev,
+                store_dev,
                 has_store,
                 snap_hint: AtomicBool::new(true),
                 devt,
@@ -308,11 +326,11 @@ impl Target for Jsnap {
         while let Some(b) = stranded.pop() {
             b.endio(Err(EIO));
         }
-        // Views may keep this state alive; the devices go with the table.
-        self.devs.revoke();
+        // Views may keep this state alive; the devices go with the table
+        // (the registration revokes them when this returns).
     }
 
-    fn map(this: ArcBorrow<'_, Self>, bio: Bio) -> Mapped {
+    fn map(this: ArcBorrow<'_, Self>, bio: MapBio<'_>) -> Mapped {
         match bio.kind() {
             BioKind::Read => Self::read(this, bio),
             BioKind::Write => {
@@ -320,15 +338,13 @@ impl Target for Jsnap {
                 // One record per write up to `max_io`: a snapshot holds all
                 // of such a write or none of it.
                 bio.accept_partial(u32::try_from(this.max_io).unwrap_or(u32::MAX));
-                Self::submit_write(this, bio);
+                Self::submit_write(this, bio.into_bio());
                 Mapped::Submitted
             }
             // Every acknowledged write is already durable in pmem.
-            BioKind::Flush => {
-                Mapped::complete(bio, Ok(()))
-            }
+            BioKind::Flush => Mapped::complete(bio.into_bio(), Ok(())),
             BioKind::Discard | BioKind::WriteZeroes | BioKind::Other => {
-                Mapped::complete(bio, Err(EOPNOTSUPP))
+                Mapped::complete(bio.into_bio(), Err(EOPNOTSUPP))
             }
         }
     }
@@ -374,12 +390,13 @@ impl Target for Jsnap {
     fn iterate_devices(&self, it: &mut DeviceIter<'_>) -> i32 {
         // Production and store: both limits stack (a store with a larger
         // logical block size must raise the volume's).
-        match self.devs.access() {
-            Some(d) => match it.call(&d.prod, 0, self.len) {
-                0 => d.store.as_ref().map_or(0, |st| it.call(st, 0, self.len)),
-                r => r,
-            },
-            None => 0,
+        let Ok(d) = self.devs() else {
+            return 0;
+        };
+        match self.prod(&d).map(|p| it.call(p, 0, self.len)) {
+            Ok(0) => self.store(&d).map_or(0, |st| it.call(st, 0, self.len)),
+            Ok(r) => r,
+            Err(_) => 0,
         }
     }
 

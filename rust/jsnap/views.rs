@@ -44,7 +44,7 @@ impl Jsnap {
             let n = bio.bytes() as usize;
             let mut bounce = self.bounce.lock();
             let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
-            self.io.read(&d.prod, start, buf)?;
+            self.io.read(self.prod(&d)?, start, buf)?;
             bio.copy_from_slice(0, buf)?;
             drop(bounce);
             let mut pins = Pinned::new(self);
@@ -53,7 +53,7 @@ impl Jsnap {
                 let skip = ((p.start - start) << 9) as u32;
                 bio.copy_from_pmem(
                     skip,
-                    &d.pmem,
+                    d.pmem()?,
                     self.ring_off(p.ring_pos),
                     (p.len << 9) as u32,
                 )?;
@@ -95,7 +95,7 @@ impl Jsnap {
                 if st.snap != SnapState::Active {
                     return Err(EIO);
                 }
-                self.mark_preserved(&mut st, &d.pmem, &[c]);
+                self.mark_preserved(&mut st, d.pmem()?, &[c]);
                 true
             }
         };
@@ -105,7 +105,7 @@ impl Jsnap {
     /// Writes the data of `bio` to the store at `sector` (mirror mode).
     pub(crate) fn write_bio_to_store(&self, bio: &Bio, sector: u64) -> Result {
         let d = self.devs()?;
-        let store = d.store.as_ref().ok_or(EIO)?;
+        let store = self.store(&d).map_err(|_| EIO)?;
         let n = bio.bytes() as usize;
         let mut bounce = self.bounce.lock();
         let buf = bounce.get_mut(..n).ok_or(EINVAL)?;

@@ -64,6 +64,10 @@ impl Jsnap {
             bio.endio(Err(EIO));
             return Ok(Journaled::Done);
         };
+        let Ok(pmem) = d.pmem() else {
+            bio.endio(Err(EIO));
+            return Ok(Journaled::Done);
+        };
         let want = self.nodes_needed();
         let nodes =
             crate::fault::enomem(crate::fault::Site::Nodes).and_then(|()| Nodes::new(want, gfp));
@@ -142,7 +146,7 @@ impl Jsnap {
         // that reaches pmem without its data fails its data CRC on replay,
         // and such a write was never acknowledged.
         let copied = bio
-            .copy_to_pmem(&d.pmem, self.ring_off(res.pos))
+            .copy_to_pmem(pmem, self.ring_off(res.pos))
             .and_then(|crc| {
                 let desc = Descriptor {
                     flags: 0,
@@ -154,10 +158,9 @@ impl Jsnap {
                 };
                 let mut buf = [0u8; format::DESC_BYTES];
                 desc.encode(&mut buf);
-                d.pmem
-                    .write(self.geometry.desc_slot_offset(seq) as usize, &buf)
+                pmem.write(self.geometry.desc_slot_offset(seq) as usize, &buf)
             });
-        d.pmem.fence();
+        pmem.fence();
 
         let mut st = self.state.lock();
         if let Some(r) = st.rec(seq) {

@@ -29,8 +29,10 @@
 //! messages, suspend/resume); [`write`] and [`read`] are the two halves of
 //! the data path, [`changes`] the changes table they share; [`destage`],
 //! [`snapshot`], [`hydrate`] and [`views`] the worker, the snapshot, the
-//! copier and what a `jsnap-view` asks of the volume; [`recovery`] opens and
-//! replays the journal; [`chunklock`] is the chunk-range lock.
+//! copier and what a `jsnap-view` asks of the volume; [`metadata`] owns the
+//! superblock and the persistent validity map (and their commit protocol),
+//! [`recovery`] replays the journal; [`chunklock`] is the chunk-range lock,
+//! [`registry`] where views find their volume.
 //!
 //! # Snapshot
 //!
@@ -43,15 +45,24 @@
 //!
 //! # Locking
 //!
-//! Lock order: `batch` → chunk locks (ascending chunk) → `bounce` → `sb` →
-//! `state`.  `state` (spinlock) covers the changes table, the journal
-//! accounting, the record states, the validity map copy and the deferred
-//! bios; nothing allocates, sleeps or copies data under it.
+//! Lock order: registry → `msg` → `batch` → chunk locks (ascending chunk) →
+//! `bounce` → `sb` → `state`.  `state` (spinlock) covers the changes table,
+//! the journal accounting, the record states, the validity map copy and the
+//! deferred bios; nothing allocates, sleeps or copies data under it.
+//!
+//! The device guards ([`Jsnap::devs`], and a view's own) are SRCU read
+//! sections, not locks: they may be entered anywhere in this order, and
+//! held across sleeps and I/O.  What waits for them is the revocation of a
+//! target's devices after its `dtr` (`synchronize_srcu`), which holds none of
+//! these locks, runs after the target's worker was flushed, and only waits
+//! for sections that end by themselves (no section waits for the target
+//! being destroyed).
 
 mod changes;
 mod chunklock;
 mod destage;
 mod hydrate;
+mod metadata;
 mod read;
 pub(crate) mod registry;
 mod recovery;
@@ -66,10 +77,11 @@ use crate::ffi::io::{IoClient, Kcopyd};
 use crate::ffi::wq::OwnedQueue;
 use crate::logic::epoch::Epoch;
 use crate::logic::extent::Extent;
-use crate::logic::format::{self, SnapState, Superblock};
+use crate::logic::format::{self, SnapState};
 use crate::logic::ring::JournalSpace;
 use crate::logic::table::Features;
 use changes::Nodes;
+use metadata::SbState;
 use chunklock::ChunkLocks;
 use core::sync::atomic::AtomicBool;
 use kernel::prelude::*;
@@ -226,16 +238,6 @@ impl State {
             snap_seq: self.snap_seq,
         }
     }
-}
-
-/// Superblock commits (the `sb` mutex).
-pub(crate) struct SbState {
-    sb: Superblock,
-    slot: usize,
-    /// Format the journal at the first preresume (`format` feature, or a
-    /// blank journal).
-    format_pending: bool,
-    buf: KBox<[u8; format::SB_SLOT_BYTES]>,
 }
 
 /// One `jsnap` target instance.

@@ -244,16 +244,10 @@ fn retire(this: &Jsnap) -> Result<bool> {
     drop(st);
 
     // The superblock must name the new tail before the space is reused.
-    let mut sb = this.sb.lock();
-    let mut new = sb.sb;
-    new.generation += 1;
-    new.tail_seq = after.tail_seq();
-    new.tail_pos = after.tail_pos();
-    let slot = 1 - sb.slot;
-    super::recovery::write_sb(this.devs()?.pmem()?, &new, slot, &mut sb.buf)?;
-    sb.sb = new;
-    sb.slot = slot;
-    drop(sb);
+    this.commit_sb(|new| {
+        new.tail_seq = after.tail_seq();
+        new.tail_pos = after.tail_pos();
+    })?;
 
     let mut st = this.state.lock();
     if st.space.retire_through(seq, end).is_err() {

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Opening and loading the journal.
+//! Loading the journal.
 //!
-//! * At table load ([`open`], from `ctr`) the superblock is read and
-//!   checked, so that a foreign, corrupt or mismatched journal refuses the
-//!   table line; nothing is written.
+//! * At table load ([`super::metadata::open`], from `ctr`) the superblock
+//!   is read and checked, so that a foreign, corrupt or mismatched journal
+//!   refuses the table line; nothing is written.
 //! * At the first resume ([`load`], from `preresume`: the table it replaces,
 //!   if any, is suspended by then and has flushed its state) the journal is
 //!   formatted if that was asked for, and the records that were not yet
@@ -13,189 +13,17 @@
 //!   recovery rebuilds exactly the same state.
 
 use super::changes::{insert_extent, Nodes};
-use super::{Jsnap, Rec, State};
+use super::{metadata, Jsnap, Rec, State};
 use crate::ffi::bio::BioList;
-use crate::ffi::devices::DevId;
-use crate::ffi::dm::{Ctr, CtrError};
-use crate::ffi::pmem::{random_bytes, Pmem};
 use crate::logic::extent::Extent;
 use crate::logic::epoch;
-use crate::logic::format::{self, Descriptor, Error as FmtError, SnapState, Superblock};
+use crate::logic::format::{self, Descriptor, SnapState, Superblock};
 use crate::logic::replay::{self, RecordInfo};
 use crate::logic::ring::{JournalSpace, Ring};
 use crate::logic::validity;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 
-/// A mapped journal whose superblock was checked.
-pub(crate) struct Opened {
-    pub(crate) sb: Superblock,
-    pub(crate) slot: usize,
-    pub(crate) format_pending: bool,
-}
-
-const PAGE: u64 = 4096;
-
-/// Persists `sb` into superblock slot `slot`.
-pub(crate) fn write_sb(
-    pmem: &Pmem,
-    sb: &Superblock,
-    slot: usize,
-    buf: &mut [u8; format::SB_SLOT_BYTES],
-) -> Result {
-    sb.encode(buf);
-    pmem.write(slot * format::SB_SLOT_BYTES, &buf[..])?;
-    pmem.fence();
-    Ok(())
-}
-
-fn fresh_sb(
-    geometry: format::Geometry,
-    prod_sectors: u64,
-    chunk_sectors: u32,
-    store_sectors: u64,
-    prod_devt: u32,
-    store_devt: u32,
-) -> Superblock {
-    Superblock {
-        generation: 1,
-        uuid: [0; 16],
-        prod_sectors,
-        chunk_sectors,
-        store_sectors,
-        geometry,
-        // Sequence numbers start at 1: an all-zero slot is never live.
-        tail_seq: 1,
-        tail_pos: 0,
-        snap_state: SnapState::None,
-        snap_seq: 0,
-        snap_id: 0,
-        hydrate: false,
-        prod_devt,
-        store_devt,
-    }
-}
-
-/// Formats the journal (commit protocol step 5 in `logic/format.rs`).
-fn format_journal(
-    pmem: &Pmem,
-    sb: &mut Superblock,
-    buf: &mut [u8; format::SB_SLOT_BYTES],
-) -> Result {
-    let g = sb.geometry;
-    pmem.zero(0, 2 * format::SB_SLOT_BYTES)?;
-    pmem.fence();
-    pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
-    pmem.zero(
-        g.desc_offset as usize,
-        g.desc_count as usize * format::DESC_BYTES,
-    )?;
-    pmem.fence();
-    random_bytes(&mut sb.uuid);
-    sb.generation = 1;
-    write_sb(pmem, sb, 0, buf)
-}
-
-fn refuse(msg: &'static CStr) -> CtrError {
-    CtrError::inval(msg)
-}
-
-/// Maps the journal device and checks its superblock (table load).
-pub(crate) fn open(
-    ti: &mut Ctr<'_>,
-    journal: DevId,
-    prod_devt: u32,
-    store_devt: u32,
-    prod_sectors: u64,
-    chunk_sectors: u32,
-    store_sectors: u64,
-    features: &crate::logic::table::Features,
-) -> core::result::Result<Opened, CtrError> {
-    let format_requested = features.format;
-    let sectors = ti.dev(journal).map_err(CtrError::nomem)?.sectors();
-    let dev_bytes = (sectors << 9) & !(PAGE - 1);
-    let geometry = format::plan_geometry(dev_bytes, prod_sectors, chunk_sectors)
-        .map_err(|_| refuse(c"Journal device is too small for this target"))?;
-    let pmem = ti.map_pmem(journal, dev_bytes).map_err(|err| CtrError {
-        msg: c"Cannot map the journal device (DAX)",
-        err,
-    })?;
-
-    let mut slots =
-        KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL).map_err(CtrError::nomem)?;
-    pmem.read(0, &mut slots).map_err(|err| CtrError {
-        msg: c"Cannot read the journal",
-        err,
-    })?;
-    let (s0, s1) = slots.split_at(format::SB_SLOT_BYTES);
-    let picked = format::pick_superblock(s0, s1);
-    let blank = slots.iter().all(|&b| b == 0);
-    drop(slots);
-
-    let fresh = fresh_sb(
-        geometry,
-        prod_sectors,
-        chunk_sectors,
-        store_sectors,
-        prod_devt,
-        store_devt,
-    );
-    let (sb, slot, format_pending) = match picked {
-        _ if format_requested => (fresh, 0, true),
-        Err(FmtError::NotFormatted) if blank => (fresh, 0, true),
-        Err(FmtError::NotFormatted) | Err(FmtError::BadMagic) => {
-            return Err(refuse(
-                c"Journal device holds foreign data (use the format feature to overwrite it)",
-            ))
-        }
-        Err(FmtError::BadVersion) => {
-            return Err(refuse(c"Journal has an unsupported format version"))
-        }
-        Err(_) => {
-            return Err(refuse(
-                c"Journal superblock is corrupt (use the format feature to overwrite it)",
-            ))
-        }
-        Ok((sb, slot)) => {
-            if sb.prod_devt != prod_devt && !features.relocated {
-                return Err(refuse(
-                    c"Journal belongs to another production device (use relocated if it was renumbered)",
-                ));
-            }
-            if sb.prod_sectors != prod_sectors {
-                return Err(refuse(c"Journal belongs to a target of another length"));
-            }
-            if sb.chunk_sectors != chunk_sectors {
-                return Err(refuse(c"Journal was formatted with another chunk size"));
-            }
-            if sb.geometry.dev_bytes > dev_bytes {
-                return Err(refuse(
-                    c"Journal device is smaller than its superblock says",
-                ));
-            }
-            if sb.snap_state != SnapState::None && sb.store_sectors != store_sectors {
-                return Err(refuse(
-                    c"Journal holds a snapshot: the store device cannot change",
-                ));
-            }
-            if sb.snap_state != SnapState::None
-                && sb.store_devt != 0
-                && sb.store_devt != store_devt
-                && !features.relocated
-            {
-                return Err(refuse(
-                    c"Journal holds a snapshot on another store device (use relocated if it was renumbered)",
-                ));
-            }
-            (sb, slot, false)
-        }
-    };
-    Ok(Opened {
-        sb,
-        slot,
-        format_pending,
-    })
-}
 
 /// Table nodes kept in reserve for the worker (issue 10 item 14): enough
 /// for a few deferred writes (4 nodes each) when GFP_NOWAIT fails.
@@ -265,10 +93,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
     let d = this.devs()?;
     let mut sbg = this.sb.lock();
     if sbg.format_pending {
-        let super::SbState { sb, buf, .. } = &mut *sbg;
-        format_journal(d.pmem()?, sb, buf)?;
-        sbg.slot = 0;
-        sbg.format_pending = false;
+        sbg.format(d.pmem()?)?;
         this.set_formatted();
         pr_info!(
             "dm-jsnap: journal formatted ({} bytes of ring)\n",
@@ -277,10 +102,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
     } else {
         // A table this one replaces may have committed since `ctr` read
         // the superblock: read it again now that it is suspended.
-        let mut slots = KVec::from_elem(0u8, 2 * format::SB_SLOT_BYTES, GFP_KERNEL)?;
-        d.pmem()?.read(0, &mut slots)?;
-        let (s0, s1) = slots.split_at(format::SB_SLOT_BYTES);
-        let (sb, slot) = format::pick_superblock(s0, s1).map_err(|e| {
+        let (sb, slot) = metadata::read_superblock(d.pmem()?)?.map_err(|e| {
             pr_err!(
                 "dm-jsnap: journal superblock unreadable at resume: {:?}\n",
                 e
@@ -291,8 +113,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
             pr_err!("dm-jsnap: journal changed identity since the table was loaded\n");
             return Err(EINVAL);
         }
-        sbg.sb = sb;
-        sbg.slot = slot;
+        sbg.reload(sb, slot);
         let store_moved = sb.snap_state != SnapState::None
             && sb.store_devt != 0
             && sb.store_devt != this.store_devt;
@@ -308,16 +129,12 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         }
         if sb.prod_devt != this.prod_devt || store_moved {
             // Accepted by `relocated`: record the new device numbers.
-            let mut new = sb;
-            new.prod_devt = this.prod_devt;
-            if store_moved {
-                new.store_devt = this.store_devt;
-            }
-            new.generation += 1;
-            let slot = 1 - slot;
-            write_sb(d.pmem()?, &new, slot, &mut sbg.buf)?;
-            sbg.sb = new;
-            sbg.slot = slot;
+            sbg.commit(d.pmem()?, |new| {
+                new.prod_devt = this.prod_devt;
+                if store_moved {
+                    new.store_devt = this.store_devt;
+                }
+            })?;
             pr_info!("dm-jsnap: journal re-attached to a renumbered production device\n");
         }
     }
@@ -336,13 +153,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         let snap_seq = epoch::snap_seq_after_replay(st.snap_seq, st.space.next_seq());
         if snap_seq != st.snap_seq {
             // Persisted before any new write can get a sequence number.
-            let mut new = sbg.sb;
-            new.snap_seq = snap_seq;
-            new.generation += 1;
-            let slot = 1 - sbg.slot;
-            write_sb(d.pmem()?, &new, slot, &mut sbg.buf)?;
-            sbg.sb = new;
-            sbg.slot = slot;
+            sbg.commit(d.pmem()?, |new| new.snap_seq = snap_seq)?;
             pr_info!(
                 "dm-jsnap: snapshot boundary moved from seq {} to {} (records lost at a power cut)\n",
                 st.snap_seq,
@@ -354,9 +165,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         // Without a snapshot the map must read as zero: a power cut during
         // `drop` may have left it half cleared, and `snapshot` does not
         // clear it (it is O(1)).
-        let g = &sb.geometry;
-        d.pmem()?.zero(g.map_offset as usize, g.map_bytes as usize)?;
-        d.pmem()?.fence();
+        metadata::zero_validity(d.pmem()?, &sb.geometry)?;
     }
     drop(sbg);
     st.loaded = true;
@@ -463,7 +272,7 @@ fn replay_records(
     // Without a snapshot the map means nothing (a crash may have left it
     // half zeroed after `drop`); `snapshot` zeroes it again.
     if sb.snap_state != SnapState::None {
-        pmem.read(g.map_offset as usize, &mut st.map)?;
+        metadata::read_validity(pmem, g, &mut st.map)?;
     }
     st.snap = sb.snap_state;
     st.snap_seq = sb.snap_seq;

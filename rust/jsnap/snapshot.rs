@@ -31,30 +31,16 @@
 //! destage proceeds without it.
 
 use super::changes::first_overlap;
-use super::{Jsnap, State};
+use super::{metadata, Jsnap, State};
 use crate::ffi::io;
 use crate::logic::epoch;
 use crate::logic::extent::{self, Extent};
 use crate::logic::format::SnapState;
-use crate::logic::validity;
 use kernel::prelude::*;
 use kernel::sync::ArcBorrow;
 
 /// Consecutive preservation failures after which the snapshot is invalid.
 const MAX_PRESERVE_FAILURES: u32 = 8;
-
-/// Commits the superblock with `f` applied.
-fn commit_sb(this: &Jsnap, f: impl FnOnce(&mut crate::logic::format::Superblock)) -> Result {
-    let mut sbg = this.sb.lock();
-    let mut new = sbg.sb;
-    f(&mut new);
-    new.generation += 1;
-    let slot = 1 - sbg.slot;
-    super::recovery::write_sb(this.devs()?.pmem()?, &new, slot, &mut sbg.buf)?;
-    sbg.sb = new;
-    sbg.slot = slot;
-    Ok(())
-}
 
 /// `snapshot`: O(1); the snapshot holds every write with a sequence number
 /// below the current `next_seq`, i.e. every write completed before now.
@@ -91,7 +77,7 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
     st.hydrate_cursor = 0;
     st.preserve_failures = 0;
     drop(st);
-    let res = commit_sb(&this, |sb| {
+    let res = this.commit_sb(|sb| {
         sb.snap_state = SnapState::Active;
         sb.snap_seq = snap_seq;
         sb.snap_id += 1;
@@ -117,10 +103,7 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
 /// (nobody sets bits).  The in-core map is cleared outside the state lock.
 fn clear_map(this: &Jsnap) -> Result {
     let g = this.geometry;
-    let d = this.devs()?;
-    d.pmem()?.zero(g.map_offset as usize, g.map_bytes as usize)?;
-    d.pmem()?.fence();
-    drop(d);
+    metadata::zero_validity(this.devs()?.pmem()?, &g)?;
     let mut map = core::mem::take(&mut this.state.lock().map);
     map.fill(0);
     let mut st = this.state.lock();
@@ -158,7 +141,7 @@ pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
     st.hydrate = false;
     clear_snap_table(&mut st);
     drop(st);
-    commit_sb(&this, |sb| {
+    this.commit_sb(|sb| {
         sb.snap_state = SnapState::None;
         sb.hydrate = false;
     })?;
@@ -181,7 +164,7 @@ pub(crate) fn set_hydrate(this: ArcBorrow<'_, Jsnap>, on: bool) -> Result {
     }
     st.hydrate = on;
     drop(st);
-    commit_sb(&this, |sb| sb.hydrate = on)?;
+    this.commit_sb(|sb| sb.hydrate = on)?;
     if on {
         Jsnap::kick(this);
     }
@@ -376,14 +359,7 @@ impl Jsnap {
     /// durable) and frees the superseded pre-snapshot pieces that only those
     /// chunks still needed.
     pub(super) fn mark_preserved(&self, st: &mut State, pmem: &crate::ffi::pmem::Pmem, chunks: &[u64]) {
-        for &c in chunks {
-            if let Ok(Some((off, word))) = validity::set(&mut st.map, c) {
-                // The bit is persisted before anyone may overwrite production.
-                let _ = pmem.write(self.geometry.map_offset as usize + off, &word);
-                st.preserved += 1;
-            }
-        }
-        pmem.fence();
+        st.preserved += metadata::persist_preserved(pmem, &self.geometry, &mut st.map, chunks);
         self.free_snap_pieces(st, chunks);
     }
 
@@ -418,7 +394,7 @@ impl Jsnap {
         clear_snap_table(&mut st);
         drop(st);
         pr_err!("dm-jsnap: snapshot INVALID: chunks cannot be preserved on the store\n");
-        if commit_sb(self, |sb| {
+        if self.commit_sb(|sb| {
             sb.snap_state = SnapState::Invalid;
             sb.hydrate = false;
         })

@@ -3,7 +3,7 @@
 //! The `jsnap` target glue: constructor, destructor, `map`, status,
 //! messages and suspend/resume.
 
-use super::{destage, recovery, snapshot, Jsnap, SbState, BOUNCE_BYTES, MAX_RECORD_SECTORS};
+use super::{destage, metadata, recovery, snapshot, Jsnap, SbState, BOUNCE_BYTES, MAX_RECORD_SECTORS};
 use crate::ffi::bio::{BioKind, BioList, MapBio};
 use crate::ffi::devices::DevId;
 use crate::ffi::dm::{
@@ -13,7 +13,7 @@ use crate::ffi::dm::{
 use crate::ffi::io::{IoClient, Kcopyd};
 use super::registry::Registry;
 use crate::ffi::wq::OwnedQueue;
-use crate::logic::format::{self, SnapState};
+use crate::logic::format::SnapState;
 use crate::logic::table;
 use super::chunklock::ChunkLocks;
 use core::fmt::Write;
@@ -237,7 +237,7 @@ impl Target for Jsnap {
         let (table, table_formatted) =
             Self::table_lines(prod_devt, journal_devt, store_dev.map(|_| store_devt), s)?;
         let store_sectors = if store_dev.is_some() { len } else { 0 };
-        let opened = recovery::open(
+        let opened = metadata::open(
             ti,
             journal,
             prod_devt,
@@ -256,13 +256,9 @@ impl Target for Jsnap {
         let wq = OwnedQueue::new(c"jsnap_destage").map_err(CtrError::nomem)?;
         let io = IoClient::new().map_err(CtrError::nomem)?;
         let kc = Kcopyd::new().map_err(CtrError::nomem)?;
-        let buf = KBox::new([0u8; format::SB_SLOT_BYTES], GFP_KERNEL).map_err(CtrError::nomem)?;
         let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(CtrError::nomem)?;
-        let recovery::Opened {
-            sb,
-            slot,
-            format_pending,
-        } = opened;
+        let sb_state = SbState::new(opened).map_err(CtrError::nomem)?;
+        let sb = sb_state.sb;
         let devs = ti.devices().map_err(CtrError::nomem)?;
         let has_store = store_dev.is_some();
         let geometry = sb.geometry;
@@ -292,7 +288,7 @@ impl Target for Jsnap {
                 max_io,
                 state <- new_spinlock!(state, "jsnap_state"),
                 cond <- new_condvar!("jsnap_cond"),
-                sb <- new_mutex!(SbState { sb, slot, format_pending, buf }, "jsnap_sb"),
+                sb <- new_mutex!(sb_state, "jsnap_sb"),
                 batch <- new_mutex!((), "jsnap_batch"),
                 msg <- new_mutex!((), "jsnap_msg"),
                 locks <- ChunkLocks::new(),

@@ -32,6 +32,7 @@
 
 use super::changes::first_overlap;
 use super::{metadata, Jsnap, State};
+use crate::ffi::devices::{Devices, DmDev};
 use crate::ffi::io;
 use crate::logic::epoch;
 use crate::logic::extent::{self, Extent};
@@ -284,46 +285,7 @@ impl Jsnap {
         let chunks = &todo[..];
         let d = self.devs()?;
         let store = self.store(&d)?;
-        let res = (|| -> Result {
-            // Copy production to the store with dm-kcopyd: consecutive
-            // chunks together, cut into jobs of COPY_JOB_SECTORS so that
-            // several are in flight; all jobs of the batch at once.
-            let mut runs: KVec<(u64, u64)> = KVec::with_capacity(chunks.len(), GFP_KERNEL)?;
-            let mut i = 0;
-            while let Some(&c0) = chunks.get(i) {
-                let mut j = i + 1;
-                while chunks.get(j).is_some_and(|&c| c == c0 + (j - i) as u64) {
-                    j += 1;
-                }
-                let (cs, _) = self.chunk_range(c0);
-                let (_, ce) = self.chunk_range(c0 + (j - i) as u64 - 1);
-                i = j;
-                let mut pos = cs;
-                while pos < ce {
-                    let n = (ce - pos).min(COPY_JOB_SECTORS);
-                    runs.push((pos, n), GFP_KERNEL)?;
-                    pos += n;
-                }
-            }
-            self.kc.copy_many(self.prod(&d)?, store, &runs)?;
-            // Then the pre-snapshot journal data over it, all pieces at
-            // once (they are disjoint), pinned while they are copied.
-            let mut pins = Pinned::new(self);
-            for &c in chunks {
-                let (cs, ce) = self.chunk_range(c);
-                self.pin_snapshot_pieces(cs, ce, &mut pins)?;
-            }
-            if !pins.pieces.is_empty() {
-                let mut over: KVec<(u64, usize, u64)> =
-                    KVec::with_capacity(pins.pieces.len(), GFP_KERNEL)?;
-                for p in pins.pieces.iter() {
-                    over.push((p.start, self.ring_off(p.ring_pos), p.len), GFP_KERNEL)?;
-                }
-                self.io.write_many_from_pmem(store, d.pmem()?, &over)?;
-            }
-            drop(pins);
-            io::flush(store)
-        })();
+        let res = self.copy_to_store(&d, store, chunks);
         crate::fault::preserve_window();
         let mut st = self.state.lock();
         if st.snap != SnapState::Active || st.snap_id != id {
@@ -353,6 +315,50 @@ impl Jsnap {
         st.preserve_failures = 0;
         self.mark_preserved(&mut st, d.pmem()?, chunks);
         Ok(())
+    }
+
+    /// Copies `chunks` (sorted) from production to the store, then the
+    /// pre-snapshot journal data over them, and flushes the store: steps 1
+    /// to 3 of preserving them.
+    fn copy_to_store(&self, d: &Devices<'_>, store: &DmDev, chunks: &[u64]) -> Result {
+        // Copy production to the store with dm-kcopyd: consecutive
+        // chunks together, cut into jobs of COPY_JOB_SECTORS so that
+        // several are in flight; all jobs of the batch at once.
+        let mut runs: KVec<(u64, u64)> = KVec::with_capacity(chunks.len(), GFP_KERNEL)?;
+        let mut i = 0;
+        while let Some(&c0) = chunks.get(i) {
+            let mut j = i + 1;
+            while chunks.get(j).is_some_and(|&c| c == c0 + (j - i) as u64) {
+                j += 1;
+            }
+            let (cs, _) = self.chunk_range(c0);
+            let (_, ce) = self.chunk_range(c0 + (j - i) as u64 - 1);
+            i = j;
+            let mut pos = cs;
+            while pos < ce {
+                let n = (ce - pos).min(COPY_JOB_SECTORS);
+                runs.push((pos, n), GFP_KERNEL)?;
+                pos += n;
+            }
+        }
+        self.kc.copy_many(self.prod(&d)?, store, &runs)?;
+        // Then the pre-snapshot journal data over it, all pieces at
+        // once (they are disjoint), pinned while they are copied.
+        let mut pins = Pinned::new(self);
+        for &c in chunks {
+            let (cs, ce) = self.chunk_range(c);
+            self.pin_snapshot_pieces(cs, ce, &mut pins)?;
+        }
+        if !pins.pieces.is_empty() {
+            let mut over: KVec<(u64, usize, u64)> =
+                KVec::with_capacity(pins.pieces.len(), GFP_KERNEL)?;
+            for p in pins.pieces.iter() {
+                over.push((p.start, self.ring_off(p.ring_pos), p.len), GFP_KERNEL)?;
+            }
+            self.io.write_many_from_pmem(store, d.pmem()?, &over)?;
+        }
+        drop(pins);
+        io::flush(store)
     }
 
     /// Sets and persists the validity bits of `chunks` (their store copy is

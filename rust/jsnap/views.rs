@@ -7,6 +7,7 @@ use super::chunklock::ChunkGuard;
 use super::snapshot::Pinned;
 use super::Jsnap;
 use crate::ffi::bio::Bio;
+use crate::ffi::devices::Devices;
 use crate::logic::format::SnapState;
 use crate::logic::lookup::{self, Own};
 use kernel::prelude::*;
@@ -40,29 +41,34 @@ impl Jsnap {
             drop(guard);
             return Some(bio);
         }
-        let res = (|| -> Result {
-            let n = bio.bytes() as usize;
-            let mut bounce = self.bounce.lock();
-            let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
-            self.io.read(self.prod(&d)?, start, buf)?;
-            bio.copy_from_slice(0, buf)?;
-            drop(bounce);
-            let mut pins = Pinned::new(self);
-            self.pin_snapshot_pieces(start, end, &mut pins)?;
-            for p in pins.pieces.iter() {
-                let skip = ((p.start - start) << 9) as u32;
-                bio.copy_from_pmem(
-                    skip,
-                    d.pmem()?,
-                    self.ring_off(p.ring_pos),
-                    (p.len << 9) as u32,
-                )?;
-            }
-            Ok(())
-        })();
+        let res = self.read_unpreserved(&d, &mut bio, start, end);
         drop(guard);
         bio.endio(res);
         None
+    }
+
+    /// Reads the snapshot's content of `start..end`, inside an unpreserved
+    /// chunk whose lock the caller holds shared, into `bio`: production,
+    /// overlaid with the pre-snapshot journal pieces.
+    fn read_unpreserved(&self, d: &Devices<'_>, bio: &mut Bio, start: u64, end: u64) -> Result {
+        let n = bio.bytes() as usize;
+        let mut bounce = self.bounce.lock();
+        let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
+        self.io.read(self.prod(&d)?, start, buf)?;
+        bio.copy_from_slice(0, buf)?;
+        drop(bounce);
+        let mut pins = Pinned::new(self);
+        self.pin_snapshot_pieces(start, end, &mut pins)?;
+        for p in pins.pieces.iter() {
+            let skip = ((p.start - start) << 9) as u32;
+            bio.copy_from_pmem(
+                skip,
+                d.pmem()?,
+                self.ring_off(p.ring_pos),
+                (p.len << 9) as u32,
+            )?;
+        }
+        Ok(())
     }
 
     /// Makes chunk `c` store-owned for a view write `bio` starting at

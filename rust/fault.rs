@@ -10,12 +10,12 @@
 /// Allocation sites that `fault_enomem_site` can make fail.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Site {
-    /// In a destage batch, after its chunk locks are taken (item 7).
+    /// In a destage batch, after its chunk locks are taken.
     Destage = 1,
-    /// The hydration step's batch (item 19).
+    /// The hydration step's batch.
     Hydrate = 2,
     /// Every changes-table node reservation of a write, from the map path
-    /// and from the worker (item 14).
+    /// and from the worker.
     Nodes = 3,
 }
 
@@ -121,7 +121,7 @@ pub(crate) fn enomem(_site: Site) -> kernel::error::Result {
 }
 
 /// Whether the journal data of target sectors `sector..sector+len` is to
-/// read as poisoned pmem (item 10), as the machine-check-safe copy reports.
+/// read as poisoned pmem, as the machine-check-safe copy reports.
 #[cfg(not(jsnap_fault))]
 #[inline(always)]
 pub(crate) fn poisoned(_sector: u64, _len: u64) -> bool {

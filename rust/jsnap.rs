@@ -2,7 +2,7 @@
 
 //! The `jsnap` target: the production volume, fronted by a pmem journal.
 //!
-//! Table line (DESIGN.md §2.1):
+//! Table line:
 //! `<start> <len> jsnap <production_dev> <journal_dev> <store_dev|-> <chunk_sectors> [<#features> <feature>*]`
 //!
 //! # Data path
@@ -270,7 +270,7 @@ pub(crate) struct Jsnap {
     pub(crate) chunk_sectors: u32,
     features: Features,
     geometry: format::Geometry,
-    /// `dmsetup table` (DESIGN.md §2.1): devices as `major:minor`, the
+    /// `dmsetup table`: devices as `major:minor` (as stock targets print them), the
     /// other arguments as loaded; `format` is dropped from the features
     /// once the journal has been formatted (`table_formatted`).
     table: KVec<u8>,

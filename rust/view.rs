@@ -2,13 +2,13 @@
 
 //! The `jsnap-view` target: the snapshot as a volume of its own.
 //!
-//! Table line (DESIGN.md §2.2): `<start> <len> jsnap-view <jsnap_dev> <ro|rw|mirror>`
+//! Table line: `<start> <len> jsnap-view <jsnap_dev> <ro|rw|mirror>`
 //!
 //! * reads return the snapshot's content (see `jsnap::snapshot`);
 //! * `ro`: writes fail;
-//! * `rw` (seed 003): a write first makes its chunk store-owned (preserving
+//! * `rw`: a write first makes its chunk store-owned (preserving
 //!   it), then goes to the store only;
-//! * `mirror` (seeds 002/004, volume A): a write makes its chunk
+//! * `mirror` (volume A of a one-way mirror): a write makes its chunk
 //!   store-owned, is written to the store (volume A) and then journaled to
 //!   production (volume B) like any production write; it completes once both
 //!   are durable.  Writes to production never reach the view, because
@@ -183,7 +183,7 @@ impl Target for View {
         let n = str_args(args, &mut sbuf)?;
         let s = &sbuf[..n];
         let mode = table::parse_view_mode(s[1]).map_err(|e| CtrError::inval(e.msg()))?;
-        // Found by device number, not opened (DESIGN.md §2.2: the jsnap
+        // Found by device number, not opened (the jsnap
         // device may be mounted).
         let devt = crate::ffi::dm::devt_from_path(args[0]).map_err(|err| CtrError {
             msg: c"Cannot find the jsnap device",

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * dm-jsnap pmem ordering model: test build only (scripts/build-module.sh
- * --fault, issue 11 item 2).
+ * --fault).
  *
  * A power cut of the VM keeps every CPU store to the file-backed NVDIMM,
  * fenced or not, so a missing pmem_wmb() can never show there.  With

@@ -4,8 +4,9 @@
  * block, device-mapper and DAX headers that Rust cannot call directly.
  *
  * Every function here is a thin wrapper; the policy lives in Rust.  The
- * Rust side declares these in rust/ffi/shim.rs and never calls them except
- * through the safe types of the ffi layer.
+ * Rust side gets these as bindings generated from rust/ffi/shim.h
+ * (scripts/gen-bindings.sh, `ffi::sys`) and never calls them except through
+ * the safe types of the ffi layer.
  */
 #include <linux/bio.h>
 #include <linux/blkdev.h>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The chunk-range lock (seed 004's "lock mechanism independent of the
+//! The chunk-range lock (the one-way mirror's "lock mechanism independent of the
 //! images"): serialises, per chunk, the decisions and data movements that
 //! involve the validity map — preserving a chunk and overwriting it on
 //! production (exclusive), and reading the snapshot's view of an unpreserved

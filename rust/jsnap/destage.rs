@@ -138,7 +138,7 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
         for r in runs.iter() {
             for c in r.start / cs..r.end().div_ceil(cs) {
                 locks.push(c, GFP_KERNEL)?;
-                // Figures 25/26: chunks that have an entry are skipped
+                // Chunks that have an entry (are preserved) are skipped
                 // by `preserve_chunks`, under the lock taken below.
                 if epoch.must_preserve(r.seq) {
                     preserve.push(c, GFP_KERNEL)?;

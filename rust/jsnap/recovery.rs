@@ -25,7 +25,7 @@ use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 
 
-/// Table nodes kept in reserve for the worker (issue 10 item 14): enough
+/// Table nodes kept in reserve for the worker: enough
 /// for a few deferred writes (4 nodes each) when GFP_NOWAIT fails.
 pub(crate) const SPARE_NODES: usize = 16;
 

@@ -17,7 +17,7 @@
 //! under the chunk's exclusive lock, and snapshot reads of unpreserved
 //! chunks hold it shared, so a reader never sees a half-preserved chunk.
 //!
-//! # Preserving a chunk (order of DESIGN.md §2.3)
+//! # Preserving a chunk (in this order)
 //!
 //! 1. copy the chunk from production to the same offset of the store;
 //! 2. write the pre-snapshot journal data of the chunk over it;
@@ -83,7 +83,7 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
         sb.snap_seq = snap_seq;
         sb.snap_id += 1;
         sb.hydrate = false;
-        // The store this snapshot lives on (issue 10 item 8).
+        // The store this snapshot lives on: a reload checks it.
         sb.store_devt = this.store_devt;
     });
     if let Err(e) = res {

@@ -301,7 +301,7 @@ impl Target for Jsnap {
             msg: c"Cannot allocate target state",
             err,
         })?;
-        // Atomic with a view attaching (issue 10 item 21): refused if a view
+        // Atomic with a view attaching: refused if a view
         // attached to the table this one replaces since the check above.
         registry.add_unless_viewed(devt, this.clone()).map_err(|err| CtrError {
             msg: c"A jsnap-view is attached to this device: remove it first",
@@ -317,7 +317,7 @@ impl Target for Jsnap {
         self.wq.flush();
         // Our own bios were all served before the table went (dm waits for
         // them at suspend); what is left came from a `mirror` view, whose
-        // removal waits for it: complete it (issue 10 item 13).
+        // removal waits for it: complete it.
         let mut stranded = core::mem::replace(&mut self.state.lock().deferred, BioList::new());
         while let Some(b) = stranded.pop() {
             b.endio(Err(EIO));

@@ -74,7 +74,7 @@ impl Jsnap {
     /// Makes chunk `c` store-owned for a view write `bio` starting at
     /// `start`, under the chunk's exclusive lock (held by the returned
     /// guard until the write is done).  A write that covers the whole unpreserved
-    /// chunk skips the copy (seed 003): its data goes to the store first,
+    /// chunk skips the copy: its data goes to the store first,
     /// then the bit is set; `true` says the data is already in the
     /// store.  Otherwise the chunk is preserved and `Ok(false)` returned.
     pub(crate) fn own_chunk(&self, c: u64, bio: &Bio, start: u64) -> Result<(ChunkGuard<'_>, bool)> {

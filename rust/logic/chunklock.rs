@@ -1,4 +1,4 @@
-//! The decisions of the chunk-range lock (seed 004's "lock mechanism
+//! The decisions of the chunk-range lock (the "lock mechanism
 //! independent of the images"), one [`Holders`] per locked chunk.
 //!
 //! A chunk is locked shared (readers of the snapshot's view of an

@@ -84,7 +84,7 @@ pub fn piece_needed(piece: &Extent, chunk_sectors: u32, preserved: impl Fn(u64) 
 mod tests {
     use super::*;
 
-    /// Issue 10 item 5: records 6 and 7 were being copied when power failed
+    /// Regression: records 6 and 7 were being copied when power failed
     /// right after `snapshot` (snap_seq 8); replay's next_seq is 6.  The
     /// first new write (seq 6) must be post-snapshot; replayed records keep
     /// their epoch.

@@ -765,7 +765,7 @@ mod tests {
         }
     }
 
-    /// Issue 10 item 8: journals written before `store_devt` existed (header
+    /// Compatibility: journals written before `store_devt` existed (header
     /// size 160, zero after it) still load, with no store recorded.
     #[test]
     fn header_v1_0_reads_store_devt_as_unknown() {

@@ -990,8 +990,8 @@ pub fn insert_refcounts() -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Seed 004, Figures 22-27, as lookup-table decisions of the one-way
-/// mirror (volume A = the `mirror` view, volume B = production).
+/// The lookup-table decisions of the one-way mirror (volume A = the
+/// `mirror` view, volume B = production), case by case.
 pub fn mirror_lookup_figures() -> Result<(), &'static str> {
     let both = Some(WriteTo {
         store: true,
@@ -1001,61 +1001,61 @@ pub fn mirror_lookup_figures() -> Result<(), &'static str> {
         active: true,
         snap_seq: 100,
     };
-    // Figure 22: write to A, no entry: copy the chunk's split-time content
+    // Write to A, no entry: copy the chunk's split-time content
     // to A's image, make the entry, write A and B.
     ensure(
         lookup::view_map_write(ViewMode::Mirror, false) == MapWrite::Worker,
-        "fig22: worker",
+        "write A, no entry: worker",
     )?;
     ensure(
         lookup::view_own(false, false) == Own::CopyFirst,
-        "fig22: copy first",
+        "write A, no entry: copy first",
     )?;
     ensure(
         lookup::view_own(false, true) == Own::WholeChunk,
-        "fig22: whole chunk skips the copy",
+        "write A, no entry: whole chunk skips the copy",
     )?;
     ensure(
         lookup::view_write_to(ViewMode::Mirror) == both,
-        "fig22: A and B",
+        "write A: A and B",
     )?;
-    // Figure 24: write to A with an entry: no copy, A and B (still through
+    // Write to A with an entry: no copy, A and B (still through
     // the worker: B's half is journaled after A's half is durable).
     ensure(
         lookup::view_map_write(ViewMode::Mirror, true) == MapWrite::Worker,
-        "fig24: worker",
+        "write A, entry: worker",
     )?;
     ensure(
         lookup::view_own(true, false) == Own::Already,
-        "fig24: no copy",
+        "write A, entry: no copy",
     )?;
     ensure(
         lookup::view_own(true, true) == Own::Already,
-        "fig24: no copy (whole)",
+        "write A, entry: no copy (whole)",
     )?;
-    // Figure 25: write to B, no entry: A's content is copied out before B
+    // Write to B, no entry: A's content is copied out before B
     // is overwritten (at destage) - only for post-split data.
     ensure(
         lookup::destage_copies_first(split, 100, false),
-        "fig25: copy before B",
+        "write B, no entry: copy before B",
     )?;
     ensure(
         !lookup::destage_copies_first(split, 99, false),
-        "fig25: pre-split data",
+        "write B, no entry: pre-split data",
     )?;
-    // Figure 26: write to B with an entry: B only.
+    // Write to B with an entry: B only.
     ensure(
         !lookup::destage_copies_first(split, 150, true),
-        "fig26: B only",
+        "write B, entry: B only",
     )?;
-    // Figure 27: reads of A from either image.
+    // Reads of A from either image.
     ensure(
         lookup::view_read(true) == ReadFrom::Store,
-        "fig27: A's image",
+        "read A, entry: A's image",
     )?;
     ensure(
         lookup::view_read(false) == ReadFrom::Production,
-        "fig27: B's image",
+        "read A, no entry: B's image",
     )?;
     // The other view modes.
     ensure(
@@ -1084,7 +1084,7 @@ pub fn mirror_lookup_figures() -> Result<(), &'static str> {
     )
 }
 
-/// Issue 10 item 1: a record superseded by one that is not persistent yet
+/// Regression: a record superseded by one that is not persistent yet
 /// does not retire; once its superseder is persistent, it does.  Holes
 /// retire freely; a pinned record stops retirement and says so.
 pub fn retire_rule() -> Result<(), &'static str> {
@@ -1129,7 +1129,7 @@ pub fn retire_rule() -> Result<(), &'static str> {
     ensure(p.through == Some((1, 8)) && p.pinned, "hole then pinned")
 }
 
-/// Issue 10 items 4 and 5: a record ending at the ring end retires; after a
+/// Regressions: a record ending at the ring end retires; after a
 /// replay that lost records below `snap_seq`, new writes are post-snapshot.
 pub fn ring_end_and_replay_boundary() -> Result<(), &'static str> {
     let ring = Ring::new(32, 0, 0).map_err(|_| "ring")?;

@@ -1,5 +1,6 @@
 //! The lookup-table decisions of the snapshot volume and of the one-way
-//! mirror (seed 004, Figures 22-27).
+//! mirror (volume A = the view, volume B = production; the seed figures
+//! each decision realises are listed in `docs/ARCHITECTURE.md`).
 //!
 //! The lookup table is the validity map: chunk `c` has an entry (is
 //! preserved) when the store holds the view's own copy of it, i.e. where
@@ -11,7 +12,7 @@
 use super::epoch::Epoch;
 use super::table::ViewMode;
 
-/// Where a read of the view finds its data (Figure 27).
+/// Where a read of the view finds its data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadFrom {
     /// The chunk has an entry: the store (volume A's own image).
@@ -21,7 +22,8 @@ pub enum ReadFrom {
     Production,
 }
 
-/// Figure 27: a read of the view.
+/// A read of the view: from A's own image if the chunk has an entry, else
+/// from B's.
 pub fn view_read(has_entry: bool) -> ReadFrom {
     if has_entry {
         ReadFrom::Store
@@ -56,18 +58,19 @@ pub fn view_map_write(mode: ViewMode, has_entry: bool) -> MapWrite {
 /// chunk lock), before its data is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Own {
-    /// The chunk has an entry already (Figure 24).
+    /// The chunk has an entry already: no copy.
     Already,
     /// No entry: copy the chunk's snapshot content to the store, persist
-    /// the entry, then write (Figure 22).
+    /// the entry, then write.
     CopyFirst,
     /// No entry, but the write covers the whole chunk: skip the copy; the
     /// data goes to the store (durably) and only then the entry is
-    /// persisted (seed 003).
+    /// persisted.
     WholeChunk,
 }
 
-/// Figures 22/24: the lookup decision of a write to the view.
+/// The lookup decision of a write to the view: copy the chunk first unless
+/// it has an entry or the write covers it whole.
 pub fn view_own(has_entry: bool, covers_whole_chunk: bool) -> Own {
     match (has_entry, covers_whole_chunk) {
         (true, _) => Own::Already,
@@ -101,7 +104,7 @@ pub fn view_write_to(mode: ViewMode) -> Option<WriteTo> {
     }
 }
 
-/// Figures 25/26: before destage writes journal record `seq` to a chunk of
+/// Before destage writes journal record `seq` to a chunk of
 /// production (volume B), must the chunk's snapshot content be copied to
 /// the store first?  Only post-snapshot data in a chunk without an entry.
 pub fn destage_copies_first(epoch: Epoch, seq: u64, has_entry: bool) -> bool {
@@ -114,7 +117,7 @@ mod tests {
 
     #[test]
     fn decision_table() {
-        // Every combination, against the figures.
+        // Every combination, against the rules above.
         for mode in [ViewMode::Ro, ViewMode::Rw, ViewMode::Mirror] {
             for entry in [false, true] {
                 let m = view_map_write(mode, entry);

@@ -151,7 +151,7 @@ mod tests {
         v
     }
 
-    /// The data-loss window of issue 10 item 1: W2 (seq 2) carved W1 (seq
+    /// A data-loss window once found here: W2 (seq 2) carved W1 (seq
     /// 1) wholly but is still being copied.  W1 must not retire.
     #[test]
     fn superseded_by_unpersisted_record_stays() {

@@ -327,7 +327,7 @@ mod tests {
         assert_eq!(full.head(), u64::MAX - 1);
     }
 
-    /// Issue 10 item 4: a record ending exactly at the ring end retires
+    /// Regression: a record ending exactly at the ring end retires
     /// (uniform 4 KiB writes end there every lap).
     #[test]
     fn record_ending_at_ring_end_retires() {

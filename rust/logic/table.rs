@@ -1,5 +1,5 @@
 //! Parsing of the table-line and message arguments that are not device
-//! paths (see DESIGN.md §2).
+//! paths (the table lines and messages of the README).
 //!
 //! ```text
 //! jsnap:      <production_dev> <journal_dev> <store_dev> <chunk_sectors> [<#feature_args> <feature_arg>*]

@@ -9,7 +9,7 @@
 //!
 //! * **Parsers** (`table`): any token list either parses to a value that an
 //!   independent reference parser (written from the grammar in
-//!   `table.rs`/DESIGN.md §2) gives too, and that round-trips through its
+//!   `table.rs` and the README) gives too, and that round-trips through its
 //!   table echo, or is refused — never a panic. Valid lines always parse.
 //! * **Decoders** (`format`): arbitrary bytes never panic; what decodes
 //!   re-encodes to something that decodes to the same value; a valid

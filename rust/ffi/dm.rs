@@ -197,7 +197,8 @@ impl Ctr<'_> {
 
     /// Opens an underlying device by path or `major:minor`.
     pub(crate) fn get_device(&mut self, path: &CStr, write: bool) -> Result<DevId> {
-        // SAFETY: a pure function.
+        // SAFETY: `jsnap_open_mode` only combines constants (`BLK_OPEN_*`);
+        // it takes no pointer and touches no state.
         let mode = unsafe { sys::jsnap_open_mode(write) };
         let mut dev: *mut sys::dm_dev = core::ptr::null_mut();
         // SAFETY: `ti` is valid by the type invariant, `path` is NUL-terminated
@@ -277,12 +278,10 @@ unsafe impl Sync for SharedBdev {}
 impl SharedBdev {
     /// Opens device `devt`.
     pub(crate) fn open(devt: u32) -> Result<Self> {
-        // SAFETY: opening by device number has no preconditions.
+        // SAFETY: `bdev_file_open_by_dev` takes a device number (any value:
+        // an unknown one fails) and no pointer but a null holder.
         let f = unsafe { sys::jsnap_bdev_open_shared(devt) };
-        // SAFETY: `IS_ERR` only inspects the pointer value.
-        if unsafe { kernel::bindings::IS_ERR(f.cast_const().cast()) } {
-            return Err(Error::from_errno(f as isize as i32));
-        }
+        let f = kernel::error::from_err_ptr(f)?;
         let file = NonNull::new(f.cast()).ok_or(ENODEV)?;
         // INVARIANT: opened above.
         Ok(Self { file })
@@ -298,7 +297,8 @@ impl Drop for SharedBdev {
 
 /// Whether this kernel can make stores to pmem durable.
 pub(crate) fn has_pmem_api() -> bool {
-    // SAFETY: a pure function.
+    // SAFETY: `arch_has_pmem_api` reads a compile-time configuration; it
+    // takes no argument.
     unsafe { sys::jsnap_has_pmem_api() }
 }
 

@@ -21,15 +21,18 @@ use kernel::prelude::*;
 /// `0` is a live client, destroyed on drop.
 pub(crate) struct IoClient(NonNull<sys::dm_io_client>);
 
-// SAFETY: dm-io clients may be used concurrently from any thread.
+// SAFETY: a dm-io client is a pair of mempools and a bioset, not tied to
+// the thread that made it; it may be destroyed from any thread.
 unsafe impl Send for IoClient {}
-// SAFETY: as above.
+// SAFETY: `dm_io` may be called concurrently on one client (its mempools
+// and bioset are thread-safe); `&IoClient` offers nothing else.
 unsafe impl Sync for IoClient {}
 
 impl IoClient {
     /// Creates a client.
     pub(crate) fn new() -> Result<Self> {
-        // SAFETY: no preconditions.
+        // SAFETY: `dm_io_client_create` takes no argument; the result is
+        // checked below and owned by `Self` (destroyed once, on drop).
         let c = unsafe { sys::jsnap_io_client_create() };
         NonNull::new(c).map(Self).ok_or(ENOMEM)
     }
@@ -141,15 +144,18 @@ impl Drop for IoClient {
 /// `0` is a live client, destroyed on drop.
 pub(crate) struct Kcopyd(NonNull<sys::dm_kcopyd_client>);
 
-// SAFETY: kcopyd clients may be used concurrently from any thread.
+// SAFETY: a kcopyd client (its pages and its own workqueue) is not tied to
+// the thread that made it; it may be destroyed from any thread.
 unsafe impl Send for Kcopyd {}
-// SAFETY: as above.
+// SAFETY: `dm_kcopyd_copy` may be called concurrently on one client (jobs
+// are queued under the client's locks); `&Kcopyd` offers nothing else.
 unsafe impl Sync for Kcopyd {}
 
 impl Kcopyd {
     /// Creates a client.
     pub(crate) fn new() -> Result<Self> {
-        // SAFETY: no preconditions.
+        // SAFETY: `dm_kcopyd_client_create` takes only a null throttle; the
+        // result is checked below and owned by `Self`.
         let c = unsafe { sys::jsnap_kcopyd_create() };
         NonNull::new(c).map(Self).ok_or(ENOMEM)
     }

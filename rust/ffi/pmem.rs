@@ -49,15 +49,12 @@ impl Pmem {
     /// Maps the first `bytes` bytes (a multiple of the page size) of `dev`,
     /// which the mapping owns from now on.
     pub(super) fn map(dev: DmDev, bytes: u64) -> Result<Self> {
+        let len = usize::try_from(bytes).map_err(|_| EINVAL)?;
         let mut vmapped = false;
         // SAFETY: `dev` is a held device; `vmapped` is a valid out pointer.
         let p = unsafe { sys::jsnap_dax_map(dev.raw(), bytes, &mut vmapped) };
-        // SAFETY: `IS_ERR` only inspects the pointer value.
-        if unsafe { kernel::bindings::IS_ERR(p.cast_const()) } {
-            return Err(Error::from_errno(p as isize as i32));
-        }
+        let p = kernel::error::from_err_ptr(p)?;
         let addr = NonNull::new(p.cast::<u8>()).ok_or(ENOMEM)?;
-        let len = usize::try_from(bytes).map_err(|_| EINVAL)?;
         // INVARIANT: mapped above for `bytes` bytes of `dev`.
         Ok(Self {
             addr,
@@ -94,7 +91,8 @@ impl Pmem {
 
     /// Orders and makes durable every preceding [`Pmem::write`].
     pub(crate) fn fence(&self) {
-        // SAFETY: a memory barrier, always safe.
+        // SAFETY: `pmem_wmb` is a store fence: no argument, no memory
+        // access of its own.
         unsafe { sys::jsnap_pmem_fence() }
     }
 

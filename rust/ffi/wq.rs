@@ -16,9 +16,11 @@ use kernel::workqueue::{Queue, RawWorkItem};
 /// `0` is a live workqueue owned by `self`.
 pub(crate) struct OwnedQueue(NonNull<sys::workqueue_struct>);
 
-// SAFETY: workqueues are used from any thread.
+// SAFETY: a workqueue is not tied to the thread that allocated it; it may
+// be destroyed from any thread.
 unsafe impl Send for OwnedQueue {}
-// SAFETY: as above.
+// SAFETY: `queue_work` and `flush_workqueue` may be called concurrently
+// from any thread; `&OwnedQueue` offers nothing else.
 unsafe impl Sync for OwnedQueue {}
 
 impl OwnedQueue {

@@ -18,21 +18,7 @@ mod ffi;
 
 /// Pure `core` logic shared with the host test crate (`rust/host`).
 #[allow(unreachable_pub, dead_code)]
-#[forbid(unsafe_code)]
-mod logic {
-    pub mod chunklock;
-    pub mod crc;
-    pub mod epoch;
-    pub mod extent;
-    pub mod format;
-    pub mod kunit_cases;
-    pub mod lookup;
-    pub mod replay;
-    pub mod retire;
-    pub mod ring;
-    pub mod table;
-    pub mod validity;
-}
+mod logic;
 
 #[forbid(unsafe_code)]
 mod jsnap;

@@ -27,6 +27,7 @@ use super::{Jsnap, State, MAX_RECORD_SECTORS};
 use crate::ffi::io;
 use crate::logic::extent::{self, Extent};
 use crate::logic::retire;
+use crate::logic::sort;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::time::Delta;
@@ -145,8 +146,10 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
                 }
             }
         }
-        sort_dedup(&mut locks);
-        sort_dedup(&mut preserve);
+        let n = sort::sort_dedup(&mut locks);
+        locks.truncate(n);
+        let n = sort::sort_dedup(&mut preserve);
+        preserve.truncate(n);
     }
     let guard = this.locks.lock_all(&locks)?;
     // Any early return from here on releases the locks with `guard`.
@@ -166,39 +169,6 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
     io::flush(this.prod(&d)?)?;
     drop(guard);
     Ok(runs.iter().map(|r| r.len).sum())
-}
-
-/// Sorts and removes duplicates (heapsort: no recursion, no panics).
-fn sort_dedup(v: &mut KVec<u64>) {
-    let n = v.len();
-    let s = &mut v[..];
-    let sift = |s: &mut [u64], mut root: usize, end: usize| loop {
-        let mut child = 2 * root + 1;
-        if child >= end {
-            return;
-        }
-        if child + 1 < end && s[child] < s[child + 1] {
-            child += 1;
-        }
-        if s[root] >= s[child] {
-            return;
-        }
-        s.swap(root, child);
-        root = child;
-    };
-    for i in (0..n / 2).rev() {
-        sift(s, i, n);
-    }
-    for end in (1..n).rev() {
-        s.swap(0, end);
-        sift(s, 0, end);
-    }
-    let mut prev = None;
-    v.retain(|x| {
-        let keep = prev != Some(*x);
-        prev = Some(*x);
-        keep
-    });
 }
 
 /// Removes from the table what the batch wrote: pieces of the same record.

@@ -12,6 +12,7 @@
 
 use super::format::Descriptor;
 use super::ring::{JournalSpace, Ring, RingError};
+use super::sort::heapsort_by_key;
 
 /// A decoded, data-verified journal record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,35 +88,6 @@ impl ReplayPlan {
     }
 }
 
-/// Sorts records by sequence number: an in-place heapsort, so the kernel
-/// build carries no recursive or panicking sort code.
-fn heapsort_by_seq(v: &mut [RecordInfo]) {
-    fn sift_down(v: &mut [RecordInfo], mut root: usize, end: usize) {
-        loop {
-            let mut child = 2 * root + 1;
-            if child >= end {
-                return;
-            }
-            if child + 1 < end && v[child].seq < v[child + 1].seq {
-                child += 1;
-            }
-            if v[root].seq >= v[child].seq {
-                return;
-            }
-            v.swap(root, child);
-            root = child;
-        }
-    }
-    let n = v.len();
-    for i in (0..n / 2).rev() {
-        sift_down(v, i, n);
-    }
-    for end in (1..n).rev() {
-        v.swap(0, end);
-        sift_down(v, 0, end);
-    }
-}
-
 /// Plans recovery from the valid `records` (in any order) and the
 /// superblock's `tail_seq`/`tail_pos`. Moves the live records to the front
 /// of the slice, sorted by seq; the rest of the slice is left over.
@@ -142,7 +114,7 @@ pub fn plan(
         }
     }
     let live = records.get_mut(..count).unwrap_or_default();
-    heapsort_by_seq(live);
+    heapsort_by_key(live, |r| r.seq);
 
     // Walk the live region from tail_pos, measuring positions as circular
     // offsets from it: each record must start at or after the end of the

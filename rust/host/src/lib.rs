@@ -1,8 +1,9 @@
 //! Host build of dm-jsnap's pure logic.
 //!
-//! The modules in `rust/logic/` are compiled twice: into the kernel module
-//! (under `mod logic`) and here, as an ordinary `no_std` library, so that
-//! `cargo test` can exercise them. Every module uses only `core`.
+//! The modules listed in `rust/logic.rs` are compiled twice: into the
+//! kernel module (as `mod logic`) and here, as an ordinary `no_std`
+//! library, so that `cargo test` can exercise them. Every module uses only
+//! `core`.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -10,31 +11,10 @@
 #[cfg(test)]
 extern crate std;
 
-#[path = "../../logic/chunklock.rs"]
-pub mod chunklock;
-#[path = "../../logic/crc.rs"]
-pub mod crc;
-#[path = "../../logic/extent.rs"]
-pub mod extent;
-#[path = "../../logic/epoch.rs"]
-pub mod epoch;
-#[path = "../../logic/format.rs"]
-pub mod format;
-#[allow(missing_docs)] // each case is named in `CASES`
-#[path = "../../logic/kunit_cases.rs"]
-pub mod kunit_cases;
-#[path = "../../logic/lookup.rs"]
-pub mod lookup;
-#[path = "../../logic/replay.rs"]
-pub mod replay;
-#[path = "../../logic/retire.rs"]
-pub mod retire;
-#[path = "../../logic/ring.rs"]
-pub mod ring;
-#[path = "../../logic/table.rs"]
-pub mod table;
-#[path = "../../logic/validity.rs"]
-pub mod validity;
+/// The logic modules, as the kernel module includes them.
+#[path = "../../logic.rs"]
+pub mod logic;
+pub use logic::*;
 
 /// A tiny deterministic generator for the randomised tests (xorshift64*).
 #[cfg(test)]

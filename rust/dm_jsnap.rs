@@ -29,6 +29,7 @@ mod view;
 
 #[forbid(unsafe_code)]
 mod fault;
+mod prof;
 
 #[cfg(not(jsnap_fault))]
 module! {

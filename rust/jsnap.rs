@@ -113,8 +113,11 @@ pub(crate) struct State {
     space: JournalSpace,
     /// Record states, `desc_count` of them.
     recs: KVVec<Rec>,
-    /// Table nodes in reserve for the worker (refilled from removed nodes).
-    spare: KVec<RBTreeNodeReservation<u64, Extent>>,
+    /// Free table nodes: writes take theirs from here, removed extents
+    /// return theirs (up to the capacity set at table load), so a write
+    /// allocates only while the table is larger than it ever was.  The
+    /// last [`recovery::WORKER_NODES`] are for the worker alone.
+    pool: KVVec<RBTreeNodeReservation<u64, Extent>>,
     /// Writes waiting for journal space, in arrival order.
     deferred: BioList,
     /// Snapshot state and its first post-snapshot sequence number.
@@ -161,32 +164,31 @@ pub(crate) struct State {
 
 impl State {
     /// `n` (at most 4) nodes from the reserve, if it holds that many.
-    fn take_spare(&mut self, n: usize) -> Option<Nodes> {
-        if self.spare.len() < n {
-            return None;
+    /// Tops `nodes` up to `want` from the pool, leaving `floor` in it;
+    /// whether `nodes` now holds `want`.
+    fn top_up(&mut self, nodes: &mut Nodes, want: usize, floor: usize) -> bool {
+        while nodes.count() < want && self.pool.len() > floor {
+            match self.pool.pop() {
+                Some(n) => nodes.put(n),
+                None => break,
+            }
         }
-        let mut nodes = Nodes {
-            list: [None, None, None, None],
-        };
-        for slot in nodes.list.iter_mut().take(n) {
-            *slot = self.spare.pop();
-        }
-        Some(nodes)
+        nodes.count() >= want
     }
 
-    /// Returns unused reservations to the reserve (a write that must wait
-    /// must not drain it).
+    /// Returns unused nodes to the pool (a write that must wait must not
+    /// drain it).
     fn recycle_nodes(&mut self, nodes: &mut Nodes) {
         while let Some(n) = nodes.take() {
             self.recycle(n);
         }
     }
 
-    /// Puts a removed table node back into the reserve if it has room
+    /// Puts a removed table node back into the pool if it has room
     /// (never allocates), or frees it.
     fn recycle(&mut self, node: RBTreeNodeReservation<u64, Extent>) {
-        if self.spare.len() < self.spare.capacity() {
-            let _ = self.spare.push(node, GFP_NOWAIT);
+        if self.pool.len() < self.pool.capacity() {
+            let _ = self.pool.push(node, GFP_NOWAIT);
         }
     }
 
@@ -257,8 +259,6 @@ pub(crate) struct Jsnap {
     store_dev: Option<DevId>,
     /// Whether a store device was given.
     pub(crate) has_store: bool,
-    /// A snapshot is (or may be) active: writes reserve more table nodes.
-    pub(crate) snap_hint: AtomicBool,
     /// Device number of our mapped device (for `jsnap-view`).
     pub(crate) devt: u32,
     /// Device number of the production device (journal identity).

@@ -37,4 +37,4 @@ if [ ! -f "$gen" ] || [ rust/ffi/bindings.h -nt "$gen" ] || [ rust/ffi/shim.h -n
 fi
 echo "$KDIR" >"$stamp"
 make -C "$KDIR" M="$JSNAP_TOP" RUSTC="$RUSTC" BINDGEN="$BINDGEN" \
-	LIBCLANG_PATH="$LIBCLANG_PATH" ${JSNAP_FAULT:+JSNAP_FAULT=1} -j"$(nproc)" modules
+	LIBCLANG_PATH="$LIBCLANG_PATH" ${JSNAP_FAULT:+JSNAP_FAULT=1} ${JSNAP_PROFILE:+JSNAP_PROFILE=1} -j"$(nproc)" modules

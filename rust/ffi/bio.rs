@@ -106,12 +106,13 @@ impl Bio {
     }
 
     /// Copies the whole bio into `pmem` at byte `off` with non-temporal
-    /// stores (no fence) and returns the CRC32C of the data.
-    pub(crate) fn copy_to_pmem(&self, pmem: &Pmem, off: usize) -> Result<u32> {
+    /// stores (durable after [`Pmem::fence`]).
+    pub(crate) fn copy_to_pmem(&self, pmem: &Pmem, off: usize) -> Result {
         let dst = pmem.ptr_for(off, self.bytes() as usize)?;
         // SAFETY: `dst` is valid for `bytes()` bytes of the mapping (checked
         // by `ptr_for`); the bio is valid.
-        Ok(unsafe { sys::jsnap_bio_copy_to_pmem(self.raw(), dst.cast()) })
+        unsafe { sys::jsnap_bio_copy_to_pmem(self.raw(), dst.cast()) };
+        Ok(())
     }
 
     /// Copies `len` bytes of `pmem` at `off` into the bio at byte `skip`.

@@ -89,41 +89,27 @@ int jsnap_bio_status(struct bio *bio)
 
 /*
  * Copy the data of a write bio to persistent memory with non-temporal
- * stores (the caller fences with jsnap_pmem_fence()), computing the
- * CRC32C of the data on the way.  Returns the standard CRC32C value.
+ * stores; the caller fences with jsnap_pmem_fence() before it writes the
+ * record's descriptor.  The pages of a write may change while it is in
+ * flight (the device does not ask for stable pages; an O_DIRECT buffer may
+ * be rewritten by a racing thread): whatever bytes are copied are the
+ * record, and every later reader (destage, reads, recovery) takes them from
+ * pmem, so all of them see the same version.
  */
-u32 jsnap_bio_copy_to_pmem(struct bio *bio, void *dst)
+void jsnap_bio_copy_to_pmem(struct bio *bio, void *dst)
 {
 	void *start = dst;
 	struct bio_vec bv;
 	struct bvec_iter iter;
-	u32 crc = ~0U;
-	/*
-	 * The pages of a write may change while it is in flight (the device
-	 * does not ask for stable pages; an O_DIRECT buffer may be rewritten
-	 * by a racing thread).  Copy each piece once into a small buffer and
-	 * checksum and persist exactly those bytes, so the CRC always matches
-	 * what reached pmem.
-	 */
-	u8 buf[512] __aligned(16);
 
 	bio_for_each_segment(bv, bio, iter) {
 		void *src = bvec_kmap_local(&bv);
-		unsigned int off = 0;
 
-		while (off < bv.bv_len) {
-			unsigned int n = min_t(unsigned int, sizeof(buf), bv.bv_len - off);
-
-			memcpy(buf, src + off, n);
-			crc = crc32c(crc, buf, n);
-			memcpy_flushcache(dst, buf, n);
-			dst += n;
-			off += n;
-		}
+		memcpy_flushcache(dst, src, bv.bv_len);
+		dst += bv.bv_len;
 		kunmap_local(src);
 	}
 	jsnap_shadow_stored(start, dst - start);
-	return ~crc;
 }
 
 /*

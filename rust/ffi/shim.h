@@ -19,7 +19,7 @@ unsigned int jsnap_bio_size(struct bio *bio);
 void jsnap_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector);
 void jsnap_bio_endio(struct bio *bio, int err);
 int jsnap_bio_status(struct bio *bio);
-u32 jsnap_bio_copy_to_pmem(struct bio *bio, void *dst);
+void jsnap_bio_copy_to_pmem(struct bio *bio, void *dst);
 void jsnap_bio_copy_from(struct bio *bio, unsigned int skip, const void *src,
 			 unsigned int len);
 void jsnap_bio_zero(struct bio *bio, unsigned int skip, unsigned int len);

@@ -17,13 +17,27 @@ pub(crate) struct Nodes {
 }
 
 impl Nodes {
-    /// Reserves `n` nodes (at most 4).
-    pub(crate) fn new(n: usize, gfp: Flags) -> Result<Self> {
-        let mut list = [None, None, None, None];
-        for slot in list.iter_mut().take(n) {
-            *slot = Some(RBTreeNodeReservation::new(gfp)?);
+    /// No nodes.
+    pub(crate) fn empty() -> Self {
+        Self {
+            list: [None, None, None, None],
         }
-        Ok(Self { list })
+    }
+
+    /// Allocates nodes until there are `n` (at most 4).
+    pub(crate) fn fill(&mut self, n: usize, gfp: Flags) -> Result {
+        let missing = n.saturating_sub(self.count());
+        for _ in 0..missing {
+            self.put(RBTreeNodeReservation::new(gfp)?);
+        }
+        Ok(())
+    }
+
+    /// Adds `node` (dropped if all four slots are full).
+    pub(super) fn put(&mut self, node: RBTreeNodeReservation<u64, Extent>) {
+        if let Some(slot) = self.list.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(node);
+        }
     }
 
     pub(super) fn count(&self) -> usize {

@@ -245,6 +245,13 @@ fn write_slot(
     Ok(())
 }
 
+/// The format version written in superblock slot `slot`.
+pub(super) fn slot_version(pmem: &Pmem, slot: usize) -> Result<u32> {
+    let mut head = [0u8; 16];
+    pmem.read(slot * format::SB_SLOT_BYTES, &mut head)?;
+    Ok(format::slot_version(&head))
+}
+
 /// Reads both slots and picks the superblock in force and its slot.
 pub(super) fn read_superblock(
     pmem: &Pmem,

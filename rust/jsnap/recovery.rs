@@ -25,9 +25,19 @@ use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 
 
-/// Table nodes kept in reserve for the worker: enough
-/// for a few deferred writes (4 nodes each) when GFP_NOWAIT fails.
-pub(crate) const SPARE_NODES: usize = 16;
+/// Table nodes of the pool that only the worker takes: enough for a few
+/// deferred writes (4 nodes each) when GFP_NOWAIT fails.
+pub(crate) const WORKER_NODES: usize = 16;
+
+/// Table nodes put in the pool at table load.
+const POOL_PREFILL: usize = 1024;
+
+/// Capacity of the node pool: the nodes of a table twice as large as the
+/// journal's descriptor slots (a record and a split piece each), so that
+/// once the table has been that large no write allocates again.
+fn pool_capacity(g: &format::Geometry) -> usize {
+    2 * g.desc_count as usize + WORKER_NODES
+}
 
 /// The state of a target whose journal is not loaded yet.  Everything that
 /// is sized by the geometry is allocated here, at table load, not at the
@@ -37,9 +47,10 @@ pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
     let mut st = bare_state(sb)?;
     st.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
     st.map = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
-    st.spare = KVec::with_capacity(SPARE_NODES, GFP_KERNEL)?;
-    for _ in 0..SPARE_NODES {
-        st.spare
+    let cap = pool_capacity(g);
+    st.pool = KVVec::with_capacity(cap, GFP_KERNEL)?;
+    for _ in 0..cap.min(POOL_PREFILL) {
+        st.pool
             .push(RBTreeNodeReservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
     }
     Ok(st)
@@ -57,7 +68,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
         snap_extents: 0,
         space,
         recs: KVVec::new(),
-        spare: KVec::new(),
+        pool: KVVec::new(),
         deferred: BioList::new(),
         snap: SnapState::None,
         snap_seq: 0,
@@ -113,7 +124,18 @@ pub(crate) fn load(this: &Jsnap) -> Result {
             pr_err!("dm-jsnap: journal changed identity since the table was loaded\n");
             return Err(EINVAL);
         }
+        let old_version = metadata::slot_version(d.pmem()?, slot)?;
         sbg.reload(sb, slot);
+        if old_version < format::SB_VERSION {
+            // Before any ordered record is written (see `SB_VERSION`): the
+            // same superblock, committed in the current version.
+            sbg.commit(d.pmem()?, |_| {})?;
+            pr_info!(
+                "dm-jsnap: journal format upgraded from version {} to {}\n",
+                old_version,
+                format::SB_VERSION
+            );
+        }
         let store_moved = sb.snap_state != SnapState::None
             && sb.store_devt != 0
             && sb.store_devt != this.store_devt;
@@ -140,15 +162,15 @@ pub(crate) fn load(this: &Jsnap) -> Result {
     }
     let sb = sbg.sb;
     // Reuse the allocations made at table load.
-    let (recs, map, spare) = {
+    let (recs, map, pool) = {
         let mut g = this.state.lock();
         (
             core::mem::take(&mut g.recs),
             core::mem::take(&mut g.map),
-            core::mem::take(&mut g.spare),
+            core::mem::take(&mut g.pool),
         )
     };
-    let mut st = replay_records(this, &sb, recs, map, spare)?;
+    let mut st = replay_records(this, &sb, recs, map, pool)?;
     if st.snap != SnapState::None {
         let snap_seq = epoch::snap_seq_after_replay(st.snap_seq, st.space.next_seq());
         if snap_seq != st.snap_seq {
@@ -169,10 +191,6 @@ pub(crate) fn load(this: &Jsnap) -> Result {
     }
     drop(sbg);
     st.loaded = true;
-    this.snap_hint.store(
-        st.snap == SnapState::Active,
-        core::sync::atomic::Ordering::Relaxed,
-    );
     let mut guard = this.state.lock();
     // Keep the counters of the placeholder (nothing ran yet).
     *guard = st;
@@ -187,7 +205,7 @@ fn replay_records(
     sb: &Superblock,
     mut recs: KVVec<Rec>,
     mut map: KVVec<u8>,
-    spare: KVec<RBTreeNodeReservation<u64, Extent>>,
+    pool: KVVec<RBTreeNodeReservation<u64, Extent>>,
 ) -> Result<State> {
     let d = this.devs()?;
     let pmem = d.pmem()?;
@@ -210,8 +228,11 @@ fn replay_records(
         let bytes = u64::from(d.nr_sectors) << 9;
         let crc = if crate::fault::poisoned(d.sector, u64::from(d.nr_sectors)) {
             Err(EIO)
-        } else {
+        } else if d.data_checked() {
             pmem.crc(g.ring_byte_offset(d.ring_pos) as usize, bytes as usize)
+        } else {
+            // Ordered: its data was persisted before the descriptor.
+            Ok(d.data_crc)
         };
         let crc = match crc {
             Err(e) if e == EIO => {
@@ -268,7 +289,7 @@ fn replay_records(
     map.fill(0);
     st.recs = recs;
     st.map = map;
-    st.spare = spare;
+    st.pool = pool;
     // Without a snapshot the map means nothing (a crash may have left it
     // half zeroed after `drop`); `snapshot` zeroes it again.
     if sb.snap_state != SnapState::None {
@@ -299,7 +320,10 @@ fn replay_records(
                 superseded_by: 0,
             };
         }
-        let mut nodes = Nodes::new(4, GFP_KERNEL)?;
+        let mut nodes = Nodes::empty();
+        if !st.top_up(&mut nodes, 4, 0) {
+            nodes.fill(4, GFP_KERNEL)?;
+        }
         let ext = Extent {
             start: info.sector,
             len: u64::from(info.nr_sectors),
@@ -307,6 +331,7 @@ fn replay_records(
             ring_pos: info.ring_pos,
         };
         insert_extent(&mut st, ext, &mut nodes, sb.chunk_sectors);
+        st.recycle_nodes(&mut nodes);
     }
     if plan.count > 0 {
         pr_info!(

@@ -68,8 +68,6 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
         return Err(EBUSY);
     }
     let snap_seq = st.space.next_seq();
-    this.snap_hint
-        .store(true, core::sync::atomic::Ordering::Relaxed);
     st.snap = SnapState::Active;
     st.snap_seq = snap_seq;
     st.snap_id += 1;
@@ -137,8 +135,6 @@ pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
     st.snap = SnapState::None;
     // Steps computed for this snapshot no longer mark anything.
     st.snap_id += 1;
-    this.snap_hint
-        .store(false, core::sync::atomic::Ordering::Relaxed);
     st.hydrate = false;
     clear_snap_table(&mut st);
     drop(st);

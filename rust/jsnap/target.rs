@@ -273,7 +273,6 @@ impl Target for Jsnap {
                 prod_dev,
                 store_dev,
                 has_store,
-                snap_hint: AtomicBool::new(true),
                 devt,
                 prod_devt,
                 store_devt,
@@ -324,6 +323,7 @@ impl Target for Jsnap {
         }
         // Views may keep this state alive; the devices go with the table
         // (the registration revokes them when this returns).
+        crate::prof::report();
     }
 
     fn map(this: ArcBorrow<'_, Self>, bio: MapBio<'_>) -> Mapped {

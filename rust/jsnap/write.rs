@@ -3,12 +3,12 @@
 //! The write path (on-line primary task): journal a write and complete it.
 
 use super::changes::{insert_extent, Nodes};
+use super::recovery::WORKER_NODES;
 use super::{Jsnap, Rec};
 use crate::ffi::bio::Bio;
 use crate::logic::extent::{self, Extent};
 use crate::logic::format::{self, Descriptor, SnapState};
 use crate::logic::ring::RingError;
-use core::sync::atomic::Ordering;
 use kernel::alloc::Flags;
 use kernel::prelude::*;
 use kernel::sync::ArcBorrow;
@@ -16,6 +16,8 @@ use kernel::sync::ArcBorrow;
 /// What became of a write offered to the journal.
 pub(crate) enum Journaled {
     Done,
+    /// Done, and the journal is above the high watermark: wake destage.
+    AboveHigh,
     /// No journal space (or no memory for table nodes): try again later.
     Again(Bio),
 }
@@ -33,88 +35,70 @@ impl Jsnap {
         }
     }
 
-    /// Number of table nodes a write must reserve: a new extent and a
-    /// split remainder, plus two pieces kept for an active snapshot.  The
-    /// hint may be stale; `journal_write` re-checks under the lock.
-    fn nodes_needed(&self) -> usize {
-        extent::nodes_needed(self.snap_hint.load(Ordering::Relaxed))
-    }
-
     /// On-line primary task: journal one write and complete it.
     ///
     /// `from_worker` is set when the destage worker retries a deferred
     /// write; map-path writes queue behind deferred ones to keep order.
-    pub(crate) fn journal_write(&self, mut bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
-        // A write that met a snapshot taken after its node reservation is
-        // reserved again at once: deferring it would queue every later
-        // map-path write behind it until the worker served them.
-        for _ in 0..4 {
-            match self.journal_write_once(bio, gfp, from_worker) {
-                Err(b) => bio = b,
-                Ok(j) => return j,
-            }
-        }
-        Journaled::Again(bio)
-    }
-
-    /// [`Jsnap::journal_write`], or `Err(bio)` when a snapshot was taken
-    /// since the table nodes were reserved: reserve again now.
-    fn journal_write_once(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Result<Journaled, Bio> {
+    pub(crate) fn journal_write(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
+        let mut clock = crate::prof::Clock::start();
         let Ok(d) = self.devs() else {
             bio.endio(Err(EIO));
-            return Ok(Journaled::Done);
+            return Journaled::Done;
         };
         let Ok(pmem) = d.pmem() else {
             bio.endio(Err(EIO));
-            return Ok(Journaled::Done);
-        };
-        let want = self.nodes_needed();
-        let nodes =
-            crate::fault::enomem(crate::fault::Site::Nodes).and_then(|()| Nodes::new(want, gfp));
-        let mut nodes = match nodes {
-            Ok(n) => n,
-            // The worker takes nodes from the reserve: it always progresses.
-            Err(_) if from_worker => match self.state.lock().take_spare(want) {
-                Some(n) => n,
-                None => return Ok(Journaled::Again(bio)),
-            },
-            Err(_) => return Ok(Journaled::Again(bio)),
+            return Journaled::Done;
         };
         let n = u64::from(bio.sectors());
         let Some(sector) = self.target_sector(&bio, n) else {
             pr_err!("dm-jsnap: write at sector {} lies outside the target\n", bio.sector());
             bio.endio(Err(EIO));
-            return Ok(Journaled::Done);
+            return Journaled::Done;
         };
-        let mut st = self.state.lock();
-        if st.stopping {
-            // Removed (a view's write arriving late): nobody would serve it.
+        clock.mark(crate::prof::Stage::Reserve);
+        // The table nodes come from the pool, under the lock; only when it
+        // runs short are they allocated, outside it, and the checks made
+        // again.  The worker may empty the pool: it always progresses.
+        let floor = if from_worker { 0 } else { WORKER_NODES };
+        let mut nodes = Nodes::empty();
+        let mut st = loop {
+            let mut st = self.state.lock();
+            clock.mark(crate::prof::Stage::Lock);
+            if st.stopping {
+                // Removed (a view's write arriving late): nobody would serve it.
+                st.recycle_nodes(&mut nodes);
+                drop(st);
+                bio.endio(Err(EIO));
+                return Journaled::Done;
+            }
+            if !from_worker && !st.deferred.is_empty() {
+                st.recycle_nodes(&mut nodes);
+                return Journaled::Again(bio);
+            }
+            let want = extent::nodes_needed(st.snap == SnapState::Active);
+            if st.top_up(&mut nodes, want, floor) {
+                break st;
+            }
             drop(st);
-            bio.endio(Err(EIO));
-            return Ok(Journaled::Done);
-        }
-        if !from_worker && !st.deferred.is_empty() {
-            st.recycle_nodes(&mut nodes);
-            return Ok(Journaled::Again(bio));
-        }
-        if st.snap == SnapState::Active && nodes.count() < 4 {
-            // A snapshot was taken since the hint was read.
-            self.snap_hint.store(true, Ordering::Relaxed);
-            st.recycle_nodes(&mut nodes);
-            return Err(bio);
-        }
+            let filled = crate::fault::enomem(crate::fault::Site::Nodes)
+                .and_then(|()| nodes.fill(want, gfp));
+            if filled.is_err() {
+                self.state.lock().recycle_nodes(&mut nodes);
+                return Journaled::Again(bio);
+            }
+        };
         st.io_count += 1;
         let (seq, res) = match st.space.reserve(n) {
             Ok(x) => x,
             Err(RingError::Full) => {
                 st.recycle_nodes(&mut nodes);
-                return Ok(Journaled::Again(bio));
+                return Journaled::Again(bio);
             }
             Err(_) => {
                 drop(st);
                 pr_err!("dm-jsnap: write of {} sectors cannot be journaled\n", n);
                 bio.endio(Err(EIO));
-                return Ok(Journaled::Done);
+                return Journaled::Done;
             }
         };
         if let Some(r) = st.rec(seq) {
@@ -135,32 +119,36 @@ impl Jsnap {
             ring_pos: res.pos,
         };
         insert_extent(&mut st, ext, &mut nodes, self.chunk_sectors);
-        // What the insert did not use refills the reserve: the worker's
-        // writes must not drain it.
+        // What the insert did not use goes back to the pool.
         st.recycle_nodes(&mut nodes);
         st.written_bytes += n << 9;
+        let above_high = !self.features.no_destage
+            && st.usage_pct() >= u64::from(self.features.high_watermark);
         drop(st);
+        clock.mark(crate::prof::Stage::Insert);
 
         crate::fault::copy_window(sector);
-        // Copy the data and the descriptor, then one fence: a descriptor
-        // that reaches pmem without its data fails its data CRC on replay,
-        // and such a write was never acknowledged.
-        let copied = bio
-            .copy_to_pmem(pmem, self.ring_off(res.pos))
-            .and_then(|crc| {
-                let desc = Descriptor {
-                    flags: 0,
-                    seq,
-                    sector,
-                    ring_pos: res.pos,
-                    nr_sectors: n as u32,
-                    data_crc: crc,
-                };
-                let mut buf = [0u8; format::DESC_BYTES];
-                desc.encode(&mut buf);
-                pmem.write(self.geometry.desc_slot_offset(seq) as usize, &buf)
-            });
+        // The data, one fence, then the descriptor and a second fence: a
+        // descriptor on pmem implies its data is there (`DESC_ORDERED`), so
+        // recovery needs no checksum of the data.
+        let copied = bio.copy_to_pmem(pmem, self.ring_off(res.pos));
         pmem.fence();
+        clock.mark(crate::prof::Stage::Copy);
+        let copied = copied.and_then(|()| {
+            let desc = Descriptor {
+                flags: format::DESC_ORDERED,
+                seq,
+                sector,
+                ring_pos: res.pos,
+                nr_sectors: n as u32,
+                data_crc: 0,
+            };
+            let mut buf = [0u8; format::DESC_BYTES];
+            desc.encode(&mut buf);
+            pmem.write(self.geometry.desc_slot_offset(seq) as usize, &buf)
+        });
+        pmem.fence();
+        clock.mark(crate::prof::Stage::Desc);
 
         let mut st = self.state.lock();
         if let Some(r) = st.rec(seq) {
@@ -174,20 +162,29 @@ impl Jsnap {
         if copied.is_err() {
             pr_err!("dm-jsnap: journal copy out of bounds (seq {})\n", seq);
         }
+        clock.mark(crate::prof::Stage::Persisted);
         bio.endio(copied);
-        Ok(Journaled::Done)
+        clock.mark(crate::prof::Stage::Endio);
+        if above_high {
+            Journaled::AboveHigh
+        } else {
+            Journaled::Done
+        }
     }
 
     /// Journals a write from the map path, deferring it when the journal
     /// is full.
     pub(crate) fn submit_write(this: ArcBorrow<'_, Self>, bio: Bio) {
-        if let Journaled::Again(bio) = this.journal_write(bio, GFP_NOWAIT, false) {
-            this.state.lock().deferred.push(bio);
-            Self::kick(this);
-        } else if !this.features.no_destage
-            && this.state.lock().usage_pct() >= u64::from(this.features.high_watermark)
-        {
-            Self::kick(this);
+        let journaled = this.journal_write(bio, GFP_NOWAIT, false);
+        let mut clock = crate::prof::Clock::start();
+        match journaled {
+            Journaled::Again(bio) => {
+                this.state.lock().deferred.push(bio);
+                Self::kick(this);
+            }
+            Journaled::AboveHigh => Self::kick(this),
+            Journaled::Done => {}
         }
+        clock.mark(crate::prof::Stage::Tail);
     }
 }

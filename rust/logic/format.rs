@@ -57,12 +57,12 @@
 //! | off | size | field |
 //! |-----|------|-------|
 //! | 0   | 4  | magic `0x4353444A` (`"JDSC"`) |
-//! | 4   | 4  | flags (none defined; carried through) |
+//! | 4   | 4  | flags: bit 0 [`DESC_ORDERED`]; other bits carried through |
 //! | 8   | 8  | seq |
 //! | 16  | 8  | sector: first target sector written (relative to the target start) |
 //! | 24  | 8  | ring_pos: ring sector where the data starts (never wraps) |
 //! | 32  | 4  | nr_sectors |
-//! | 36  | 4  | data_crc: crc32c of the `nr_sectors * 512` data bytes |
+//! | 36  | 4  | data_crc: crc32c of the `nr_sectors * 512` data bytes; 0 when ordered |
 //! | 40  | 20 | zero |
 //! | 60  | 4  | desc_crc: crc32c of bytes 0..60 |
 //!
@@ -71,11 +71,16 @@
 //! "Persist" means: stores done with cache-bypassing copies or followed by a
 //! cache flush of the range, then a store fence.
 //!
-//! 1. **Write.** Reserve ring space and the next seq (`ring.rs`); copy the
-//!    data to the ring, write the descriptor into its slot, persist both, then
-//!    insert the extent into the changes table and complete the bio. A torn
-//!    descriptor fails `desc_crc`, torn data fails `data_crc`: either way the
-//!    record was never acknowledged, and recovery ignores it.
+//! 1. **Write.** Reserve ring space and the next seq (`ring.rs`) and insert
+//!    the extent into the changes table; copy the data to the ring and
+//!    persist it, then write the descriptor into its slot with
+//!    [`DESC_ORDERED`] and persist it, then complete the bio. The fence
+//!    between the two is what makes the record whole: a descriptor that
+//!    reaches pmem implies its data did, and a torn descriptor fails
+//!    `desc_crc`, so a record recovery accepts was persisted whole and one it
+//!    ignores was never acknowledged. Version 1 journals wrote data and
+//!    descriptor under one fence and checked the data with `data_crc`;
+//!    recovery still does for descriptors without the flag.
 //! 2. **Superblock update.** Build the new state in memory with
 //!    `generation + 1`, encode it into the slot that does *not* hold the
 //!    current superblock, persist. [`pick_superblock`] takes the valid slot
@@ -111,8 +116,12 @@ pub const SB_HEADER_BYTES: usize = 164;
 pub const SB_HEADER_BYTES_V1_0: usize = 160;
 /// Superblock magic.
 pub const SB_MAGIC: [u8; 8] = *b"JSNAPSB1";
-/// Superblock format version.
-pub const SB_VERSION: u32 = 1;
+/// Superblock format version written: 2 adds [`DESC_ORDERED`] records,
+/// which a version 1 reader would drop as torn (their `data_crc` is 0), so
+/// a version 1 journal is committed as version 2 before its first write.
+pub const SB_VERSION: u32 = 2;
+/// The oldest version read.
+pub const SB_VERSION_V1: u32 = 1;
 /// Size of a record descriptor.
 pub const DESC_BYTES: usize = 64;
 /// Descriptor magic, `"JDSC"` in little-endian.
@@ -414,7 +423,10 @@ impl Superblock {
             return Err(Error::BadMagic);
         }
         let header = u32_at(slot, 12) as usize;
-        if u32_at(slot, 8) != SB_VERSION || (header != SB_HEADER_BYTES && header != SB_HEADER_BYTES_V1_0) {
+        let version = u32_at(slot, 8);
+        if !(SB_VERSION_V1..=SB_VERSION).contains(&version)
+            || (header != SB_HEADER_BYTES && header != SB_HEADER_BYTES_V1_0)
+        {
             return Err(Error::BadVersion);
         }
         let crc = crc32c(0, slot.get(..SB_CRC_OFF).unwrap_or_default());
@@ -473,10 +485,21 @@ pub fn pick_superblock(slot0: &[u8], slot1: &[u8]) -> Result<(Superblock, usize)
     }
 }
 
+/// The format version of a superblock slot that [`Superblock::decode`]
+/// accepted.
+pub fn slot_version(slot: &[u8]) -> u32 {
+    u32_at(slot, 8)
+}
+
+/// Descriptor flag: the data was persisted (copied with cache-bypassing
+/// stores and fenced) before the descriptor was written, so the descriptor
+/// being valid proves the data whole; `data_crc` is 0 and not checked.
+pub const DESC_ORDERED: u32 = 1;
+
 /// A decoded record descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Descriptor {
-    /// Flags; none are defined yet, the value is carried through.
+    /// Flags: [`DESC_ORDERED`]; other bits are carried through.
     pub flags: u32,
     /// Journal sequence number.
     pub seq: u64,
@@ -486,7 +509,7 @@ pub struct Descriptor {
     pub ring_pos: u64,
     /// Length of the write in sectors (> 0).
     pub nr_sectors: u32,
-    /// crc32c of the data.
+    /// crc32c of the data (0 and unchecked with [`DESC_ORDERED`]).
     pub data_crc: u32,
 }
 
@@ -535,10 +558,16 @@ impl Descriptor {
         }
     }
 
-    /// Whether `data` is exactly this record's data: right length and crc.
+    /// Whether the record's data must be checked against `data_crc`.
+    pub fn data_checked(&self) -> bool {
+        self.flags & DESC_ORDERED == 0
+    }
+
+    /// Whether `data` is exactly this record's data: right length and,
+    /// unless the record is ordered, crc.
     pub fn verify_data(&self, data: &[u8]) -> bool {
         data.len() as u64 == u64::from(self.nr_sectors) * SECTOR_BYTES
-            && crc32c(0, data) == self.data_crc
+            && (!self.data_checked() || crc32c(0, data) == self.data_crc)
     }
 }
 
@@ -670,7 +699,7 @@ mod tests {
         let slot = encoded(&sb);
         assert_eq!(Superblock::decode(&slot[..]), Ok(sb));
         assert_eq!(&slot[0..8], b"JSNAPSB1");
-        assert_eq!(&slot[8..16], &[1, 0, 0, 0, 164, 0, 0, 0]);
+        assert_eq!(&slot[8..16], &[2, 0, 0, 0, 164, 0, 0, 0]);
         assert_eq!(&slot[160..164], &0x0103_0007u32.to_le_bytes());
         assert_eq!(&slot[16..24], &7u64.to_le_bytes());
         assert_eq!(&slot[24..40], b"0123456789abcdef");
@@ -723,7 +752,10 @@ mod tests {
         s[3] ^= 1;
         assert_eq!(Superblock::decode(&s[..]), Err(Error::BadMagic));
         let mut s = slot.clone();
-        s[8] = 2;
+        s[8] = 3;
+        assert_eq!(Superblock::decode(&s[..]), Err(Error::BadVersion));
+        let mut s = slot.clone();
+        s[8] = 0;
         assert_eq!(Superblock::decode(&s[..]), Err(Error::BadVersion));
         let mut s = slot.clone();
         s[12] = 161;
@@ -896,5 +928,35 @@ mod tests {
         bad[700] ^= 4;
         assert!(!d.verify_data(&bad));
         assert!(!Descriptor { nr_sectors: 3, ..d }.verify_data(&data));
+    }
+
+    #[test]
+    fn ordered_records_check_length_only() {
+        let data: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
+        let d = Descriptor {
+            flags: DESC_ORDERED,
+            nr_sectors: 2,
+            data_crc: 0,
+            ..desc()
+        };
+        assert!(!d.data_checked());
+        assert!(d.verify_data(&data));
+        assert!(!d.verify_data(&data[..512]));
+        let mut b = [0u8; DESC_BYTES];
+        d.encode(&mut b);
+        assert_eq!(Descriptor::decode(&b, 108), Ok(d));
+        // A version 1 record (no flag) still has its data checked.
+        assert!(!Descriptor { flags: 0, ..d }.verify_data(&data));
+    }
+
+    #[test]
+    fn version_1_superblocks_are_read() {
+        let sb = sample();
+        let mut slot = encoded(&sb);
+        assert_eq!(slot_version(&slot[..]), SB_VERSION);
+        slot[8..12].copy_from_slice(&SB_VERSION_V1.to_le_bytes());
+        reseal(&mut slot);
+        assert_eq!(Superblock::decode(&slot[..]), Ok(sb));
+        assert_eq!(slot_version(&slot[..]), 1);
     }
 }

@@ -29,6 +29,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jformat  # noqa: E402
+
 E = os.environ
 T = E.get("TEST_NAME", "25-fuzz")
 SEED = int(E["FUZZ_SEED"])
@@ -717,21 +720,6 @@ def phase_tables(r, n):
 
 # ---- phase 2: crafted superblocks (every refusal path of the journal check) --------------------------
 
-CRC_TABLE = []
-for _i in range(256):
-    _c = _i
-    for _ in range(8):
-        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
-    CRC_TABLE.append(_c)
-
-
-def crc32c(data):
-    c = 0xFFFFFFFF
-    for b in data:
-        c = CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
 def read_sb():
     with open(PMEM, "rb", buffering=0) as f:
         return f.read(8192)
@@ -750,26 +738,14 @@ def slot_with(slot, edits, fix_crc=True):
     for off, fmt, val in edits:
         struct.pack_into(fmt, b, off, val)
     if fix_crc:
-        struct.pack_into("<I", b, 152, 0)
-        struct.pack_into("<I", b, 152, crc32c(bytes(b)))
+        jformat.seal_slot(b)
     return bytes(b)
 
 
 def current_slot(sb):
     """The live superblock slot (highest generation of the valid ones)."""
-    best = None
-    for k in (0, 1):
-        s = sb[k * 4096:(k + 1) * 4096]
-        if s[:8] != b"JSNAPSB1":
-            continue
-        chk = bytearray(s)
-        struct.pack_into("<I", chk, 152, 0)
-        if crc32c(bytes(chk)) != struct.unpack_from("<I", s, 152)[0]:
-            continue
-        g = struct.unpack_from("<Q", s, 16)[0]
-        if best is None or g > best[0]:
-            best = (g, s)
-    return best[1] if best else None
+    k = jformat.live_slot(sb)
+    return None if k is None else sb[k * 4096:(k + 1) * 4096]
 
 
 def phase_superblock():
@@ -785,7 +761,7 @@ def phase_superblock():
     base = BASE.decode()
     snap_active = slot_with(live, [(52, "<I", 1)])
     cases = [
-        ("unsupported version", slot_with(live, [(8, "<I", 2)]) + zero, base,
+        ("unsupported version", slot_with(live, [(8, "<I", 3)]) + zero, base,
          "Journal has an unsupported format version"),
         ("unknown header size", slot_with(live, [(12, "<I", 999)]) + zero, base,
          "Journal has an unsupported format version"),

@@ -29,6 +29,8 @@ mod view;
 
 #[forbid(unsafe_code)]
 mod fault;
+
+#[forbid(unsafe_code)]
 mod prof;
 
 #[cfg(not(jsnap_fault))]

@@ -73,6 +73,14 @@ mod on {
         crate::ffi::pmem::Pmem::cow_overwritten();
     }
 
+    pub(crate) fn pool_prefill(n: usize) -> usize {
+        if crate::module_parameters::fault_enomem_site.value() == Site::Nodes as i64 {
+            0
+        } else {
+            n
+        }
+    }
+
     pub(crate) fn poisoned(sector: u64, len: u64) -> bool {
         let p = crate::module_parameters::fault_poison_sector.value();
         let hit = p >= 0 && (p as u64) >= sector && (p as u64) < sector.saturating_add(len);
@@ -84,7 +92,9 @@ mod on {
 }
 
 #[cfg(jsnap_fault)]
-pub(crate) use on::{copy_window, cow_overwritten, ctr_window, enomem, poisoned, preserve_window};
+pub(crate) use on::{
+    copy_window, cow_overwritten, ctr_window, enomem, poisoned, pool_prefill, preserve_window,
+};
 
 /// A destage batch overwrote production in chunks it preserved first (with
 /// shadow pmem, `fault_cut_after_cow=1`, a parameter of
@@ -112,6 +122,15 @@ pub(crate) fn preserve_window() {}
 #[cfg(not(jsnap_fault))]
 #[inline(always)]
 pub(crate) fn ctr_window() {}
+
+/// How many table nodes beyond the worker's the pool gets at table load,
+/// `n` normally: none while node allocations are made to fail, so that
+/// writes meet the failure and the worker's nodes carry them.
+#[cfg(not(jsnap_fault))]
+#[inline(always)]
+pub(crate) fn pool_prefill(n: usize) -> usize {
+    n
+}
 
 /// An injected allocation failure at `site`.
 #[cfg(not(jsnap_fault))]

@@ -49,7 +49,8 @@ pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
     st.map = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
     let cap = pool_capacity(g);
     st.pool = KVVec::with_capacity(cap, GFP_KERNEL)?;
-    for _ in 0..cap.min(POOL_PREFILL) {
+    let prefill = WORKER_NODES + crate::fault::pool_prefill(POOL_PREFILL - WORKER_NODES);
+    for _ in 0..cap.min(prefill) {
         st.pool
             .push(RBTreeNodeReservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
     }

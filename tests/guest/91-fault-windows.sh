@@ -5,9 +5,10 @@
 #               locks (fault_enomem_site=1, 3 times): the locks go with the
 #               error, `drain` completes, production and the view are exact;
 #   b (item 14) every table-node allocation of a write fails, on the map
-#               path and in the worker (site 3, always): writes still
-#               complete from the reserve made at table load, with and
-#               without a snapshot, and the data is exact;
+#               path and in the worker (site 3, always; the node pool then
+#               holds only the worker's nodes at table load): writes still
+#               complete from those, with and without a snapshot, and the
+#               data is exact;
 #   c (item 19) the hydration step cannot allocate (site 2, always): the
 #               copier backs off (the guest stays idle, < 30% busy over
 #               3 s) and `hydrate off` works; with 5 failures only,

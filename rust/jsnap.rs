@@ -79,7 +79,7 @@ use crate::logic::epoch::Epoch;
 use crate::logic::extent::Extent;
 use crate::logic::format::{self, SnapState};
 use crate::logic::ring::JournalSpace;
-use crate::logic::table::Features;
+use crate::logic::args::Features;
 use changes::Nodes;
 use metadata::SbState;
 use chunklock::ChunkLocks;
@@ -102,8 +102,8 @@ pub(crate) struct State {
     /// Journal replayed (done at the first preresume).
     loaded: bool,
     /// The changes table: target sector → newest journal extent.
-    table: RBTree<u64, Extent>,
-    /// Number of extents in `table`.
+    changes: RBTree<u64, Extent>,
+    /// Number of extents in `changes`.
     extents: u64,
     /// Pre-snapshot journal data superseded by newer writes, kept while a
     /// chunk it touches is not preserved (see `snapshot`).
@@ -127,7 +127,7 @@ pub(crate) struct State {
     /// marks chunks only for the snapshot it was computed for.
     snap_id: u64,
     /// In-core copy of the validity map (one bit per chunk).
-    map: KVVec<u8>,
+    validity: KVVec<u8>,
     nr_chunks: u64,
     preserved: u64,
     /// Attached `jsnap-view` targets.
@@ -230,7 +230,7 @@ impl State {
 
     /// Whether chunk `c` holds its snapshot copy in the store.
     pub(crate) fn is_preserved(&self, c: u64) -> bool {
-        crate::logic::validity::test(&self.map, c).unwrap_or(false)
+        crate::logic::validity::test(&self.validity, c).unwrap_or(false)
     }
 
     /// The snapshot epoch in force.

@@ -31,7 +31,7 @@ pub mod retire;
 pub mod ring;
 #[path = "logic/sort.rs"]
 pub mod sort;
-#[path = "logic/table.rs"]
-pub mod table;
+#[path = "logic/args.rs"]
+pub mod args;
 #[path = "logic/validity.rs"]
 pub mod validity;

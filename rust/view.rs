@@ -31,7 +31,7 @@ use crate::jsnap::registry::Registry;
 use crate::ffi::wq::OwnedQueue;
 use crate::jsnap::{Jsnap, MAX_RECORD_SECTORS};
 use crate::logic::lookup::{self, MapWrite, ReadFrom, WriteTo};
-use crate::logic::table::{self, ViewMode};
+use crate::logic::args::{self, ViewMode};
 use core::fmt::Write;
 use kernel::prelude::*;
 use kernel::str::CString;
@@ -182,7 +182,7 @@ impl Target for View {
         let mut sbuf = [""; MAX_ARGS];
         let n = str_args(args, &mut sbuf)?;
         let s = &sbuf[..n];
-        let mode = table::parse_view_mode(s[1]).map_err(|e| CtrError::inval(e.msg()))?;
+        let mode = args::parse_view_mode(s[1]).map_err(|e| CtrError::inval(e.msg()))?;
         // Found by device number, not opened (the jsnap
         // device may be mounted).
         let devt = crate::ffi::dm::devt_from_path(args[0]).map_err(|err| CtrError {

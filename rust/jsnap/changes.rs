@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The changes table: the rbtree of journal extents by target sector
-//! (`State::table`) and the table of pre-snapshot pieces superseded by
+//! (`State::changes`) and the table of pre-snapshot pieces superseded by
 //! newer writes (`State::snap_table`), with the node reservations that let
 //! a write change them without allocating under the state lock.
 
@@ -72,11 +72,11 @@ struct Tables<'a> {
 
 impl extent::Tables for Tables<'_> {
     fn first_overlap(&self, start: u64, end: u64) -> Option<Extent> {
-        first_overlap(&self.st.table, start, end)
+        first_overlap(&self.st.changes, start, end)
     }
 
     fn remove(&mut self, start: u64) -> bool {
-        let Some(n) = self.st.table.remove_node(&start) else {
+        let Some(n) = self.st.changes.remove_node(&start) else {
             return false;
         };
         self.st.extents = self.st.extents.saturating_sub(1);
@@ -92,7 +92,7 @@ impl extent::Tables for Tables<'_> {
         };
         match which {
             Which::Changes => {
-                self.st.table.insert(r.into_node(ext.start, ext));
+                self.st.changes.insert(r.into_node(ext.start, ext));
                 self.st.extents += 1;
             }
             Which::Snap => {

@@ -83,7 +83,7 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
     for (from, limit) in [(start, u64::MAX), (0, start)] {
         let mut key = from;
         while batch.len() < max {
-            let Some(x) = st.table.cursor_lower_bound(&key).map(|c| *c.current().1) else {
+            let Some(x) = st.changes.cursor_lower_bound(&key).map(|c| *c.current().1) else {
                 break;
             };
             if x.start >= limit {
@@ -176,12 +176,12 @@ fn drop_destaged(st: &mut State, batch: &[Extent]) {
     for x in batch {
         let mut pos = x.start;
         while pos < x.end() {
-            let Some(y) = first_overlap(&st.table, pos, x.end()) else {
+            let Some(y) = first_overlap(&st.changes, pos, x.end()) else {
                 break;
             };
             let next = y.end();
             if y.seq == x.seq {
-                if let Some(node) = st.table.remove_node(&y.start) {
+                if let Some(node) = st.changes.remove_node(&y.start) {
                     st.recycle(node.into_reservation());
                     st.extents -= 1;
                     if let Some(r) = st.rec(y.seq) {

@@ -43,7 +43,7 @@ impl Jsnap {
                 return false;
             }
             let mut from = st.hydrate_cursor;
-            if validity::first_clear_from(&st.map, st.nr_chunks, from)
+            if validity::first_clear_from(&st.validity, st.nr_chunks, from)
                 .ok()
                 .flatten()
                 .is_none()
@@ -51,7 +51,7 @@ impl Jsnap {
                 from = 0;
             }
             while batch.len() < max {
-                let Some(c) = validity::first_clear_from(&st.map, st.nr_chunks, from)
+                let Some(c) = validity::first_clear_from(&st.validity, st.nr_chunks, from)
                     .ok()
                     .flatten()
                 else {

@@ -84,7 +84,7 @@ pub(super) fn open(
     prod_sectors: u64,
     chunk_sectors: u32,
     store_sectors: u64,
-    features: &crate::logic::table::Features,
+    features: &crate::logic::args::Features,
 ) -> core::result::Result<Opened, CtrError> {
     let format_requested = features.format;
     let sectors = ti.dev(journal).map_err(CtrError::nomem)?.sectors();

@@ -27,7 +27,7 @@ impl Jsnap {
         let mut st = this.state.lock();
         st.io_count += 1;
         loop {
-            let Some(x) = first_overlap(&st.table, start, end) else {
+            let Some(x) = first_overlap(&st.changes, start, end) else {
                 drop(st);
                 bio.remap(prod, start);
                 return Mapped::Remap(bio.into_bio());

@@ -46,7 +46,7 @@ pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
     let g = &sb.geometry;
     let mut st = bare_state(sb)?;
     st.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
-    st.map = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+    st.validity = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
     let cap = pool_capacity(g);
     st.pool = KVVec::with_capacity(cap, GFP_KERNEL)?;
     let prefill = WORKER_NODES + crate::fault::pool_prefill(POOL_PREFILL - WORKER_NODES);
@@ -63,7 +63,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
     let space = JournalSpace::new(ring, g.desc_count, 1, 1).map_err(|_| EINVAL)?;
     Ok(State {
         loaded: false,
-        table: RBTree::new(),
+        changes: RBTree::new(),
         extents: 0,
         snap_table: RBTree::new(),
         snap_extents: 0,
@@ -74,7 +74,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
         snap: SnapState::None,
         snap_seq: 0,
         snap_id: 0,
-        map: KVVec::new(),
+        validity: KVVec::new(),
         nr_chunks: sb.prod_sectors.div_ceil(u64::from(sb.chunk_sectors)),
         preserved: 0,
         views: 0,
@@ -167,7 +167,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         let mut g = this.state.lock();
         (
             core::mem::take(&mut g.recs),
-            core::mem::take(&mut g.map),
+            core::mem::take(&mut g.validity),
             core::mem::take(&mut g.pool),
         )
     };
@@ -289,17 +289,17 @@ fn replay_records(
     recs.fill(Rec::default());
     map.fill(0);
     st.recs = recs;
-    st.map = map;
+    st.validity = map;
     st.pool = pool;
     // Without a snapshot the map means nothing (a crash may have left it
     // half zeroed after `drop`); `snapshot` zeroes it again.
     if sb.snap_state != SnapState::None {
-        metadata::read_validity(pmem, g, &mut st.map)?;
+        metadata::read_validity(pmem, g, &mut st.validity)?;
     }
     st.snap = sb.snap_state;
     st.snap_seq = sb.snap_seq;
     st.hydrate = sb.hydrate;
-    st.preserved = validity::count(&st.map, st.nr_chunks).unwrap_or(0);
+    st.preserved = validity::count(&st.validity, st.nr_chunks).unwrap_or(0);
     // Holes (records that never persisted) stay unknown and retire freely.
     for seq in sb.tail_seq..plan.next_seq {
         if let Some(r) = st.rec(seq) {

@@ -103,10 +103,10 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
 fn clear_map(this: &Jsnap) -> Result {
     let g = this.geometry;
     metadata::zero_validity(this.devs()?.pmem()?, &g)?;
-    let mut map = core::mem::take(&mut this.state.lock().map);
+    let mut map = core::mem::take(&mut this.state.lock().validity);
     map.fill(0);
     let mut st = this.state.lock();
-    st.map = map;
+    st.validity = map;
     st.preserved = 0;
     Ok(())
 }
@@ -206,7 +206,7 @@ impl Jsnap {
             }
             let mut busy = false;
             let epoch = st.epoch();
-            for (table, all) in [(&st.table, false), (&st.snap_table, true)] {
+            for (table, all) in [(&st.changes, false), (&st.snap_table, true)] {
                 let mut pos = start;
                 while pos < end {
                     let Some(x) = first_overlap(table, pos, end) else {
@@ -361,7 +361,7 @@ impl Jsnap {
     /// durable) and frees the superseded pre-snapshot pieces that only those
     /// chunks still needed.
     pub(super) fn mark_preserved(&self, st: &mut State, pmem: &crate::ffi::pmem::Pmem, chunks: &[u64]) {
-        st.preserved += metadata::persist_preserved(pmem, &self.geometry, &mut st.map, chunks);
+        st.preserved += metadata::persist_preserved(pmem, &self.geometry, &mut st.validity, chunks);
         self.free_snap_pieces(st, chunks);
     }
 

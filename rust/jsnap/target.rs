@@ -14,7 +14,7 @@ use crate::ffi::io::{IoClient, Kcopyd};
 use super::registry::Registry;
 use crate::ffi::wq::OwnedQueue;
 use crate::logic::format::SnapState;
-use crate::logic::table;
+use crate::logic::args;
 use super::chunklock::ChunkLocks;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -212,8 +212,8 @@ impl Target for Jsnap {
         let s = &sbuf[..n];
         // Pure checks first: nothing is opened for a malformed line.
         let chunk_sectors =
-            table::parse_chunk_sectors(s[3]).map_err(|e| CtrError::inval(e.msg()))?;
-        let features = table::parse_features(&s[4..]).map_err(|e| CtrError::inval(e.msg()))?;
+            args::parse_chunk_sectors(s[3]).map_err(|e| CtrError::inval(e.msg()))?;
+        let features = args::parse_features(&s[4..]).map_err(|e| CtrError::inval(e.msg()))?;
         let (begin, len) = (ti.begin(), ti.len());
         if len == 0 {
             return Err(CtrError::inval(c"Target length must not be zero"));
@@ -366,7 +366,7 @@ impl Target for Jsnap {
             pr_err!("dm-jsnap: {}\n", e.msg.to_str().unwrap_or("bad message"));
             e.err
         })?;
-        let msg = table::parse_message(&sbuf[..n]).map_err(|e| {
+        let msg = args::parse_message(&sbuf[..n]).map_err(|e| {
             pr_err!("dm-jsnap: {}\n", e.msg().to_str().unwrap_or("bad message"));
             EINVAL
         })?;
@@ -376,10 +376,10 @@ impl Target for Jsnap {
             return Err(EBUSY);
         }
         match msg {
-            table::Message::Drain => Self::drain(this),
-            table::Message::Snapshot => snapshot::take(this),
-            table::Message::Drop => snapshot::drop_snapshot(this),
-            table::Message::Hydrate(on) => snapshot::set_hydrate(this, on),
+            args::Message::Drain => Self::drain(this),
+            args::Message::Snapshot => snapshot::take(this),
+            args::Message::Drop => snapshot::drop_snapshot(this),
+            args::Message::Hydrate(on) => snapshot::set_hydrate(this, on),
         }
     }
 

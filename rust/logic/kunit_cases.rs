@@ -15,7 +15,7 @@ use super::format::{self, pick_superblock, plan_geometry, Descriptor, SnapState,
 use super::lookup::{self, MapWrite, Own, ReadFrom, WriteTo};
 use super::replay::{self, RecordInfo, ReplayError};
 use super::ring::{JournalSpace, Reservation, Ring, RingError};
-use super::table::{self, ArgError, Message, ViewMode};
+use super::args::{self, ArgError, Message, ViewMode};
 use super::retire::{retire_point, Rec};
 use super::validity;
 use super::epoch::snap_seq_after_replay;
@@ -376,7 +376,7 @@ impl core::fmt::Write for Buf {
 }
 
 pub fn table_features() -> Result<(), &'static str> {
-    ensure(table::parse_chunk_sectors("256") == Ok(256), "chunk size")?;
+    ensure(args::parse_chunk_sectors("256") == Ok(256), "chunk size")?;
     let args = [
         "5",
         "no_destage",
@@ -385,7 +385,7 @@ pub fn table_features() -> Result<(), &'static str> {
         "destage_batch",
         "128",
     ];
-    let f = table::parse_features(&args).map_err(|_| "parse_features failed")?;
+    let f = args::parse_features(&args).map_err(|_| "parse_features failed")?;
     ensure(
         f.no_destage && f.high_watermark == 80 && f.destage_batch == 128,
         "values",
@@ -402,76 +402,76 @@ pub fn table_features() -> Result<(), &'static str> {
         bytes: [0; 128],
         len: 0,
     };
-    table::features_to_table(&f, &mut buf).map_err(|_| "emit")?;
+    args::features_to_table(&f, &mut buf).map_err(|_| "emit")?;
     let want = "5 no_destage high_watermark 80 destage_batch 128";
     ensure(
         buf.bytes.get(..buf.len) == Some(want.as_bytes()),
         "re-emitted as given",
     )?;
     ensure(
-        table::parse_view_mode("mirror") == Ok(ViewMode::Mirror),
+        args::parse_view_mode("mirror") == Ok(ViewMode::Mirror),
         "view mode",
     )
 }
 
 pub fn table_errors() -> Result<(), &'static str> {
     ensure(
-        table::parse_chunk_sectors("+8") == Err(ArgError::ChunkSize),
+        args::parse_chunk_sectors("+8") == Err(ArgError::ChunkSize),
         "sign",
     )?;
     ensure(
-        table::parse_chunk_sectors("12") == Err(ArgError::ChunkSize),
+        args::parse_chunk_sectors("12") == Err(ArgError::ChunkSize),
         "not a power of two",
     )?;
     ensure(
-        table::parse_chunk_sectors("2097152") == Err(ArgError::ChunkSize),
+        args::parse_chunk_sectors("2097152") == Err(ArgError::ChunkSize),
         "too large",
     )?;
     ensure(
-        table::parse_features(&["2", "format"]) == Err(ArgError::FeatureCount),
+        args::parse_features(&["2", "format"]) == Err(ArgError::FeatureCount),
         "count",
     )?;
     ensure(
-        table::parse_features(&["1", "bogus"]) == Err(ArgError::UnknownFeature),
+        args::parse_features(&["1", "bogus"]) == Err(ArgError::UnknownFeature),
         "unknown",
     )?;
     ensure(
-        table::parse_features(&["2", "format", "format"]) == Err(ArgError::DuplicateFeature),
+        args::parse_features(&["2", "format", "format"]) == Err(ArgError::DuplicateFeature),
         "duplicate",
     )?;
     ensure(
-        table::parse_features(&["1", "low_watermark"]) == Err(ArgError::MissingValue),
+        args::parse_features(&["1", "low_watermark"]) == Err(ArgError::MissingValue),
         "missing value",
     )?;
     ensure(
-        table::parse_features(&["2", "low_watermark", "60"]) == Err(ArgError::WatermarkOrder),
+        args::parse_features(&["2", "low_watermark", "60"]) == Err(ArgError::WatermarkOrder),
         "order",
     )?;
     ensure(
-        table::parse_view_mode("RW") == Err(ArgError::ViewMode),
+        args::parse_view_mode("RW") == Err(ArgError::ViewMode),
         "view mode",
     )
 }
 
 pub fn messages() -> Result<(), &'static str> {
     ensure(
-        table::parse_message(&["snapshot"]) == Ok(Message::Snapshot),
+        args::parse_message(&["snapshot"]) == Ok(Message::Snapshot),
         "snapshot",
     )?;
     ensure(
-        table::parse_message(&["hydrate", "on"]) == Ok(Message::Hydrate(true)),
+        args::parse_message(&["hydrate", "on"]) == Ok(Message::Hydrate(true)),
         "hydrate on",
     )?;
     ensure(
-        table::parse_message(&["drain", "now"]) == Err(ArgError::MessageArgs),
+        args::parse_message(&["drain", "now"]) == Err(ArgError::MessageArgs),
         "arity",
     )?;
     ensure(
-        table::parse_message(&["hydrate", "1"]) == Err(ArgError::HydrateArg),
+        args::parse_message(&["hydrate", "1"]) == Err(ArgError::HydrateArg),
         "hydrate arg",
     )?;
     ensure(
-        table::parse_message(&["rollback"]) == Err(ArgError::UnknownMessage),
+        args::parse_message(&["rollback"]) == Err(ArgError::UnknownMessage),
         "unknown",
     )
 }

@@ -10,7 +10,7 @@
 //! which is final: an entry is never removed while the snapshot lives.
 
 use super::epoch::Epoch;
-use super::table::ViewMode;
+use super::args::ViewMode;
 
 /// Where a read of the view finds its data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //!
 //! Properties, in short:
 //!
-//! * **Parsers** (`table`): any token list either parses to a value that an
+//! * **Parsers** (`args`): any token list either parses to a value that an
 //!   independent reference parser (written from the grammar in
 //!   `table.rs` and the README) gives too, and that round-trips through its
 //!   table echo, or is refused — never a panic. Valid lines always parse.
@@ -39,7 +39,7 @@ use crate::kunit_cases::{insert_history, EhStep, EH_SECTORS, EH_WRITES};
 use crate::replay::{self, RecordInfo};
 use crate::retire::Rec;
 use crate::ring::{JournalSpace, Ring};
-use crate::table::{self, ArgError, Features, Message};
+use crate::args::{self, ArgError, Features, Message};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use std::collections::BTreeMap;
@@ -182,7 +182,7 @@ fn ref_features(args: &[&str]) -> Option<(bool, u32, u32, u32, u32, bool, bool, 
 
 fn echo(f: &Features) -> String {
     let mut s = String::new();
-    table::features_to_table(f, &mut s).unwrap();
+    args::features_to_table(f, &mut s).unwrap();
     s
 }
 
@@ -722,7 +722,7 @@ proptest! {
         let want = (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.trim_start_matches('0').parse::<u128>().unwrap_or(if s.trim_start_matches('0').is_empty() { 0 } else { u128::MAX }))
             .filter(|v| (8..=1u128 << 20).contains(v) && v.is_power_of_two());
-        match table::parse_chunk_sectors(&s) {
+        match args::parse_chunk_sectors(&s) {
             Ok(v) => prop_assert_eq!(Some(u128::from(v)), want, "{:?}", s),
             Err(e) => {
                 prop_assert_eq!(e, ArgError::ChunkSize);
@@ -734,7 +734,7 @@ proptest! {
     #[test]
     fn fuzz_features(args in feature_args()) {
         let a = strs(&args);
-        let got = table::parse_features(&a);
+        let got = args::parse_features(&a);
         let want = ref_features(&a);
         match (got, want) {
             (Ok(f), Some(w)) => {
@@ -747,7 +747,7 @@ proptest! {
                 // The echo means the same.
                 let e = echo(&f);
                 let toks: Vec<&str> = e.split_whitespace().collect();
-                prop_assert_eq!(table::parse_features(&toks), Ok(f), "echo {:?}", e);
+                prop_assert_eq!(args::parse_features(&toks), Ok(f), "echo {:?}", e);
             }
             (Err(e), None) => prop_assert!(!e.msg().to_bytes().is_empty()),
             (g, w) => prop_assert!(false, "{:?}: parser {:?}, reference {:?}", a, g, w),
@@ -757,14 +757,14 @@ proptest! {
     #[test]
     fn fuzz_valid_features_parse(args in valid_features()) {
         let a = strs(&args);
-        let f = table::parse_features(&a);
+        let f = args::parse_features(&a);
         prop_assert!(f.is_ok(), "{:?} refused: {:?}", a, f);
         prop_assert_eq!(echo(&f.unwrap()), a.join(" "));
     }
 
     #[test]
     fn fuzz_view_mode(s in prop_oneof![Just("ro".to_string()), Just("rw".to_string()), Just("mirror".to_string()), "\\PC{0,8}", "[a-z]{1,7}"]) {
-        match table::parse_view_mode(&s) {
+        match args::parse_view_mode(&s) {
             Ok(m) => prop_assert_eq!(m.name(), s.as_str()),
             Err(e) => {
                 prop_assert_eq!(e, ArgError::ViewMode);
@@ -784,7 +784,7 @@ proptest! {
             ["hydrate", "off"] => Some(Message::Hydrate(false)),
             _ => None,
         };
-        match table::parse_message(&w) {
+        match args::parse_message(&w) {
             Ok(m) => {
                 prop_assert_eq!(Some(m), want);
                 let words: Vec<&str> = match m {
@@ -793,7 +793,7 @@ proptest! {
                     Message::Drain => vec!["drain"],
                     Message::Hydrate(on) => vec!["hydrate", if on { "on" } else { "off" }],
                 };
-                prop_assert_eq!(table::parse_message(&words), Ok(m));
+                prop_assert_eq!(args::parse_message(&words), Ok(m));
             }
             Err(_) => prop_assert_eq!(want, None, "{:?} refused", w),
         }

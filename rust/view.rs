@@ -30,7 +30,7 @@ use crate::ffi::dm::{
 use crate::jsnap::registry::Registry;
 use crate::ffi::wq::OwnedQueue;
 use crate::jsnap::{Jsnap, MAX_RECORD_SECTORS};
-use crate::logic::lookup::{self, MapWrite, ReadFrom, WriteTo};
+use crate::logic::lookup::{self, MapWrite, ReadFrom, ViewWrite};
 use crate::logic::args::{self, ViewMode};
 use core::fmt::Write;
 use kernel::prelude::*;
@@ -120,20 +120,10 @@ impl View {
         };
         let d = j.devs();
         let store = d.as_ref().ok().and_then(|d| j.store(d).ok());
-        match (lookup::view_write_to(self.mode), store) {
-            // The whole chunk was written to the store already.
-            (
-                Some(WriteTo {
-                    production: false, ..
-                }),
-                Some(_),
-            ) if in_store => bio.endio(Ok(())),
-            (
-                Some(WriteTo {
-                    production: false, ..
-                }),
-                Some(_),
-            ) => {
+        match (lookup::view_write(self.mode, in_store), store) {
+            (ViewWrite::Refuse, _) | (_, None) => bio.endio(Err(EROFS)),
+            (ViewWrite::Done, Some(_)) => bio.endio(Ok(())),
+            (ViewWrite::Store, Some(_)) => {
                 let mut bio = bio;
                 match self.remap_to_store(&mut bio, start) {
                     Ok(()) => bio.submit(),
@@ -143,22 +133,11 @@ impl View {
             // Volume B: the same write through the journal, after the
             // store half is durable.  `start` is relative to the view,
             // which has the jsnap target's length: the same coordinate.
-            (
-                Some(WriteTo {
-                    production: true, ..
-                }),
-                Some(_),
-            ) if in_store => Jsnap::submit_write_at(j.as_arc_borrow(), bio, start),
-            (
-                Some(WriteTo {
-                    production: true, ..
-                }),
-                Some(_),
-            ) => match j.write_bio_to_store(&bio, start) {
+            (ViewWrite::Journal, Some(_)) => Jsnap::submit_write_at(j.as_arc_borrow(), bio, start),
+            (ViewWrite::StoreThenJournal, Some(_)) => match j.write_bio_to_store(&bio, start) {
                 Ok(()) => Jsnap::submit_write_at(j.as_arc_borrow(), bio, start),
                 Err(e) => bio.endio(Err(e)),
             },
-            _ => bio.endio(Err(EROFS)),
         }
         drop(d);
         drop(guard);

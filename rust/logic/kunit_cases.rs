@@ -12,7 +12,7 @@ use super::crc::crc32c;
 use super::epoch::{piece_needed, Epoch};
 use super::extent::{self, carve, intersect, merge_adjacent, Carve, Extent, Which};
 use super::format::{self, pick_superblock, plan_geometry, Descriptor, SnapState, Superblock};
-use super::lookup::{self, MapWrite, Own, ReadFrom, WriteTo};
+use super::lookup::{self, MapWrite, Own, ReadFrom, ViewWrite};
 use super::replay::{self, RecordInfo, ReplayError};
 use super::ring::{JournalSpace, Reservation, Ring, RingError};
 use super::args::{self, ArgError, Message, ViewMode};
@@ -993,10 +993,6 @@ pub fn insert_refcounts() -> Result<(), &'static str> {
 /// The lookup-table decisions of the one-way mirror (volume A = the
 /// `mirror` view, volume B = production), case by case.
 pub fn mirror_lookup_figures() -> Result<(), &'static str> {
-    let both = Some(WriteTo {
-        store: true,
-        production: true,
-    });
     let split = Epoch {
         active: true,
         snap_seq: 100,
@@ -1016,8 +1012,12 @@ pub fn mirror_lookup_figures() -> Result<(), &'static str> {
         "write A, no entry: whole chunk skips the copy",
     )?;
     ensure(
-        lookup::view_write_to(ViewMode::Mirror) == both,
-        "write A: A and B",
+        lookup::view_write(ViewMode::Mirror, false) == ViewWrite::StoreThenJournal,
+        "write A: A, then B",
+    )?;
+    ensure(
+        lookup::view_write(ViewMode::Mirror, true) == ViewWrite::Journal,
+        "write A, whole chunk in A already: B",
     )?;
     // Write to A with an entry: no copy, A and B (still through
     // the worker: B's half is journaled after A's half is durable).
@@ -1063,7 +1063,7 @@ pub fn mirror_lookup_figures() -> Result<(), &'static str> {
         "ro refuses",
     )?;
     ensure(
-        lookup::view_write_to(ViewMode::Ro).is_none(),
+        lookup::view_write(ViewMode::Ro, false) == ViewWrite::Refuse,
         "ro writes nowhere",
     )?;
     ensure(
@@ -1075,12 +1075,12 @@ pub fn mirror_lookup_figures() -> Result<(), &'static str> {
         "rw: worker",
     )?;
     ensure(
-        lookup::view_write_to(ViewMode::Rw)
-            == Some(WriteTo {
-                store: true,
-                production: false,
-            }),
+        lookup::view_write(ViewMode::Rw, false) == ViewWrite::Store,
         "rw: store only",
+    )?;
+    ensure(
+        lookup::view_write(ViewMode::Rw, true) == ViewWrite::Done,
+        "rw, whole chunk in the store already: done",
     )
 }
 

@@ -79,28 +79,33 @@ pub fn view_own(has_entry: bool, covers_whole_chunk: bool) -> Own {
     }
 }
 
-/// The images a view write lands on once its chunk is owned.
+/// What a view write does once its chunk is owned (under the chunk lock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WriteTo {
-    /// The store (the view's image, volume A).
-    pub store: bool,
-    /// Production through the journal (volume B); acknowledged once both
-    /// halves are durable, the store half first.
-    pub production: bool,
+pub enum ViewWrite {
+    /// `ro`: fail it (EROFS).
+    Refuse,
+    /// `rw`, and the whole-chunk ownership wrote the data to the store
+    /// already: complete it.
+    Done,
+    /// `rw`: remap it to the store (volume A) only.
+    Store,
+    /// `mirror`, the store half written already: journal it on production
+    /// (volume B).
+    Journal,
+    /// `mirror`: write the store half (durably), then journal the same
+    /// write on production; acknowledged once both are durable.
+    StoreThenJournal,
 }
 
-/// Which images a view write updates: `None` for `ro`.
-pub fn view_write_to(mode: ViewMode) -> Option<WriteTo> {
-    match mode {
-        ViewMode::Ro => None,
-        ViewMode::Rw => Some(WriteTo {
-            store: true,
-            production: false,
-        }),
-        ViewMode::Mirror => Some(WriteTo {
-            store: true,
-            production: true,
-        }),
+/// The images a view write updates: `in_store` when owning the chunk
+/// wrote the data to the store already ([`Own::WholeChunk`]).
+pub fn view_write(mode: ViewMode, in_store: bool) -> ViewWrite {
+    match (mode, in_store) {
+        (ViewMode::Ro, _) => ViewWrite::Refuse,
+        (ViewMode::Rw, true) => ViewWrite::Done,
+        (ViewMode::Rw, false) => ViewWrite::Store,
+        (ViewMode::Mirror, true) => ViewWrite::Journal,
+        (ViewMode::Mirror, false) => ViewWrite::StoreThenJournal,
     }
 }
 
@@ -127,6 +132,17 @@ mod tests {
                     _ => MapWrite::Worker,
                 };
                 assert_eq!(m, want, "{mode:?} entry={entry}");
+                for in_store in [false, true] {
+                    let w = view_write(mode, in_store);
+                    let want = match (mode, in_store) {
+                        (ViewMode::Ro, _) => ViewWrite::Refuse,
+                        (ViewMode::Rw, true) => ViewWrite::Done,
+                        (ViewMode::Rw, false) => ViewWrite::Store,
+                        (ViewMode::Mirror, true) => ViewWrite::Journal,
+                        (ViewMode::Mirror, false) => ViewWrite::StoreThenJournal,
+                    };
+                    assert_eq!(w, want, "{mode:?} in_store={in_store}");
+                }
                 for whole in [false, true] {
                     let o = view_own(entry, whole);
                     assert_eq!(o == Own::Already, entry);

@@ -6,9 +6,12 @@
 //! above the low watermark after crossing the high one (or a `drain` is
 //! waiting, or writers are deferred), destage a batch:
 //!
-//! 1. collect up to `destage_batch` persisted extents in sector order from a
-//!    rotating cursor (under the lock; only the worker removes extents, and
-//!    only the worker retires records, so the ring data stays put);
+//! 1. collect up to `destage_batch` persisted extents: the pieces of the
+//!    oldest records that the tables still refer to, which hold the tail
+//!    back (data overwritten before the tail reaches it is never written),
+//!    else a sweep in sector order from a rotating cursor; sorted by sector
+//!    (under the lock; only the worker removes extents, and only the worker
+//!    retires records, so the ring data stays put);
 //! 2. **preserve before overwrite** — the snapshot hook: chunks that the
 //!    snapshot still needs are copied to the store first (see `preserve`);
 //! 3. write the extents from pmem to production, merging runs that are
@@ -73,10 +76,43 @@ fn serve_deferred(this: &Arc<Jsnap>) {
     }
 }
 
-/// Collects the next batch of destageable extents.
+/// Records looked at per extent of a batch when collecting oldest first.
+const OLDEST_SCAN: u64 = 4;
+
+/// Collects the next batch of destageable extents: the pieces of the
+/// oldest records still referred to (what keeps the tail where it is), in
+/// sector order; when there are none, a sweep in sector order from a
+/// rotating cursor.
 fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
     let max = this.features.destage_batch as usize;
     let mut st = this.state.lock();
+    let st = &mut *st;
+    let (tail, next) = (st.space.tail_seq(), st.space.next_seq());
+    'records: for r in retire::oldest_referenced(&st.recs, tail, next, OLDEST_SCAN * max as u64) {
+        if batch.len() >= max {
+            break;
+        }
+        let end = r.sector + u64::from(r.sectors);
+        let mut pos = r.sector;
+        while pos < end {
+            let Some(y) = first_overlap(&st.changes, pos, end) else {
+                break;
+            };
+            if y.seq == r.seq && (batch.len() >= max || batch.push(y, GFP_NOWAIT).is_err()) {
+                break 'records;
+            }
+            pos = y.end().max(pos + 1);
+        }
+    }
+    if !batch.is_empty() {
+        sort::heapsort_by_key(batch, |x| x.start);
+        return;
+    }
+    sweep(st, max, batch);
+}
+
+/// Up to `max` persisted extents in sector order from the cursor.
+fn sweep(st: &mut State, max: usize, batch: &mut KVec<Extent>) {
     let start = st.cursor;
     // From the cursor to the end, then from 0 up to the cursor: every
     // extent at most once.

@@ -319,6 +319,8 @@ fn replay_records(
                 persisted: true,
                 known: true,
                 superseded_by: 0,
+                sector: info.sector,
+                sectors: info.nr_sectors,
             };
         }
         let mut nodes = Nodes::empty();

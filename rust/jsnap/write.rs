@@ -110,6 +110,8 @@ impl Jsnap {
                 persisted: false,
                 known: true,
                 superseded_by: 0,
+                sector,
+                sectors: n as u32,
             };
         }
         let ext = Extent {

@@ -16,7 +16,7 @@ use super::lookup::{self, MapWrite, Own, ReadFrom, ViewWrite};
 use super::replay::{self, RecordInfo, ReplayError};
 use super::ring::{JournalSpace, Reservation, Ring, RingError};
 use super::args::{self, ArgError, Message, ViewMode};
-use super::retire::{retire_point, Rec};
+use super::retire::{oldest_referenced, retire_point, Rec};
 use super::validity;
 use super::epoch::snap_seq_after_replay;
 
@@ -1126,7 +1126,19 @@ pub fn retire_rule() -> Result<(), &'static str> {
     };
     recs[3] = Rec { pins: 1, ..rec(3, 24) };
     let p = retire_point(&recs, 1, 4);
-    ensure(p.through == Some((1, 8)) && p.pinned, "hole then pinned")
+    ensure(p.through == Some((1, 8)) && p.pinned, "hole then pinned")?;
+    // Destage's order: referenced, persisted, known records from the tail.
+    recs[1].refs = 1;
+    recs[3].refs = 2;
+    recs[4] = Rec { refs: 1, ..rec(4, 32) };
+    let mut seqs = [0u64; 4];
+    let mut n = 0;
+    for r in oldest_referenced(&recs, 1, 5, 8) {
+        *seqs.get_mut(n).ok_or("too many")? = r.seq;
+        n += 1;
+    }
+    ensure(n == 3 && seqs[..3] == [1, 3, 4], "oldest referenced first")?;
+    ensure(oldest_referenced(&recs, 1, 5, 2).count() == 1, "scan window")
 }
 
 /// Regressions: a record ending at the ring end retires; after a

@@ -37,6 +37,10 @@ pub struct Rec {
     pub known: bool,
     /// Newest record that superseded part of this one (0: none).
     pub superseded_by: u64,
+    /// First target sector the record wrote, and how many (destage finds
+    /// the record's pieces in the tables from them).
+    pub sector: u64,
+    pub sectors: u32,
 }
 
 impl Rec {
@@ -50,6 +54,8 @@ impl Rec {
             persisted: true,
             known: true,
             superseded_by: 0,
+            sector: 0,
+            sectors: 0,
         }
     }
 }
@@ -73,6 +79,17 @@ fn slot(recs: &[Rec], seq: u64) -> Option<&Rec> {
 
 fn is_hole(r: Option<&Rec>) -> bool {
     r.is_none_or(|r| !r.known)
+}
+
+/// The records whose data destage writes first: of the first `scan` live
+/// records from the tail (`tail..next`), the persisted ones that tables
+/// still refer to, oldest first.  These hold the tail back; younger data
+/// is likely to be overwritten before the tail reaches it, and then never
+/// needs writing at all.
+pub fn oldest_referenced(recs: &[Rec], tail: u64, next: u64, scan: u64) -> impl Iterator<Item = Rec> + '_ {
+    (tail..next.min(tail.saturating_add(scan)))
+        .filter_map(move |s| slot(recs, s).copied())
+        .filter(|r| r.known && r.persisted && r.refs > 0)
 }
 
 /// The retirement point of the live records `tail..next` (`recs` indexed
@@ -270,5 +287,41 @@ mod tests {
             }
             assert_eq!(retire_point(&recs, tail, next).through, want, "{:?}", rs);
         }
+    }
+
+    /// Destage's order: persisted, referenced records from the tail, within
+    /// the scan window; holes, unpersisted and superseded records skipped.
+    #[test]
+    fn oldest_referenced_from_the_tail() {
+        let recs = table(
+            &[
+                Rec { refs: 1, ..rec(3, 8) },
+                rec(4, 16),
+                Rec {
+                    refs: 2,
+                    persisted: false,
+                    ..rec(5, 24)
+                },
+                Rec { refs: 1, ..rec(6, 32) },
+                Rec {
+                    refs: 1,
+                    known: false,
+                    ..rec(7, 40)
+                },
+                Rec { refs: 3, ..rec(8, 48) },
+            ],
+            8,
+        );
+        let seqs = |tail, next, scan| {
+            oldest_referenced(&recs, tail, next, scan)
+                .map(|r| r.seq)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(3, 9, 100), [3, 6, 8]);
+        assert_eq!(seqs(3, 9, 4), [3, 6]);
+        assert_eq!(seqs(4, 8, 100), [6]);
+        assert_eq!(seqs(9, 9, 100), Vec::<u64>::new());
+        // A slot reused by a later record is not the one asked for.
+        assert_eq!(seqs(11, 12, 100), Vec::<u64>::new());
     }
 }

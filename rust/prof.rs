@@ -14,7 +14,7 @@ pub(crate) enum Stage {
     Insert = 1,
     /// Waiting for the first state lock (charged separately from `Insert`).
     Lock = 7,
-    /// The data copy into pmem with its checksum.
+    /// The data copy into pmem and its fence.
     Copy = 2,
     /// Descriptor encode, write and fence.
     Desc = 3,

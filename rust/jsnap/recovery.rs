@@ -9,8 +9,10 @@
 //!   if any, is suspended by then and has flushed its state) the journal is
 //!   formatted if that was asked for, and the records that were not yet
 //!   retired are replayed into a fresh changes table (and snapshot table),
-//!   together with the validity map.  Replay only reads, so a second
-//!   recovery rebuilds exactly the same state.
+//!   together with the validity map.  Replay writes nothing but idempotent
+//!   commits (the format upgrade, a moved snapshot boundary, the cleared
+//!   descriptor of a poisoned record), so a second recovery rebuilds
+//!   exactly the same state.
 
 use super::changes::{insert_extent, Nodes};
 use super::{metadata, Jsnap, Rec, State};
@@ -47,14 +49,19 @@ pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
     let mut st = bare_state(sb)?;
     st.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
     st.validity = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+    st.pool = new_pool(g)?;
+    Ok(st)
+}
+
+/// The node pool of a journal of geometry `g`, filled for a start.
+fn new_pool(g: &format::Geometry) -> Result<KVVec<RBTreeNodeReservation<u64, Extent>>> {
     let cap = pool_capacity(g);
-    st.pool = KVVec::with_capacity(cap, GFP_KERNEL)?;
+    let mut pool = KVVec::with_capacity(cap, GFP_KERNEL)?;
     let prefill = WORKER_NODES + crate::fault::pool_prefill(POOL_PREFILL - WORKER_NODES);
     for _ in 0..cap.min(prefill) {
-        st.pool
-            .push(RBTreeNodeReservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
+        pool.push(RBTreeNodeReservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
     }
-    Ok(st)
+    Ok(pool)
 }
 
 fn bare_state(sb: &Superblock) -> Result<State> {
@@ -104,6 +111,7 @@ pub(crate) fn load(this: &Jsnap) -> Result {
     }
     let d = this.devs()?;
     let mut sbg = this.sb.lock();
+    let mut old_version = format::SB_VERSION;
     if sbg.format_pending {
         sbg.format(d.pmem()?)?;
         this.set_formatted();
@@ -125,18 +133,8 @@ pub(crate) fn load(this: &Jsnap) -> Result {
             pr_err!("dm-jsnap: journal changed identity since the table was loaded\n");
             return Err(EINVAL);
         }
-        let old_version = metadata::slot_version(d.pmem()?, slot)?;
+        old_version = metadata::slot_version(d.pmem()?, slot)?;
         sbg.reload(sb, slot);
-        if old_version < format::SB_VERSION {
-            // Before any ordered record is written (see `SB_VERSION`): the
-            // same superblock, committed in the current version.
-            sbg.commit(d.pmem()?, |_| {})?;
-            pr_info!(
-                "dm-jsnap: journal format upgraded from version {} to {}\n",
-                old_version,
-                format::SB_VERSION
-            );
-        }
         let store_moved = sb.snap_state != SnapState::None
             && sb.store_devt != 0
             && sb.store_devt != this.store_devt;
@@ -190,6 +188,17 @@ pub(crate) fn load(this: &Jsnap) -> Result {
         // clear it (it is O(1)).
         metadata::zero_validity(d.pmem()?, &sb.geometry)?;
     }
+    if old_version < format::SB_VERSION {
+        // The journal replayed: the same superblock, committed in the
+        // current version, before any ordered record is written (an older
+        // module must not read those).
+        sbg.commit(d.pmem()?, |_| {})?;
+        pr_info!(
+            "dm-jsnap: journal format upgraded from version {} to {}\n",
+            old_version,
+            format::SB_VERSION
+        );
+    }
     drop(sbg);
     st.loaded = true;
     let mut guard = this.state.lock();
@@ -206,7 +215,7 @@ fn replay_records(
     sb: &Superblock,
     mut recs: KVVec<Rec>,
     mut map: KVVec<u8>,
-    pool: KVVec<RBTreeNodeReservation<u64, Extent>>,
+    mut pool: KVVec<RBTreeNodeReservation<u64, Extent>>,
 ) -> Result<State> {
     let d = this.devs()?;
     let pmem = d.pmem()?;
@@ -227,13 +236,13 @@ fn replay_records(
             continue;
         }
         let bytes = u64::from(d.nr_sectors) << 9;
+        // Read with the machine-check-safe copy for every record: an
+        // ordered one needs no checksum, but poisoned pmem must be found
+        // here, not by destage.
         let crc = if crate::fault::poisoned(d.sector, u64::from(d.nr_sectors)) {
             Err(EIO)
-        } else if d.data_checked() {
-            pmem.crc(g.ring_byte_offset(d.ring_pos) as usize, bytes as usize)
         } else {
-            // Ordered: its data was persisted before the descriptor.
-            Ok(d.data_crc)
+            pmem.crc(g.ring_byte_offset(d.ring_pos) as usize, bytes as usize)
         };
         let crc = match crc {
             Err(e) if e == EIO => {
@@ -245,11 +254,17 @@ fn replay_records(
                     d.sector,
                     d.nr_sectors
                 );
+                // Its descriptor goes: a later write given the same seq
+                // must not revive it if that write is torn.
+                pmem.zero(off, format::DESC_BYTES)?;
+                pmem.fence();
                 continue;
             }
             r => r,
         };
-        if crc.ok() != Some(d.data_crc) {
+        // Ordered: the data was persisted before the descriptor.
+        let whole = crc.is_ok_and(|c| !d.data_checked() || c == d.data_crc);
+        if !whole {
             continue; // torn: never acknowledged
         }
         if d.sector
@@ -285,6 +300,10 @@ fn replay_records(
         // A load that failed earlier took them (the table is retried).
         recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
         map = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+    }
+    if pool.capacity() == 0 {
+        // Likewise.
+        pool = new_pool(g)?;
     }
     recs.fill(Rec::default());
     map.fill(0);

@@ -514,6 +514,7 @@ fn run_writer(
     prod: u64,
     ops: &[Op],
     tears: &[Tear],
+    ordered: bool,
 ) -> Crash {
     let ring = Ring::new(ring_sectors, start, 0).unwrap();
     let mut js = JournalSpace::new(ring, desc_count, 1, 1).unwrap();
@@ -530,13 +531,14 @@ fn run_writer(
             .map(|i| pattern(w.seq, i))
             .collect();
         j.put_data(w.pos, &bytes, data_words);
+        // Version 2 (`ordered`): no data CRC, the data is fenced first.
         let d = Descriptor {
-            flags: 0,
+            flags: if ordered { format::DESC_ORDERED } else { 0 },
             seq: w.seq,
             sector: w.sector,
             ring_pos: w.pos,
             nr_sectors: w.nr as u32,
-            data_crc: crc32c(0, &bytes),
+            data_crc: if ordered { 0 } else { crc32c(0, &bytes) },
         };
         j.put_desc(&d, desc_words);
     };
@@ -594,6 +596,12 @@ fn run_writer(
             Tear::DataAndDesc(n) => {
                 write(&mut j, &w, usize::MAX, n);
                 n >= 8
+            }
+            // An ordered writer fences its data before the descriptor:
+            // a descriptor never lands before all of the data.
+            Tear::DescAndData(_) if ordered => {
+                write(&mut j, &w, usize::MAX, 8);
+                true
             }
             Tear::DescAndData(n) => {
                 write(&mut j, &w, n, 8);
@@ -910,6 +918,7 @@ proptest! {
         prod in 1u64..200,
         ops in ops(200),
         tears in prop::collection::vec(tear(), 0..4),
+        ordered in any::<bool>(),
     ) {
         let ops: Vec<Op> = ops.into_iter().map(|o| match o {
             Op::Write { sector, nr } => {
@@ -918,7 +927,7 @@ proptest! {
             }
             r => r,
         }).collect();
-        let c = run_writer(ring, dc, start, prod, &ops, &tears);
+        let c = run_writer(ring, dc, start, prod, &ops, &tears, ordered);
         let mut infos = c.journal.read_back(c.tail_seq, c.prod).map_err(TestCaseError::fail)?;
         let p = replay::plan(&mut infos, c.tail_seq, c.tail_pos, ring, dc);
         prop_assert!(p.is_ok(), "a writer's journal refused: {:?} {:?}", p, c);
@@ -965,7 +974,8 @@ proptest! {
         ops in ops(100),
         flips in prop::collection::vec((any::<bool>(), any::<usize>(), 1u8..=255), 1..12),
     ) {
-        let mut c = run_writer(ring, dc, start, 100, &ops, &[]);
+        // Version-1 records: their data CRC is what finds flipped data bits.
+        let mut c = run_writer(ring, dc, start, 100, &ops, &[], false);
         for (desc, at, v) in flips {
             if desc {
                 let n = c.journal.slots.len() * format::DESC_BYTES;

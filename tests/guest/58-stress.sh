@@ -8,8 +8,9 @@
 #     seed each, on the first 64 MiB;
 #   - a model-checked writer (one write of 1-300 sectors at a time, every
 #     completed write copied into a reference file) on the next 16 MiB.
-# Production sits behind dm-delay (writes 2 ms) and the journal is a 16 MiB
-# slice of the pmem, so destage lags and writers wait for journal space.
+# Production sits behind dm-delay (writes 2 ms; 1 s while the writers are to
+# wait for journal space) and the journal is a 16 MiB slice of the pmem, so
+# destage lags and writers wait for journal space.
 # The control loop, cycle after cycle for $JSNAP_STRESS_SECS seconds (at
 # least 2 cycles; default 120, `make check-debug` runs it longer):
 #   snapshot (the model writer paused around it: the reference is exact) ->
@@ -145,7 +146,10 @@ while ((cycle < 2 || $(date +%s) - t0 < SECS)); do
 	[[ $h == running ]] && hydrating_seen=$((hydrating_seen + 1))
 	suspended_identity "$C: suspend under load, hydration $h"
 	check_cmd "$C: hydrate off" msg st hydrate off
-	# writers waiting for journal space
+	# writers waiting for journal space: production slowed down so far that
+	# destage cannot keep up (destaging only what holds the tail back, it
+	# otherwise does at 2 ms)
+	check_cmd "$C: production writes delayed 1 s" swap_table stp "0 $LEN delay $PROD 0 0 $PROD 0 1000"
 	seen=0
 	for ((i = 0; i < 100; i++)); do
 		d=$(status_get st deferred)
@@ -158,6 +162,7 @@ while ((cycle < 2 || $(date +%s) - t0 < SECS)); do
 	else
 		note "$C: no writer was waiting for journal space within 20 s"
 	fi
+	check_cmd "$C: production writes delayed 2 ms again" swap_table stp "0 $LEN delay $PROD 0 0 $PROD 0 2"
 	check_cmd "$C: hydrate on again" msg st hydrate on
 	check_cmd "$C: drain under load" bounded 300 dmsetup message st 0 drain
 	# a live reload of the same table while the view is open: refused

@@ -37,9 +37,10 @@ pub struct Rec {
     pub known: bool,
     /// Newest record that superseded part of this one (0: none).
     pub superseded_by: u64,
-    /// First target sector the record wrote, and how many (destage finds
-    /// the record's pieces in the tables from them).
+    /// First target sector the record wrote (destage finds the record's
+    /// pieces in the tables from it and `sectors`).
     pub sector: u64,
+    /// Number of sectors the record wrote.
     pub sectors: u32,
 }
 

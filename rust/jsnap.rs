@@ -97,10 +97,38 @@ pub(crate) const BOUNCE_BYTES: usize = 1 << 20;
 
 pub(crate) use crate::logic::retire::Rec;
 
-/// Everything the `state` spinlock protects.
+/// Everything the `state` spinlock protects, by concern.  One lock covers
+/// all of it (a write touches the journal, the snapshot epoch and the
+/// statistics in one critical section); each part keeps its own invariants.
 pub(crate) struct State {
     /// Journal replayed (done at the first preresume).
     loaded: bool,
+    /// Suspended (postsuspend..resume) or being destroyed.
+    suspended: bool,
+    stopping: bool,
+    /// Threads sleeping on `cond`.
+    waiters: u32,
+    /// View operations in progress (postsuspend waits for them).
+    view_ops: u32,
+    journal: JournalState,
+    snapshot: SnapshotState,
+    destage: DestageState,
+    stats: Stats,
+}
+
+/// The journal: its space, its records and the two tables that refer to
+/// them.
+///
+/// Invariants: every extent of `changes` and of `snap_table` lies inside a
+/// live record (`space.tail_seq() <= seq < space.next_seq()`), and that
+/// record's `refs` counts the extents of both tables that point into it;
+/// `extents` and `snap_extents` are the tables' sizes; `changes` holds no
+/// two overlapping extents, and neither does `snap_table`; a record is
+/// retired only when its `refs` and `pins` are zero.  `pool` never grows
+/// past the capacity set at table load.  `deferred` holds bios only while
+/// the journal had no room for them or earlier ones were still waiting
+/// (arrival order is kept).
+pub(crate) struct JournalState {
     /// The changes table: target sector → newest journal extent.
     changes: RBTree<u64, Extent>,
     /// Number of extents in `changes`.
@@ -120,6 +148,16 @@ pub(crate) struct State {
     pool: KVVec<RBTreeNodeReservation<u64, Extent>>,
     /// Writes waiting for journal space, in arrival order.
     deferred: BioList,
+}
+
+/// The snapshot: its epoch, the in-core validity map and the copier.
+///
+/// Invariants: `preserved` is the number of bits set in `validity`, which
+/// is all zero while `snap` is `None`; `snap_seq` means something only
+/// while `snap` is not `None`; `hydrate` is only set while `snap` is
+/// `Active`; `views` is zero while `snap` is not `Active` (a view attaches
+/// only to an active snapshot, and `drop` refuses while views exist).
+pub(crate) struct SnapshotState {
     /// Snapshot state and its first post-snapshot sequence number.
     snap: SnapState,
     snap_seq: u64,
@@ -135,21 +173,21 @@ pub(crate) struct State {
     /// Background copier switched on, and where it looks next.
     hydrate: bool,
     hydrate_cursor: u64,
-    /// Bumped by every user bio, for the copier's throttle.
-    io_count: u64,
     /// Consecutive failures to preserve a chunk.
     preserve_failures: u32,
-    /// View operations in progress (postsuspend waits for them).
-    view_ops: u32,
+}
+
+/// The destage worker's state.
+///
+/// Invariants: `degraded` is set exactly when the last destage or
+/// preservation attempt failed (`errors` counts every failure and never
+/// decreases); `retire_blocked` is set when retirement stopped at a pinned
+/// record, so that unpinning it kicks the worker.
+pub(crate) struct DestageState {
     /// Outstanding `drain` requests.
     drains: u32,
     /// Destage is running between the watermarks.
     destaging: bool,
-    /// Suspended (postsuspend..resume) or being destroyed.
-    suspended: bool,
-    stopping: bool,
-    /// Threads sleeping on `cond`.
-    waiters: u32,
     /// Retirement stopped at a pinned record: kick the worker on unpin.
     retire_blocked: bool,
     /// Next sector the destage cursor looks at.
@@ -157,13 +195,19 @@ pub(crate) struct State {
     /// Destage I/O errors so far, and whether the last attempt failed.
     errors: u64,
     degraded: bool,
+}
+
+/// Counters for status and for the copier's throttle (no invariant beyond
+/// never decreasing while the table is loaded).
+pub(crate) struct Stats {
+    /// Bumped by every user bio, for the copier's throttle.
+    io_count: u64,
     /// Bytes journaled and destaged since the table was loaded.
     written_bytes: u64,
     destaged_bytes: u64,
 }
 
-impl State {
-    /// `n` (at most 4) nodes from the reserve, if it holds that many.
+impl JournalState {
     /// Tops `nodes` up to `want` from the pool, leaving `floor` in it;
     /// whether `nodes` now holds `want`.
     fn top_up(&mut self, nodes: &mut Nodes, want: usize, floor: usize) -> bool {
@@ -227,7 +271,9 @@ impl State {
         let b = self.space.pending() * 100 / u64::from(self.space.desc_count()).max(1);
         a.max(b)
     }
+}
 
+impl SnapshotState {
     /// Whether chunk `c` holds its snapshot copy in the store.
     pub(crate) fn is_preserved(&self, c: u64) -> bool {
         crate::logic::validity::test(&self.validity, c).unwrap_or(false)
@@ -355,7 +401,7 @@ impl Jsnap {
     /// Kicks the worker if retirement stopped at a record that is no
     /// longer pinned (after snapshot reads outside the worker).
     pub(crate) fn kick_retire(this: ArcBorrow<'_, Self>) {
-        if this.state.lock().retire_blocked {
+        if this.state.lock().destage.retire_blocked {
             Self::kick(this);
         }
     }
@@ -406,12 +452,12 @@ impl Jsnap {
 
     /// Number of views attached.
     pub(crate) fn views(&self) -> u32 {
-        self.state.lock().views
+        self.state.lock().snapshot.views
     }
 
     /// Whether the snapshot is active and the journal loaded (for views).
     pub(crate) fn snapshot_active(&self) -> bool {
         let st = self.state.lock();
-        st.loaded && st.snap == SnapState::Active
+        st.loaded && st.snapshot.snap == SnapState::Active
     }
 }

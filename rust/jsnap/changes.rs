@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The changes table: the rbtree of journal extents by target sector
-//! (`State::changes`) and the table of pre-snapshot pieces superseded by
-//! newer writes (`State::snap_table`), with the node reservations that let
-//! a write change them without allocating under the state lock.
+//! (`JournalState::changes`) and the table of pre-snapshot pieces
+//! superseded by newer writes (`JournalState::snap_table`), with the node
+//! reservations that let a write change them without allocating under the
+//! state lock.
 
-use super::{Rec, State};
+use super::{JournalState, Rec, SnapshotState, State};
 use crate::logic::extent::{self, Extent, Which};
 use kernel::alloc::Flags;
 use kernel::prelude::*;
@@ -61,10 +62,12 @@ pub(crate) fn first_overlap(table: &RBTree<u64, Extent>, start: u64, end: u64) -
     next.filter(|n| n.start < end)
 }
 
-/// The changes table and the snapshot table of `state`, with the nodes
-/// reserved for one write, as [`extent::insert`] changes them.
+/// The changes table and the snapshot table of the journal, with the nodes
+/// reserved for one write, as [`extent::insert`] changes them (the
+/// snapshot's validity map only read).
 struct Tables<'a> {
-    st: &'a mut State,
+    journal: &'a mut JournalState,
+    snapshot: &'a SnapshotState,
     nodes: &'a mut Nodes,
     /// The node of the extent removed last: used first, else recycled.
     freed: Option<RBTreeNodeReservation<u64, Extent>>,
@@ -72,16 +75,16 @@ struct Tables<'a> {
 
 impl extent::Tables for Tables<'_> {
     fn first_overlap(&self, start: u64, end: u64) -> Option<Extent> {
-        first_overlap(&self.st.changes, start, end)
+        first_overlap(&self.journal.changes, start, end)
     }
 
     fn remove(&mut self, start: u64) -> bool {
-        let Some(n) = self.st.changes.remove_node(&start) else {
+        let Some(n) = self.journal.changes.remove_node(&start) else {
             return false;
         };
-        self.st.extents = self.st.extents.saturating_sub(1);
+        self.journal.extents = self.journal.extents.saturating_sub(1);
         if let Some(old) = self.freed.replace(n.into_reservation()) {
-            self.st.recycle(old);
+            self.journal.recycle(old);
         }
         true
     }
@@ -92,23 +95,23 @@ impl extent::Tables for Tables<'_> {
         };
         match which {
             Which::Changes => {
-                self.st.changes.insert(r.into_node(ext.start, ext));
-                self.st.extents += 1;
+                self.journal.changes.insert(r.into_node(ext.start, ext));
+                self.journal.extents += 1;
             }
             Which::Snap => {
-                self.st.snap_table.insert(r.into_node(ext.start, ext));
-                self.st.snap_extents += 1;
+                self.journal.snap_table.insert(r.into_node(ext.start, ext));
+                self.journal.snap_extents += 1;
             }
         }
         true
     }
 
     fn rec(&mut self, seq: u64) -> Option<&mut Rec> {
-        self.st.rec(seq)
+        self.journal.rec(seq)
     }
 
     fn preserved(&self, c: u64) -> bool {
-        self.st.is_preserved(c)
+        self.snapshot.is_preserved(c)
     }
 }
 
@@ -117,14 +120,16 @@ impl extent::Tables for Tables<'_> {
 /// needs moves to `snap_table` ([`extent::insert`] decides, with the
 /// reference counts).  Needs up to [`extent::nodes_needed`] nodes.
 pub(super) fn insert_extent(st: &mut State, ext: Extent, nodes: &mut Nodes, chunk_sectors: u32) {
-    let epoch = st.epoch();
+    let State { journal, snapshot, .. } = st;
+    let epoch = snapshot.epoch();
     let mut t = Tables {
-        st,
+        journal,
+        snapshot,
         nodes,
         freed: None,
     };
     extent::insert(&mut t, ext, epoch, chunk_sectors);
     if let Some(n) = t.freed.take() {
-        t.st.recycle(n);
+        t.journal.recycle(n);
     }
 }

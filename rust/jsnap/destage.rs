@@ -44,33 +44,33 @@ fn wanted(st: &mut State, high: u32, low: u32, no_destage: bool) -> bool {
     if st.stopping || st.suspended {
         return false;
     }
-    if !st.deferred.is_empty() {
+    if !st.journal.deferred.is_empty() {
         // Writers wait: for space, or for memory for their table nodes.
         return true;
     }
-    if st.drains > 0 {
-        return st.space.pending() > 0;
+    if st.destage.drains > 0 {
+        return st.journal.space.pending() > 0;
     }
     if no_destage {
         return false;
     }
-    let pct = st.usage_pct();
+    let pct = st.journal.usage_pct();
     if pct >= u64::from(high) {
-        st.destaging = true;
+        st.destage.destaging = true;
     } else if pct <= u64::from(low) {
-        st.destaging = false;
+        st.destage.destaging = false;
     }
-    st.destaging && st.space.pending() > 0
+    st.destage.destaging && st.journal.space.pending() > 0
 }
 
 /// Retries deferred writes in order until one does not fit.
 fn serve_deferred(this: &Arc<Jsnap>) {
     loop {
-        let Some(bio) = this.state.lock().deferred.pop() else {
+        let Some(bio) = this.state.lock().journal.deferred.pop() else {
             return;
         };
         if let Journaled::Again(bio) = this.journal_write(bio, GFP_NOWAIT, true) {
-            this.state.lock().deferred.push_front(bio);
+            this.state.lock().journal.deferred.push_front(bio);
             return;
         }
     }
@@ -87,15 +87,15 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
     let max = this.features.destage_batch as usize;
     let mut st = this.state.lock();
     let st = &mut *st;
-    let (tail, next) = (st.space.tail_seq(), st.space.next_seq());
-    'records: for r in retire::oldest_referenced(&st.recs, tail, next, OLDEST_SCAN * max as u64) {
+    let (tail, next) = (st.journal.space.tail_seq(), st.journal.space.next_seq());
+    'records: for r in retire::oldest_referenced(&st.journal.recs, tail, next, OLDEST_SCAN * max as u64) {
         if batch.len() >= max {
             break;
         }
         let end = r.sector + u64::from(r.sectors);
         let mut pos = r.sector;
         while pos < end {
-            let Some(y) = first_overlap(&st.changes, pos, end) else {
+            let Some(y) = first_overlap(&st.journal.changes, pos, end) else {
                 break;
             };
             if y.seq == r.seq && (batch.len() >= max || batch.push(y, GFP_NOWAIT).is_err()) {
@@ -113,23 +113,19 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
 
 /// Up to `max` persisted extents in sector order from the cursor.
 fn sweep(st: &mut State, max: usize, batch: &mut KVec<Extent>) {
-    let start = st.cursor;
+    let start = st.destage.cursor;
     // From the cursor to the end, then from 0 up to the cursor: every
     // extent at most once.
     for (from, limit) in [(start, u64::MAX), (0, start)] {
         let mut key = from;
         while batch.len() < max {
-            let Some(x) = st.changes.cursor_lower_bound(&key).map(|c| *c.current().1) else {
+            let Some(x) = st.journal.changes.cursor_lower_bound(&key).map(|c| *c.current().1) else {
                 break;
             };
             if x.start >= limit {
                 break;
             }
-            let n = st.recs.len() as u64;
-            let persisted = st
-                .recs
-                .get((x.seq % n) as usize)
-                .is_some_and(|r| r.persisted && r.seq == x.seq);
+            let persisted = st.journal.rec_ref(x.seq).is_some_and(|r| r.persisted);
             if persisted && batch.push(x, GFP_NOWAIT).is_err() {
                 break;
             }
@@ -139,7 +135,7 @@ fn sweep(st: &mut State, max: usize, batch: &mut KVec<Extent>) {
             break;
         }
     }
-    st.cursor = batch.last().map_or(0, |x| x.end());
+    st.destage.cursor = batch.last().map_or(0, |x| x.end());
 }
 
 /// Writes a batch to production; returns the number of sectors written.
@@ -151,7 +147,7 @@ fn sweep(st: &mut State, max: usize, batch: &mut KVec<Extent>) {
 /// Then all runs are written at once and production is flushed.
 fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
     let d = this.devs()?;
-    let epoch = this.state.lock().epoch();
+    let epoch = this.state.lock().snapshot.epoch();
     let cs = u64::from(this.chunk_sectors);
     let mut runs: KVec<Extent> = KVec::with_capacity(batch.len(), GFP_KERNEL)?;
     let mut i = 0;
@@ -212,15 +208,15 @@ fn drop_destaged(st: &mut State, batch: &[Extent]) {
     for x in batch {
         let mut pos = x.start;
         while pos < x.end() {
-            let Some(y) = first_overlap(&st.changes, pos, x.end()) else {
+            let Some(y) = first_overlap(&st.journal.changes, pos, x.end()) else {
                 break;
             };
             let next = y.end();
             if y.seq == x.seq {
-                if let Some(node) = st.changes.remove_node(&y.start) {
-                    st.recycle(node.into_reservation());
-                    st.extents -= 1;
-                    if let Some(r) = st.rec(y.seq) {
+                if let Some(node) = st.journal.changes.remove_node(&y.start) {
+                    st.journal.recycle(node.into_reservation());
+                    st.journal.extents -= 1;
+                    if let Some(r) = st.journal.rec(y.seq) {
                         r.refs = r.refs.saturating_sub(1);
                     }
                 }
@@ -234,12 +230,12 @@ fn drop_destaged(st: &mut State, batch: &[Extent]) {
 /// any was retired.
 fn retire(this: &Jsnap) -> Result<bool> {
     let mut st = this.state.lock();
-    let point = retire::retire_point(&st.recs, st.space.tail_seq(), st.space.next_seq());
-    st.retire_blocked = point.pinned;
+    let point = retire::retire_point(&st.journal.recs, st.journal.space.tail_seq(), st.journal.space.next_seq());
+    st.destage.retire_blocked = point.pinned;
     let Some((seq, end)) = point.through else {
         return Ok(false);
     };
-    let mut after = st.space;
+    let mut after = st.journal.space;
     if after.retire_through(seq, end).is_err() {
         pr_err!(
             "dm-jsnap: journal accounting refused retiring through {}\n",
@@ -256,7 +252,7 @@ fn retire(this: &Jsnap) -> Result<bool> {
     })?;
 
     let mut st = this.state.lock();
-    if st.space.retire_through(seq, end).is_err() {
+    if st.journal.space.retire_through(seq, end).is_err() {
         pr_err!("dm-jsnap: journal accounting changed under the worker\n");
         return Err(EIO);
     }
@@ -269,6 +265,7 @@ fn preserve_snap_pieces(this: &Jsnap) -> bool {
     let Some(x) = this
         .state
         .lock()
+        .journal
         .snap_table
         .cursor_front()
         .map(|c| *c.current().1)
@@ -340,8 +337,8 @@ pub(super) fn run(this: &Arc<Jsnap>) {
         if let Ok(sectors) = res {
             let mut st = this.state.lock();
             drop_destaged(&mut st, &batch);
-            st.destaged_bytes += sectors << 9;
-            st.degraded = false;
+            st.stats.destaged_bytes += sectors << 9;
+            st.destage.degraded = false;
         }
         drop(guard);
         match res {
@@ -351,8 +348,8 @@ pub(super) fn run(this: &Arc<Jsnap>) {
                 // Out of memory is no device error: retried with back-off,
                 // neither counted nor failing a `drain`.
                 if e != ENOMEM {
-                    st.errors += 1;
-                    st.degraded = true;
+                    st.destage.errors += 1;
+                    st.destage.degraded = true;
                 }
                 let stop = st.stopping || st.suspended;
                 drop(st);

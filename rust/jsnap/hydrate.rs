@@ -13,7 +13,7 @@ use kernel::time::Delta;
 impl Jsnap {
 
     fn hydrating(st: &State) -> bool {
-        st.hydrate && st.snap == SnapState::Active && !st.stopping && !st.suspended
+        st.snapshot.hydrate && st.snapshot.snap == SnapState::Active && !st.stopping && !st.suspended
     }
 
     /// Whether the background copier is to run (checked before it
@@ -42,8 +42,8 @@ impl Jsnap {
             if !Self::hydrating(&st) {
                 return false;
             }
-            let mut from = st.hydrate_cursor;
-            if validity::first_clear_from(&st.validity, st.nr_chunks, from)
+            let mut from = st.snapshot.hydrate_cursor;
+            if validity::first_clear_from(&st.snapshot.validity, st.snapshot.nr_chunks, from)
                 .ok()
                 .flatten()
                 .is_none()
@@ -51,7 +51,7 @@ impl Jsnap {
                 from = 0;
             }
             while batch.len() < max {
-                let Some(c) = validity::first_clear_from(&st.validity, st.nr_chunks, from)
+                let Some(c) = validity::first_clear_from(&st.snapshot.validity, st.snapshot.nr_chunks, from)
                     .ok()
                     .flatten()
                 else {
@@ -62,8 +62,8 @@ impl Jsnap {
                 }
                 from = c + 1;
             }
-            st.hydrate_cursor = from;
-            st.io_count
+            st.snapshot.hydrate_cursor = from;
+            st.stats.io_count
         };
         if batch.is_empty() {
             return false;
@@ -74,7 +74,7 @@ impl Jsnap {
             .and_then(|_guard| self.preserve_chunks(&batch));
         if res.is_err() {
             kernel::time::delay::fsleep(Delta::from_millis(100));
-        } else if self.state.lock().io_count != io_before {
+        } else if self.state.lock().stats.io_count != io_before {
             // User I/O keeps priority: back off while it is active.
             kernel::time::delay::fsleep(Delta::from_millis(10));
         }

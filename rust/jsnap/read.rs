@@ -25,9 +25,9 @@ impl Jsnap {
         };
         let end = start + n;
         let mut st = this.state.lock();
-        st.io_count += 1;
+        st.stats.io_count += 1;
         loop {
-            let Some(x) = first_overlap(&st.changes, start, end) else {
+            let Some(x) = first_overlap(&st.journal.changes, start, end) else {
                 drop(st);
                 bio.remap(prod, start);
                 return Mapped::Remap(bio.into_bio());
@@ -38,7 +38,7 @@ impl Jsnap {
                 bio.remap(prod, start);
                 return Mapped::Remap(bio.into_bio());
             }
-            let persisted = st.rec(x.seq).is_some_and(|r| r.persisted);
+            let persisted = st.journal.rec(x.seq).is_some_and(|r| r.persisted);
             if !persisted {
                 // A write to these sectors is being copied right now.
                 st.waiters += 1;
@@ -48,7 +48,7 @@ impl Jsnap {
             }
             let piece = end.min(x.end()) - start;
             let pos = x.ring_pos + (start - x.start);
-            if let Some(r) = st.rec(x.seq) {
+            if let Some(r) = st.journal.rec(x.seq) {
                 r.pins += 1;
             }
             drop(st);
@@ -60,9 +60,9 @@ impl Jsnap {
             };
             let mut st = this.state.lock();
             let mut kick = false;
-            if let Some(r) = st.rec(x.seq) {
+            if let Some(r) = st.journal.rec(x.seq) {
                 r.pins -= 1;
-                kick = r.pins == 0 && st.retire_blocked;
+                kick = r.pins == 0 && st.destage.retire_blocked;
             }
             drop(st);
             if kick {

@@ -15,7 +15,7 @@
 //!   exactly the same state.
 
 use super::changes::{insert_extent, Nodes};
-use super::{metadata, Jsnap, Rec, State};
+use super::{metadata, DestageState, Jsnap, JournalState, Rec, SnapshotState, State, Stats};
 use crate::ffi::bio::BioList;
 use crate::logic::extent::Extent;
 use crate::logic::epoch;
@@ -47,9 +47,9 @@ fn pool_capacity(g: &format::Geometry) -> usize {
 pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
     let g = &sb.geometry;
     let mut st = bare_state(sb)?;
-    st.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
-    st.validity = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
-    st.pool = new_pool(g)?;
+    st.journal.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
+    st.snapshot.validity = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+    st.journal.pool = new_pool(g)?;
     Ok(st)
 }
 
@@ -70,37 +70,45 @@ fn bare_state(sb: &Superblock) -> Result<State> {
     let space = JournalSpace::new(ring, g.desc_count, 1, 1).map_err(|_| EINVAL)?;
     Ok(State {
         loaded: false,
-        changes: RBTree::new(),
-        extents: 0,
-        snap_table: RBTree::new(),
-        snap_extents: 0,
-        space,
-        recs: KVVec::new(),
-        pool: KVVec::new(),
-        deferred: BioList::new(),
-        snap: SnapState::None,
-        snap_seq: 0,
-        snap_id: 0,
-        validity: KVVec::new(),
-        nr_chunks: sb.prod_sectors.div_ceil(u64::from(sb.chunk_sectors)),
-        preserved: 0,
-        views: 0,
-        hydrate: false,
-        hydrate_cursor: 0,
-        io_count: 0,
-        preserve_failures: 0,
-        view_ops: 0,
-        drains: 0,
-        destaging: false,
         suspended: false,
         stopping: false,
         waiters: 0,
-        retire_blocked: false,
-        cursor: 0,
-        errors: 0,
-        degraded: false,
-        written_bytes: 0,
-        destaged_bytes: 0,
+        view_ops: 0,
+        journal: JournalState {
+            changes: RBTree::new(),
+            extents: 0,
+            snap_table: RBTree::new(),
+            snap_extents: 0,
+            space,
+            recs: KVVec::new(),
+            pool: KVVec::new(),
+            deferred: BioList::new(),
+        },
+        snapshot: SnapshotState {
+            snap: SnapState::None,
+            snap_seq: 0,
+            snap_id: 0,
+            validity: KVVec::new(),
+            nr_chunks: sb.prod_sectors.div_ceil(u64::from(sb.chunk_sectors)),
+            preserved: 0,
+            views: 0,
+            hydrate: false,
+            hydrate_cursor: 0,
+            preserve_failures: 0,
+        },
+        destage: DestageState {
+            drains: 0,
+            destaging: false,
+            retire_blocked: false,
+            cursor: 0,
+            errors: 0,
+            degraded: false,
+        },
+        stats: Stats {
+            io_count: 0,
+            written_bytes: 0,
+            destaged_bytes: 0,
+        },
     })
 }
 
@@ -164,23 +172,23 @@ pub(crate) fn load(this: &Jsnap) -> Result {
     let (recs, map, pool) = {
         let mut g = this.state.lock();
         (
-            core::mem::take(&mut g.recs),
-            core::mem::take(&mut g.validity),
-            core::mem::take(&mut g.pool),
+            core::mem::take(&mut g.journal.recs),
+            core::mem::take(&mut g.snapshot.validity),
+            core::mem::take(&mut g.journal.pool),
         )
     };
     let mut st = replay_records(this, &sb, recs, map, pool)?;
-    if st.snap != SnapState::None {
-        let snap_seq = epoch::snap_seq_after_replay(st.snap_seq, st.space.next_seq());
-        if snap_seq != st.snap_seq {
+    if st.snapshot.snap != SnapState::None {
+        let snap_seq = epoch::snap_seq_after_replay(st.snapshot.snap_seq, st.journal.space.next_seq());
+        if snap_seq != st.snapshot.snap_seq {
             // Persisted before any new write can get a sequence number.
             sbg.commit(d.pmem()?, |new| new.snap_seq = snap_seq)?;
             pr_info!(
                 "dm-jsnap: snapshot boundary moved from seq {} to {} (records lost at a power cut)\n",
-                st.snap_seq,
+                st.snapshot.snap_seq,
                 snap_seq
             );
-            st.snap_seq = snap_seq;
+            st.snapshot.snap_seq = snap_seq;
         }
     } else {
         // Without a snapshot the map must read as zero: a power cut during
@@ -295,7 +303,7 @@ fn replay_records(
     })?;
     let space = plan.space().map_err(|_| EINVAL)?;
     let mut st = bare_state(sb)?;
-    st.space = space;
+    st.journal.space = space;
     if recs.len() != g.desc_count as usize || map.len() != g.map_bytes as usize {
         // A load that failed earlier took them (the table is retried).
         recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
@@ -307,21 +315,21 @@ fn replay_records(
     }
     recs.fill(Rec::default());
     map.fill(0);
-    st.recs = recs;
-    st.validity = map;
-    st.pool = pool;
+    st.journal.recs = recs;
+    st.snapshot.validity = map;
+    st.journal.pool = pool;
     // Without a snapshot the map means nothing (a crash may have left it
     // half zeroed after `drop`); `snapshot` zeroes it again.
     if sb.snap_state != SnapState::None {
-        metadata::read_validity(pmem, g, &mut st.validity)?;
+        metadata::read_validity(pmem, g, &mut st.snapshot.validity)?;
     }
-    st.snap = sb.snap_state;
-    st.snap_seq = sb.snap_seq;
-    st.hydrate = sb.hydrate;
-    st.preserved = validity::count(&st.validity, st.nr_chunks).unwrap_or(0);
+    st.snapshot.snap = sb.snap_state;
+    st.snapshot.snap_seq = sb.snap_seq;
+    st.snapshot.hydrate = sb.hydrate;
+    st.snapshot.preserved = validity::count(&st.snapshot.validity, st.snapshot.nr_chunks).unwrap_or(0);
     // Holes (records that never persisted) stay unknown and retire freely.
     for seq in sb.tail_seq..plan.next_seq {
-        if let Some(r) = st.rec(seq) {
+        if let Some(r) = st.journal.rec(seq) {
             *r = Rec {
                 seq,
                 ..Rec::default()
@@ -329,7 +337,7 @@ fn replay_records(
         }
     }
     for info in infos.iter().take(plan.count) {
-        if let Some(r) = st.rec(info.seq) {
+        if let Some(r) = st.journal.rec(info.seq) {
             *r = Rec {
                 seq: info.seq,
                 end: info.ring_pos + info.ring_len,
@@ -343,7 +351,7 @@ fn replay_records(
             };
         }
         let mut nodes = Nodes::empty();
-        if !st.top_up(&mut nodes, 4, 0) {
+        if !st.journal.top_up(&mut nodes, 4, 0) {
             nodes.fill(4, GFP_KERNEL)?;
         }
         let ext = Extent {
@@ -353,7 +361,7 @@ fn replay_records(
             ring_pos: info.ring_pos,
         };
         insert_extent(&mut st, ext, &mut nodes, sb.chunk_sectors);
-        st.recycle_nodes(&mut nodes);
+        st.journal.recycle_nodes(&mut nodes);
     }
     if plan.count > 0 {
         pr_info!(
@@ -361,7 +369,7 @@ fn replay_records(
             plan.count,
             sb.tail_seq,
             plan.next_seq,
-            st.extents
+            st.journal.extents
         );
     }
     Ok(st)

@@ -59,22 +59,22 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
     if !st.loaded || st.suspended {
         return Err(EBUSY);
     }
-    if st.views > 0 {
+    if st.snapshot.views > 0 {
         pr_err!("dm-jsnap: snapshot refused: a jsnap-view is open\n");
         return Err(EBUSY);
     }
-    if st.snap != SnapState::None {
+    if st.snapshot.snap != SnapState::None {
         pr_err!("dm-jsnap: snapshot refused: a snapshot exists (drop it first)\n");
         return Err(EBUSY);
     }
-    let snap_seq = st.space.next_seq();
-    st.snap = SnapState::Active;
-    st.snap_seq = snap_seq;
-    st.snap_id += 1;
-    st.preserved = 0;
-    st.hydrate = false;
-    st.hydrate_cursor = 0;
-    st.preserve_failures = 0;
+    let snap_seq = st.journal.space.next_seq();
+    st.snapshot.snap = SnapState::Active;
+    st.snapshot.snap_seq = snap_seq;
+    st.snapshot.snap_id += 1;
+    st.snapshot.preserved = 0;
+    st.snapshot.hydrate = false;
+    st.snapshot.hydrate_cursor = 0;
+    st.snapshot.preserve_failures = 0;
     drop(st);
     let res = this.commit_sb(|sb| {
         sb.snap_state = SnapState::Active;
@@ -86,8 +86,8 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
     });
     if let Err(e) = res {
         let mut st = this.state.lock();
-        st.snap = SnapState::None;
-        st.snap_id += 1;
+        st.snapshot.snap = SnapState::None;
+        st.snapshot.snap_id += 1;
         clear_snap_table(&mut st);
         drop(st);
         // Chunks may have been preserved meanwhile: keep the maps zero.
@@ -103,17 +103,17 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
 fn clear_map(this: &Jsnap) -> Result {
     let g = this.geometry;
     metadata::zero_validity(this.devs()?.pmem()?, &g)?;
-    let mut map = core::mem::take(&mut this.state.lock().validity);
+    let mut map = core::mem::take(&mut this.state.lock().snapshot.validity);
     map.fill(0);
     let mut st = this.state.lock();
-    st.validity = map;
-    st.preserved = 0;
+    st.snapshot.validity = map;
+    st.snapshot.preserved = 0;
     Ok(())
 }
 
 fn clear_snap_table(st: &mut State) {
-    while let Some(x) = st.snap_table.cursor_front().map(|c| *c.current().1) {
-        st.remove_snap_piece(&x);
+    while let Some(x) = st.journal.snap_table.cursor_front().map(|c| *c.current().1) {
+        st.journal.remove_snap_piece(&x);
     }
 }
 
@@ -124,18 +124,18 @@ pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
     if !st.loaded || st.suspended {
         return Err(EBUSY);
     }
-    if st.views > 0 {
+    if st.snapshot.views > 0 {
         pr_err!("dm-jsnap: drop refused: a jsnap-view is open\n");
         return Err(EBUSY);
     }
-    if st.snap == SnapState::None {
+    if st.snapshot.snap == SnapState::None {
         pr_err!("dm-jsnap: drop refused: there is no snapshot\n");
         return Err(EINVAL);
     }
-    st.snap = SnapState::None;
+    st.snapshot.snap = SnapState::None;
     // Steps computed for this snapshot no longer mark anything.
-    st.snap_id += 1;
-    st.hydrate = false;
+    st.snapshot.snap_id += 1;
+    st.snapshot.hydrate = false;
     clear_snap_table(&mut st);
     drop(st);
     this.commit_sb(|sb| {
@@ -155,11 +155,11 @@ pub(crate) fn set_hydrate(this: ArcBorrow<'_, Jsnap>, on: bool) -> Result {
     if !st.loaded || st.suspended {
         return Err(EBUSY);
     }
-    if on && st.snap != SnapState::Active {
+    if on && st.snapshot.snap != SnapState::Active {
         pr_err!("dm-jsnap: hydrate refused: no active snapshot\n");
         return Err(EINVAL);
     }
-    st.hydrate = on;
+    st.snapshot.hydrate = on;
     drop(st);
     this.commit_sb(|sb| sb.hydrate = on)?;
     if on {
@@ -196,7 +196,7 @@ impl Jsnap {
         let mut st = self.state.lock();
         loop {
             pins.pieces.truncate(base);
-            let extents = usize::try_from(st.extents + st.snap_extents).unwrap_or(usize::MAX);
+            let extents = usize::try_from(st.journal.extents + st.journal.snap_extents).unwrap_or(usize::MAX);
             let room = extents.min(sectors.saturating_mul(2));
             if pins.pieces.capacity() - base < room {
                 drop(st);
@@ -205,8 +205,8 @@ impl Jsnap {
                 continue;
             }
             let mut busy = false;
-            let epoch = st.epoch();
-            for (table, all) in [(&st.changes, false), (&st.snap_table, true)] {
+            let epoch = st.snapshot.epoch();
+            for (table, all) in [(&st.journal.changes, false), (&st.journal.snap_table, true)] {
                 let mut pos = start;
                 while pos < end {
                     let Some(x) = first_overlap(table, pos, end) else {
@@ -216,7 +216,7 @@ impl Jsnap {
                     if !all && !epoch.in_snapshot(x.seq) {
                         continue;
                     }
-                    if !st.rec_ref(x.seq).is_some_and(|r| r.persisted) {
+                    if !st.journal.rec_ref(x.seq).is_some_and(|r| r.persisted) {
                         busy = true;
                     }
                     if let Some(p) = extent::intersect(&x, start, end) {
@@ -234,7 +234,7 @@ impl Jsnap {
         }
         for i in base..pins.pieces.len() {
             let seq = pins.pieces[i].seq;
-            if let Some(r) = st.rec(seq) {
+            if let Some(r) = st.journal.rec(seq) {
                 r.pins += 1;
             }
         }
@@ -258,22 +258,22 @@ impl Jsnap {
         let mut todo = KVec::with_capacity(all.len(), GFP_KERNEL)?;
         let id = {
             let st = self.state.lock();
-            if st.snap != SnapState::Active {
+            if st.snapshot.snap != SnapState::Active {
                 return Ok(());
             }
             for &c in all {
-                if !st.is_preserved(c) {
+                if !st.snapshot.is_preserved(c) {
                     todo.push(c, GFP_NOWAIT)?;
                 }
             }
-            st.snap_id
+            st.snapshot.snap_id
         };
         if todo.is_empty() {
             // Nothing to copy.  Pieces kept for these chunks cannot be
             // needed (they are freed when their chunks are preserved), but
             // `preserve_snap_pieces` must make progress even if one were.
             let mut st = self.state.lock();
-            if st.snap == SnapState::Active && st.snap_id == id {
+            if st.snapshot.snap == SnapState::Active && st.snapshot.snap_id == id {
                 self.free_snap_pieces(&mut st, all);
             }
             return Ok(());
@@ -284,7 +284,7 @@ impl Jsnap {
         let res = self.copy_to_store(&d, store, chunks);
         crate::fault::preserve_window();
         let mut st = self.state.lock();
-        if st.snap != SnapState::Active || st.snap_id != id {
+        if st.snapshot.snap != SnapState::Active || st.snapshot.snap_id != id {
             // Dropped meanwhile: these chunks are not the new snapshot's.
             return Ok(());
         }
@@ -292,11 +292,11 @@ impl Jsnap {
             // Out of memory says nothing about the store: retried with
             // back-off, never counted towards invalidation.
             if e != ENOMEM {
-                st.preserve_failures += 1;
-                st.errors += 1;
-                st.degraded = true;
+                st.snapshot.preserve_failures += 1;
+                st.destage.errors += 1;
+                st.destage.degraded = true;
             }
-            let give_up = st.preserve_failures >= MAX_PRESERVE_FAILURES;
+            let give_up = st.snapshot.preserve_failures >= MAX_PRESERVE_FAILURES;
             drop(st);
             pr_warn!(
                 "dm-jsnap: cannot preserve chunks from {} ({:?})\n",
@@ -308,7 +308,7 @@ impl Jsnap {
             }
             return Err(e);
         }
-        st.preserve_failures = 0;
+        st.snapshot.preserve_failures = 0;
         self.mark_preserved(&mut st, d.pmem()?, chunks);
         Ok(())
     }
@@ -361,7 +361,7 @@ impl Jsnap {
     /// durable) and frees the superseded pre-snapshot pieces that only those
     /// chunks still needed.
     pub(super) fn mark_preserved(&self, st: &mut State, pmem: &crate::ffi::pmem::Pmem, chunks: &[u64]) {
-        st.preserved += metadata::persist_preserved(pmem, &self.geometry, &mut st.validity, chunks);
+        st.snapshot.preserved += metadata::persist_preserved(pmem, &self.geometry, &mut st.snapshot.validity, chunks);
         self.free_snap_pieces(st, chunks);
     }
 
@@ -372,12 +372,12 @@ impl Jsnap {
             let (cs, ce) = self.chunk_range(c);
             let mut pos = cs;
             while pos < ce {
-                let Some(x) = first_overlap(&st.snap_table, pos, ce) else {
+                let Some(x) = first_overlap(&st.journal.snap_table, pos, ce) else {
                     break;
                 };
                 pos = x.end();
-                if !epoch::piece_needed(&x, self.chunk_sectors, |k| st.is_preserved(k)) {
-                    st.remove_snap_piece(&x);
+                if !epoch::piece_needed(&x, self.chunk_sectors, |k| st.snapshot.is_preserved(k)) {
+                    st.journal.remove_snap_piece(&x);
                 }
             }
         }
@@ -387,12 +387,12 @@ impl Jsnap {
     /// impossible, and production must not be held back forever.
     fn invalidate(&self, id: u64) {
         let mut st = self.state.lock();
-        if st.snap != SnapState::Active || st.snap_id != id {
+        if st.snapshot.snap != SnapState::Active || st.snapshot.snap_id != id {
             // Dropped (and maybe taken again) meanwhile: not this one.
             return;
         }
-        st.snap = SnapState::Invalid;
-        st.hydrate = false;
+        st.snapshot.snap = SnapState::Invalid;
+        st.snapshot.hydrate = false;
         clear_snap_table(&mut st);
         drop(st);
         pr_err!("dm-jsnap: snapshot INVALID: chunks cannot be preserved on the store\n");
@@ -430,7 +430,7 @@ impl Drop for Pinned<'_> {
     fn drop(&mut self) {
         let mut st = self.j.state.lock();
         for p in self.pieces.iter().take(self.pinned) {
-            if let Some(r) = st.rec(p.seq) {
+            if let Some(r) = st.journal.rec(p.seq) {
                 r.pins = r.pins.saturating_sub(1);
             }
         }

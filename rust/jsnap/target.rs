@@ -133,13 +133,13 @@ impl Jsnap {
 
     fn status_info(&self, out: &mut Out<'_>) {
         let st = self.state.lock();
-        let ring = st.space.ring();
-        let (used, size, pending) = (ring.used() << 9, ring.size() << 9, st.space.pending());
+        let ring = st.journal.space.ring();
+        let (used, size, pending) = (ring.used() << 9, ring.size() << 9, st.journal.space.pending());
         let (extents, deferred, errors, degraded) =
-            (st.extents, st.deferred.len(), st.errors, st.degraded);
-        let (written, destaged) = (st.written_bytes, st.destaged_bytes);
-        let (snap, preserved, chunks, hydrate) = (st.snap, st.preserved, st.nr_chunks, st.hydrate);
-        let (views, snap_extents) = (st.views, st.snap_extents);
+            (st.journal.extents, st.journal.deferred.len(), st.destage.errors, st.destage.degraded);
+        let (written, destaged) = (st.stats.written_bytes, st.stats.destaged_bytes);
+        let (snap, preserved, chunks, hydrate) = (st.snapshot.snap, st.snapshot.preserved, st.snapshot.nr_chunks, st.snapshot.hydrate);
+        let (views, snap_extents) = (st.snapshot.views, st.journal.snap_extents);
         drop(st);
         let snapshot = match snap {
             SnapState::None => "none",
@@ -167,16 +167,16 @@ impl Jsnap {
         if st.suspended || !st.loaded {
             return Err(EBUSY);
         }
-        let errors = st.errors;
-        st.drains += 1;
+        let errors = st.destage.errors;
+        st.destage.drains += 1;
         drop(st);
         Self::kick(this);
         let mut st = this.state.lock();
         let res = loop {
-            if st.space.pending() == 0 {
+            if st.journal.space.pending() == 0 {
                 break Ok(());
             }
-            if st.errors != errors {
+            if st.destage.errors != errors {
                 break Err(EIO);
             }
             if st.stopping || st.suspended {
@@ -189,7 +189,7 @@ impl Jsnap {
                 break Err(EINTR);
             }
         };
-        st.drains -= 1;
+        st.destage.drains -= 1;
         res
     }
 }
@@ -219,7 +219,7 @@ impl Target for Jsnap {
             return Err(CtrError::inval(c"Target length must not be zero"));
         }
         let devt = ti.md_devt();
-        if registry.find(devt).is_some_and(|j| j.state.lock().views > 0) {
+        if registry.find(devt).is_some_and(|j| j.state.lock().snapshot.views > 0) {
             return Err(CtrError {
                 msg: c"A jsnap-view is attached to this device: remove it first",
                 err: EBUSY,
@@ -317,7 +317,7 @@ impl Target for Jsnap {
         // Our own bios were all served before the table went (dm waits for
         // them at suspend); what is left came from a `mirror` view, whose
         // removal waits for it: complete it.
-        let mut stranded = core::mem::replace(&mut self.state.lock().deferred, BioList::new());
+        let mut stranded = core::mem::replace(&mut self.state.lock().journal.deferred, BioList::new());
         while let Some(b) = stranded.pop() {
             b.endio(Err(EIO));
         }

@@ -29,7 +29,7 @@ impl Jsnap {
         };
         let (snap, preserved) = {
             let st = self.state.lock();
-            (st.snap, st.is_preserved(c))
+            (st.snapshot.snap, st.snapshot.is_preserved(c))
         };
         if snap != SnapState::Active {
             bio.endio(Err(EIO));
@@ -81,10 +81,10 @@ impl Jsnap {
         let guard = self.locks.lock(c, true)?;
         let preserved = {
             let st = self.state.lock();
-            if st.snap != SnapState::Active {
+            if st.snapshot.snap != SnapState::Active {
                 return Err(EIO);
             }
-            st.is_preserved(c)
+            st.snapshot.is_preserved(c)
         };
         let (cs, ce) = self.chunk_range(c);
         let whole = start == cs && u64::from(bio.sectors()) == ce - cs;
@@ -98,7 +98,7 @@ impl Jsnap {
                 self.write_bio_to_store(bio, start)?;
                 let d = self.devs()?;
                 let mut st = self.state.lock();
-                if st.snap != SnapState::Active {
+                if st.snapshot.snap != SnapState::Active {
                     return Err(EIO);
                 }
                 self.mark_preserved(&mut st, d.pmem()?, &[c]);
@@ -122,19 +122,19 @@ impl Jsnap {
     /// Whether chunk `c` of the active snapshot is preserved in the store.
     pub(crate) fn chunk_is_preserved(&self, c: u64) -> bool {
         let st = self.state.lock();
-        st.snap == SnapState::Active && st.is_preserved(c)
+        st.snapshot.snap == SnapState::Active && st.snapshot.is_preserved(c)
     }
 
     /// Registers or unregisters a view.
     pub(crate) fn attach_view(&self, on: bool) -> Result {
         let mut st = self.state.lock();
         if on {
-            if !st.loaded || st.snap != SnapState::Active {
+            if !st.loaded || st.snapshot.snap != SnapState::Active {
                 return Err(ENOENT);
             }
-            st.views += 1;
+            st.snapshot.views += 1;
         } else {
-            st.views = st.views.saturating_sub(1);
+            st.snapshot.views = st.snapshot.views.saturating_sub(1);
         }
         Ok(())
     }

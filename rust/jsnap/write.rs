@@ -66,32 +66,32 @@ impl Jsnap {
             clock.mark(crate::prof::Stage::Lock);
             if st.stopping {
                 // Removed (a view's write arriving late): nobody would serve it.
-                st.recycle_nodes(&mut nodes);
+                st.journal.recycle_nodes(&mut nodes);
                 drop(st);
                 bio.endio(Err(EIO));
                 return Journaled::Done;
             }
-            if !from_worker && !st.deferred.is_empty() {
-                st.recycle_nodes(&mut nodes);
+            if !from_worker && !st.journal.deferred.is_empty() {
+                st.journal.recycle_nodes(&mut nodes);
                 return Journaled::Again(bio);
             }
-            let want = extent::nodes_needed(st.snap == SnapState::Active);
-            if st.top_up(&mut nodes, want, floor) {
+            let want = extent::nodes_needed(st.snapshot.snap == SnapState::Active);
+            if st.journal.top_up(&mut nodes, want, floor) {
                 break st;
             }
             drop(st);
             let filled = crate::fault::enomem(crate::fault::Site::Nodes)
                 .and_then(|()| nodes.fill(want, gfp));
             if filled.is_err() {
-                self.state.lock().recycle_nodes(&mut nodes);
+                self.state.lock().journal.recycle_nodes(&mut nodes);
                 return Journaled::Again(bio);
             }
         };
-        st.io_count += 1;
-        let (seq, res) = match st.space.reserve(n) {
+        st.stats.io_count += 1;
+        let (seq, res) = match st.journal.space.reserve(n) {
             Ok(x) => x,
             Err(RingError::Full) => {
-                st.recycle_nodes(&mut nodes);
+                st.journal.recycle_nodes(&mut nodes);
                 return Journaled::Again(bio);
             }
             Err(_) => {
@@ -101,7 +101,7 @@ impl Jsnap {
                 return Journaled::Done;
             }
         };
-        if let Some(r) = st.rec(seq) {
+        if let Some(r) = st.journal.rec(seq) {
             *r = Rec {
                 seq,
                 end: res.pos + res.len,
@@ -122,10 +122,10 @@ impl Jsnap {
         };
         insert_extent(&mut st, ext, &mut nodes, self.chunk_sectors);
         // What the insert did not use goes back to the pool.
-        st.recycle_nodes(&mut nodes);
-        st.written_bytes += n << 9;
+        st.journal.recycle_nodes(&mut nodes);
+        st.stats.written_bytes += n << 9;
         let above_high = !self.features.no_destage
-            && st.usage_pct() >= u64::from(self.features.high_watermark);
+            && st.journal.usage_pct() >= u64::from(self.features.high_watermark);
         drop(st);
         clock.mark(crate::prof::Stage::Insert);
 
@@ -153,7 +153,7 @@ impl Jsnap {
         clock.mark(crate::prof::Stage::Desc);
 
         let mut st = self.state.lock();
-        if let Some(r) = st.rec(seq) {
+        if let Some(r) = st.journal.rec(seq) {
             r.persisted = true;
         }
         let wake = st.waiters > 0;
@@ -181,7 +181,7 @@ impl Jsnap {
         let mut clock = crate::prof::Clock::start();
         match journaled {
             Journaled::Again(bio) => {
-                this.state.lock().deferred.push(bio);
+                this.state.lock().journal.deferred.push(bio);
                 Self::kick(this);
             }
             Journaled::AboveHigh => Self::kick(this),

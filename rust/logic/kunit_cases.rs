@@ -715,7 +715,7 @@ impl EhTables {
     }
 
     /// Preserves chunk `c`: kept pieces no chunk needs any more go, with
-    /// their references (`State::remove_snap_piece`).
+    /// their references (`JournalState::remove_snap_piece`).
     fn preserve(&mut self, c: u64) {
         self.preserved |= 1u64.checked_shl(c as u32).unwrap_or(0);
         let mut j = 0;

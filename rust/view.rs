@@ -223,7 +223,9 @@ impl Target for View {
             msg: c"Cannot set the maximum I/O size",
             err,
         })?;
-        ti.setup(0, false);
+        // Writes of a `rw` or `mirror` view reach the store, whose cache a
+        // flush must empty.
+        ti.setup(0, false, true);
         let wq = OwnedQueue::new(c"jsnap_view").map_err(CtrError::nomem)?;
         let (begin, len) = (ti.begin(), ti.len());
         // No destage batch collected before the snapshot (it took no chunk

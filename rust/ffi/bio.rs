@@ -188,8 +188,16 @@ impl Drop for Bio {
 /// only there (`dm_accept_partial_bio`), besides everything a [`Bio`] can.
 /// The lifetime keeps it from leaving `map`; [`MapBio::into_bio`] gives the
 /// plain bio (to remap, queue or complete).
+///
+/// # Invariants
+///
+/// `mapped` is the bio device-mapper's `map` is running for, for `'a`.
+/// `bio` starts as that bio, but safe code may swap another [`Bio`] in
+/// through `DerefMut`: [`MapBio::accept_partial`] acts only while `bio`
+/// still is `mapped`.
 pub(crate) struct MapBio<'a> {
     bio: Bio,
+    mapped: NonNull<sys::bio>,
     _map: core::marker::PhantomData<&'a mut ()>,
 }
 
@@ -199,20 +207,27 @@ impl MapBio<'_> {
     /// As for [`Bio::from_raw`], and the caller is device-mapper's `map` for
     /// this bio, which lasts as long as the result.
     pub(super) unsafe fn from_raw(bio: *mut sys::bio) -> Option<Self> {
+        let mapped = NonNull::new(bio)?;
         // SAFETY: by the caller.
         let bio = unsafe { Bio::from_raw(bio) }?;
+        // INVARIANT: `map` runs for `mapped` while the result lives.
         Some(Self {
             bio,
+            mapped,
             _map: core::marker::PhantomData,
         })
     }
 
     /// Keeps only the first `sectors` sectors; device-mapper resubmits the
-    /// rest to `map` as a new bio.
+    /// rest to `map` as a new bio.  Does nothing if another bio was swapped
+    /// in (see the type invariants).
     pub(crate) fn accept_partial(&mut self, sectors: u32) {
+        if self.bio.raw() != self.mapped.as_ptr() {
+            return;
+        }
         if sectors > 0 && sectors < self.bio.sectors() {
-            // SAFETY: we are in `map` (type invariant of `MapBio`), on a bio
-            // that we own, with a length strictly inside it.
+            // SAFETY: `bio` is the one `map` runs for, and `map` still runs
+            // (type invariants); the length lies strictly inside it.
             unsafe { sys::dm_accept_partial_bio(self.bio.raw(), sectors) }
         }
     }

@@ -169,11 +169,14 @@ pub(crate) trait Target: Sized + Send + Sync + 'static {
 ///
 /// # Invariants
 ///
-/// `ti` is the valid target being constructed, for `'a`; `slots` holds
-/// the devices opened for it, `set` (once made) the same devices, owned by
-/// the target from now on.
+/// `ti` is the valid target being constructed, exclusively ours for `'a`,
+/// reached only through this raw pointer (the held devices keep copies of
+/// it, so no Rust reference to the target is ever made: a write through
+/// one would invalidate theirs); `slots` holds the devices opened for it,
+/// `set` (once made) the same devices, owned by the target from now on.
 pub(crate) struct Ctr<'a> {
-    ti: &'a mut sys::dm_target,
+    ti: NonNull<sys::dm_target>,
+    _ti: core::marker::PhantomData<&'a mut sys::dm_target>,
     slots: Slots,
     set: Option<Arc<DevSet>>,
 }
@@ -181,18 +184,20 @@ pub(crate) struct Ctr<'a> {
 impl Ctr<'_> {
     /// First sector of the target in the mapped device.
     pub(crate) fn begin(&self) -> u64 {
-        self.ti.begin
+        // SAFETY: `ti` is valid (type invariant); a plain field read.
+        unsafe { (*self.ti.as_ptr()).begin }
     }
 
     /// Device number of the mapped device this target belongs to.
     pub(crate) fn md_devt(&mut self) -> u32 {
         // SAFETY: `ti` is valid and belongs to a table of a mapped device.
-        unsafe { sys::jsnap_ti_devt(self.ti) }
+        unsafe { sys::jsnap_ti_devt(self.ti.as_ptr()) }
     }
 
     /// Length of the target in sectors.
     pub(crate) fn len(&self) -> u64 {
-        self.ti.len
+        // SAFETY: `ti` is valid (type invariant); a plain field read.
+        unsafe { (*self.ti.as_ptr()).len }
     }
 
     /// Opens an underlying device by path or `major:minor`.
@@ -203,12 +208,12 @@ impl Ctr<'_> {
         let mut dev: *mut sys::dm_dev = core::ptr::null_mut();
         // SAFETY: `ti` is valid by the type invariant, `path` is NUL-terminated
         // and `dev` is a valid out pointer.
-        to_result(unsafe { sys::dm_get_device(self.ti, path.as_char_ptr(), mode, &mut dev) })?;
+        to_result(unsafe { sys::dm_get_device(self.ti.as_ptr(), path.as_char_ptr(), mode, &mut dev) })?;
         let dev = NonNull::new(dev).ok_or(ENODEV)?;
         // SAFETY: `dm_get_device` succeeded; the device goes into `slots`,
         // which is dropped before `ctr` returns or moved into the `DevSet`
         // that `ctr_cb`/`dtr_cb` revoke while `ti` is valid.
-        let dev = unsafe { DmDev::new(NonNull::from(&mut *self.ti), dev) };
+        let dev = unsafe { DmDev::new(self.ti, dev) };
         self.slots.push(dev)
     }
 
@@ -235,16 +240,20 @@ impl Ctr<'_> {
         Ok(set)
     }
 
-    /// Sets the size of the per-bio data, flush and discard support.
-    pub(crate) fn setup(&mut self, per_bio_data: usize, discards: bool) {
+    /// Sets the size of the per-bio data, discard support, and whether
+    /// the target has a volatile write cache of its own (flushes are then
+    /// sent to it even when its devices have none).  A target without one
+    /// still gets the flushes of the devices it stacks on unless its
+    /// `io_hints` calls [`Limits::no_volatile_cache`].
+    pub(crate) fn setup(&mut self, per_bio_data: usize, discards: bool, volatile_cache: bool) {
         // SAFETY: `ti` is valid by the type invariant.
-        unsafe { sys::jsnap_ti_set(self.ti, per_bio_data as u32, discards) }
+        unsafe { sys::jsnap_ti_set(self.ti.as_ptr(), per_bio_data as u32, discards, volatile_cache) }
     }
 
     /// Splits bios so that none crosses a multiple of `sectors`.
     pub(crate) fn set_max_io_len(&mut self, sectors: u64) -> Result {
         // SAFETY: `ti` is valid by the type invariant.
-        to_result(unsafe { sys::dm_set_target_max_io_len(self.ti, sectors) })
+        to_result(unsafe { sys::dm_set_target_max_io_len(self.ti.as_ptr(), sectors) })
     }
 }
 
@@ -365,6 +374,17 @@ impl Limits<'_> {
         self.lim.io_min = self.lim.io_min.max(min);
         self.lim.io_opt = self.lim.io_opt.max(opt);
     }
+
+    /// Declares that a write is durable when it completes: the queue gets
+    /// no volatile write cache (and no FUA) from the devices below, so the
+    /// block layer completes empty flushes at once and strips PREFLUSH and
+    /// FUA from writes instead of sending them.
+    pub(crate) fn no_volatile_cache(&mut self) {
+        // SAFETY: `lim` is a valid, exclusively borrowed `queue_limits`
+        // (the `io_hints` argument); the helper only clears two feature
+        // bits.
+        unsafe { sys::jsnap_limits_no_volatile_cache(self.lim) }
+    }
 }
 
 /// Most arguments of a table line or message.
@@ -434,32 +454,43 @@ unsafe extern "C" fn ctr_cb<T: Target>(
     argc: c_uint,
     argv: *mut *mut c_char,
 ) -> c_int {
-    // SAFETY: device-mapper passes a valid target under construction, which
-    // nothing else touches until `ctr` returns.
-    let ti = unsafe { &mut *ti };
+    // The target is only ever reached through the raw pointer `ti` (see
+    // `Ctr`), never through a reference.
+    let Some(ti) = NonNull::new(ti) else {
+        return EINVAL.to_errno();
+    };
     // SAFETY: `dm_table_add_target` sets `ti->type` to the target type it
     // found by name: the `tt` field of a `TargetType<T>` (registered by
     // `Registration::<T>::new`), which stays registered, hence alive, while
     // a table uses it.
-    let ctx = unsafe { &(*ti.type_.cast::<TargetType<T>>()).ctx };
+    let ctx = unsafe { &(*(*ti.as_ptr()).type_.cast::<TargetType<T>>()).ctx };
+    let set_error = |msg: &'static CStr| {
+        // SAFETY: device-mapper passes a valid target under construction,
+        // which nothing else touches until `ctr` returns; `msg` is static.
+        unsafe { (*ti.as_ptr()).error = msg.as_char_ptr().cast_mut() };
+    };
     let mut buf = [c""; MAX_ARGS];
     // SAFETY: device-mapper passes `argc` valid strings.
     let Some(n) = (unsafe { args(argc, argv, &mut buf) }) else {
-        ti.error = c"Too many arguments".as_char_ptr().cast_mut();
+        set_error(c"Too many arguments");
         return EINVAL.to_errno();
     };
     // Allocated first: once `ctr` succeeded nothing may fail.
     let Ok(slot) = KBox::<Private<T>>::new_uninit(GFP_KERNEL) else {
-        ti.error = c"Out of memory".as_char_ptr().cast_mut();
+        set_error(c"Out of memory");
         return ENOMEM.to_errno();
     };
+    // INVARIANT: `ti` is the valid target under construction, ours until
+    // `ctr_cb` returns, which outlives `ctr`.
     let mut ctr = Ctr {
         ti,
+        _ti: core::marker::PhantomData,
         slots: Slots::default(),
         set: None,
     };
     let res = T::ctr(ctx, &mut ctr, &buf[..n]);
-    // Every write goes through `ctr.ti`: no second pointer to `ti`.
+    // Every access goes through the raw pointer: the devices' copies of it
+    // stay valid.
     match res {
         Ok(this) => {
             let p = KBox::write(
@@ -469,7 +500,8 @@ unsafe extern "C" fn ctr_cb<T: Target>(
                     devs: ctr.set.take(),
                 },
             );
-            ctr.ti.private = p.into_foreign();
+            // SAFETY: as for `set_error`.
+            unsafe { (*ti.as_ptr()).private = p.into_foreign() };
             0
         }
         Err(e) => {
@@ -478,7 +510,7 @@ unsafe extern "C" fn ctr_cb<T: Target>(
             if let Some(d) = ctr.set.take() {
                 d.revoke();
             }
-            ctr.ti.error = e.msg.as_char_ptr().cast_mut();
+            set_error(e.msg);
             e.err.to_errno()
         }
     }

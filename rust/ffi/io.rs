@@ -47,7 +47,8 @@ impl IoClient {
         fua: bool,
     ) -> Result {
         // SAFETY: the caller checked that `mem` is valid for `sectors * 512`
-        // bytes; `dev` is held; the client is live.
+        // bytes of kmalloc or vmalloc memory (what `jsnap_io` tells apart);
+        // `dev` is held; the client is live.
         to_result(unsafe {
             sys::jsnap_io(
                 self.0.as_ptr(),
@@ -96,35 +97,28 @@ impl IoClient {
         })
     }
 
-    /// Reads `buf.len()` bytes (a multiple of 512) from `dev` at `sector`.
-    pub(crate) fn read(&self, dev: &DmDev, sector: u64, buf: &mut [u8]) -> Result {
-        if buf.len() % 512 != 0 {
+    /// Reads the first `len` bytes (a multiple of 512, not 0) of `buf` from
+    /// `dev` at `sector`.  The buffer is a `KVVec`, kmalloc or vmalloc
+    /// memory (the two kinds dm-io can build a bio from: a slice of a
+    /// static or of the stack is neither).
+    pub(crate) fn read(&self, dev: &DmDev, sector: u64, buf: &mut KVVec<u8>, len: usize) -> Result {
+        if len == 0 || len % 512 != 0 {
             return Err(EINVAL);
         }
-        self.io(
-            dev,
-            sector,
-            (buf.len() >> 9) as u64,
-            buf.as_mut_ptr(),
-            false,
-            false,
-        )
+        // Non-empty, so inside the vector's allocation.
+        let b = buf.get_mut(..len).ok_or(EINVAL)?;
+        self.io(dev, sector, (len >> 9) as u64, b.as_mut_ptr(), false, false)
     }
 
-    /// Writes `buf` (a multiple of 512 bytes) to `dev` at `sector`.
-    pub(crate) fn write(&self, dev: &DmDev, sector: u64, buf: &[u8], fua: bool) -> Result {
-        if buf.len() % 512 != 0 {
+    /// Writes the first `len` bytes (a multiple of 512, not 0) of `buf` to
+    /// `dev` at `sector` (see [`IoClient::read`] for the buffer).
+    pub(crate) fn write(&self, dev: &DmDev, sector: u64, buf: &KVVec<u8>, len: usize, fua: bool) -> Result {
+        if len == 0 || len % 512 != 0 {
             return Err(EINVAL);
         }
+        let b = buf.get(..len).ok_or(EINVAL)?;
         // dm-io does not write to memory on a WRITE request.
-        self.io(
-            dev,
-            sector,
-            (buf.len() >> 9) as u64,
-            buf.as_ptr().cast_mut(),
-            true,
-            fua,
-        )
+        self.io(dev, sector, (len >> 9) as u64, b.as_ptr().cast_mut(), true, fua)
     }
 }
 

@@ -50,6 +50,11 @@ impl Pmem {
     /// which the mapping owns from now on.
     pub(super) fn map(dev: DmDev, bytes: u64) -> Result<Self> {
         let len = usize::try_from(bytes).map_err(|_| EINVAL)?;
+        // The C side maps whole pages: a length that is not a multiple of
+        // the page size would leave its tail outside the mapping.
+        if len == 0 || len % kernel::page::PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
         let mut vmapped = false;
         // SAFETY: `dev` is a held device; `vmapped` is a valid out pointer.
         let p = unsafe { sys::jsnap_dax_map(dev.raw(), bytes, &mut vmapped) };
@@ -74,7 +79,8 @@ impl Pmem {
     pub(super) fn ptr_for(&self, off: usize, len: usize) -> Result<*mut u8> {
         match off.checked_add(len) {
             Some(end) if end <= self.len => {
-                // SAFETY: `off < len` of the mapping, so the result stays in it.
+                // SAFETY: `off + len <= self.len`, the length of the mapping
+                // (type invariant), so the result stays in it.
                 Ok(unsafe { self.addr.as_ptr().add(off) })
             }
             _ => Err(ERANGE),

@@ -453,14 +453,19 @@ void jsnap_flush_workqueue(struct workqueue_struct *wq)
 }
 
 void jsnap_ti_set(struct dm_target *ti, unsigned int per_io_data_size,
-		  bool discards)
+		  bool discards, bool volatile_cache)
 {
 	ti->per_io_data_size = per_io_data_size;
 	ti->num_flush_bios = 1;
-	ti->flush_supported = true;
+	ti->flush_supported = volatile_cache;
 	ti->num_discard_bios = discards ? 1 : 0;
 	ti->discards_supported = discards;
 	ti->num_write_zeroes_bios = 0;
+}
+
+void jsnap_limits_no_volatile_cache(struct queue_limits *lim)
+{
+	lim->features &= ~(BLK_FEAT_WRITE_CACHE | BLK_FEAT_FUA);
 }
 
 void jsnap_set_error(struct dm_target *ti, const char *msg)

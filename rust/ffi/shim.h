@@ -56,7 +56,8 @@ struct workqueue_struct *jsnap_alloc_workqueue(const char *name);
 void jsnap_destroy_workqueue(struct workqueue_struct *wq);
 void jsnap_flush_workqueue(struct workqueue_struct *wq);
 void jsnap_ti_set(struct dm_target *ti, unsigned int per_io_data_size,
-		  bool discards);
+		  bool discards, bool volatile_cache);
+void jsnap_limits_no_volatile_cache(struct queue_limits *lim);
 void jsnap_set_error(struct dm_target *ti, const char *msg);
 bool jsnap_ti_is_write(struct dm_target *ti);
 blk_mode_t jsnap_open_mode(bool write);

@@ -42,7 +42,8 @@ pub(crate) struct Opened {
     pub(crate) format_pending: bool,
 }
 
-const PAGE: u64 = 4096;
+/// The journal is mapped in whole pages.
+const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
 
 fn fresh_sb(
     geometry: format::Geometry,

@@ -252,7 +252,9 @@ impl Target for Jsnap {
         // and a snapshot could fall between the pieces of one write.
         // (whole 4 KiB blocks: a production device may have 4 KiB sectors)
         let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS) & !7;
-        ti.setup(0, false);
+        // Every acknowledged write is durable in pmem: no volatile cache
+        // (see `io_hints`).
+        ti.setup(0, false, false);
         let wq = OwnedQueue::new(c"jsnap_destage").map_err(CtrError::nomem)?;
         let io = IoClient::new().map_err(CtrError::nomem)?;
         let kc = Kcopyd::new().map_err(CtrError::nomem)?;
@@ -337,7 +339,9 @@ impl Target for Jsnap {
                 Self::submit_write(this, bio.into_bio());
                 Mapped::Submitted
             }
-            // Every acknowledged write is already durable in pmem.
+            // Every acknowledged write is already durable in pmem.  (A
+            // flush gets here only when another target of the table has a
+            // volatile cache: the queue of this one has none.)
             BioKind::Flush => Mapped::complete(bio.into_bio(), Ok(())),
             BioKind::Discard | BioKind::WriteZeroes | BioKind::Other => {
                 Mapped::complete(bio.into_bio(), Err(EOPNOTSUPP))
@@ -399,6 +403,11 @@ impl Target for Jsnap {
     fn io_hints(&self, limits: &mut Limits<'_>) {
         // Whole chunks destage and preserve best.
         limits.set_io_sizes(4096, self.chunk_sectors << 9);
+        // An acknowledged write is in pmem already: flushes and FUA need no
+        // work, so the block layer is told not to send them (they would
+        // cost a round trip through dm for nothing).  Destage flushes
+        // production and the store itself before journal space is reused.
+        limits.no_volatile_cache();
     }
 
     fn preresume(&self) -> Result {

@@ -53,9 +53,8 @@ impl Jsnap {
     fn read_unpreserved(&self, d: &Devices<'_>, bio: &mut Bio, start: u64, end: u64) -> Result {
         let n = bio.bytes() as usize;
         let mut bounce = self.bounce.lock();
-        let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
-        self.io.read(self.prod(&d)?, start, buf)?;
-        bio.copy_from_slice(0, buf)?;
+        self.io.read(self.prod(&d)?, start, &mut bounce, n)?;
+        bio.copy_from_slice(0, bounce.get(..n).ok_or(EINVAL)?)?;
         drop(bounce);
         let mut pins = Pinned::new(self);
         self.pin_snapshot_pieces(start, end, &mut pins)?;
@@ -114,9 +113,8 @@ impl Jsnap {
         let store = self.store(&d).map_err(|_| EIO)?;
         let n = bio.bytes() as usize;
         let mut bounce = self.bounce.lock();
-        let buf = bounce.get_mut(..n).ok_or(EINVAL)?;
-        bio.copy_to_slice(0, buf)?;
-        self.io.write(store, sector, buf, true)
+        bio.copy_to_slice(0, bounce.get_mut(..n).ok_or(EINVAL)?)?;
+        self.io.write(store, sector, &bounce, n, true)
     }
 
     /// Whether chunk `c` of the active snapshot is preserved in the store.

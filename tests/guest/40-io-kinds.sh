@@ -20,6 +20,14 @@ fi
 check_eq "table exact" "0 $SL jsnap $(dev_mm "$PROD") $(dev_mm "$PMEM") $(dev_mm "$STORE") $CHUNK 1 no_destage" \
 	"$(dmsetup table bi)"
 
+# No volatile cache: a write is durable when acknowledged, so the block
+# layer must complete flushes without sending them (fdatasync costs
+# nothing), although production, below, has a write-back cache.
+queue_attr() { cat "/sys/dev/block/$(dev_mm "$1")/queue/$2" 2>&1; }
+check_eq "production has a volatile write cache (the case that matters)" "write back" "$(queue_attr "$PROD" write_cache)"
+check_eq "jsnap queue: no volatile write cache" "write through" "$(queue_attr $DEV write_cache)"
+check_eq "jsnap queue: no FUA" "0" "$(queue_attr $DEV fua)"
+
 # Reference = current content (whatever earlier tests left on production).
 dd if=$DEV of="$REF" bs=1M count=$REFMIB iflag=direct status=none
 check_eq "initial content matches production" "$(dev_sum "$PROD" $REFMIB)" "$(sum_stream <"$REF")"

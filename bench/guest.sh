@@ -195,7 +195,8 @@ json_write_ios() { # fio JSON file -> write total_ios of the first job
 	fi
 }
 
-# The jobs, in order: a | b c d v w e g f   (two fio processes)
+# The jobs, in order: a | b c d s t v x w y e g f   (two fio processes)
+#  s, t: two writer threads (numjobs=2, one result) at QD1 and QD16 each
 #  a: every block of the region once (random map), capped at TA s
 #  b: the same random sequence (same seed, random map) for as many I/Os as
 #     a completed: exactly the blocks a wrote, each once, in the same order
@@ -216,7 +217,9 @@ run_jobs() {
 		fio_global
 		fio_job b 1 c rw=randwrite iodepth=1 offset=0 size=${R_MB}M number_ios=$na runtime=$T
 		fio_job c 1 d rw=randwrite iodepth=32 offset=0 size=${R_MB}M norandommap runtime=$T time_based
-		fio_job d 1 v rw=randwrite iodepth=1 fdatasync=1 offset=0 size=${R_MB}M norandommap runtime=$T time_based
+		fio_job d 1 s rw=randwrite iodepth=1 fdatasync=1 offset=0 size=${R_MB}M norandommap runtime=$T time_based
+		fio_job s 1 t rw=randwrite iodepth=1 numjobs=2 group_reporting=1 offset=0 size=${R_MB}M norandommap runtime=$T time_based
+		fio_job t 1 v rw=randwrite iodepth=16 numjobs=2 group_reporting=1 offset=0 size=${R_MB}M norandommap runtime=$T time_based
 		fio_job v 0 x rw=randwrite iodepth=16 offset=${VOFF_MB}M size=${VER_MB}M verify=crc32c do_verify=1 verify_fatal=1 verify_dump=1
 		fio_job x 1 w rw=write bs=1M iodepth=4 offset=${XOFF_MB}M size=${X_MB}M verify=crc32c do_verify=1 verify_fatal=1 verify_dump=1
 		fio_job w 0 y rw=randwrite iodepth=16 offset=${VOFF_MB}M size=${VER_MB}M verify=crc32c verify_only=1 verify_fatal=1 verify_dump=1
@@ -225,7 +228,7 @@ run_jobs() {
 		fio_job g 0 f rw=randwrite iodepth=32 offset=0 size=${R_MB}M number_ios=$((R_BLOCKS / 2))
 		fio_job f 0 - rw=randread iodepth=32 offset=0 size=${R_MB}M norandommap runtime=$T time_based
 	} >"$OUT/$CFG/main.fio"
-	run_fio main $((5 * T + TE + 5 * 300))
+	run_fio main $((7 * T + TE + 7 * 300))
 }
 
 check_drains() {

@@ -13,6 +13,8 @@ stats() {
 		echo "$1_$d=$line"
 	done
 	echo "$1_time=$EPOCHREALTIME"
+	read -r line </proc/stat
+	echo "$1_cpu=$line"
 	while read -r st; do
 		echo "$1_status=$st"
 	done < <(dmsetup status 2>/dev/null)

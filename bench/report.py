@@ -33,7 +33,14 @@ JOBS = [
     ("d", "4k randwrite + fdatasync=1, QD1", "write", "iops"),
     ("e", "1 MiB sequential write of the whole volume (> journal), QD4", "write", "mbs"),
     ("f", "4k randread QD32, region half rewritten just before (in journal/cache)", "read", "iops"),
+    ("s", "4k randwrite, 2 writer threads at QD1 each", "write", "iops"),
+    ("t", "4k randwrite, 2 writer threads at QD16 each", "write", "iops"),
 ]
+# Scaling: two writer threads against one writer at the same total depth.
+SCALING = (("s", "b", "2 threads x QD1 / 1 thread QD1 (job b)"),
+           ("t", "c", "2 threads x QD16 / 1 thread QD32 (job c)"))
+# USER_HZ of /proc/stat
+CLK_TCK = 100
 BASES = ("linear", "snap4k")
 DRIFT_LIMIT = 0.20
 SPLAT_RE = re.compile(r"BUG|WARNING|Oops|KASAN|refcount|lockdep|general protection|Call Trace")
@@ -79,6 +86,19 @@ def jsnap_counters(meta, prefix):
             m = dict(re.findall(r"(\w+)=(\S+)", line))
             return m
     return None
+
+
+def cpu_busy(meta, prefix):
+    """Busy guest CPU time in seconds (user+nice+system+irq+softirq, all
+    CPUs) from the /proc/stat line the hook recorded."""
+    v = meta.get(f"{prefix}_cpu")
+    if not v:
+        return None
+    f = v.split()
+    if len(f) < 8 or f[0] != "cpu":
+        return None
+    t = [int(x) for x in f[1:8]]
+    return (t[0] + t[1] + t[2] + t[5] + t[6]) / CLK_TCK
 
 
 def pct(p, key):
@@ -127,6 +147,11 @@ def parse_step(raw, cfg, job, direction, facts, jobs):
             }
         r["write_bytes"] = j["write"]["io_bytes"]
         r["read_bytes"] = j["read"]["io_bytes"]
+    # CPU time per I/O, whole guest (fio, the target's workers, interrupts),
+    # over the job's I/O and its drain
+    cb, ca = cpu_busy(meta, "before"), cpu_busy(meta, "after")
+    if cb is not None and ca is not None and r.get("total_ios"):
+        r["cpu_us_per_io"] = (ca - cb) * 1e6 / r["total_ios"]
     # /sys/block/*/stat deltas (before -> after, drain included)
     devs = [facts["prod_dev"], facts["store_dev"], "pmem0"]
     delta = {}
@@ -233,11 +258,11 @@ def main():
         s = res["configs"].get(cfg, {}).get("jobs", {}).get(job)
         if not s:
             return None
-        if name in ("iops", "mbs", "wa_disk", "wa_total", "drain_s"):
+        if name in ("iops", "mbs", "wa_disk", "wa_total", "drain_s", "cpu_us_per_io"):
             return s.get(name)
         return (s.get("lat") or {}).get(name)
 
-    METRICS = ("iops", "mbs", "p50_us", "p99_us", "p99.9_us", "wa_disk", "wa_total")
+    METRICS = ("iops", "mbs", "p50_us", "p99_us", "p99.9_us", "wa_disk", "wa_total", "cpu_us_per_io")
     for cfg, c in res["configs"].items():
         for job, s in c["jobs"].items():
             s["ratio"] = {}
@@ -259,6 +284,11 @@ def main():
             verdict = "REJECTED"
     else:
         verdict = "REJECTED"
+    res["scaling"] = {}
+    for two, one, _ in SCALING:
+        for cfg in res["configs"]:
+            x, y = metric(cfg, two, "iops"), metric(cfg, one, "iops")
+            res["scaling"].setdefault(two, {})[cfg] = (x / y) if (x and y) else None
     res["baseline"] = {"raw_c_iops_before": before, "raw_c_iops_after": after,
                        "drift": drift, "limit": DRIFT_LIMIT}
     # kernel log
@@ -353,23 +383,24 @@ def render_md(res, facts, host):
              "store disks ÷ sectors written by fio, drain/flush after the job included; WA total adds the "
              "jsnap journal bytes (`written_bytes`) — pmem written through DAX does not show in "
              "/sys/block/pmem0/stat, so dm-writecache's pmem writes are not counted. A device whose verify "
-             "pass failed, or whose status showed an error, is FAILED and shows no numbers.")
+             "pass failed, or whose status showed an error, is FAILED and shows no numbers. CPU µs/IO = busy guest "
+             "CPU time (all CPUs: fio, the target's workers, interrupts; /proc/stat) over the job and its drain ÷ I/Os.")
     for job, title, direction, unit in JOBS:
         L.append("")
         L.append(f"### Job {job}: {title}")
         L.append("")
         thr = "MB/s" if unit == "mbs" else "IOPS"
-        L.append(f"| device | {thr} | p50 µs | p99 µs | p99.9 µs | WA disk | WA total | drain s |")
-        L.append("|---|---|---|---|---|---|---|---|")
+        L.append(f"| device | {thr} | p50 µs | p99 µs | p99.9 µs | WA disk | WA total | CPU µs/IO | drain s |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         for cfg, c in res["configs"].items():
             s = c["jobs"].get(job)
             if not s:
                 continue
             if c["result"] != "OK":
-                L.append(f"| {cfg} | **{c['result'].split(':')[0]}** | | | | | | |")
+                L.append(f"| {cfg} | **{c['result'].split(':')[0]}** | | | | | | | |")
                 continue
             if s.get("fio_error") or "iops" not in s:
-                L.append(f"| {cfg} | fio error {s.get('fio_error')} | | | | | | |")
+                L.append(f"| {cfg} | fio error {s.get('fio_error')} | | | | | | | |")
                 continue
             row = [cfg, cell(s, unit, lambda s: s.get(unit))]
             for p in ("p50_us", "p99_us", "p99.9_us"):
@@ -379,8 +410,20 @@ def render_md(res, facts, host):
                 row.append(cell(s, "wa_total", lambda s: s.get("wa_total")))
             else:
                 row += ["–", "–"]
+            row.append(cell(s, "cpu_us_per_io", lambda s: s.get("cpu_us_per_io")))
             row.append(fmt(s.get("drain_s")))
             L.append("| " + " | ".join(row) + " |")
+    sc = res.get("scaling") or {}
+    if sc:
+        L.append("")
+        L.append("## Scaling with two writer threads (same run)")
+        L.append("")
+        L.append("| device | " + " | ".join(t for _, _, t in SCALING) + " |")
+        L.append("|---|" + "---|" * len(SCALING))
+        for cfg in res["configs"]:
+            if res["configs"][cfg]["result"] != "OK" or cfg == "raw_after":
+                continue
+            L.append(f"| {cfg} | " + " | ".join(fmt((sc.get(two) or {}).get(cfg), 2) for two, _, _ in SCALING) + " |")
     # jsnap details
     L.append("")
     L.append("## jsnap counters per job (`dmsetup status` deltas)")
@@ -391,7 +434,7 @@ def render_md(res, facts, host):
     for cfg, c in res["configs"].items():
         if not cfg.startswith("jsnap"):
             continue
-        for job in "abcdvxegf":
+        for job in "abcdstvxegf":
             s = c["jobs"].get(job)
             if not s or "jsnap_status_after" not in s:
                 continue
@@ -441,7 +484,7 @@ def plots(res, outdir):
         return res["configs"][c]["result"] == "OK"
 
     # throughput
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    fig, axes = plt.subplots(2, 4, figsize=(20, 8))
     for ax, (job, title, direction, unit) in zip(axes.flat, JOBS):
         vals, names, colors = [], [], []
         for c in cfgs:
@@ -461,7 +504,7 @@ def plots(res, outdir):
     plt.close(fig)
 
     # latency percentiles
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    fig, axes = plt.subplots(2, 4, figsize=(20, 8))
     for ax, (job, title, direction, unit) in zip(axes.flat, JOBS):
         width = 0.27
         for k, (p, col) in enumerate((("p50_us", "tab:blue"), ("p99_us", "tab:orange"), ("p99.9_us", "tab:red"))):

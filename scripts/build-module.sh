@@ -13,7 +13,8 @@ if [ "${1:-}" = --fault ]; then
 	tar -C "$JSNAP_TOP" --exclude=./rust/host/target --exclude='*.o' --exclude='*.ko' \
 		--exclude=./.git -cf - Kbuild rust scripts | tar -C "$fb" -xf -
 	cp "$JSNAP_TOP/Makefile" "$fb/"
-	mkdir -p "$fb/qemu" && cp "$JSNAP_TOP/qemu/kernel.config" "$fb/qemu/"
+	# (every kernel fragment: env.sh hashes the one of the variant in use)
+	mkdir -p "$fb/qemu" && cp "$JSNAP_TOP"/qemu/kernel*.config "$fb/qemu/"
 	JSNAP_FAULT=1 KDIR=$KDIR bash "$fb/scripts/build-module.sh"
 	cp "$fb/dm-jsnap.ko" "$JSNAP_TOP/dm-jsnap-fault.ko"
 	exit 0

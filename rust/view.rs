@@ -110,6 +110,13 @@ impl View {
             Jsnap::kick_retire(j.as_arc_borrow());
             return;
         }
+        // Decide first: a refused write must not own its chunk (that would
+        // copy it, or for a whole chunk write the refused data, into the
+        // store and set its validity bit).
+        if !lookup::view_writable(self.mode) {
+            bio.endio(Err(EROFS));
+            return;
+        }
         let c = j.chunk_of(start);
         let (guard, in_store) = match j.own_chunk(c, &bio, start) {
             Ok(x) => x,
@@ -267,6 +274,11 @@ impl Target for View {
         let kind = bio.kind();
         match kind {
             BioKind::Read | BioKind::Write => {
+                if kind == BioKind::Write && !lookup::view_writable(this.mode) {
+                    // Refused before it can be deferred: the worker would
+                    // make its chunk the view's own first.
+                    return Mapped::complete(bio, Err(EROFS));
+                }
                 let c = this.jsnap.chunk_of(start);
                 if this.jsnap.is_suspended() {
                     // Nothing may reach the store now: the worker waits.

@@ -44,8 +44,20 @@ pub enum MapWrite {
     Worker,
 }
 
+/// Whether the view takes writes at all (`ro` does not).  Asked before
+/// anything else is done for a write, in `map` and in the worker alike
+/// (also for a write deferred while the jsnap volume was suspended): a
+/// refused write must never make its chunk the view's own, which would
+/// put the refused data into the snapshot.
+pub fn view_writable(mode: ViewMode) -> bool {
+    mode != ViewMode::Ro
+}
+
 /// A write to the view, as seen by `map` (no lock held).
 pub fn view_map_write(mode: ViewMode, has_entry: bool) -> MapWrite {
+    if !view_writable(mode) {
+        return MapWrite::Refuse;
+    }
     match (mode, has_entry) {
         (ViewMode::Ro, _) => MapWrite::Refuse,
         (ViewMode::Rw, true) => MapWrite::Store,
@@ -132,6 +144,7 @@ mod tests {
                     _ => MapWrite::Worker,
                 };
                 assert_eq!(m, want, "{mode:?} entry={entry}");
+                assert_eq!(view_writable(mode), mode != ViewMode::Ro);
                 for in_store in [false, true] {
                     let w = view_write(mode, in_store);
                     let want = match (mode, in_store) {

@@ -7,7 +7,9 @@
 #     writer's writes complete and every volume matches its model;
 #   - a journal holding a snapshot refuses another store device (and says
 #     so), accepts it with `relocated`, and refuses nothing without a
-#     snapshot.
+#     snapshot;
+#   - a ro view refuses writes issued while jsnap is suspended, without
+#     changing the snapshot (content, validity map, store).
 . "$(dirname "$0")/lib.sh"
 cleanup_dm
 
@@ -56,6 +58,34 @@ check_eq "hydration done after resume" done "$(status_get sq hydration)"
 same "store alone = rw view model after hydration" "$STORE" "$SNAP"
 check_eq "errors=0" 0 "$(status_get sq errors)"
 dm_remove sqv || fail "remove view"
+
+# ---- a ro view refuses the writes that reach it while jsnap is suspended ----------
+# They used to be deferred to the view's worker, which made their chunk the
+# view's own before refusing them: a whole-chunk write put its refused data
+# into the snapshot (store + validity bit), a partial one preserved the chunk.
+check_cmd "drop the hydrated snapshot" msg sq drop
+check_cmd "snapshot again (nothing preserved)" msg sq snapshot
+rov=$(dm_create sqr "0 $LEN jsnap-view $dev ro") || { fail "create ro view"; finish; }
+ok "create ro view"
+store0=$(dev_sum "$STORE" $MIB)
+CB=$((CHUNK * 512))
+check_cmd "suspend jsnap" timeout 60 dmsetup suspend sq
+timeout 120 dd if=/dev/urandom of="$rov" bs=$CB seek=3 count=1 oflag=direct status=none 2>/dev/null &
+w1=$!
+timeout 120 dd if=/dev/urandom of="$rov" bs=512 seek=$((5 * CHUNK + 1)) count=1 oflag=direct status=none 2>/dev/null &
+w2=$!
+sleep 2
+check_cmd "resume" timeout 60 dmsetup resume sq
+wait $w1
+r1=$?
+wait $w2
+r2=$?
+check_eq "whole-chunk write to the ro view refused (not hung)" refused "$( ((r1 != 0 && r1 != 124)) && echo refused || echo "exit $r1")"
+check_eq "partial write to the ro view refused (not hung)" refused "$( ((r2 != 0 && r2 != 124)) && echo refused || echo "exit $r2")"
+same "ro view = the snapshot's content after the refused writes" "$rov" "$REF"
+check_eq "no chunk preserved by a refused write" 0 "$(status_get sq preserved)"
+check_eq "store unchanged by the refused writes" "$store0" "$(dev_sum "$STORE" $MIB)"
+dm_remove sqr || fail "remove ro view"
 
 # ---- item 8: the store's identity ------------------------------------------------
 # The journal holds an active snapshot on $STORE.  A table naming another

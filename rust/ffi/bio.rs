@@ -62,6 +62,11 @@ impl Bio {
         self.0.as_ptr()
     }
 
+    /// Whether this is the bio at `p`.
+    pub(super) fn is(&self, p: *const sys::bio) -> bool {
+        core::ptr::eq(self.raw(), p)
+    }
+
     /// What the bio asks for.
     pub(crate) fn kind(&self) -> BioKind {
         // SAFETY: the bio is valid by the type invariant.

@@ -23,7 +23,7 @@ use core::ptr::NonNull;
 use kernel::error::to_result;
 use kernel::prelude::*;
 use kernel::sync::{Arc, ArcBorrow};
-use kernel::types::ForeignOwnable;
+use kernel::types::{ForeignOwnable, Opaque};
 
 /// What `map` did with a bio.
 pub(crate) enum Mapped {
@@ -543,14 +543,23 @@ unsafe extern "C" fn dtr_cb<T: Target>(ti: *mut sys::dm_target) {
 unsafe extern "C" fn map_cb<T: Target>(ti: *mut sys::dm_target, bio: *mut sys::bio) -> c_int {
     // SAFETY: `ti` was constructed by `ctr_cb::<T>` and not destroyed.
     let t = unsafe { borrow::<T>(ti) };
+    let mapped = bio;
     // SAFETY: device-mapper hands us ownership of a valid bio, inside `map`.
     let Some(bio) = (unsafe { MapBio::from_raw(bio) }) else {
         return sys::DM_MAPIO_KILL as c_int;
     };
     match T::map(t, bio) {
-        Mapped::Remap(bio) => {
+        Mapped::Remap(bio) if bio.is(mapped) => {
             bio.into_raw();
             sys::DM_MAPIO_REMAPPED as c_int
+        }
+        // Safe code can hand back another bio it owns (one swapped into the
+        // `MapBio`, or taken from a queue): device-mapper would submit the
+        // bio it mapped, which the target has taken.  Submit the one handed
+        // back instead; the mapped one is the target's.
+        Mapped::Remap(bio) => {
+            bio.submit();
+            sys::DM_MAPIO_SUBMITTED as c_int
         }
         Mapped::Submitted => sys::DM_MAPIO_SUBMITTED as c_int,
     }
@@ -711,9 +720,21 @@ pub(crate) struct Registration<T: Target> {
 /// at `tt`, so `ctr` finds `ctx` from it.
 #[repr(C)]
 struct TargetType<T: Target> {
-    /// First: a pointer to it is a pointer to the whole.
-    tt: sys::target_type,
+    /// First: a pointer to it is a pointer to the whole.  Device-mapper
+    /// writes to it while it is registered.
+    tt: Opaque<sys::target_type>,
     ctx: T::Context,
+}
+
+impl<T: Target> TargetType<T> {
+    /// The C target type, as a pointer that covers the whole struct (so
+    /// `ctr_cb` may reach `ctx` from it).
+    fn raw(this: &KBox<Self>) -> *mut sys::target_type {
+        let whole: *const Self = &raw const **this;
+        // `tt` is the first field of this `repr(C)` struct, and `Opaque`
+        // makes the C side's writes through the pointer legal.
+        whole.cast_mut().cast()
+    }
 }
 
 // SAFETY: the registration is only used to unregister, from any thread.
@@ -773,10 +794,19 @@ impl<T: Target> Registration<T> {
             },
             ..Default::default()
         };
-        let mut tt = KBox::new(TargetType { tt, ctx }, GFP_KERNEL)?;
+        let tt = KBox::new(
+            TargetType {
+                tt: Opaque::new(tt),
+                ctx,
+            },
+            GFP_KERNEL,
+        )?;
         // SAFETY: `tt` is a fully initialised target type that outlives the
-        // registration (it is unregistered before the box is freed).
-        to_result(unsafe { sys::dm_register_target(&mut tt.tt) })?;
+        // registration (it is unregistered before the box is freed).  The
+        // pointer is derived from the whole box, not from the field: `ctr_cb`
+        // reads `ctx` through it, and device-mapper writes the C part (its
+        // list links), which `Opaque` allows.
+        to_result(unsafe { sys::dm_register_target(TargetType::raw(&tt)) })?;
         // INVARIANT: registered above.
         Ok(Self { tt })
     }
@@ -785,6 +815,6 @@ impl<T: Target> Registration<T> {
 impl<T: Target> Drop for Registration<T> {
     fn drop(&mut self) {
         // SAFETY: registered by the type invariant.
-        unsafe { sys::dm_unregister_target(&mut self.tt.tt) }
+        unsafe { sys::dm_unregister_target(TargetType::raw(&self.tt)) }
     }
 }

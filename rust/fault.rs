@@ -105,20 +105,20 @@ pub(crate) use on::{
 pub(crate) fn cow_overwritten() {}
 
 /// Between the changes-table insert of a write at `sector` and its copy to
-/// pmem (item 1: a superseded record must not retire here; items 11/12:
-/// a preservation must not copy the record before it is persistent).
+/// pmem (a superseded record must not retire here; a preservation must
+/// not copy the record before it is persistent).
 #[cfg(not(jsnap_fault))]
 #[inline(always)]
 pub(crate) fn copy_window(_sector: u64) {}
 
 /// Inside a preservation step, after the store copy is durable and before
-/// the validity bits are set (item 6: drop/snapshot meanwhile).
+/// the validity bits are set (a drop or a new snapshot meanwhile).
 #[cfg(not(jsnap_fault))]
 #[inline(always)]
 pub(crate) fn preserve_window() {}
 
 /// In the jsnap constructor, between its first check for attached views
-/// and its registration (item 21: a view attaching meanwhile).
+/// and its registration (a view attaching meanwhile).
 #[cfg(not(jsnap_fault))]
 #[inline(always)]
 pub(crate) fn ctr_window() {}

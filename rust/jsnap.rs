@@ -331,9 +331,10 @@ pub(crate) struct Jsnap {
     cond: CondVar,
     #[pin]
     sb: Mutex<SbState>,
-    /// Held by the worker over a destage batch, by `drop`, and briefly by
-    /// a view attaching (so that no batch collected before the snapshot
-    /// still runs without chunk locks).
+    /// Held by the worker over a destage batch, and briefly by a view's
+    /// constructor ([`Jsnap::wait_batch`]), so that no batch collected
+    /// before the snapshot (it took no chunk locks) still runs once the
+    /// view reads or preserves.
     #[pin]
     batch: Mutex<()>,
     /// Serialises the snapshot messages (`snapshot`, `drop`, `hydrate`).

@@ -23,7 +23,7 @@
 //! | off | size | field |
 //! |-----|------|-------|
 //! | 0   | 8  | magic `"JSNAPSB1"` |
-//! | 8   | 4  | version (1) |
+//! | 8   | 4  | version ([`SB_VERSION`]; 1 is still read) |
 //! | 12  | 4  | header size (164; 160 before `store_devt` existed) |
 //! | 16  | 8  | generation |
 //! | 24  | 16 | uuid of this journal |

@@ -3,8 +3,10 @@
 //!
 //! Each case uses only `core` and fixed-size buffers (no allocation, at most
 //! one 4 KiB buffer on the stack) and reports the first failed check.
-//! [`CASES`] lists them all; the KUnit suite and the host test both iterate
-//! it. The host tests next to each module go much further (exhaustive bit
+//! [`CASES`] lists them all: the host test iterates it; the KUnit suite
+//! (`rust/kunit.rs`) names each case once, as `#[kunit_tests]` needs a
+//! function per case, and `tests/guest/00-kunit.sh` checks that every
+//! entry of `CASES` ran in KUnit. The host tests next to each module go much further (exhaustive bit
 //! flips, randomised models).
 
 use super::chunklock::{Holders, NotHeld};

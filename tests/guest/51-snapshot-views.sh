@@ -86,6 +86,8 @@ if dm_create sv "0 $SL jsnap-view $J rw" >/dev/null; then
 	if cmp -s "$SCRATCH/w" <(read_range $V 100 $((129))); then ok "rw view reads its own write"; else fail "rw view reads its own write"; fi
 	check_eq "production unaffected by rw view write" "$C" "$(dev_sum $J $MIB)"
 	check_cmd "remove rw view" dm_remove sv
+else
+	fail "create rw view"
 fi
 check_cmd "drop (rw)" msg sn drop
 
@@ -102,6 +104,8 @@ if dm_create sv "0 $SL jsnap-view $J mirror" >/dev/null; then
 	dd if=/dev/urandom of=$J bs=512 seek=4000 count=8 oflag=direct status=none
 	check_eq "production write does not reach the mirror view" "$before" "$(read_range $V 4000 8 | sum_stream)"
 	check_cmd "remove mirror view" dm_remove sv
+else
+	fail "create mirror view"
 fi
 check_cmd "drop (mirror)" msg sn drop
 check_cmd "drain" msg sn drain

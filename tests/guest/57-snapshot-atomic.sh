@@ -131,16 +131,18 @@ round() {
 	wait "$wp" 2>/dev/null
 	note "$tag: writer: $(tail -n1 "$SCRATCH/w.log")"
 	check_cmd "$tag: drain" msg sa drain
-	"$TOOL" scan /dev/mapper/sav $NBLK "$SCRATCH/scan2" &&
-		if cmp -s "$SCRATCH/scan1" "$SCRATCH/scan2"; then ok "$tag: view unchanged after drain (copy-on-write)"; else
-			fail "$tag: view unchanged after drain" "$(cmp "$SCRATCH/scan1" "$SCRATCH/scan2" | head -n1)"
-		fi
+	if ! "$TOOL" scan /dev/mapper/sav $NBLK "$SCRATCH/scan2"; then
+		fail "$tag: view unchanged after drain (copy-on-write)" "scan of the view failed"
+	elif cmp -s "$SCRATCH/scan1" "$SCRATCH/scan2"; then ok "$tag: view unchanged after drain (copy-on-write)"; else
+		fail "$tag: view unchanged after drain" "$(cmp "$SCRATCH/scan1" "$SCRATCH/scan2" | head -n1)"
+	fi
 	msg sa hydrate on
 	if wait_hydrated sa; then
-		"$TOOL" scan "$STORE" $NBLK "$SCRATCH/scan3" &&
-			if cmp -s "$SCRATCH/scan1" "$SCRATCH/scan3"; then ok "$tag: store alone = the view after hydration"; else
-				fail "$tag: store alone = the view after hydration" "$(cmp "$SCRATCH/scan1" "$SCRATCH/scan3" | head -n1)"
-			fi
+		if ! "$TOOL" scan "$STORE" $NBLK "$SCRATCH/scan3"; then
+			fail "$tag: store alone = the view after hydration" "scan of the store failed"
+		elif cmp -s "$SCRATCH/scan1" "$SCRATCH/scan3"; then ok "$tag: store alone = the view after hydration"; else
+			fail "$tag: store alone = the view after hydration" "$(cmp "$SCRATCH/scan1" "$SCRATCH/scan3" | head -n1)"
+		fi
 	else
 		fail "$tag: hydration completes" "$(jsnap_status sa)"
 	fi

@@ -245,11 +245,15 @@ for mode in rw mirror; do
 		ok "$P: the snapshot says it is invalid"
 		check_fails "$P: the invalid view fails reads" dd if="$V" of=/dev/null bs=1M count=$MIB iflag=direct status=none
 		dm_remove flfv
+		check_fails "$P: no new view of the invalid snapshot" dmsetup create flfv --table "0 $LEN jsnap-view /dev/mapper/flf ro"
+		dm_mknodes
+		check_fails "$P: hydrate on refused on the invalid snapshot" msg flf hydrate on
 		# production: the ranges of failed mirror writes rewritten through it
 		for x in "${failed[@]}"; do wr1 "$dev" 0 $x "$REF" || fail "$P: rewrite of $x through production"; done
 		same "$P: jsnap = model B" "$dev" "$REF"
 		check_cmd "$P: drain" msg flf drain
 		check_eq "$P: production after drain = model B" "$(fsum "$REF")" "$(sum "$PROD")"
+		check_eq "$P: the snapshot stays invalid" invalid "$(status_get flf snapshot)"
 	else
 		fail "$P: snapshot active or invalid" "snapshot=$st"
 		dm_remove flfv

@@ -75,8 +75,7 @@ impl View {
     /// Points `bio` at our handle on the store, sector `sector`.
     fn remap_to_store(&self, bio: &mut Bio, sector: u64) -> Result {
         let d = self.devs.access()?;
-        bio.remap(d.dev(self.store)?, sector);
-        Ok(())
+        bio.remap(d.dev(self.store)?, sector)
     }
 
     fn defer(this: ArcBorrow<'_, Self>, bio: Bio) -> Mapped {
@@ -232,7 +231,7 @@ impl Target for View {
         })?;
         // Writes of a `rw` or `mirror` view reach the store, whose cache a
         // flush must empty.
-        ti.setup(0, false, true);
+        ti.setup(false, true);
         let wq = OwnedQueue::new(c"jsnap_view").map_err(CtrError::nomem)?;
         let (begin, len) = (ti.begin(), ti.len());
         // No destage batch collected before the snapshot (it took no chunk

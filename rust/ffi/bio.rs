@@ -37,7 +37,9 @@ pub(crate) enum BioKind {
 /// # Invariants
 ///
 /// `0` is a valid bio that this handle owns until it is completed,
-/// remapped or handed to a [`BioList`].
+/// remapped or handed to a [`BioList`], and that a jsnap target's `map`
+/// was given: its per-bio data names the target that mapped it (see
+/// [`Bio::remap`]).
 pub(crate) struct Bio(NonNull<sys::bio>);
 
 // SAFETY: a bio may be completed or submitted from any thread.
@@ -46,8 +48,9 @@ unsafe impl Send for Bio {}
 impl Bio {
     /// # Safety
     ///
-    /// `bio` must be valid and owned by the caller, who hands ownership over.
-    pub(crate) unsafe fn from_raw(bio: *mut sys::bio) -> Option<Self> {
+    /// `bio` must be valid and owned by the caller, who hands ownership
+    /// over, and be a bio that `map_cb` recorded its owner in.
+    pub(super) unsafe fn from_raw(bio: *mut sys::bio) -> Option<Self> {
         NonNull::new(bio).map(Self)
     }
 
@@ -105,9 +108,22 @@ impl Bio {
     }
 
     /// Points the bio at `dev`, sector `sector`.
-    pub(crate) fn remap(&mut self, dev: &DmDev, sector: u64) {
-        // SAFETY: the bio is valid and the device held by the target.
-        unsafe { sys::jsnap_bio_remap(self.raw(), dev.bdev(), sector) }
+    ///
+    /// Only a device of the target that mapped the bio (its owner, recorded
+    /// by `map_cb`) is accepted: device-mapper keeps that target's devices
+    /// open until the bio ends, while another target's may be put meanwhile
+    /// (`EXDEV`).
+    pub(crate) fn remap(&mut self, dev: &DmDev, sector: u64) -> Result {
+        // SAFETY: every `Bio` is a bio a jsnap target mapped (the type
+        // invariant; `Bio::from_raw` is only used for those), whose per-bio
+        // data `map_cb` filled.
+        if !core::ptr::eq(unsafe { sys::jsnap_bio_owner(self.raw()) }, dev.ti()) {
+            return Err(EXDEV);
+        }
+        // SAFETY: the bio is valid, and the device is held by the target
+        // that mapped it, until the bio ends.
+        unsafe { sys::jsnap_bio_remap(self.raw(), dev.bdev(), sector) };
+        Ok(())
     }
 
     /// Copies the whole bio into `pmem` at byte `off` with non-temporal

@@ -54,6 +54,11 @@ impl DmDev {
         Self { ti, dev }
     }
 
+    /// The target that holds this device.
+    pub(super) fn ti(&self) -> *mut sys::dm_target {
+        self.ti.as_ptr()
+    }
+
     pub(super) fn raw(&self) -> *mut sys::dm_dev {
         self.dev.as_ptr()
     }

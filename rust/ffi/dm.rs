@@ -245,9 +245,9 @@ impl Ctr<'_> {
     /// sent to it even when its devices have none).  A target without one
     /// still gets the flushes of the devices it stacks on unless its
     /// `io_hints` calls [`Limits::no_volatile_cache`].
-    pub(crate) fn setup(&mut self, per_bio_data: usize, discards: bool, volatile_cache: bool) {
+    pub(crate) fn setup(&mut self, discards: bool, volatile_cache: bool) {
         // SAFETY: `ti` is valid by the type invariant.
-        unsafe { sys::jsnap_ti_set(self.ti.as_ptr(), per_bio_data as u32, discards, volatile_cache) }
+        unsafe { sys::jsnap_ti_set(self.ti.as_ptr(), discards, volatile_cache) }
     }
 
     /// Splits bios so that none crosses a multiple of `sectors`.
@@ -475,6 +475,9 @@ unsafe extern "C" fn ctr_cb<T: Target>(
         set_error(c"Too many arguments");
         return EINVAL.to_errno();
     };
+    // Every bio this target maps records it as its owner (see `Bio::remap`).
+    // SAFETY: as for `set_error`.
+    unsafe { sys::jsnap_ti_init(ti.as_ptr()) };
     // Allocated first: once `ctr` succeeded nothing may fail.
     let Ok(slot) = KBox::<Private<T>>::new_uninit(GFP_KERNEL) else {
         set_error(c"Out of memory");
@@ -544,6 +547,12 @@ unsafe extern "C" fn map_cb<T: Target>(ti: *mut sys::dm_target, bio: *mut sys::b
     // SAFETY: `ti` was constructed by `ctr_cb::<T>` and not destroyed.
     let t = unsafe { borrow::<T>(ti) };
     let mapped = bio;
+    if bio.is_null() {
+        return sys::DM_MAPIO_KILL as c_int;
+    }
+    // SAFETY: a bio device-mapper maps has the per-bio data `ctr_cb` asked
+    // for (`jsnap_ti_init`), and `ti` is the target mapping it.
+    unsafe { sys::jsnap_bio_set_owner(bio, ti) };
     // SAFETY: device-mapper hands us ownership of a valid bio, inside `map`.
     let Some(bio) = (unsafe { MapBio::from_raw(bio) }) else {
         return sys::DM_MAPIO_KILL as c_int;

@@ -76,6 +76,27 @@ void jsnap_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector
 	bio->bi_iter.bi_sector = sector;
 }
 
+/*
+ * The per-bio data of every bio mapped by a jsnap target holds the target
+ * that mapped it (its "owner"): a bio may only be remapped to a device
+ * that target holds, which device-mapper keeps open until the bio ends.
+ */
+void jsnap_bio_set_owner(struct bio *bio, struct dm_target *ti)
+{
+	*(struct dm_target **)dm_per_bio_data(bio, sizeof(struct dm_target *)) = ti;
+}
+
+struct dm_target *jsnap_bio_owner(struct bio *bio)
+{
+	return *(struct dm_target **)dm_per_bio_data(bio, sizeof(struct dm_target *));
+}
+
+/* Room for the owner in the per-bio data of every bio mapped by `ti`. */
+void jsnap_ti_init(struct dm_target *ti)
+{
+	ti->per_io_data_size = sizeof(struct dm_target *);
+}
+
 void jsnap_bio_endio(struct bio *bio, int err)
 {
 	bio->bi_status = errno_to_blk_status(err);
@@ -452,10 +473,8 @@ void jsnap_flush_workqueue(struct workqueue_struct *wq)
 	flush_workqueue(wq);
 }
 
-void jsnap_ti_set(struct dm_target *ti, unsigned int per_io_data_size,
-		  bool discards, bool volatile_cache)
+void jsnap_ti_set(struct dm_target *ti, bool discards, bool volatile_cache)
 {
-	ti->per_io_data_size = per_io_data_size;
 	ti->num_flush_bios = 1;
 	ti->flush_supported = volatile_cache;
 	ti->num_discard_bios = discards ? 1 : 0;

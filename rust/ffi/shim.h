@@ -17,6 +17,9 @@ unsigned int jsnap_bio_kind(struct bio *bio);
 sector_t jsnap_bio_sector(struct bio *bio);
 unsigned int jsnap_bio_size(struct bio *bio);
 void jsnap_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector);
+void jsnap_bio_set_owner(struct bio *bio, struct dm_target *ti);
+struct dm_target *jsnap_bio_owner(struct bio *bio);
+void jsnap_ti_init(struct dm_target *ti);
 void jsnap_bio_endio(struct bio *bio, int err);
 int jsnap_bio_status(struct bio *bio);
 void jsnap_bio_copy_to_pmem(struct bio *bio, void *dst);
@@ -55,7 +58,7 @@ int jsnap_flush(struct block_device *bdev);
 struct workqueue_struct *jsnap_alloc_workqueue(const char *name);
 void jsnap_destroy_workqueue(struct workqueue_struct *wq);
 void jsnap_flush_workqueue(struct workqueue_struct *wq);
-void jsnap_ti_set(struct dm_target *ti, unsigned int per_io_data_size,
+void jsnap_ti_set(struct dm_target *ti,
 		  bool discards, bool volatile_cache);
 void jsnap_limits_no_volatile_cache(struct queue_limits *lim);
 void jsnap_set_error(struct dm_target *ti, const char *msg);

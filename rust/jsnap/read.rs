@@ -6,11 +6,20 @@
 use super::changes::first_overlap;
 use super::Jsnap;
 use crate::ffi::bio::MapBio;
+use crate::ffi::devices::DmDev;
 use crate::ffi::dm::Mapped;
 use kernel::prelude::*;
 use kernel::sync::ArcBorrow;
 
 impl Jsnap {
+    /// Sends (the accepted prefix of) a read to production.
+    fn remap_read(mut bio: MapBio<'_>, prod: &DmDev, start: u64) -> Mapped {
+        match bio.remap(prod, start) {
+            Ok(()) => Mapped::Remap(bio.into_bio()),
+            Err(e) => Mapped::complete(bio.into_bio(), Err(e)),
+        }
+    }
+
     /// Serves a prefix of a read from the journal or remaps it.
     pub(super) fn read(this: ArcBorrow<'_, Self>, mut bio: MapBio<'_>) -> Mapped {
         let Ok(d) = this.devs() else {
@@ -29,14 +38,12 @@ impl Jsnap {
         loop {
             let Some(x) = first_overlap(&st.journal.changes, start, end) else {
                 drop(st);
-                bio.remap(prod, start);
-                return Mapped::Remap(bio.into_bio());
+                return Self::remap_read(bio, prod, start);
             };
             if x.start > start {
                 drop(st);
                 bio.accept_partial((x.start - start) as u32);
-                bio.remap(prod, start);
-                return Mapped::Remap(bio.into_bio());
+                return Self::remap_read(bio, prod, start);
             }
             let persisted = st.journal.rec(x.seq).is_some_and(|r| r.persisted);
             if !persisted {

@@ -254,7 +254,7 @@ impl Target for Jsnap {
         let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS) & !7;
         // Every acknowledged write is durable in pmem: no volatile cache
         // (see `io_hints`).
-        ti.setup(0, false, false);
+        ti.setup(false, false);
         let wq = OwnedQueue::new(c"jsnap_destage").map_err(CtrError::nomem)?;
         let io = IoClient::new().map_err(CtrError::nomem)?;
         let kc = Kcopyd::new().map_err(CtrError::nomem)?;

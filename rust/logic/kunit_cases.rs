@@ -3,10 +3,10 @@
 //!
 //! Each case uses only `core` and fixed-size buffers (no allocation, at most
 //! one 4 KiB buffer on the stack) and reports the first failed check.
-//! [`CASES`] lists them all: the host test iterates it; the KUnit suite
-//! (`rust/kunit.rs`) names each case once, as `#[kunit_tests]` needs a
-//! function per case, and `tests/guest/00-kunit.sh` checks that every
-//! entry of `CASES` ran in KUnit. The host tests next to each module go much further (exhaustive bit
+//! `for_each_case!` lists them all, once: [`CASES`] (iterated by the host
+//! test) and the KUnit suite (`rust/kunit.rs`, a function per case, as
+//! `#[kunit_tests]` needs) are made from it, and
+//! `tests/guest/00-kunit.sh` checks that every one of them ran in KUnit. The host tests next to each module go much further (exhaustive bit
 //! flips, randomised models).
 
 use super::chunklock::{Holders, NotHeld};
@@ -25,29 +25,45 @@ use super::epoch::snap_seq_after_replay;
 /// A self-test: `Err` carries the failed check.
 pub type Case = fn() -> Result<(), &'static str>;
 
-/// Every self-test, by name.
-pub const CASES: &[(&str, Case)] = &[
-    ("crc32c_check_value", crc32c_check_value),
-    ("geometry_plan", geometry_plan),
-    ("superblock_round_trip", superblock_round_trip),
-    ("superblock_corruption", superblock_corruption),
-    ("descriptor_round_trip", descriptor_round_trip),
-    ("descriptor_corruption", descriptor_corruption),
-    ("ring_wrap_and_fifo", ring_wrap_and_fifo),
-    ("journal_space_slots", journal_space_slots),
-    ("extent_carve", extent_carve),
-    ("replay_wrap_and_holes", replay_wrap_and_holes),
-    ("replay_rejects_corrupt", replay_rejects_corrupt),
-    ("validity_map", validity_map),
-    ("table_features", table_features),
-    ("table_errors", table_errors),
-    ("messages", messages),
-    ("chunk_lock", chunk_lock),
-    ("epoch_histories", epoch_histories),
-    ("mirror_lookup_figures", mirror_lookup_figures),
-    ("retire_rule", retire_rule),
-    ("ring_end_and_replay_boundary", ring_end_and_replay_boundary),
-];
+/// Calls `$m!` with the name of every self-test: the one list that
+/// [`CASES`] and the KUnit suite (`rust/kunit.rs`) are both made from.
+macro_rules! for_each_case {
+    ($m:ident) => {
+        $m! {
+            crc32c_check_value,
+            geometry_plan,
+            superblock_round_trip,
+            superblock_corruption,
+            descriptor_round_trip,
+            descriptor_corruption,
+            ring_wrap_and_fifo,
+            journal_space_slots,
+            extent_carve,
+            replay_wrap_and_holes,
+            replay_rejects_corrupt,
+            validity_map,
+            table_features,
+            table_errors,
+            messages,
+            chunk_lock,
+            epoch_histories,
+            mirror_lookup_figures,
+            retire_rule,
+            ring_end_and_replay_boundary,
+        }
+    };
+}
+// (used by the kernel crate's KUnit suite, not by the host crate)
+#[allow(unused_imports)]
+pub(crate) use for_each_case;
+
+macro_rules! case_table {
+    ($($name:ident),* $(,)?) => {
+        /// Every self-test, by name.
+        pub const CASES: &[(&str, Case)] = &[$((stringify!($name), $name)),*];
+    };
+}
+for_each_case!(case_table);
 
 fn ensure(ok: bool, what: &'static str) -> Result<(), &'static str> {
     if ok {

@@ -4,8 +4,9 @@
 //!
 //! Everything that touches a raw C pointer lives below this module: the
 //! device-mapper target registration and callbacks ([`dm`]), the devices a
-//! target opens, revoked by the registration after `dtr` ([`devices`], built
-//! on the sleepable revocable of [`revocable`]), bios ([`bio`]), the DAX
+//! target opens ([`dmdev`]), held in a set revoked by the registration
+//! after `dtr` ([`devices`], built on the sleepable revocable of
+//! [`revocable`]), bios ([`bio`]), the DAX
 //! mapping of the pmem journal ([`pmem`]), synchronous dm-io, dm-kcopyd and
 //! flushes ([`io`]) and the owned workqueue ([`wq`]).  It knows no target:
 //! `jsnap` and `jsnap-view` implement [`dm::Target`] above it.  The rest of
@@ -37,6 +38,7 @@ pub(crate) mod sys {
 pub(crate) mod bio;
 pub(crate) mod devices;
 pub(crate) mod dm;
+pub(crate) mod dmdev;
 pub(crate) mod io;
 pub(crate) mod pmem;
 pub(crate) mod revocable;

@@ -72,7 +72,8 @@ mod views;
 mod write;
 
 use crate::ffi::bio::{Bio, BioList};
-use crate::ffi::devices::{DevId, DevSet, Devices, DmDev};
+use crate::ffi::devices::{DevId, DevSet, Devices};
+use crate::ffi::dmdev::DmDev;
 use crate::ffi::io::{IoClient, Kcopyd};
 use crate::ffi::wq::OwnedQueue;
 use crate::logic::epoch::Epoch;

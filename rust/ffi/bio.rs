@@ -9,7 +9,7 @@
 //!
 //! C header: [`include/linux/bio.h`](srctree/include/linux/bio.h)
 
-use super::devices::DmDev;
+use super::dmdev::DmDev;
 use super::pmem::Pmem;
 use super::sys;
 use core::ptr::NonNull;

@@ -15,7 +15,8 @@
 //! C header: [`include/linux/device-mapper.h`](srctree/include/linux/device-mapper.h)
 
 use super::bio::{Bio, MapBio};
-use super::devices::{DevId, DevSet, DmDev, Slots};
+use super::devices::{DevId, DevSet, Slots};
+use super::dmdev::DmDev;
 use super::pmem::Pmem;
 use super::sys;
 use core::fmt;

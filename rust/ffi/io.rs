@@ -6,7 +6,7 @@
 //! C headers: [`include/linux/dm-io.h`](srctree/include/linux/dm-io.h),
 //! [`include/linux/dm-kcopyd.h`](srctree/include/linux/dm-kcopyd.h)
 
-use super::devices::DmDev;
+use super::dmdev::DmDev;
 use super::pmem::Pmem;
 use super::sys;
 use core::ptr::NonNull;

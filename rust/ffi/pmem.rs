@@ -9,7 +9,7 @@
 //!
 //! C header: [`include/linux/dax.h`](srctree/include/linux/dax.h)
 
-use super::devices::DmDev;
+use super::dmdev::DmDev;
 use super::sys;
 use core::ptr::NonNull;
 use kernel::prelude::*;

@@ -6,7 +6,7 @@
 use super::changes::first_overlap;
 use super::Jsnap;
 use crate::ffi::bio::MapBio;
-use crate::ffi::devices::DmDev;
+use crate::ffi::dmdev::DmDev;
 use crate::ffi::dm::Mapped;
 use kernel::prelude::*;
 use kernel::sync::ArcBorrow;

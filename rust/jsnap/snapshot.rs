@@ -32,7 +32,8 @@
 
 use super::changes::first_overlap;
 use super::{metadata, Jsnap, State};
-use crate::ffi::devices::{Devices, DmDev};
+use crate::ffi::devices::Devices;
+use crate::ffi::dmdev::DmDev;
 use crate::ffi::io;
 use crate::logic::epoch;
 use crate::logic::extent::{self, Extent};

@@ -47,6 +47,11 @@ else
 	echo "not ok - fault-injection module build against the debug kernel failed"
 	fail=1
 fi
+# (tests/guest/88-jsnapctl.sh runs the user-space tool)
+if ! bash scripts/build-jsnapctl.sh >/dev/null 2>&1; then
+	echo "not ok - jsnapctl build failed (scripts/build-jsnapctl.sh)"
+	fail=1
+fi
 
 export JSNAP_STRESS_SECS=${JSNAP_STRESS_SECS:-600}
 export JSNAP_FUZZ_CASES=${JSNAP_FUZZ_CASES:-1500}

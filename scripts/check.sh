@@ -3,7 +3,8 @@
 #
 #   1. set-up (idempotent; builds and caches the kernel on first use)
 #   2. host `cargo test` of the pure logic (rust/host)
-#   3. build dm-jsnap.ko
+#   3. build dm-jsnap.ko (and the fault-injection build), build jsnapctl
+#      (tools/jsnapctl) and run its host unit tests (cargo test)
 #   4. one VM: KUnit suites of the module + in-guest integration tests
 #   5. power-cut tests (several VM boots on the same file-backed NVRAM):
 #      journal, windows held open by fault injection (dm-jsnap-fault.ko),
@@ -108,6 +109,28 @@ else
 	echo "not ok - fault-injection module build failed"
 	fail=$((fail + 1))
 fi
+
+stage build "build jsnapctl (tools/jsnapctl, the user-space tool)"
+if bash scripts/build-jsnapctl.sh >"$log/build-jsnapctl.log" 2>&1; then
+	echo "ok - jsnapctl built"
+	pass=$((pass + 1))
+else
+	tail -n 40 "$log/build-jsnapctl.log"
+	echo "not ok - jsnapctl built"
+	fail=$((fail + 1))
+fi
+
+# (counted as host-cargo is: cargo's `test result:` lines)
+stage host-cargo-jsnapctl "host tests of jsnapctl (cargo test in tools/jsnapctl)"
+bash scripts/build-jsnapctl.sh --test 2>&1 | tee "$log/host-jsnapctl.log"
+j_pass=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\1/p' "$log/host-jsnapctl.log" | paste -sd+ | bc)
+j_fail=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\2/p' "$log/host-jsnapctl.log" | paste -sd+ | bc)
+if [[ -z $j_pass ]]; then
+	j_pass=0 j_fail=1
+	echo "not ok - jsnapctl host tests did not run" | tee -a "$log/host-jsnapctl.log"
+fi
+pass=$((pass + j_pass)) fail=$((fail + j_fail))
+suite host-cargo-jsnapctl "$log/host-jsnapctl.log"
 
 # run_stage SUITE SUMMARY_RE TEXT CMD...: runs CMD as stage SUITE, counts
 # its ok / not ok lines, and fails the stage if no line matches SUMMARY_RE

@@ -20,8 +20,9 @@
 # ("==== [suite NAME] ..."); text before any header is the suite "guest".
 # Inside "guest", each check line `ok - NN-name: ...` belongs to the suite
 # guest/NN-name, the runner's own lines (insmod, rmmod, ...) to
-# guest/runner.  "host-cargo" counts cargo's `test result:` lines (passed +
-# failed); every other suite counts its `ok - ` / `not ok - ` lines.
+# guest/runner.  "host-cargo" and "host-cargo-*" count cargo's `test
+# result:` lines (passed + failed); every other suite counts its `ok - ` /
+# `not ok - ` lines.
 #
 # Also failures, from the log alone: a guest test that exited non-zero
 # without a `not ok` line, a guest run without the runner's final
@@ -42,7 +43,7 @@ parse() {
 		suite = $0; sub(/^==== \[suite /, "", suite); sub(/\].*/, "", suite)
 		print "header " suite; if (suite != "guest") touch(suite); next
 	}
-	suite == "host-cargo" && /^test result: / {
+	suite ~ /^host-cargo/ && /^test result: / {
 		if (match($0, /[0-9]+ passed; [0-9]+ failed/)) {
 			split(substr($0, RSTART, RLENGTH), a, " ")
 			n[suite] += a[1] + a[3]; f[suite] += a[3]; touch(suite)

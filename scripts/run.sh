@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the main job.  Boots a VM with an emulated NVDIMM and two NVMe
-# disks, loads dm-jsnap.ko with insmod, creates a jsnap device, exercises it
-# (see scripts/demo-guest.sh), prints `dmsetup table` and `dmsetup status`,
-# and removes everything cleanly.
+# disks, loads dm-jsnap.ko with insmod, creates a jsnap device with jsnapctl,
+# exercises it (see scripts/demo-guest.sh), prints `dmsetup table` and
+# `dmsetup status` beside `jsnapctl status`, and removes everything cleanly.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/jsnap-run.XXXXXX")

@@ -45,7 +45,7 @@ EOL
 # --- Debian packages ---------------------------------------------------------
 PKGS="bc bison flex libelf-dev libssl-dev cpio kmod dmsetup fio busybox-static
       ndctl rustc-web rust-web-src xz-utils make gcc python3-venv
-      e2fsprogs xfsprogs nvme-cli"
+      e2fsprogs xfsprogs nvme-cli libdevmapper-dev pkg-config"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

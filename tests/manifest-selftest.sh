@@ -97,6 +97,15 @@ expect_fail "a suite that ran but is not in the manifest fails" 'guest/25-extra 
 good | sed 's/^test result: ok. 2 passed; 0 failed/test result: ok. 1 passed; 0 failed/' >"$w/cargo.log"
 expect_fail "fewer host cargo tests than the manifest's minimum fails" 'host-cargo check count -- 2 checks' "$w/cargo.log"
 
+# a host-cargo-* suite (jsnapctl's cargo test) counts cargo's result lines too
+{ cat "$w/manifest"; echo "host-cargo-x  =3"; } >"$w/manifest-x"
+{ good; printf '%s\n' "==== [suite host-cargo-x] host tests of x" "running 3 tests" \
+	"test result: ok. 3 passed; 0 failed; 0 ignored"; } >"$w/cargo-x.log"
+MANIFEST_FILE=$w/manifest-x expect_pass "a host-cargo-* suite is counted from cargo's result lines" "$w/cargo-x.log"
+sed 's/^test result: ok. 3 passed; 0 failed/test result: FAILED. 1 passed; 1 failed/' "$w/cargo-x.log" >"$w/cargo-x-short.log"
+MANIFEST_FILE=$w/manifest-x expect_fail "a host-cargo-* suite with fewer tests fails" \
+	'host-cargo-x check count -- 2 checks, the manifest says exactly 3' "$w/cargo-x-short.log"
+
 # a subset run (tests/run-guest.sh FILTER): only what was selected counts,
 # and it says so; but a selected test that never started fails
 good | sed -n '/suite guest/,/^guest:/p' | sed 's/^# runner: tests: .*/# runner: tests: 10-a/; /20-b/d' >"$w/subset.log"

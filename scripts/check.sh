@@ -69,72 +69,44 @@ if ! bash scripts/setup.sh; then
 	exit 1
 fi
 
-stage host-cargo "host tests (cargo test)"
-if (cd rust/host && cargo test 2>&1) | tee "$log/host.log"; then :; fi
-h_pass=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\1/p' "$log/host.log" | paste -sd+ | bc)
-h_fail=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\2/p' "$log/host.log" | paste -sd+ | bc)
-if [[ -z $h_pass ]]; then h_pass=0 h_fail=1; echo "not ok - host tests did not run"; fi
-pass=$((pass + h_pass)) fail=$((fail + h_fail))
-suite host-cargo "$log/host.log"
-
-stage manifest-selftest "host self-test of the harness (manifest and counting)"
-bash tests/manifest-selftest.sh 2>&1 | tee "$log/manifest-selftest.log"
-src=${PIPESTATUS[0]}
-count "$log/manifest-selftest.log" '^ok - ' '^not ok - '
-suite manifest-selftest "$log/manifest-selftest.log" "$src"
-
-stage powercut-host-selftest "host tests (the power-cut writer and oracle)"
-bash tests/powercut/host-selftest.sh 2>&1 | tee "$log/pc-selftest.log"
-src=${PIPESTATUS[0]}
-count "$log/pc-selftest.log" '^ok - ' '^not ok - '
-suite powercut-host-selftest "$log/pc-selftest.log" "$src"
-
-stage build "build dm-jsnap.ko"
-if ! bash scripts/build-module.sh >"$log/build.log" 2>&1; then
-	tail -n 40 "$log/build.log"
-	echo "not ok - module build failed"
-	echo "$pass passed, $((fail + 1)) failed"
-	exit 1
-fi
-grep -E '^(warning|error)' "$log/build.log" | sort | uniq -c | head -5
-pass=$((pass + 1))
-
-stage build "build dm-jsnap-fault.ko (fault-injection build for the tests)"
-if bash scripts/build-module.sh --fault >"$log/build-fault.log" 2>&1; then
-	echo "ok - fault-injection module built"
-	pass=$((pass + 1))
-	export JSNAP_FAULT_MODULE=$top/dm-jsnap-fault.ko JSNAP_REQUIRE_FAULT=1
-else
-	tail -n 40 "$log/build-fault.log"
-	echo "not ok - fault-injection module build failed"
-	fail=$((fail + 1))
-fi
-
-stage build "build jsnapctl (tools/jsnapctl, the user-space tool)"
-if bash scripts/build-jsnapctl.sh >"$log/build-jsnapctl.log" 2>&1; then
-	echo "ok - jsnapctl built"
-	pass=$((pass + 1))
-else
-	tail -n 40 "$log/build-jsnapctl.log"
-	echo "not ok - jsnapctl built"
-	fail=$((fail + 1))
-fi
-
-# (counted as host-cargo is: cargo's `test result:` lines)
-stage host-cargo-jsnapctl "host tests of jsnapctl (cargo test in tools/jsnapctl)"
-bash scripts/build-jsnapctl.sh --test 2>&1 | tee "$log/host-jsnapctl.log"
-j_pass=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\1/p' "$log/host-jsnapctl.log" | paste -sd+ | bc)
-j_fail=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\2/p' "$log/host-jsnapctl.log" | paste -sd+ | bc)
-if [[ -z $j_pass ]]; then
-	j_pass=0 j_fail=1
-	echo "not ok - jsnapctl host tests did not run" | tee -a "$log/host-jsnapctl.log"
-fi
-pass=$((pass + j_pass)) fail=$((fail + j_fail))
-suite host-cargo-jsnapctl "$log/host-jsnapctl.log"
-
+# ---- the kinds of stage -------------------------------------------------------
+# cargo_stage SUITE TEXT CMD...: a cargo test run, counted from cargo's
+# `test result:` lines (passed + failed)
+cargo_stage() {
+	local s=$1 text=$2 p f
+	shift 2
+	stage "$s" "$text"
+	"$@" 2>&1 | tee "$log/$s.log"
+	p=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\1/p' "$log/$s.log" | paste -sd+ | bc)
+	f=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\2/p' "$log/$s.log" | paste -sd+ | bc)
+	if [[ -z $p ]]; then
+		p=0 f=1
+		echo "not ok - $s: the tests did not run" | tee -a "$log/$s.log"
+	fi
+	pass=$((pass + p)) fail=$((fail + f))
+	suite "$s" "$log/$s.log"
+}
+# build_stage NAME TEXT CMD...: a build, one check; its log is shown if it
+# fails
+build_stage() {
+	local name=$1 text=$2
+	shift 2
+	stage build "$text"
+	if "$@" >"$log/build-$name.log" 2>&1; then
+		grep -E '^(warning|error)' "$log/build-$name.log" | sort | uniq -c | head -5
+		echo "ok - $name built"
+		pass=$((pass + 1))
+	else
+		tail -n 40 "$log/build-$name.log"
+		echo "not ok - $name built"
+		fail=$((fail + 1))
+		return 1
+	fi
+}
 # run_stage SUITE SUMMARY_RE TEXT CMD...: runs CMD as stage SUITE, counts
 # its ok / not ok lines, and fails the stage if no line matches SUMMARY_RE
-# (it died before its summary) or it exited non-zero without a `not ok`
+# (it died before its summary; empty: no summary line expected) or it
+# exited non-zero without a `not ok`
 run_stage() {
 	local s=$1 sum=$2 text=$3 src
 	shift 3
@@ -142,37 +114,64 @@ run_stage() {
 	"$@" 2>&1 | tee "$log/$s.log"
 	src=${PIPESTATUS[0]}
 	count "$log/$s.log" '^ok - ' '^not ok - '
-	if ! grep -qE "$sum" "$log/$s.log"; then
+	if [[ -n $sum ]] && ! grep -qE "$sum" "$log/$s.log"; then
 		fail=$((fail + 1))
 		echo "not ok - $s: no summary (no line matching $sum)" | tee -a "$log/$s.log"
 	fi
 	suite "$s" "$log/$s.log" "$src"
 }
 
-run_stage guest '^guest: ' "guest tests (KUnit + integration)" \
-	bash tests/run-guest.sh
-run_stage powercut '^powercut: ' "power-cut tests" \
-	bash tests/powercut.sh --chunk 8 --start 16
-if [[ -n ${JSNAP_FAULT_MODULE:-} ]]; then
-	run_stage powercut-log-writes '^powercut: ' \
-		"power cuts with a volatile disk cache (dm-log-writes under production)" \
-		bash tests/powercut.sh --log-writes --cuts 5 --chunk 4096
-else
-	echo "not ok - powercut-log-writes: not run (it needs dm-jsnap-fault.ko)"
-	fail=$((fail + 1))
-fi
-run_stage powercut-windows '^powercut-windows: ' \
-	"power cuts inside the windows held open by fault injection" \
-	bash tests/powercut-windows.sh
-run_stage powercut-snap '^powercut-snap: ' "power cuts during copy-on-write and hydration" \
-	bash tests/powercut-snap.sh --cuts 5
-run_stage powercut-fs '^powercut-fs: ' \
-	"power cuts under ext4 (fsync'd files, e2fsck, the frozen file system's snapshot)" \
-	bash tests/powercut-fs.sh --cuts 4
-run_stage powercut-mirror '^powercut-mirror: ' "power cuts under the one-way mirror" \
-	bash tests/powercut-mirror.sh
-run_stage bench-smoke '^ok - bench smoke' "benchmark harness smoke test (bench/run.sh --smoke)" \
-	bash bench/run.sh --smoke
+# ---- every stage, in order ------------------------------------------------------
+# KIND | SUITE or NAME | SUMMARY_RE (run stages) | TEXT | COMMAND
+# kinds: cargo, build, build! (a failure ends the run), run, run+fault
+# (needs dm-jsnap-fault.ko: without it, one failure).  Commands are split
+# at spaces (no argument has one).
+STAGES=(
+	"cargo|host-cargo||host tests (cargo test)|cargo test --manifest-path rust/host/Cargo.toml"
+	"run|manifest-selftest||host self-test of the harness (manifest and counting)|bash tests/manifest-selftest.sh"
+	"run|powercut-host-selftest||host tests (the power-cut writer and oracle)|bash tests/powercut/host-selftest.sh"
+	"build!|dm-jsnap.ko||build dm-jsnap.ko|bash scripts/build-module.sh"
+	"build|dm-jsnap-fault.ko||build dm-jsnap-fault.ko (fault-injection build for the tests)|bash scripts/build-module.sh --fault"
+	"build|jsnapctl||build jsnapctl (tools/jsnapctl, the user-space tool)|bash scripts/build-jsnapctl.sh"
+	"cargo|host-cargo-jsnapctl||host tests of jsnapctl (cargo test in tools/jsnapctl)|bash scripts/build-jsnapctl.sh --test"
+	"run|guest|^guest: |guest tests (KUnit + integration)|bash tests/run-guest.sh"
+	"run|powercut|^powercut: |power-cut tests|bash tests/powercut.sh --chunk 8 --start 16"
+	"run+fault|powercut-log-writes|^powercut: |power cuts with a volatile disk cache (dm-log-writes under production)|bash tests/powercut.sh --log-writes --cuts 5 --chunk 4096"
+	"run|powercut-windows|^powercut-windows: |power cuts inside the windows held open by fault injection|bash tests/powercut-windows.sh"
+	"run|powercut-snap|^powercut-snap: |power cuts during copy-on-write and hydration|bash tests/powercut-snap.sh --cuts 5"
+	"run|powercut-fs|^powercut-fs: |power cuts under ext4 (fsync'd files, e2fsck, the frozen file system's snapshot)|bash tests/powercut-fs.sh --cuts 4"
+	"run|powercut-mirror|^powercut-mirror: |power cuts under the one-way mirror|bash tests/powercut-mirror.sh"
+	"run|bench-smoke|^ok - bench smoke|benchmark harness smoke test (bench/run.sh --smoke)|bash bench/run.sh --smoke"
+)
+for row in "${STAGES[@]}"; do
+	IFS='|' read -r kind name sum text cmdline <<<"$row"
+	read -ra cmd <<<"$cmdline"
+	case $kind in
+	cargo) cargo_stage "$name" "$text" "${cmd[@]}" ;;
+	build | build!)
+		if build_stage "$name" "$text" "${cmd[@]}"; then
+			# (the fault-injection runs use the module just built, never an
+			# older file)
+			if [[ $name == dm-jsnap-fault.ko ]]; then
+				export JSNAP_FAULT_MODULE=$top/dm-jsnap-fault.ko JSNAP_REQUIRE_FAULT=1
+			fi
+		elif [[ $kind == build! ]]; then
+			echo "$pass passed, $fail failed"
+			exit 1
+		fi
+		;;
+	run) run_stage "$name" "$sum" "$text" "${cmd[@]}" ;;
+	run+fault)
+		if [[ -n ${JSNAP_FAULT_MODULE:-} ]]; then
+			run_stage "$name" "$sum" "$text" "${cmd[@]}"
+		else
+			echo "not ok - $name: not run (it needs dm-jsnap-fault.ko)"
+			fail=$((fail + 1))
+		fi
+		;;
+	*) echo "check.sh: unknown stage kind $kind" >&2; exit 2 ;;
+	esac
+done
 
 stage manifest "the run against tests/manifest"
 bash scripts/manifest.sh check --scope all "$log/all.log" 2>&1 | tee "$log/manifest.log"

@@ -410,7 +410,15 @@ impl Jsnap {
 
     pub(crate) fn kick(this: ArcBorrow<'_, Self>) {
         let arc: Arc<Self> = this.into();
-        let _ = arc.wq.enqueue(arc.clone());
+        // Queued under the state lock and never once stopping: `dtr` sets
+        // `stopping` under it and then flushes the queue, so nothing is
+        // queued after that flush (a view may hold the last reference, and
+        // a work item that dropped it would destroy its own queue).
+        let st = arc.state.lock();
+        if !st.stopping {
+            let _ = arc.wq.enqueue(arc.clone());
+        }
+        drop(st);
     }
 
     /// Starts an operation of a view on this volume's devices, waiting

@@ -246,6 +246,11 @@ impl MapBio<'_> {
         if self.bio.raw() != self.mapped.as_ptr() {
             return;
         }
+        // device-mapper cuts only data bios (it BUG()s on zone operations
+        // and duplicated bios such as flushes).
+        if !matches!(self.bio.kind(), BioKind::Read | BioKind::Write) {
+            return;
+        }
         if sectors > 0 && sectors < self.bio.sectors() {
             // SAFETY: `bio` is the one `map` runs for, and `map` still runs
             // (type invariants); the length lies strictly inside it.

@@ -354,10 +354,16 @@ pub(crate) struct DeviceIter<'a> {
 
 impl DeviceIter<'_> {
     /// Reports `dev` (sectors `start..start+len`) to device-mapper.
+    /// A device of another target is not reported (it is not this
+    /// target's to report, and may be put meanwhile).
     pub(crate) fn call(&mut self, dev: &DmDev, start: u64, len: u64) -> i32 {
+        if !core::ptr::eq(dev.ti(), self.ti) {
+            return 0;
+        }
         match self.fun {
             // SAFETY: device-mapper gave us `fun`, `ti` and `data` for this
-            // call; `dev` is a held device of this target.
+            // call; `dev` is held by `ti` (checked above), which holds it
+            // while its table lives.
             Some(f) => unsafe { f(self.ti, dev.raw(), start, len, self.data) },
             None => 0,
         }

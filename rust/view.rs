@@ -127,7 +127,9 @@ impl View {
         let d = j.devs();
         let store = d.as_ref().ok().and_then(|d| j.store(d).ok());
         match (lookup::view_write(self.mode, in_store), store) {
-            (ViewWrite::Refuse, _) | (_, None) => bio.endio(Err(EROFS)),
+            (ViewWrite::Refuse, _) => bio.endio(Err(EROFS)),
+            // The jsnap device is going away: its store with it.
+            (_, None) => bio.endio(Err(EIO)),
             (ViewWrite::Done, Some(_)) => bio.endio(Ok(())),
             (ViewWrite::Store, Some(_)) => {
                 let mut bio = bio;

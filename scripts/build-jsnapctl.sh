@@ -23,6 +23,8 @@ if [ -n "$missing" ]; then
 	echo "build-jsnapctl: missing:$missing -- run scripts/setup.sh" >&2
 	exit 1
 fi
+# (always here: the guest test and `make run` look for the binary here)
+export CARGO_TARGET_DIR=$JSNAP_TOP/tools/jsnapctl/target
 gcc_inc=$(gcc -print-file-name=include)
 export LIBCLANG_PATH
 export BINDGEN_EXTRA_CLANG_ARGS="${BINDGEN_EXTRA_CLANG_ARGS:+$BINDGEN_EXTRA_CLANG_ARGS }-I$gcc_inc"
@@ -30,4 +32,4 @@ if [ "${1:-}" = --test ]; then
 	exec cargo test --release --locked
 fi
 cargo build --release --locked
-ls -l "${CARGO_TARGET_DIR:-target}/release/jsnapctl"
+ls -l "$CARGO_TARGET_DIR/release/jsnapctl"

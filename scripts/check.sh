@@ -73,10 +73,11 @@ fi
 # cargo_stage SUITE TEXT CMD...: a cargo test run, counted from cargo's
 # `test result:` lines (passed + failed)
 cargo_stage() {
-	local s=$1 text=$2 p f
+	local s=$1 text=$2 p f src
 	shift 2
 	stage "$s" "$text"
 	"$@" 2>&1 | tee "$log/$s.log"
+	src=${PIPESTATUS[0]}
 	p=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\1/p' "$log/$s.log" | paste -sd+ | bc)
 	f=$(sed -nE 's/^test result: .* ([0-9]+) passed; ([0-9]+) failed.*/\2/p' "$log/$s.log" | paste -sd+ | bc)
 	if [[ -z $p ]]; then
@@ -84,6 +85,11 @@ cargo_stage() {
 		echo "not ok - $s: the tests did not run" | tee -a "$log/$s.log"
 	fi
 	pass=$((pass + p)) fail=$((fail + f))
+	# (a test binary that died after others printed their results)
+	if [[ $src != 0 && $f == 0 ]] && ! grep -q '^not ok - ' "$log/$s.log"; then
+		echo "not ok - $s: cargo exited $src with no failed test" | tee -a "$log/$s.log"
+		fail=$((fail + 1))
+	fi
 	suite "$s" "$log/$s.log"
 }
 # build_stage NAME TEXT CMD...: a build, one check; its log is shown if it

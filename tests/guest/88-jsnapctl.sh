@@ -2,8 +2,8 @@
 # jsnapctl (tools/jsnapctl, issue 15 item 3): every subcommand against
 # content oracles, and its refusals.  dmsetup is used here only as the
 # independent oracle (table, status, ls), never to drive the devices.
-#   - create (blank journal: formatted by the module without `format`;
-#     `--format` over another geometry; the default length), status --json
+#   - create (a blank journal only with --format; `--format` over another
+#     geometry; the default length), status --json
 #     equal to `dmsetup status` key by key (numbers as numbers) and exact
 #     after known operations, the human-readable status;
 #   - snapshot, view ro (the snapshot's data), view rw (writes reach the
@@ -191,10 +191,12 @@ fi
 refused "bad watermarks" 2 "low_watermark must be below high_watermark" \
 	create t --prod "$PROD" --journal "$PMEM" --store "$STORE" --length $LEN --high-watermark 20 --low-watermark 30
 
-# ---- create on a blank journal (formatted by the module, no `format`) --------------
+# ---- create on a blank journal: only with --format ------------------------------------
 note "t=${SECONDS}s"
-jc_ok "create on a blank journal" "^created /dev/mapper/t \([0-9]+:[0-9]+\): 4.00 MiB \($LEN sectors\), $CH-sector chunks, journal $PMEM formatted \(it was blank\), store $STORE$" \
+refused "create on a blank journal without --format" 3 "holds no jsnap journal \(its superblock area is zero\): --format initialises it" \
 	create t --prod "$PROD" --journal "$PMEM" --store "$STORE" --chunk $CH --length $LEN --no-destage
+jc_ok "create --format on a blank journal" "^created /dev/mapper/t \([0-9]+:[0-9]+\): 4.00 MiB \($LEN sectors\), $CH-sector chunks, journal $PMEM formatted \(--format\), store $STORE$" \
+	create t --prod "$PROD" --journal "$PMEM" --store "$STORE" --chunk $CH --length $LEN --no-destage --format
 check_eq "table (no format feature was passed)" "0 $LEN jsnap $P $Jm $S $CH 1 no_destage" "$(dmsetup table t)"
 node_ok "/dev/mapper/t made" t
 same "jsnap device reads production" /dev/mapper/t "$REF"

@@ -176,7 +176,8 @@ impl Dm {
         Ok((d.major, d.minor))
     }
 
-    /// Sends a target message to sector 0 (`dmsetup message NAME 0 MSG`).
+    /// Sends a target message to the jsnap target of NAME (`dmsetup message
+    /// NAME <its start sector> MSG`), which may sit anywhere in the table.
     pub fn message(&self, name: &str, msg: &str) -> Result<(), IoctlError> {
         let n = dm_name(name).map_err(|d| IoctlError {
             what: format!("message {name}"),
@@ -184,9 +185,14 @@ impl Dm {
             reason: None,
             detail: d,
         })?;
+        let sector = self
+            .table(name)?
+            .iter()
+            .find(|t| t.2 == "jsnap")
+            .map_or(0, |t| t.0);
         let mut log = Kmsg::start();
         self.dm
-            .target_msg(&DevId::Name(n), Some(0), msg)
+            .target_msg(&DevId::Name(n), Some(sector), msg)
             .map(|_| ())
             .map_err(|e| IoctlError::new(format!("'{msg}' refused"), e, log.reason()))
     }

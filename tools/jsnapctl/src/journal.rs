@@ -72,8 +72,6 @@ pub struct Want {
 pub enum Plan {
     /// `--format` given: the journal is initialised.
     Format,
-    /// Blank journal: the module formats it (no `format` feature needed).
-    AutoFormat,
     /// A compatible journal: replayed, its data and snapshot kept.
     Replay {
         snapshot: SnapState,
@@ -95,7 +93,13 @@ pub fn plan(path: &str, content: &Content, want: &Want, format: bool) -> Result<
     }
     let over = "(--format overwrites it)";
     let sb = match content {
-        Content::Blank => return Ok(Plan::AutoFormat),
+        // A zero superblock area is not proof of an empty device (a file
+        // system may keep its first 8 KiB zero): formatting is asked for.
+        Content::Blank => {
+            return Err(format!(
+                "journal {path} holds no jsnap journal (its superblock area is zero): --format initialises it"
+            ))
+        }
         Content::Foreign => {
             return Err(format!(
                 "journal {path} holds data that is not a jsnap journal {over}"
@@ -221,10 +225,9 @@ mod tests {
         let w = want();
         let blank = vec![0u8; HEAD_BYTES];
         assert_eq!(classify(&blank), Content::Blank);
-        assert_eq!(
-            plan("/dev/pmem0", &Content::Blank, &w, false),
-            Ok(Plan::AutoFormat)
-        );
+        let e = plan("/dev/pmem0", &Content::Blank, &w, false).unwrap_err();
+        assert!(e.contains("holds no jsnap journal") && e.contains("--format"), "{e}");
+        assert_eq!(plan("/dev/pmem0", &Content::Blank, &w, true), Ok(Plan::Format));
         let mut foreign = blank.clone();
         foreign[5000] = 1; // slot 1 not zero, no magic anywhere
         assert_eq!(classify(&foreign), Content::Foreign);

@@ -537,7 +537,6 @@ fn create(a: CreateArgs) -> R<()> {
     let (ma, mi) = dm.create(&a.name, &[(0, len, "jsnap".to_string(), params)])?;
     let journal_says = match plan {
         journal::Plan::Format => "formatted (--format)".to_string(),
-        journal::Plan::AutoFormat => "formatted (it was blank)".to_string(),
         journal::Plan::Replay { snapshot, .. } => format!(
             "replayed{}",
             match snapshot {

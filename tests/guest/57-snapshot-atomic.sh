@@ -30,16 +30,19 @@ MIB=64
 LEN=$((MIB * 2048))
 NBLK=8192 # the writer's area: the first 32 MiB
 NSNAP=${NSNAP:-3} # snapshots per round
-# snap_when NAME BYTES: once NAME has written BYTES, its status, then
+# snap_when NAME BYTES READY: creates the file READY once it polls, then,
+# once NAME has written BYTES, its status, then
 # `snapshot`, then its status again, in one process (a python start under
 # TCG takes longer than the message): prints "TS TR RC", the status before
 # and the status after; TS and TR are CLOCK_MONOTONIC ns just before
 # dmsetup message started and just after it returned.
 snap_when() {
 	python3 -c 'import subprocess, sys, time
-name, want = sys.argv[1], int(sys.argv[2])
+name, want, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def status():
     return subprocess.run(["dmsetup", "status", name], capture_output=True, text=True).stdout.strip()
+status()
+open(ready, "w").close()
 for _ in range(600):
     st = status()
     if int(dict(w.split("=", 1) for w in st.split() if "=" in w).get("written_bytes", 0)) >= want:
@@ -91,9 +94,14 @@ round() {
 	# journal far from full (writers that wait for space make destage run,
 	# also with no_destage).  The poller starts first (python is slow to
 	# start under TCG).
-	snap_when sa $((16 << 20)) >"$SCRATCH/snap.out" &
+	rm -f "$SCRATCH/snap.ready"
+	snap_when sa $((16 << 20)) "$SCRATCH/snap.ready" >"$SCRATCH/snap.out" &
 	local sp=$!
-	sleep 1
+	# the writer starts once the poller polls (not after a guess at how
+	# long python takes to start: on a loaded host the writer could fill
+	# the journal first)
+	local i
+	for ((i = 0; i < 600; i++)); do [[ -e $SCRATCH/snap.ready ]] && break; sleep 0.05; done
 	"$TOOL" write "$dev" "$ACK" 1 "$seed" $NBLK "$(date +%s.%N)" "$thr" >"$SCRATCH/w.log" 2>&1 &
 	local wp=$!
 	local ts tr src p0 d0 p1 d1 u1 sz out
@@ -122,7 +130,7 @@ round() {
 		dm_remove sav
 		msg sa drop || { fail "$tag: drop $k"; break; }
 		w=$(status_get sa written_bytes)
-		out=$(snap_when sa $((w + (8 << 20))))
+		out=$(snap_when sa $((w + (8 << 20))) /dev/null)
 		read -r ts tr src <<<"$(sed -n 1p <<<"$out")"
 		check_eq "$tag: snapshot $k with $thr writers in flight" 0 "$src"
 		view_check "$tag" $k "$ts" "$tr" || break

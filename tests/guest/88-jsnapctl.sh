@@ -183,7 +183,7 @@ if [[ -n $VPMEM ]]; then
 	dd if=/dev/zero of="$VPMEM" bs=4096 count=2 oflag=direct status=none
 	refused "journal on virtio-pmem (the kernel's reason)" 1 \
 		"the kernel refused the table: Asynchronous DAX \(e.g. virtio-pmem\) cannot hold the journal" \
-		create t --prod "$PROD" --journal "$VPMEM" --store "$STORE" --length $LEN
+		create t --prod "$PROD" --journal "$VPMEM" --store "$STORE" --length $LEN --format
 else
 	fail "journal on virtio-pmem" "no virtio-pmem device in this VM (\$VPMEM unset)"
 	fail "journal on virtio-pmem: nothing changed" "not run"

@@ -31,7 +31,9 @@
 //! [`snapshot`], [`hydrate`] and [`views`] the worker, the snapshot, the
 //! copier and what a `jsnap-view` asks of the volume; [`metadata`] owns the
 //! superblock and the persistent validity map (and their commit protocol),
-//! [`recovery`] replays the journal; [`chunklock`] is the chunk-range lock,
+//! [`recovery`] replays the journal; [`changed`] tracks the chunks written
+//! since the last snapshot and in the interval before it (the `changed`
+//! message); [`chunklock`] is the chunk-range lock,
 //! [`registry`] where views find their volume.
 //!
 //! # Snapshot
@@ -46,7 +48,7 @@
 //! # Locking
 //!
 //! Lock order: registry → `msg` → `batch` → chunk locks (ascending chunk) →
-//! `bounce` → `sb` → `state`.  `state` (spinlock) covers the changes table,
+//! `bounce` → `cbt_io` → `sb` → `state`.  `state` (spinlock) covers the changes table,
 //! the journal accounting, the record states, the validity map copy and the
 //! deferred bios; nothing allocates, sleeps or copies data under it.
 //!
@@ -58,6 +60,7 @@
 //! for sections that end by themselves (no section waits for the target
 //! being destroyed).
 
+mod changed;
 mod changes;
 mod chunklock;
 mod destage;
@@ -113,6 +116,8 @@ pub(crate) struct State {
     view_ops: u32,
     journal: JournalState,
     snapshot: SnapshotState,
+    /// Changed-block tracking (`changed`).
+    cbt: changed::CbtState,
     destage: DestageState,
     stats: Stats,
 }
@@ -346,6 +351,10 @@ pub(crate) struct Jsnap {
     /// Bounce buffer for chunk copies.
     #[pin]
     bounce: Mutex<KVVec<u8>>,
+    /// Serialises writes to the changed-block maps' pmem slots with the
+    /// commits that depend on them (see `changed`); a page buffer.
+    #[pin]
+    cbt_io: Mutex<KBox<[u8; crate::logic::cbt::PAGE_BYTES]>>,
     #[pin]
     pub(crate) work: Work<Jsnap>,
 }

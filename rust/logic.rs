@@ -8,6 +8,8 @@
 //! only `core`; paths are spelled out so that both builds find the files.
 #![forbid(unsafe_code)]
 
+#[path = "logic/cbt.rs"]
+pub mod cbt;
 #[path = "logic/chunklock.rs"]
 pub mod chunklock;
 #[path = "logic/crc.rs"]

@@ -144,7 +144,8 @@ pub(crate) trait Target: Sized + Send + Sync + 'static {
     fn map(this: ArcBorrow<'_, Self>, bio: MapBio<'_>) -> Mapped;
     /// Writes `dmsetup status` / `dmsetup table` output.
     fn status(&self, _kind: StatusType, _out: &mut Out<'_>) {}
-    /// Handles `dmsetup message`.
+    /// Handles `dmsetup message`; what it writes to `out` is returned to
+    /// user space.
     fn message(_this: ArcBorrow<'_, Self>, _args: &[&CStr], _out: &mut Out<'_>) -> Result {
         Err(EINVAL)
     }
@@ -326,6 +327,13 @@ impl fmt::Display for DevNum {
 pub(crate) struct Out<'a> {
     buf: &'a mut [u8],
     pos: usize,
+}
+
+impl Out<'_> {
+    /// Bytes the buffer holds, the terminating NUL included.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
+    }
 }
 
 impl fmt::Write for Out<'_> {
@@ -642,7 +650,13 @@ unsafe extern "C" fn message_cb<T: Target>(
         unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) }
     };
     out[0] = 0;
-    errno(T::message(t, &buf[..n], &mut Out { buf: out, pos: 0 }))
+    let mut o = Out { buf: out, pos: 0 };
+    match T::message(t, &buf[..n], &mut o) {
+        // Output for user space (dm-ioctl returns it, or asks for a larger
+        // buffer when it filled this one).
+        Ok(()) if o.pos > 0 => 1,
+        res => errno(res),
+    }
 }
 
 /// `target_type::iterate_devices`.

@@ -245,8 +245,9 @@ fn retire(this: &Jsnap) -> Result<bool> {
     }
     drop(st);
 
-    // The superblock must name the new tail before the space is reused.
-    this.commit_sb(|new| {
+    // The superblock must name the new tail before the space is reused,
+    // and the changed-block maps must hold the retired records' chunks.
+    this.commit_sb_tracked(|new| {
         new.tail_seq = after.tail_seq();
         new.tail_pos = after.tail_pos();
     })?;

@@ -69,6 +69,7 @@ fn fresh_sb(
         hydrate: false,
         prod_devt,
         store_devt,
+        cbt: crate::logic::cbt::Intervals::fresh(1),
     }
 }
 
@@ -213,6 +214,9 @@ impl SbState {
         pmem.zero(0, 2 * format::SB_SLOT_BYTES)?;
         pmem.fence();
         pmem.zero(g.map_offset as usize, g.map_bytes as usize)?;
+        if let Some(off) = g.cbt_slot_offset(0) {
+            pmem.zero(off as usize, 2 * g.map_bytes as usize)?;
+        }
         pmem.zero(
             g.desc_offset as usize,
             g.desc_count as usize * format::DESC_BYTES,

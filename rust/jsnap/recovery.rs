@@ -15,6 +15,7 @@
 //!   exactly the same state.
 
 use super::changes::{insert_extent, Nodes};
+use super::changed::CbtState;
 use super::{metadata, DestageState, Jsnap, JournalState, Rec, SnapshotState, State, Stats};
 use crate::ffi::bio::BioList;
 use crate::logic::extent::Extent;
@@ -49,6 +50,7 @@ pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
     let mut st = bare_state(sb)?;
     st.journal.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
     st.snapshot.validity = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+    st.cbt = CbtState::new(g)?;
     st.journal.pool = new_pool(g)?;
     Ok(st)
 }
@@ -96,6 +98,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
             hydrate_cursor: 0,
             preserve_failures: 0,
         },
+        cbt: CbtState::none(),
         destage: DestageState {
             drains: 0,
             destaging: false,
@@ -169,15 +172,22 @@ pub(crate) fn load(this: &Jsnap) -> Result {
     }
     let sb = sbg.sb;
     // Reuse the allocations made at table load.
-    let (recs, map, pool) = {
+    let (recs, map, pool, cbt) = {
         let mut g = this.state.lock();
         (
             core::mem::take(&mut g.journal.recs),
             core::mem::take(&mut g.snapshot.validity),
             core::mem::take(&mut g.journal.pool),
+            core::mem::replace(&mut g.cbt, CbtState::none()),
         )
     };
-    let mut st = replay_records(this, &sb, recs, map, pool)?;
+    let mut st = replay_records(this, &sb, recs, map, pool, cbt)?;
+    let iv = st.cbt.iv.after_replay(st.journal.space.next_seq());
+    if st.cbt.enabled && iv != st.cbt.iv {
+        // Like the snapshot boundary below: before any new write.
+        sbg.commit(d.pmem()?, |new| new.cbt = iv)?;
+        st.cbt.iv = iv;
+    }
     if st.snapshot.snap != SnapState::None {
         let snap_seq = epoch::snap_seq_after_replay(st.snapshot.snap_seq, st.journal.space.next_seq());
         if snap_seq != st.snapshot.snap_seq {
@@ -224,6 +234,7 @@ fn replay_records(
     mut recs: KVVec<Rec>,
     mut map: KVVec<u8>,
     mut pool: KVVec<RBTreeNodeReservation<u64, Extent>>,
+    mut cbt: CbtState,
 ) -> Result<State> {
     let d = this.devs()?;
     let pmem = d.pmem()?;
@@ -313,6 +324,11 @@ fn replay_records(
         // Likewise.
         pool = new_pool(g)?;
     }
+    if cbt.enabled != (g.cbt_offset != 0) {
+        cbt = CbtState::new(g)?;
+    }
+    cbt.load(pmem, sb)?;
+    st.cbt = cbt;
     recs.fill(Rec::default());
     map.fill(0);
     st.journal.recs = recs;
@@ -362,6 +378,8 @@ fn replay_records(
         };
         insert_extent(&mut st, ext, &mut nodes, sb.chunk_sectors);
         st.journal.recycle_nodes(&mut nodes);
+        st.cbt
+            .mark(info.seq, info.sector, u64::from(info.nr_sectors), sb.chunk_sectors);
     }
     if plan.count > 0 {
         pr_info!(

@@ -31,7 +31,7 @@
 //! destage proceeds without it.
 
 use super::changes::first_overlap;
-use super::{metadata, Jsnap, State};
+use super::{changed, metadata, Jsnap, State};
 use crate::ffi::devices::Devices;
 use crate::ffi::dmdev::DmDev;
 use crate::ffi::io;
@@ -56,35 +56,41 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
     // a view waits for such a batch when it attaches), and the validity map
     // is already zero (format, replay without a snapshot and `drop` clear it).
     let _msg = this.msg.lock();
-    let mut st = this.state.lock();
-    if !st.loaded || st.suspended {
-        return Err(EBUSY);
-    }
-    if st.snapshot.views > 0 {
-        pr_err!("dm-jsnap: snapshot refused: a jsnap-view is open\n");
-        return Err(EBUSY);
-    }
-    if st.snapshot.snap != SnapState::None {
-        pr_err!("dm-jsnap: snapshot refused: a snapshot exists (drop it first)\n");
-        return Err(EBUSY);
-    }
-    let snap_seq = st.journal.space.next_seq();
-    st.snapshot.snap = SnapState::Active;
-    st.snapshot.snap_seq = snap_seq;
-    st.snapshot.snap_id += 1;
-    st.snapshot.preserved = 0;
-    st.snapshot.hydrate = false;
-    st.snapshot.hydrate_cursor = 0;
-    st.snapshot.preserve_failures = 0;
-    drop(st);
-    let res = this.commit_sb(|sb| {
-        sb.snap_state = SnapState::Active;
-        sb.snap_seq = snap_seq;
-        sb.snap_id += 1;
-        sb.hydrate = false;
-        // The store this snapshot lives on: a reload checks it.
-        sb.store_devt = this.store_devt;
-    });
+    // Refusals first, before the changed-block flip forgets anything.
+    may_take(&this.state.lock())?;
+    let mut taken = None;
+    // The boundary is taken, and the changed-block intervals flipped, in
+    // one critical section with every write's seq (`changed`).
+    let res = changed::flip_around(
+        &this,
+        |st| {
+            may_take(st)?;
+            let snap_seq = st.journal.space.next_seq();
+            st.snapshot.snap = SnapState::Active;
+            st.snapshot.snap_seq = snap_seq;
+            st.snapshot.snap_id += 1;
+            st.snapshot.preserved = 0;
+            st.snapshot.hydrate = false;
+            st.snapshot.hydrate_cursor = 0;
+            st.snapshot.preserve_failures = 0;
+            taken = Some(snap_seq);
+            Ok(snap_seq)
+        },
+        |iv, snap_seq| {
+            this.commit_sb(|sb| {
+                sb.snap_state = SnapState::Active;
+                sb.snap_seq = snap_seq;
+                sb.snap_id += 1;
+                sb.hydrate = false;
+                // The store this snapshot lives on: a reload checks it.
+                sb.store_devt = this.store_devt;
+                sb.cbt = iv;
+            })
+        },
+    );
+    let Some(snap_seq) = taken else {
+        return res;
+    };
     if let Err(e) = res {
         let mut st = this.state.lock();
         st.snapshot.snap = SnapState::None;
@@ -96,6 +102,23 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
         return Err(e);
     }
     pr_info!("dm-jsnap: snapshot taken at journal seq {}\n", snap_seq);
+    Ok(())
+}
+
+/// Whether `snapshot` may be taken now (`EBUSY`, with the reason logged,
+/// if not).
+fn may_take(st: &State) -> Result {
+    if !st.loaded || st.suspended {
+        return Err(EBUSY);
+    }
+    if st.snapshot.views > 0 {
+        pr_err!("dm-jsnap: snapshot refused: a jsnap-view is open\n");
+        return Err(EBUSY);
+    }
+    if st.snapshot.snap != SnapState::None {
+        pr_err!("dm-jsnap: snapshot refused: a snapshot exists (drop it first)\n");
+        return Err(EBUSY);
+    }
     Ok(())
 }
 

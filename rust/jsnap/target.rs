@@ -3,7 +3,7 @@
 //! The `jsnap` target glue: constructor, destructor, `map`, status,
 //! messages and suspend/resume.
 
-use super::{destage, metadata, recovery, snapshot, Jsnap, SbState, BOUNCE_BYTES, MAX_RECORD_SECTORS};
+use super::{changed, destage, metadata, recovery, snapshot, Jsnap, SbState, BOUNCE_BYTES, MAX_RECORD_SECTORS};
 use crate::ffi::bio::{BioKind, BioList, MapBio};
 use crate::ffi::devices::DevId;
 use crate::ffi::dm::{
@@ -259,6 +259,8 @@ impl Target for Jsnap {
         let io = IoClient::new().map_err(CtrError::nomem)?;
         let kc = Kcopyd::new().map_err(CtrError::nomem)?;
         let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(CtrError::nomem)?;
+        let cbt_page = KBox::new([0u8; crate::logic::cbt::PAGE_BYTES], GFP_KERNEL)
+            .map_err(CtrError::nomem)?;
         let sb_state = SbState::new(opened).map_err(CtrError::nomem)?;
         let sb = sb_state.sb;
         let devs = ti.devices().map_err(CtrError::nomem)?;
@@ -294,6 +296,7 @@ impl Target for Jsnap {
                 msg <- new_mutex!((), "jsnap_msg"),
                 locks <- ChunkLocks::new(),
                 bounce <- new_mutex!(bounce, "jsnap_bounce"),
+                cbt_io <- new_mutex!(cbt_page, "jsnap_cbt_io"),
                 work <- new_work!("jsnap_work"),
             }),
             GFP_KERNEL,
@@ -364,7 +367,7 @@ impl Target for Jsnap {
         }
     }
 
-    fn message(this: ArcBorrow<'_, Self>, args: &[&CStr], _out: &mut Out<'_>) -> Result {
+    fn message(this: ArcBorrow<'_, Self>, args: &[&CStr], out: &mut Out<'_>) -> Result {
         let mut sbuf = [""; MAX_ARGS];
         let n = str_args(args, &mut sbuf).map_err(|e| {
             pr_err!("dm-jsnap: {}\n", e.msg.to_str().unwrap_or("bad message"));
@@ -384,6 +387,9 @@ impl Target for Jsnap {
             args::Message::Snapshot => snapshot::take(this),
             args::Message::Drop => snapshot::drop_snapshot(this),
             args::Message::Hydrate(on) => snapshot::set_hydrate(this, on),
+            args::Message::Changed { which, first, count } => {
+                changed::report(this, which, first, count, out)
+            }
         }
     }
 

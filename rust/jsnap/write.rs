@@ -121,6 +121,9 @@ impl Jsnap {
             ring_pos: res.pos,
         };
         insert_extent(&mut st, ext, &mut nodes, self.chunk_sectors);
+        // Changed-block tracking, in the section that gave the seq (a
+        // `snapshot` takes its boundary under the same lock).
+        st.cbt.mark(seq, sector, n, self.chunk_sectors);
         // What the insert did not use goes back to the pool.
         st.journal.recycle_nodes(&mut nodes);
         st.stats.written_bytes += n << 9;

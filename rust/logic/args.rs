@@ -58,6 +58,8 @@ pub enum ArgError {
     MessageArgs,
     /// `hydrate` with something other than `on` or `off`.
     HydrateArg,
+    /// `changed` with an argument that is neither an interval nor a number.
+    ChangedArg,
 }
 
 impl ArgError {
@@ -80,10 +82,13 @@ impl ArgError {
             ArgError::ViewMode => c"Invalid view mode: must be ro, rw or mirror",
             ArgError::EmptyMessage => c"Empty message",
             ArgError::UnknownMessage => {
-                c"Unknown message: expected snapshot, drop, hydrate or drain"
+                c"Unknown message: expected snapshot, drop, hydrate, drain or changed"
             }
             ArgError::MessageArgs => c"Wrong number of arguments for message",
             ArgError::HydrateArg => c"Invalid hydrate argument: must be on or off",
+            ArgError::ChangedArg => {
+                c"Invalid changed argument: expected [current|previous] [<first_chunk> [<nr_chunks>]]"
+            }
         }
     }
 }
@@ -339,6 +344,44 @@ pub enum Message {
     Hydrate(bool),
     /// `drain`
     Drain,
+    /// `changed [current|previous] [<first_chunk> [<nr_chunks>]]`
+    Changed {
+        /// The interval asked about.
+        which: super::cbt::Which,
+        /// First chunk of the range.
+        first: u64,
+        /// Chunks in the range (`None`: to the end of the volume).
+        count: Option<u64>,
+    },
+}
+
+/// Parses a plain decimal `u64`.
+fn parse_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u64>().ok()
+}
+
+fn parse_changed(args: &[&str]) -> Result<Message, ArgError> {
+    use super::cbt::Which;
+    let (which, nums) = match args.first().copied() {
+        Some("current") => (Which::Current, &args[1..]),
+        Some("previous") => (Which::Previous, &args[1..]),
+        _ => (Which::Current, args),
+    };
+    if nums.len() > 2 {
+        return Err(ArgError::MessageArgs);
+    }
+    let mut v = [None; 2];
+    for (slot, a) in v.iter_mut().zip(nums) {
+        *slot = Some(parse_u64(a).ok_or(ArgError::ChangedArg)?);
+    }
+    Ok(Message::Changed {
+        which,
+        first: v[0].unwrap_or(0),
+        count: v[1],
+    })
 }
 
 /// Parses a message's words.
@@ -349,6 +392,7 @@ pub fn parse_message(argv: &[&str]) -> Result<Message, ArgError> {
         "drop" => (Message::Drop, 0),
         "drain" => (Message::Drain, 0),
         "hydrate" => (Message::Hydrate(false), 1),
+        "changed" => return parse_changed(args),
         _ => return Err(ArgError::UnknownMessage),
     };
     if args.len() != arity {
@@ -542,7 +586,19 @@ mod tests {
             parse_message(&["hydrate", "off"]),
             Ok(Message::Hydrate(false))
         );
-        let bad: [(&[&str], ArgError); 9] = [
+        use crate::cbt::Which;
+        let good: [(&[&str], Which, u64, Option<u64>); 6] = [
+            (&["changed"], Which::Current, 0, None),
+            (&["changed", "current"], Which::Current, 0, None),
+            (&["changed", "previous"], Which::Previous, 0, None),
+            (&["changed", "7"], Which::Current, 7, None),
+            (&["changed", "previous", "7", "3"], Which::Previous, 7, Some(3)),
+            (&["changed", "0", "18446744073709551615"], Which::Current, 0, Some(u64::MAX)),
+        ];
+        for (argv, which, first, count) in good {
+            assert_eq!(parse_message(argv), Ok(Message::Changed { which, first, count }), "{argv:?}");
+        }
+        let bad: [(&[&str], ArgError); 16] = [
             (&[], EmptyMessage),
             (&["snap"], UnknownMessage),
             (&["Snapshot"], UnknownMessage),
@@ -552,6 +608,13 @@ mod tests {
             (&["hydrate"], MessageArgs),
             (&["hydrate", "on", "off"], MessageArgs),
             (&["hydrate", "yes"], HydrateArg),
+            (&["changed", "older"], ChangedArg),
+            (&["changed", "previous", "-1"], ChangedArg),
+            (&["changed", "1", "x"], ChangedArg),
+            (&["changed", "1", "2", "3"], MessageArgs),
+            (&["changed", "current", "1", "2", "3"], MessageArgs),
+            (&["changed", "previous", "current"], ChangedArg),
+            (&["changed", "18446744073709551616"], ChangedArg),
         ];
         for (argv, err) in bad {
             assert_eq!(parse_message(argv), Err(err), "{argv:?}");
@@ -578,6 +641,7 @@ mod tests {
             UnknownMessage,
             MessageArgs,
             HydrateArg,
+            ChangedArg,
         ];
         for (i, a) in all.iter().enumerate() {
             assert!(!a.msg().is_empty());

@@ -10,6 +10,7 @@
 //! 0            superblock slot 0 (4096)
 //! 4096         superblock slot 1 (4096)
 //! map_offset   validity map, one bit per chunk (map_bytes, 4096-aligned)
+//! cbt_offset   changed-block maps: two slots of map_bytes (version 3; 0: none)
 //! desc_offset  descriptor table, desc_count x 64-byte record descriptors
 //! ring_offset  data ring, ring_sectors x 512 bytes
 //! ```
@@ -23,8 +24,8 @@
 //! | off | size | field |
 //! |-----|------|-------|
 //! | 0   | 8  | magic `"JSNAPSB1"` |
-//! | 8   | 4  | version ([`SB_VERSION`]; 1 is still read) |
-//! | 12  | 4  | header size (164; 160 before `store_devt` existed) |
+//! | 8   | 4  | version ([`SB_VERSION`]; 1 and 2 are still read) |
+//! | 12  | 4  | header size (192; 164 in version 2, 160 before `store_devt` existed) |
 //! | 16  | 8  | generation |
 //! | 24  | 16 | uuid of this journal |
 //! | 40  | 8  | prod_sectors (length of the jsnap target) |
@@ -46,7 +47,11 @@
 //! | 152 | 4  | crc32c of the whole 4096-byte slot with this field zeroed |
 //! | 156 | 4  | prod_devt: device number of the production device (identity check) |
 //! | 160 | 4  | store_devt: device number of the store while a snapshot exists (0: not recorded) |
-//! | 164 | 3932 | zero |
+//! | 164 | 8  | cbt_offset: the changed-block maps (0: none, journals formatted before version 3) |
+//! | 172 | 8  | cbt_cur_seq: records with `seq >= cbt_cur_seq` are in the current interval |
+//! | 180 | 8  | cbt_prev_seq: first seq of the previous interval |
+//! | 188 | 4  | cbt_flags: bit 0 slot of the current map, bit 1 previous interval known (`cbt.rs`) |
+//! | 192 | 3904 | zero |
 //!
 //! `tail_pos` is where the live part of the ring begins: the start of
 //! `tail_seq`'s reservation, including the end-of-ring area it skipped (see
@@ -94,7 +99,14 @@
 //!    chunk: copy it to the store, flush the store, set and persist its
 //!    validity word, and only then overwrite production. `drop` commits
 //!    `snap_state = 0`, then zeroes the map.
-//! 5. **Format.** Zero both slots and persist, zero the map and the
+//! 5. **Changed blocks** (`cbt.rs`). The write path marks a write's chunks
+//!    in the in-core map of the current interval when it takes the write's
+//!    seq; the dirty pages of both maps are persisted before a commit moves
+//!    `tail_seq` (retire), and replay marks the live records again.
+//!    `snapshot` commits `cbt_flags` without the previous interval, zeroes
+//!    that slot and persists, then commits (with the snapshot itself) the
+//!    intervals of `cbt::Intervals::after_snapshot`.
+//! 6. **Format.** Zero both slots and persist, zero the maps and the
 //!    descriptor table and persist, then write slot 0 with generation 1 and
 //!    persist. A crash in between leaves an unformatted journal, never a mix.
 //!
@@ -102,6 +114,7 @@
 //! its data ([`Descriptor::decode`], [`Descriptor::verify_data`]), then plan
 //! with `replay::plan`.
 
+use super::cbt::Intervals;
 use super::crc::crc32c;
 
 /// Bytes in a sector.
@@ -111,7 +124,9 @@ pub const ALIGN: u64 = 4096;
 /// Size of one superblock slot; slot `i` is at byte `i * SB_SLOT_BYTES`.
 pub const SB_SLOT_BYTES: usize = 4096;
 /// Bytes of the slot that carry fields; the rest is zero.
-pub const SB_HEADER_BYTES: usize = 164;
+pub const SB_HEADER_BYTES: usize = 192;
+/// Header size of version 2 superblocks (before changed-block tracking).
+pub const SB_HEADER_BYTES_V2: usize = 164;
 /// Header size of journals written before `store_devt` (read as 0).
 pub const SB_HEADER_BYTES_V1_0: usize = 160;
 /// Superblock magic.
@@ -119,7 +134,7 @@ pub const SB_MAGIC: [u8; 8] = *b"JSNAPSB1";
 /// Superblock format version written: 2 adds [`DESC_ORDERED`] records,
 /// which a version 1 reader would drop as torn (their `data_crc` is 0), so
 /// a version 1 journal is committed as version 2 before its first write.
-pub const SB_VERSION: u32 = 2;
+pub const SB_VERSION: u32 = 3;
 /// The oldest version read.
 pub const SB_VERSION_V1: u32 = 1;
 /// Size of a record descriptor.
@@ -227,8 +242,10 @@ pub struct Geometry {
     pub dev_bytes: u64,
     /// Byte offset of the validity map.
     pub map_offset: u64,
-    /// Size of the validity map.
+    /// Size of the validity map, and of each changed-block map.
     pub map_bytes: u64,
+    /// Byte offset of the two changed-block maps (0: the journal has none).
+    pub cbt_offset: u64,
     /// Byte offset of the descriptor table.
     pub desc_offset: u64,
     /// Number of 64-byte descriptor slots.
@@ -246,6 +263,10 @@ impl Geometry {
         let map_needed = nr_chunks(prod_sectors, chunk_sectors)?.div_ceil(8);
         let ok = (|| {
             let map_end = self.map_offset.checked_add(self.map_bytes)?;
+            let cbt_end = match self.cbt_offset {
+                0 => map_end,
+                o => o.checked_add(self.map_bytes.checked_mul(2)?)?,
+            };
             let desc_bytes = u64::from(self.desc_count).checked_mul(DESC_BYTES as u64)?;
             let desc_end = self.desc_offset.checked_add(desc_bytes)?;
             let ring_bytes = self.ring_sectors.checked_mul(SECTOR_BYTES)?;
@@ -257,7 +278,10 @@ impl Geometry {
                     && is_aligned(self.ring_offset)
                     && self.map_offset >= 2 * SB_SLOT_BYTES as u64
                     && self.map_bytes >= map_needed
+                    && is_aligned(self.cbt_offset)
+                    && (self.cbt_offset == 0 || self.cbt_offset >= map_end)
                     && map_end <= self.desc_offset
+                    && cbt_end <= self.desc_offset
                     && self.desc_count > 0
                     && desc_end <= self.ring_offset
                     && self.ring_sectors > 0
@@ -276,6 +300,13 @@ impl Geometry {
         self.desc_offset.saturating_add(slot * DESC_BYTES as u64)
     }
 
+    /// Byte offset of changed-block map slot `slot` (0 or 1), if the
+    /// journal has the maps.
+    pub fn cbt_slot_offset(&self, slot: u8) -> Option<u64> {
+        (self.cbt_offset != 0)
+            .then(|| self.cbt_offset + u64::from(slot & 1) * self.map_bytes)
+    }
+
     /// Byte offset of ring sector `pos`.
     pub fn ring_byte_offset(&self, pos: u64) -> u64 {
         self.ring_offset
@@ -287,7 +318,8 @@ impl Geometry {
 /// with `chunk_sectors` chunks.
 ///
 /// The map starts at 8192 and holds one bit per chunk, rounded up to 4096
-/// bytes. The descriptor table follows, with one descriptor per 4 KiB of
+/// bytes; the two changed-block maps, of the same size, follow it. The
+/// descriptor table follows, with one descriptor per 4 KiB of
 /// ring (at least [`MIN_DESC_COUNT`]); the ring takes the rest, 4096-aligned.
 pub fn plan_geometry(
     dev_bytes: u64,
@@ -297,7 +329,11 @@ pub fn plan_geometry(
     let chunks = nr_chunks(prod_sectors, chunk_sectors)?;
     let map_offset = 2 * SB_SLOT_BYTES as u64;
     let map_bytes = round_up(chunks.div_ceil(8), ALIGN).ok_or(Error::TooSmall)?;
-    let desc_offset = map_offset.checked_add(map_bytes).ok_or(Error::TooSmall)?;
+    let cbt_offset = map_offset.checked_add(map_bytes).ok_or(Error::TooSmall)?;
+    let desc_offset = map_bytes
+        .checked_mul(2)
+        .and_then(|b| cbt_offset.checked_add(b))
+        .ok_or(Error::TooSmall)?;
     let rest = dev_bytes.checked_sub(desc_offset).ok_or(Error::TooSmall)?;
     // Each 4 KiB of ring costs 4096 + 64 bytes; rounding up keeps at least
     // one descriptor per 4 KiB of what remains for the ring.
@@ -317,6 +353,7 @@ pub fn plan_geometry(
         dev_bytes,
         map_offset,
         map_bytes,
+        cbt_offset,
         desc_offset,
         desc_count,
         ring_offset,
@@ -377,6 +414,9 @@ pub struct Superblock {
     pub prod_devt: u32,
     /// Device number of the store the snapshot lives on (0: none recorded).
     pub store_devt: u32,
+    /// The changed-block intervals (meaningful when the geometry has the
+    /// maps).
+    pub cbt: Intervals,
 }
 
 impl Superblock {
@@ -407,6 +447,10 @@ impl Superblock {
         put(slot, 128, &self.tail_pos.to_le_bytes());
         put(slot, 136, &self.snap_seq.to_le_bytes());
         put(slot, 144, &self.snap_id.to_le_bytes());
+        put(slot, 164, &g.cbt_offset.to_le_bytes());
+        put(slot, 172, &self.cbt.cur_seq.to_le_bytes());
+        put(slot, 180, &self.cbt.prev_seq.to_le_bytes());
+        put(slot, 188, &self.cbt.flags().to_le_bytes());
         let crc = crc32c(0, slot);
         put(slot, SB_CRC_OFF, &crc.to_le_bytes());
     }
@@ -425,7 +469,7 @@ impl Superblock {
         let header = u32_at(slot, 12) as usize;
         let version = u32_at(slot, 8);
         if !(SB_VERSION_V1..=SB_VERSION).contains(&version)
-            || (header != SB_HEADER_BYTES && header != SB_HEADER_BYTES_V1_0)
+            || ![SB_HEADER_BYTES, SB_HEADER_BYTES_V2, SB_HEADER_BYTES_V1_0].contains(&header)
         {
             return Err(Error::BadVersion);
         }
@@ -435,6 +479,13 @@ impl Superblock {
         if crc != u32_at(slot, SB_CRC_OFF) {
             return Err(Error::BadChecksum);
         }
+        let v3 = header == SB_HEADER_BYTES;
+        let cbt = if v3 {
+            Intervals::from_fields(u64_at(slot, 172), u64_at(slot, 180), u32_at(slot, 188))
+                .ok_or(Error::BadState)?
+        } else {
+            Intervals::fresh(0)
+        };
         let sb = Superblock {
             generation: u64_at(slot, 16),
             uuid: get(slot, 24),
@@ -446,6 +497,7 @@ impl Superblock {
                 dev_bytes: u64_at(slot, 64),
                 map_offset: u64_at(slot, 72),
                 map_bytes: u64_at(slot, 80),
+                cbt_offset: if v3 { u64_at(slot, 164) } else { 0 },
                 desc_offset: u64_at(slot, 88),
                 desc_count: u32_at(slot, 96),
                 ring_offset: u64_at(slot, 104),
@@ -461,7 +513,8 @@ impl Superblock {
             snap_seq: u64_at(slot, 136),
             snap_id: u64_at(slot, 144),
             prod_devt: u32_at(slot, 156),
-            store_devt: if header == SB_HEADER_BYTES { u32_at(slot, 160) } else { 0 },
+            store_devt: if header == SB_HEADER_BYTES_V1_0 { 0 } else { u32_at(slot, 160) },
+            cbt,
         };
         sb.geometry.validate(sb.prod_sectors, sb.chunk_sectors)?;
         if sb.tail_pos >= sb.geometry.ring_sectors {
@@ -596,6 +649,7 @@ mod tests {
             hydrate: true,
             prod_devt: 0x0103_0005,
             store_devt: 0x0103_0007,
+            cbt: Intervals::fresh(1).after_snapshot(990),
         }
     }
 
@@ -617,7 +671,10 @@ mod tests {
         let g = plan_geometry(DEV, PROD, 8).unwrap();
         assert_eq!(g.map_offset, 8192);
         assert_eq!(g.map_bytes, 32768); // 262144 chunks / 8
-        assert_eq!(g.desc_offset, 8192 + 32768);
+        assert_eq!(g.cbt_offset, 8192 + 32768);
+        assert_eq!(g.cbt_slot_offset(0), Some(8192 + 32768));
+        assert_eq!(g.cbt_slot_offset(1), Some(8192 + 2 * 32768));
+        assert_eq!(g.desc_offset, 8192 + 3 * 32768);
         let rest = DEV - g.desc_offset;
         assert_eq!(u64::from(g.desc_count), rest.div_ceil(4160));
         assert_eq!(
@@ -630,7 +687,7 @@ mod tests {
         // Odd sizes: a partial chunk and an unaligned device end.
         let g = plan_geometry(DEV + 1234, 1001, 16).unwrap();
         assert_eq!(g.map_bytes, 4096);
-        assert_eq!(g.desc_count, 4031);
+        assert_eq!(g.desc_count, 4029);
         assert_eq!(g.ring_sectors % 8, 0);
         assert!(u64::from(g.desc_count) >= g.ring_sectors / 8);
         g.validate(1001, 16).unwrap();
@@ -639,7 +696,7 @@ mod tests {
     #[test]
     fn plan_geometry_limits() {
         // Smallest device that still gets a 1 MiB ring with 64+ descriptors.
-        let min = 8192 + 4096 + 16384 + (1 << 20);
+        let min = 8192 + 3 * 4096 + 16384 + (1 << 20);
         let g = plan_geometry(min, 8, 8).unwrap();
         assert_eq!(g.ring_sectors, 2048);
         assert_eq!(g.desc_count, 256);
@@ -663,7 +720,10 @@ mod tests {
     #[test]
     fn geometry_validation_rejects_each_violation() {
         let good = plan_geometry(DEV, PROD, 8).unwrap();
-        let bad: [fn(&mut Geometry); 13] = [
+        let bad: [fn(&mut Geometry); 16] = [
+            |g| g.cbt_offset -= 4096,
+            |g| g.cbt_offset += 8,
+            |g| g.desc_offset -= 4096,
             |g| g.map_offset = 4096,
             |g| g.map_offset += 512,
             |g| g.map_bytes -= 4096,
@@ -699,7 +759,12 @@ mod tests {
         let slot = encoded(&sb);
         assert_eq!(Superblock::decode(&slot[..]), Ok(sb));
         assert_eq!(&slot[0..8], b"JSNAPSB1");
-        assert_eq!(&slot[8..16], &[2, 0, 0, 0, 164, 0, 0, 0]);
+        assert_eq!(&slot[8..16], &[3, 0, 0, 0, 192, 0, 0, 0]);
+        assert_eq!(&slot[164..172], &sb.geometry.cbt_offset.to_le_bytes());
+        assert_eq!(&slot[172..180], &990u64.to_le_bytes());
+        assert_eq!(&slot[180..188], &1u64.to_le_bytes());
+        assert_eq!(&slot[188..192], &3u32.to_le_bytes());
+        assert!(slot[192..].iter().all(|&b| b == 0));
         assert_eq!(&slot[160..164], &0x0103_0007u32.to_le_bytes());
         assert_eq!(&slot[16..24], &7u64.to_le_bytes());
         assert_eq!(&slot[24..40], b"0123456789abcdef");
@@ -752,7 +817,7 @@ mod tests {
         s[3] ^= 1;
         assert_eq!(Superblock::decode(&s[..]), Err(Error::BadMagic));
         let mut s = slot.clone();
-        s[8] = 3;
+        s[8] = 4;
         assert_eq!(Superblock::decode(&s[..]), Err(Error::BadVersion));
         let mut s = slot.clone();
         s[8] = 0;
@@ -808,7 +873,28 @@ mod tests {
         let mut slot = encoded(&sb);
         slot[12..16].copy_from_slice(&160u32.to_le_bytes());
         reseal(&mut slot);
-        assert_eq!(Superblock::decode(&slot[..]), Ok(sb));
+        // no changed-block maps either
+        let mut old = Superblock {
+            cbt: Intervals::fresh(0),
+            ..sb
+        };
+        old.geometry.cbt_offset = 0;
+        assert_eq!(Superblock::decode(&slot[..]), Ok(old));
+        // version 2 (header 164): the store is known, the maps are not
+        let v2 = Superblock { store_devt: 7, ..old };
+        let mut slot2 = encoded(&Superblock { store_devt: 7, ..sb });
+        slot2[12..16].copy_from_slice(&164u32.to_le_bytes());
+        reseal(&mut slot2);
+        assert_eq!(Superblock::decode(&slot2[..]), Ok(v2));
+        // version 3: bad changed-block flags or intervals are refused
+        let mut slot3 = encoded(&sb);
+        slot3[188..192].copy_from_slice(&4u32.to_le_bytes());
+        reseal(&mut slot3);
+        assert_eq!(Superblock::decode(&slot3[..]), Err(Error::BadState));
+        let mut slot3 = encoded(&sb);
+        slot3[164..172].copy_from_slice(&(sb.geometry.desc_offset).to_le_bytes());
+        reseal(&mut slot3);
+        assert_eq!(Superblock::decode(&slot3[..]), Err(Error::BadGeometry));
         slot[12..16].copy_from_slice(&168u32.to_le_bytes());
         reseal(&mut slot);
         assert_eq!(Superblock::decode(&slot[..]), Err(Error::BadVersion));

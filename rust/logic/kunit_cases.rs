@@ -50,6 +50,7 @@ macro_rules! for_each_case {
             mirror_lookup_figures,
             retire_rule,
             ring_end_and_replay_boundary,
+            changed_blocks,
         }
     };
 }
@@ -91,11 +92,11 @@ pub fn geometry_plan() -> Result<(), &'static str> {
         "map placement",
     )?;
     ensure(
-        g.desc_offset == 40960 && g.desc_count == 4024,
-        "descriptor table",
+        g.cbt_offset == 40960 && g.desc_offset == 106496 && g.desc_count == 4008,
+        "changed-block maps and descriptor table",
     )?;
     ensure(
-        g.ring_offset == 40960 + 258048 && g.ring_sectors == 32184,
+        g.ring_offset == 106496 + 258048 && g.ring_sectors == 32056,
         "ring placement",
     )?;
     ensure(g.validate(PROD, 8).is_ok(), "planned geometry validates")?;
@@ -125,6 +126,7 @@ pub fn sample_superblock() -> Result<Superblock, &'static str> {
         hydrate: false,
         prod_devt: 7,
         store_devt: 9,
+        cbt: super::cbt::Intervals::fresh(1).after_snapshot(4),
     })
 }
 
@@ -491,6 +493,43 @@ pub fn messages() -> Result<(), &'static str> {
     ensure(
         args::parse_message(&["rollback"]) == Err(ArgError::UnknownMessage),
         "unknown",
+    )
+}
+
+pub fn changed_blocks() -> Result<(), &'static str> {
+    use super::cbt::{self, Intervals, Which};
+    let iv = Intervals::fresh(1).after_snapshot(10);
+    ensure(
+        iv.of(9) == Some(Which::Previous) && iv.of(10) == Some(Which::Current) && iv.of(0).is_none(),
+        "intervals",
+    )?;
+    ensure(
+        iv.slot(Which::Current) == 1 && iv.without_prev().of(5).is_none(),
+        "slots",
+    )?;
+    ensure(
+        Intervals::from_fields(iv.cur_seq, iv.prev_seq, iv.flags()) == Some(iv)
+            && iv.after_replay(7).cur_seq == 7,
+        "superblock fields and replay",
+    )?;
+    let mut map = [0u8; 16];
+    let mut dirty = [0u8; 1];
+    let (a, b) = cbt::chunks_of(7, 9, 8).ok_or("chunks of a write")?;
+    ensure((a, b) == (0, 1), "chunks of a write")?;
+    ensure(cbt::mark(&mut map, &mut dirty, 0, 0) == Ok(1), "mark")?;
+    ensure(cbt::mark(&mut map, &mut dirty, 2, 9) == Ok(8), "mark a range")?;
+    ensure(cbt::mark(&mut map, &mut dirty, 0, 200).is_err(), "beyond the map")?;
+    ensure(cbt::take_dirty(&mut dirty, 0) == Some(0), "dirty page")?;
+    let rep = cbt::plan_report(&map, 0, 0, 128, 4096);
+    let mut buf = Buf {
+        bytes: [0; 128],
+        len: 0,
+    };
+    cbt::write_report(&mut buf, Which::Previous, 64, &map, 0, 0, 128, &rep).map_err(|_| "report")?;
+    ensure(
+        buf.bytes.get(..buf.len)
+            == Some(&b"previous chunk_sectors=64 first=0 end=128 next=- runs=2 changed=9\n0 1\n2 8"[..]),
+        "report text",
     )
 }
 

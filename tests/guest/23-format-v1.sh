@@ -7,7 +7,8 @@
 #     crc32c of its data, the live superblock slot with version 1.
 #   - Loading it replays every record (jsnap reads the model, `pending` is
 #     the number of records), logs the upgrade once, and commits the same
-#     superblock as version 2 in the other slot, one generation later; after
+#     superblock as version 3 in the other slot, one generation later, still
+#     without changed-block maps (`changed` is refused, EOPNOTSUPP); after
 #     `drain`, production equals the model.
 #   - A version-1 record whose data no longer matches its crc is not
 #     replayed (its range reads what was there before it; it stays counted
@@ -37,7 +38,7 @@ j = bytearray(os.pread(fd, 4 << 20, 0))
 live = live_slot(bytes(j[:8192]))
 base = live * 4096
 gen = struct.unpack_from("<Q", j, base + 16)[0]
-assert struct.unpack_from("<I", j, base + 8)[0] == 2, "journal is not version 2"
+assert struct.unpack_from("<I", j, base + 8)[0] == 3, "journal is not version 3"
 desc_off = struct.unpack_from("<Q", j, base + 88)[0]
 desc_count = struct.unpack_from("<I", j, base + 96)[0]
 ring_off = struct.unpack_from("<Q", j, base + 104)[0]
@@ -65,6 +66,9 @@ for i in range(desc_count):
     n += 1
 slot = bytearray(j[base:base + 4096])
 struct.pack_into("<I", slot, 8, 1)
+# a version-1 header: 164 bytes, no changed-block fields after it
+struct.pack_into("<I", slot, 12, 164)
+slot[164:192] = bytes(28)
 seal_slot(slot)
 j[base:base + 4096] = slot
 os.pwrite(fd, bytes(j), 0)
@@ -116,10 +120,13 @@ round() {
 		{ fail "$tag: load the version-1 journal"; return; }
 	ok "$tag: load the version-1 journal"
 	check_eq "$tag: the upgrade is logged once" 1 \
-		"$(log_count 'journal format upgraded from version 1 to 2')"
+		"$(log_count 'journal format upgraded from version 1 to 3')"
 	info=$(slot_info)
-	check_eq "$tag: superblock committed as version 2 in the other slot" \
-		"slot=$((1 - slot)) version=2 gen=$((gen + 1))" "$info"
+	check_eq "$tag: superblock committed as version 3 in the other slot" \
+		"slot=$((1 - slot)) version=3 gen=$((gen + 1))" "$info"
+	out=$(dmsetup message v1 0 changed 2>&1)
+	check_eq "$tag: changed refused on a journal without changed-block maps (EOPNOTSUPP, logged)" \
+		"1 1" "$(grep -c 'Operation not supported' <<<"$out") $(log_count 'changed refused: this journal was formatted without changed-block maps')"
 	if [[ -n $corrupt ]]; then
 		# What the corrupted record overwrote (the fifth write, 7 sectors).
 		dd if="$OLD" of="$REF" bs=512 skip="$corrupt" seek="$corrupt" count=7 conv=notrunc status=none

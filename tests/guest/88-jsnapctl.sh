@@ -220,12 +220,34 @@ for a in "0 8" "1000 64" "3000 128" "6000 256"; do
 done
 json_check "status --json after 4 writes" t pending=4 extents=4 written_bytes=$w destaged_bytes=0 snapshot=none
 
+# ---- changed (changed-block tracking) -------------------------------------------------------
+# the four writes in 64-sector chunks: 0 | 15-16 | 46-48 | 93-97
+CHANGED_RUNS=$'0 1\n15 2\n46 3\n93 5'
+jc_ok "changed: the runs of the four writes" "^# t: 11 chunks of 64 sectors changed in the current interval, chunks 0\.\.$((LEN / CH)), 4 runs \(chunk start, chunk count\)$" changed t
+check_eq "changed: runs as the kernel's message lists them" "$CHANGED_RUNS" "$(grep -v '^#' "$OUT")"
+check_eq "changed: the kernel's own answer" "current chunk_sectors=64 first=0 end=$((LEN / CH)) next=- runs=4 changed=11"$'\n'"$CHANGED_RUNS" \
+	"$(dmsetup message t 0 changed)"
+jc_ok "changed --sectors" "^# t: 11 chunks" changed t --sectors
+check_eq "changed --sectors: sector runs" $'0 64\n960 128\n2944 192\n5952 320' "$(grep -v '^#' "$OUT")"
+jc_ok "changed --json --first 16 --count 40" '"runs": \[\[16, 1\], \[46, 3\]\]' changed t --json --first 16 --count 40
+if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(not (d["interval"] == "current" and d["changed"] == 4 and d["first"] == 16 and d["end"] == 56 and d["unit"] == "chunks"))' "$OUT"; then
+	ok "changed --json: fields"
+else
+	fail "changed --json: fields" "$(cat "$OUT")"
+fi
+refused "changed --previous before any snapshot" 1 "no snapshot was taken since the journal was formatted" changed t --previous
+refused "changed --first beyond the volume" 3 "--first $((LEN / CH)) is beyond the last chunk of t \($((LEN / CH - 1))\)" changed t --first $((LEN / CH))
+refused "changed --count 0" 3 "--count must be at least 1" changed t --count 0
+
 # ---- snapshot, ro view ----------------------------------------------------------------
 note "t=${SECONDS}s"
 jc_ok "snapshot" "^snapshot of t taken$" snapshot t
 cp "$REF" "$SNAP"
 json_check "status --json after snapshot" t snapshot=active preserved=0 hydration=off views=0 pending=4
 refused "second snapshot" 3 "t already has a snapshot \(active\): jsnapctl drop t first" snapshot t
+jc_ok "changed --previous after the snapshot" "^# t: 11 chunks of 64 sectors changed in the previous interval" changed t --previous
+check_eq "changed --previous: the four writes" "$CHANGED_RUNS" "$(grep -v '^#' "$OUT")"
+jc_ok "changed after the snapshot: nothing yet" "^# t: 0 chunks of 64 sectors changed in the current interval" changed t
 # post-snapshot writes over the pre-snapshot ones and elsewhere
 for a in "4 16" "1010 100" "4000 512" "7000 700"; do
 	set -- $a
@@ -243,6 +265,51 @@ json_check "status --json with a view" t views=1 snapshot=active
 refused "remove with a view open" 3 "t has 1 open view\(s\) \(v\): remove them first, or use --views" remove t
 refused "drop with a view open" 3 "t has 1 open view\(s\) \(v\): remove them first" drop t
 refused "view name taken" 3 "a device-mapper device named v already exists" view t v rw
+
+# ---- export / unexport (nvmet over TCP on the loopback; the two-host case is tests/twohost.sh)
+note "t=${SECONDS}s"
+ip link set lo up
+NQN=nqn.2026-12.dev.jsnap:v
+CFG=/sys/kernel/config/nvmet
+jc_ok "export the ro view" "^exported /dev/mapper/v \(ro view of [0-9]+:[0-9]+\) as $NQN on tcp 127.0.0.1:4420 \(on the other host: nvme connect -t tcp -a 127.0.0.1 -s 4420 -n $NQN\)$" \
+	export v --addr 127.0.0.1
+port=$(for p in "$CFG"/ports/*; do [[ -e $p/subsystems/$NQN ]] && basename "$p"; done | head -n1)
+check_eq "export: configfs (device, enabled, any host, tcp port)" "/dev/mapper/v 1 1 tcp ipv4 127.0.0.1 4420" \
+	"$(cat "$CFG/subsystems/$NQN/namespaces/1/device_path" "$CFG/subsystems/$NQN/namespaces/1/enable" \
+		"$CFG/subsystems/$NQN/attr_allow_any_host" "$CFG/ports/${port:-none}/addr_trtype" "$CFG/ports/${port:-none}/addr_adrfam" \
+		"$CFG/ports/${port:-none}/addr_traddr" "$CFG/ports/${port:-none}/addr_trsvcid" 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+refused "export twice" 3 "$NQN is already exported \(device /dev/mapper/v\): jsnapctl unexport first" export v --addr 127.0.0.1
+dm_create xlin "0 8 linear $SPARE 0" >/dev/null || fail "create a linear device"
+refused "export of a device that is not jsnap's" 3 "xlin is not a jsnap or jsnap-view device \(its table has: linear\)" export xlin --addr 127.0.0.1
+dm_remove xlin
+refused "export of a missing device" 3 "there is no device-mapper device named nope" export nope --addr 127.0.0.1
+jc export v --addr not-an-address
+check_eq "export with a bad address: usage error (exit 2), one line" "2 1" "$rc $(wc -l <"$ERR")"
+# connect to it on this host and read the snapshot through NVMe/TCP
+nvme_dev=
+before_nvme=$(ls /dev/nvme*n* 2>/dev/null | sort)
+if bounded 60 nvme connect -t tcp -a 127.0.0.1 -s 4420 -n "$NQN" >"$OUT" 2>"$ERR"; then
+	for _ in $(seq 40); do
+		nvme_dev=$(comm -13 <(echo "$before_nvme") <(ls /dev/nvme*n* 2>/dev/null | sort) | grep -E 'n[0-9]+$' | head -n1)
+		[[ -n $nvme_dev && -b $nvme_dev ]] && break
+		sleep 0.5
+	done
+	if [[ -n $nvme_dev && -b $nvme_dev ]]; then
+		ok "nvme connect: $nvme_dev"
+		same "the export reads the snapshot over NVMe/TCP" "$nvme_dev" "$SNAP"
+	else
+		fail "nvme connect: namespace found" "$(ls /dev/nvme* 2>&1 | tr '\n' ' ')"
+		fail "the export reads the snapshot over NVMe/TCP" "no device"
+	fi
+	bounded 60 nvme disconnect -n "$NQN" >/dev/null 2>&1
+else
+	fail "nvme connect" "$(tr '\n' '|' <"$ERR")"
+	fail "the export reads the snapshot over NVMe/TCP" "no connection"
+fi
+jc_ok "unexport" "^unexported /dev/mapper/v \($NQN, was on tcp 127.0.0.1:4420\)$" unexport v
+check_eq "unexport: subsystem and its (now empty) port gone" "0 0" \
+	"$(ls -d "$CFG/subsystems/$NQN" 2>/dev/null | wc -l) $(ls -d "$CFG/ports/${port:-none}" 2>/dev/null | wc -l)"
+refused "unexport of a device not exported" 3 "/dev/mapper/v is not exported" unexport v
 jc_ok "remove the ro view" "^removed view v" remove v
 check_eq "view gone (dmsetup, node)" "0 0" "$(dmsetup ls | grep -c '^v\s') $(ls /dev/mapper/v 2>/dev/null | wc -l)"
 

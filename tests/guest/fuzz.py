@@ -760,13 +760,15 @@ def phase_superblock():
     base = BASE.decode()
     snap_active = slot_with(live, [(52, "<I", 1)])
     cases = [
-        ("unsupported version", slot_with(live, [(8, "<I", 3)]) + zero, base,
+        ("unsupported version", slot_with(live, [(8, "<I", 4)]) + zero, base,
          "Journal has an unsupported format version"),
         ("unknown header size", slot_with(live, [(12, "<I", 999)]) + zero, base,
          "Journal has an unsupported format version"),
         ("bad checksum", slot_with(live, [(40, "<Q", LEN)], fix_crc=False)[:152] + b"\x00\x00\x00\x01"
          + live[156:] + zero, base, "Journal superblock is corrupt (use the format feature to overwrite it)"),
         ("bad snap_state", slot_with(live, [(52, "<I", 7)]) + zero, base,
+         "Journal superblock is corrupt (use the format feature to overwrite it)"),
+        ("bad changed-block flags", slot_with(live, [(188, "<I", 4)]) + zero, base,
          "Journal superblock is corrupt (use the format feature to overwrite it)"),
         ("bad geometry (ring beyond the device)", slot_with(live, [(112, "<Q", 1 << 40)]) + zero, base,
          "Journal superblock is corrupt (use the format feature to overwrite it)"),
@@ -825,7 +827,8 @@ def phase_superblock():
 # ---- phase 3: messages and views, in each state ---------------------------------------------------
 
 WORDS = ["snapshot", "drop", "drain", "hydrate", "on", "off", "SNAPSHOT", "Drop", "x", "0", "-1",
-         "4294967296", "hydrate=on", "snap", "status", "format"]
+         "4294967296", "hydrate=on", "snap", "status", "format", "changed", "current", "previous",
+         "18446744073709551615", "18446744073709551616", "512", "1"]
 
 
 def gen_msg(r):
@@ -839,7 +842,7 @@ def gen_msg(r):
     n = r.choice([1, 1, 2, 2, 3])
     w = [r.choice(WORDS) for _ in range(n)]
     if r.random() < 0.5:
-        w[0] = r.choice(["snapshot", "drop", "drain", "hydrate"])
+        w[0] = r.choice(["snapshot", "drop", "drain", "hydrate", "changed"])
     return w
 
 
@@ -850,9 +853,11 @@ def expect_msg(words, st):
     if not utf8_ok(words):
         return Refuse("msg", "dm-jsnap: Arguments must be valid UTF-8")
     cmd, rest = words[0], words[1:]
+    if cmd == "changed":
+        return expect_changed(rest, st)
     ar = {"snapshot": 0, "drop": 0, "drain": 0, "hydrate": 1}
     if cmd not in ar:
-        return Refuse("msg", "dm-jsnap: Unknown message: expected snapshot, drop, hydrate or drain")
+        return Refuse("msg", "dm-jsnap: Unknown message: expected snapshot, drop, hydrate, drain or changed")
     if len(rest) != ar[cmd]:
         return Refuse("msg", "dm-jsnap: Wrong number of arguments for message")
     if cmd == "hydrate" and rest[0] not in ("on", "off"):
@@ -1087,6 +1092,32 @@ def phase_messages(r, n_per_state):
 
     dm_remove("fzm")
     check("messages: no device left", dm_names() == dm_before, f"{dm_names()}")
+
+
+def expect_changed(rest, st):
+    """`changed [current|previous] [FIRST [COUNT]]` (README): None if it is
+    accepted, or may be (`previous` depends on the snapshots taken since the
+    journal was formatted, which this oracle does not follow)."""
+    which = "current"
+    if rest and rest[0] in ("current", "previous"):
+        which, rest = rest[0], rest[1:]
+    if len(rest) > 2:
+        return Refuse("msg", "dm-jsnap: Wrong number of arguments for message")
+    nums = []
+    for a in rest:
+        if not re.fullmatch("[0-9]+", a) or int(a) >= 1 << 64:
+            return Refuse("msg", "dm-jsnap: Invalid changed argument: expected [current|previous] [<first_chunk> [<nr_chunks>]]")
+        nums.append(int(a))
+    if st["suspended"]:
+        return Refuse("msg", "dm-jsnap: message refused: the device is suspended")
+    if which == "previous":
+        return None
+    nch = (LEN + C - 1) // C
+    if nums and nums[0] >= nch:
+        return Refuse("msg", f"dm-jsnap: changed: first chunk {nums[0]} is beyond the last chunk {nch - 1}")
+    if len(nums) == 2 and nums[1] == 0:
+        return Refuse("msg", "dm-jsnap: changed: the chunk count must be at least 1")
+    return None
 
 
 def gen_refused_msg(r, st):

@@ -226,7 +226,8 @@ fn message_words() -> impl Strategy<Value = Vec<String>> {
     let word = prop_oneof![
         4 => prop_oneof![
             Just("snapshot"), Just("drop"), Just("drain"), Just("hydrate"),
-            Just("on"), Just("off"),
+            Just("on"), Just("off"), Just("changed"), Just("current"), Just("previous"),
+            Just("0"), Just("18446744073709551615"), Just("18446744073709551616"),
         ]
         .prop_map(str::to_string),
         1 => prop_oneof![
@@ -238,6 +239,28 @@ fn message_words() -> impl Strategy<Value = Vec<String>> {
         ],
     ];
     prop::collection::vec(word, 0..4)
+}
+
+/// What `changed` with these arguments means, independently of the parser.
+fn changed_model(rest: &[&str]) -> Option<Message> {
+    use crate::cbt::Which;
+    let (which, nums) = match rest.first() {
+        Some(&"current") => (Which::Current, &rest[1..]),
+        Some(&"previous") => (Which::Previous, &rest[1..]),
+        _ => (Which::Current, rest),
+    };
+    let num = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    match nums {
+        [] => Some(Message::Changed { which, first: 0, count: None }),
+        [a] => Some(Message::Changed { which, first: num(a)?, count: None }),
+        [a, b] => Some(Message::Changed { which, first: num(a)?, count: Some(num(b)?) }),
+        _ => None,
+    }
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -272,6 +295,7 @@ fn superblock() -> impl Strategy<Value = Superblock> {
                 hydrate: hy,
                 prod_devt: devt[0],
                 store_devt: devt[1],
+                cbt: crate::cbt::Intervals::from_fields(v[2], v[4] % v[2].max(1), (v[3] % 4) as u32)?,
             })
         })
 }
@@ -790,6 +814,7 @@ proptest! {
             ["drain"] => Some(Message::Drain),
             ["hydrate", "on"] => Some(Message::Hydrate(true)),
             ["hydrate", "off"] => Some(Message::Hydrate(false)),
+            ["changed", rest @ ..] => changed_model(rest),
             _ => None,
         };
         match args::parse_message(&w) {
@@ -800,6 +825,7 @@ proptest! {
                     Message::Drop => vec!["drop"],
                     Message::Drain => vec!["drain"],
                     Message::Hydrate(on) => vec!["hydrate", if on { "on" } else { "off" }],
+                    Message::Changed { .. } => w.clone(),
                 };
                 prop_assert_eq!(args::parse_message(&words), Ok(m));
             }

@@ -179,6 +179,11 @@ impl Dm {
     /// Sends a target message to the jsnap target of NAME (`dmsetup message
     /// NAME <its start sector> MSG`), which may sit anywhere in the table.
     pub fn message(&self, name: &str, msg: &str) -> Result<(), IoctlError> {
+        self.message_out(name, msg).map(|_| ())
+    }
+
+    /// [`Dm::message`], returning what the target answered (if anything).
+    pub fn message_out(&self, name: &str, msg: &str) -> Result<Option<String>, IoctlError> {
         let n = dm_name(name).map_err(|d| IoctlError {
             what: format!("message {name}"),
             errno: None,
@@ -193,7 +198,7 @@ impl Dm {
         let mut log = Kmsg::start();
         self.dm
             .target_msg(&DevId::Name(n), Some(sector), msg)
-            .map(|_| ())
+            .map(|(_, out)| out)
             .map_err(|e| IoctlError::new(format!("'{msg}' refused"), e, log.reason()))
     }
 

@@ -205,6 +205,7 @@ mod tests {
             hydrate: false,
             prod_devt: w.prod_kdev,
             store_devt: w.store_kdev,
+            cbt: jsnap_logic::cbt::Intervals::fresh(1),
         };
         f(&mut sb);
         let mut head = vec![0u8; HEAD_BYTES];

@@ -9,8 +9,10 @@
 //! `--wait` ended without reaching its goal.
 
 mod dev;
+mod changes;
 mod dmctl;
 mod journal;
+mod nvmet;
 mod progress;
 mod status;
 mod table;
@@ -126,6 +128,45 @@ enum Cmd {
         /// with --wait: give up after SECS seconds (0: never)
         #[arg(long, value_name = "SECS", default_value_t = 0)]
         timeout: u64,
+    },
+    /// Chunks written in the current interval (since the last snapshot) or the previous one
+    Changed {
+        name: String,
+        /// the interval between the two last snapshots instead of the current one
+        #[arg(long)]
+        previous: bool,
+        /// first chunk of the range
+        #[arg(long, value_name = "CHUNK", default_value_t = 0)]
+        first: u64,
+        /// chunks in the range (default: to the end of the volume)
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// runs as 512-byte sector ranges instead of chunks
+        #[arg(long)]
+        sectors: bool,
+        /// one JSON object: interval, chunk_sectors, first, end, changed, runs
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a jsnap or jsnap-view device over NVMe/TCP (the kernel's nvmet), for a second host
+    Export {
+        name: String,
+        /// the address to listen on: ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT)
+        #[arg(long, value_name = "ADDR[:PORT]")]
+        addr: String,
+        /// the TCP port (default 4420)
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
+        /// the subsystem NQN (default nqn.2026-12.dev.jsnap:NAME)
+        #[arg(long)]
+        nqn: Option<String>,
+    },
+    /// Take the NVMe/TCP export of NAME down (connected hosts get I/O errors)
+    Unexport {
+        name: String,
+        /// the subsystem NQN (default: every export of NAME)
+        #[arg(long)]
+        nqn: Option<String>,
     },
     /// Remove a jsnap device (refused while views are open, unless --views) or a jsnap-view
     Remove {
@@ -272,6 +313,21 @@ fn run(cli: Cli) -> R<()> {
             timeout,
         } => split(&name, &viewname, wait, timeout),
         Cmd::Remove { name, views } => remove(&name, views),
+        Cmd::Export {
+            name,
+            addr,
+            port,
+            nqn,
+        } => export(&name, &addr, port, nqn),
+        Cmd::Unexport { name, nqn } => unexport(&name, nqn),
+        Cmd::Changed {
+            name,
+            previous,
+            first,
+            count,
+            sectors,
+            json,
+        } => changed(&name, previous, first, count, sectors, json),
     }
 }
 
@@ -578,6 +634,131 @@ fn snapshot(name: &str) -> R<()> {
     no_views(&dm, &j, "remove them first")?;
     dm.message(name, "snapshot")?;
     println!("snapshot of {name} taken");
+    Ok(())
+}
+
+fn changed(name: &str, previous: bool, first: u64, count: Option<u64>, sectors: bool, json: bool) -> R<()> {
+    let dm = dm()?;
+    let j = jsnap(&dm, name)?;
+    let chunk = u64::from(j.params.chunk);
+    let nchunks = j.len.div_ceil(chunk);
+    if first >= nchunks {
+        return Err(Fail::Refused(format!(
+            "--first {first} is beyond the last chunk of {name} ({})",
+            nchunks - 1
+        )));
+    }
+    if count == Some(0) {
+        return Err(Fail::Refused("--count must be at least 1".to_string()));
+    }
+    let which = if previous { "previous" } else { "current" };
+    let end = count.map_or(nchunks, |c| first.saturating_add(c).min(nchunks));
+    // The kernel answers in pages when the runs do not fit its buffer:
+    // each names where the next one starts.
+    let mut ans = changes::Answer::default();
+    let mut at = first;
+    loop {
+        let msg = format!("changed {which} {at} {}", end - at);
+        let out = dm.message_out(name, &msg)?.unwrap_or_default();
+        let next = ans
+            .add_page(&out)
+            .map_err(|e| Fail::Failed(format!("unexpected answer to '{msg}': {e}")))?;
+        match next {
+            Some(n) if n > at && n < end => at = n,
+            Some(n) => {
+                return Err(Fail::Failed(format!("answer to '{msg}' goes on at {n}: not inside {at}..{end}")))
+            }
+            None => break,
+        }
+    }
+    let unit = if sectors { chunk } else { 1 };
+    if json {
+        println!("{}", ans.to_json(which, chunk, first, end, unit));
+    } else {
+        println!(
+            "# {name}: {} chunks of {chunk} sectors changed in the {which} interval, chunks {first}..{end}, {} runs ({})",
+            ans.changed(),
+            ans.runs.len(),
+            if sectors { "sector start, sector count" } else { "chunk start, chunk count" }
+        );
+        let mut o = std::io::stdout().lock();
+        for (s, l) in &ans.runs {
+            // the last chunk may be partial: sector runs end at the volume's end
+            let (a, n) = if sectors {
+                (s * chunk, ((s + l) * chunk).min(j.len) - s * chunk)
+            } else {
+                (*s, *l)
+            };
+            if writeln!(o, "{a} {n}").is_err() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn export(name: &str, addr: &str, port: Option<u16>, nqn: Option<String>) -> R<()> {
+    let l = nvmet::parse_listener(addr, port).map_err(Fail::Usage)?;
+    let nqn = nqn.unwrap_or_else(|| nvmet::default_nqn(name));
+    if !nvmet::valid_nqn(&nqn) {
+        return Err(Fail::Usage(format!(
+            "'{nqn}' is not a valid NQN (nqn. followed by letters, digits and .:-_)"
+        )));
+    }
+    let dm = dm()?;
+    let what = match lookup(&dm, name)? {
+        Kind::Jsnap(_) => "jsnap device".to_string(),
+        Kind::View(v) => format!("{} view of {}", v.mode, v.origin),
+    };
+    let device = format!("/dev/mapper/{name}");
+    if !std::path::Path::new(&device).exists() {
+        return Err(Fail::Refused(format!("{device} does not exist")));
+    }
+    let n = nvmet::Nvmet::open().map_err(Fail::Refused)?;
+    if n.exported(&nqn) {
+        return Err(Fail::Refused(format!(
+            "{nqn} is already exported (device {}): jsnapctl unexport first",
+            n.device_of(&nqn)
+        )));
+    }
+    n.export(&nqn, &device, &l).map_err(Fail::Failed)?;
+    println!(
+        "exported {device} ({what}) as {nqn} on tcp {}:{} (on the other host: nvme connect -t tcp -a {} -s {} -n {nqn})",
+        l.addr, l.port, l.addr, l.port
+    );
+    Ok(())
+}
+
+fn unexport(name: &str, nqn: Option<String>) -> R<()> {
+    let n = nvmet::Nvmet::open().map_err(Fail::Refused)?;
+    let device = format!("/dev/mapper/{name}");
+    let nqns = match nqn {
+        Some(q) => {
+            if !n.exported(&q) {
+                return Err(Fail::Refused(format!("{q} is not exported")));
+            }
+            if n.device_of(&q) != device {
+                return Err(Fail::Refused(format!(
+                    "{q} exports {}, not {device}",
+                    n.device_of(&q)
+                )));
+            }
+            vec![q]
+        }
+        None => n.exports_of(&device),
+    };
+    if nqns.is_empty() {
+        return Err(Fail::Refused(format!("{device} is not exported")));
+    }
+    for q in &nqns {
+        let was: Vec<String> = n
+            .listeners_of(q)
+            .iter()
+            .map(|l| format!("tcp {}:{}", l.addr, l.port))
+            .collect();
+        n.unexport(q).map_err(Fail::Failed)?;
+        println!("unexported {device} ({q}, was on {})", if was.is_empty() { "no port".to_string() } else { was.join(", ") });
+    }
     Ok(())
 }
 

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Changed-block tracking: the in-core maps of the current and previous
+//! intervals, their persistence, the `snapshot` flip and the `changed`
+//! message.  The rules are `logic::cbt`; the on-pmem layout and the commit
+//! protocol are `logic::format` (item 5).
+//!
+//! The maps live under the `state` lock (the write path marks them in the
+//! critical section that gives a write its seq).  Their pmem slots are
+//! written only under `cbt_io`, which is held from the flush of the dirty
+//! pages through the superblock commit that moves the journal tail, and by
+//! `snapshot` from the moment it forgets the previous interval through the
+//! commit that starts the new one: no retire can persist a page into a slot
+//! whose role is changing.
+
+use super::{Jsnap, State};
+use crate::ffi::dm::Out;
+use crate::ffi::pmem::Pmem;
+use crate::logic::cbt::{self, Intervals, Which, PAGE_BYTES};
+use crate::logic::format::{Geometry, Superblock};
+use kernel::prelude::*;
+use kernel::sync::ArcBorrow;
+
+/// The maps of both intervals (none when the journal predates them).
+pub(crate) struct CbtState {
+    /// The journal has changed-block maps.
+    pub(super) enabled: bool,
+    pub(super) iv: Intervals,
+    cur: KVVec<u8>,
+    prev: KVVec<u8>,
+    cur_dirty: KVVec<u8>,
+    prev_dirty: KVVec<u8>,
+}
+
+impl CbtState {
+    /// Maps for a journal of geometry `g` (allocated at table load).
+    pub(super) fn new(g: &Geometry) -> Result<Self> {
+        let enabled = g.cbt_offset != 0;
+        let (mb, db) = if enabled {
+            let mb = g.map_bytes as usize;
+            (mb, cbt::dirty_bytes(mb))
+        } else {
+            (0, 0)
+        };
+        Ok(Self {
+            enabled,
+            iv: Intervals::fresh(1),
+            cur: KVVec::from_elem(0u8, mb, GFP_KERNEL)?,
+            prev: KVVec::from_elem(0u8, mb, GFP_KERNEL)?,
+            cur_dirty: KVVec::from_elem(0u8, db, GFP_KERNEL)?,
+            prev_dirty: KVVec::from_elem(0u8, db, GFP_KERNEL)?,
+        })
+    }
+
+    /// An empty placeholder (the allocations moved elsewhere).
+    pub(super) fn none() -> Self {
+        Self {
+            enabled: false,
+            iv: Intervals::fresh(1),
+            cur: KVVec::new(),
+            prev: KVVec::new(),
+            cur_dirty: KVVec::new(),
+            prev_dirty: KVVec::new(),
+        }
+    }
+
+    fn maps(&mut self, w: Which) -> (&mut KVVec<u8>, &mut KVVec<u8>) {
+        match w {
+            Which::Current => (&mut self.cur, &mut self.cur_dirty),
+            Which::Previous => (&mut self.prev, &mut self.prev_dirty),
+        }
+    }
+
+    /// Marks the chunks of record `seq` (`nr` sectors at `sector`) in the
+    /// map of its interval.
+    pub(super) fn mark(&mut self, seq: u64, sector: u64, nr: u64, chunk_sectors: u32) {
+        if !self.enabled {
+            return;
+        }
+        let Some(w) = self.iv.of(seq) else {
+            return;
+        };
+        if let Some((first, last)) = cbt::chunks_of(sector, nr, chunk_sectors) {
+            let (map, dirty) = self.maps(w);
+            // Records lie inside the target (checked at write and replay).
+            let _ = cbt::mark(map, dirty, first, last);
+        }
+    }
+
+    /// Loads the persistent maps of `sb` (at replay); every page clean.
+    pub(super) fn load(&mut self, pmem: &Pmem, sb: &Superblock) -> Result {
+        self.iv = sb.cbt;
+        if !self.enabled {
+            return Ok(());
+        }
+        let g = &sb.geometry;
+        for w in [Which::Current, Which::Previous] {
+            let slot = self.iv.slot(w);
+            let (map, dirty) = self.maps(w);
+            dirty.fill(0);
+            match g.cbt_slot_offset(slot) {
+                Some(off) if w == Which::Current || sb.cbt.prev_valid => {
+                    pmem.read(off as usize, map)?
+                }
+                _ => map.fill(0),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Persists every dirty page of both maps (the caller holds `cbt_io`).
+fn flush_dirty(this: &Jsnap, pmem: &Pmem, page: &mut [u8; PAGE_BYTES]) -> Result {
+    let mut wrote = false;
+    for w in [Which::Current, Which::Previous] {
+        let mut from = 0;
+        loop {
+            let mut st = this.state.lock();
+            let slot = st.cbt.iv.slot(w);
+            let (map, dirty) = st.cbt.maps(w);
+            let Some(p) = cbt::take_dirty(dirty, from) else {
+                break;
+            };
+            let start = p * PAGE_BYTES;
+            let n = map.len().saturating_sub(start).min(PAGE_BYTES);
+            if n == 0 {
+                break; // past the map (a revert marks every bit dirty)
+            }
+            if let Some(src) = map.get(start..start + n) {
+                page[..n].copy_from_slice(src);
+            }
+            drop(st);
+            let off = this.geometry.cbt_slot_offset(slot).ok_or(EINVAL)? as usize + start;
+            if let Err(e) = pmem.write(off, &page[..n]) {
+                // Dirty again: the next retire tries once more.
+                let mut st = this.state.lock();
+                let (_, dirty) = st.cbt.maps(w);
+                if let Some(b) = dirty.get_mut(p / 8) {
+                    *b |= 1 << (p % 8);
+                }
+                return Err(e);
+            }
+            wrote = true;
+            from = p + 1;
+        }
+    }
+    if wrote {
+        pmem.fence();
+    }
+    Ok(())
+}
+
+impl Jsnap {
+    /// Commits the superblock with `f` applied after persisting the dirty
+    /// pages of the changed-block maps: every commit that moves the tail
+    /// goes through here, so no record leaves the journal before its
+    /// chunks are in the persistent map of its interval.
+    pub(super) fn commit_sb_tracked(&self, f: impl FnOnce(&mut Superblock)) -> Result {
+        let mut page = self.cbt_io.lock();
+        let d = self.devs()?;
+        let pmem = d.pmem()?;
+        if self.geometry.cbt_offset != 0 {
+            flush_dirty(self, pmem, &mut page)?;
+        }
+        let mut sbg = self.sb.lock();
+        sbg.commit(pmem, f)
+    }
+}
+
+/// The part of `snapshot` that turns the current interval into the
+/// previous one, around the snapshot's own superblock commit `commit`
+/// (which must also store the intervals and the boundary it is given).  `take_boundary`
+/// runs under the state lock and returns the snapshot's boundary, or an
+/// error to refuse (nothing is changed then).
+pub(super) fn flip_around(
+    this: &Jsnap,
+    take_boundary: impl FnOnce(&mut State) -> Result<u64>,
+    commit: impl FnOnce(Intervals, u64) -> Result,
+) -> Result {
+    let _io = this.cbt_io.lock();
+    let d = this.devs()?;
+    let pmem = d.pmem()?;
+    let g = this.geometry;
+    let (enabled, old) = {
+        let st = this.state.lock();
+        (st.cbt.enabled, st.cbt.iv)
+    };
+    // Take the (discarded) previous interval's buffers out, to be the new
+    // current interval's once zeroed.
+    let mut spare = (KVVec::new(), KVVec::new());
+    if enabled {
+        if old.prev_valid {
+            // Forget it on pmem before its slot is zeroed.
+            let mut sbg = this.sb.lock();
+            sbg.commit(pmem, |sb| sb.cbt = old.without_prev())?;
+            this.state.lock().cbt.iv = old.without_prev();
+        }
+        let off = g.cbt_slot_offset(old.slot(Which::Previous)).ok_or(EINVAL)?;
+        pmem.zero(off as usize, g.map_bytes as usize)?;
+        pmem.fence();
+        {
+            let mut st = this.state.lock();
+            spare.0 = core::mem::take(&mut st.cbt.prev);
+            spare.1 = core::mem::take(&mut st.cbt.prev_dirty);
+        }
+        spare.0.fill(0);
+        spare.1.fill(0);
+    }
+    let mut st = this.state.lock();
+    let boundary = match take_boundary(&mut st) {
+        Ok(b) => b,
+        Err(e) => {
+            if enabled {
+                // Refused: the interval stays current (the previous one is
+                // forgotten if it was known: its slot is zero now).
+                st.cbt.prev = spare.0;
+                st.cbt.prev_dirty = spare.1;
+            }
+            return Err(e);
+        }
+    };
+    let new = old.after_snapshot(boundary);
+    if enabled {
+        let c = &mut st.cbt;
+        c.prev = core::mem::replace(&mut c.cur, spare.0);
+        c.prev_dirty = core::mem::replace(&mut c.cur_dirty, spare.1);
+        c.iv = new;
+    }
+    drop(st);
+    let res = commit(if enabled { new } else { old }, boundary);
+    if res.is_err() && enabled {
+        // The superblock still names the old current slot: fold the new
+        // interval's marks back into it, all of it to be persisted again.
+        let mut st = this.state.lock();
+        let c = &mut st.cbt;
+        core::mem::swap(&mut c.cur, &mut c.prev);
+        core::mem::swap(&mut c.cur_dirty, &mut c.prev_dirty);
+        for (a, b) in c.cur.iter_mut().zip(c.prev.iter()) {
+            *a |= *b;
+        }
+        c.cur_dirty.fill(0xFF);
+        c.prev.fill(0);
+        c.prev_dirty.fill(0);
+        c.iv = old.without_prev();
+    }
+    res
+}
+
+/// `changed [current|previous] [<first_chunk> [<nr_chunks>]]`: the runs
+/// of chunks written in the interval, as `logic::cbt::write_report` lays
+/// them out.
+pub(super) fn report(
+    this: ArcBorrow<'_, Jsnap>,
+    which: Which,
+    first: u64,
+    count: Option<u64>,
+    out: &mut Out<'_>,
+) -> Result {
+    let _msg = this.msg.lock();
+    let (enabled, nr_chunks, known) = {
+        let st = this.state.lock();
+        if !st.loaded {
+            return Err(EBUSY);
+        }
+        (
+            st.cbt.enabled,
+            st.snapshot.nr_chunks,
+            which == Which::Current || st.cbt.iv.prev_valid,
+        )
+    };
+    if !enabled {
+        pr_err!("dm-jsnap: changed refused: this journal was formatted without changed-block maps (format it again to track changes)\n");
+        return Err(EOPNOTSUPP);
+    }
+    if !known {
+        pr_err!("dm-jsnap: changed previous refused: no snapshot was taken since the journal was formatted, or the last one was cut short\n");
+        return Err(ENODATA);
+    }
+    if first >= nr_chunks {
+        pr_err!("dm-jsnap: changed: first chunk {} is beyond the last chunk {}\n", first, nr_chunks.saturating_sub(1));
+        return Err(EINVAL);
+    }
+    let end = match count {
+        Some(0) => {
+            pr_err!("dm-jsnap: changed: the chunk count must be at least 1\n");
+            return Err(EINVAL);
+        }
+        Some(n) => first.saturating_add(n).min(nr_chunks),
+        None => nr_chunks,
+    };
+    // A private copy of the bytes holding first..end, a page per lock hold
+    // (writers mark the current map meanwhile: any bit set before the
+    // message is in the answer).
+    let base = first / 8 * 8;
+    let lo = (base / 8) as usize;
+    let hi = end.div_ceil(8) as usize;
+    let mut copy = KVVec::from_elem(0u8, hi - lo, GFP_KERNEL)?;
+    let mut at = lo;
+    while at < hi {
+        let n = (hi - at).min(PAGE_BYTES);
+        let mut st = this.state.lock();
+        let (map, _) = st.cbt.maps(which);
+        if let (Some(dst), Some(src)) = (copy.get_mut(at - lo..at - lo + n), map.get(at..at + n)) {
+            dst.copy_from_slice(src);
+        }
+        drop(st);
+        at += n;
+    }
+    let rep = cbt::plan_report(&copy, base, first, end, out.capacity());
+    cbt::write_report(out, which, this.chunk_sectors, &copy, base, first, end, &rep)
+        .map_err(|_| EINVAL)
+}

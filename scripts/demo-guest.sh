@@ -42,6 +42,8 @@ fio --name=over --filename=$dev --direct=1 --ioengine=libaio --rw=randwrite --bs
 	--size=32M --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=7 \
 	--verify_state_save=0 --output-format=terse >/dev/null && echo "overwrite + verify: ok"
 jsnapctl status prod
+say "changed-block tracking: the chunks written since the snapshot (what an incremental backup copies)"
+jsnapctl changed prod | head -n 6
 
 say "drain the journal to production, preserving snapshot chunks first"
 jsnapctl drain prod --wait

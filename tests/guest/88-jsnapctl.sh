@@ -204,6 +204,13 @@ json_check "status --json after create" t journal_used=0 pending=0 snapshot=none
 	chunks=$((LEN / CH)) hydration=off errors=0 state=ok extents=0 snap_extents=0 deferred=0 views=0 \
 	written_bytes=0 destaged_bytes=0 name=t target=jsnap sectors=$LEN chunk_sectors=$CH
 jc_ok "status (human)" "^  snapshot:   none$" status t
+# output into a closed pipe: the tool ends quietly (SIGPIPE), no panic message
+# (stdout a pipe whose read end is closed: the first write fails)
+check_eq "status into a closed pipe: killed by SIGPIPE, nothing on stderr" "-13 0" \
+	"$(python3 -c 'import os, subprocess, sys
+r, w = os.pipe(); os.close(r)
+p = subprocess.run([sys.argv[1], "status", "t"], stdout=w, stderr=subprocess.PIPE)
+print(p.returncode, len(p.stderr))' "$J")"
 if grep -q "^t: /dev/mapper/t ([0-9]*:[0-9]*), 4.00 MiB, chunk 32.0 KiB$" "$OUT" &&
 	grep -q "^  journal:    0 B of .* used (0.0%), 0 records pending" "$OUT"; then ok "status (human): sizes"; else
 	fail "status (human): sizes" "$(tr '\n' '|' <"$OUT")"

@@ -242,6 +242,12 @@ enum OnOff {
 }
 
 fn main() {
+    // Output into a closed pipe (`jsnapctl status | head -1`) ends the
+    // program quietly, as for any Unix tool, instead of a panic in println!.
+    // SAFETY: SIG_DFL installs no handler; nothing else runs yet.
+    let _ = unsafe {
+        nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl)
+    };
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

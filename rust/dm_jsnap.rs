@@ -65,6 +65,14 @@ module! {
             default: 0,
             description: "Hold every preservation step (ms) between the production copy and the validity bit",
         },
+        fault_flip_stage: i64 {
+            default: 0,
+            description: "Hold `snapshot`'s changed-block flip: 1 after the previous interval is forgotten and its map zeroed, 2 after the commit of the new intervals",
+        },
+        fault_flip_ms: i64 {
+            default: 0,
+            description: "How long (ms) to hold it",
+        },
         fault_ctr_ms: i64 {
             default: 0,
             description: "Hold the jsnap constructor (ms) between its check for attached views and its registration",

@@ -45,6 +45,13 @@ mod on {
         hold(crate::module_parameters::fault_preserve_ms.value());
     }
 
+    pub(crate) fn flip_window(stage: i64) {
+        if crate::module_parameters::fault_flip_stage.value() == stage {
+            pr_info!("dm-jsnap: fault: holding the changed-block flip at stage {}\n", stage);
+            hold(crate::module_parameters::fault_flip_ms.value());
+        }
+    }
+
     pub(crate) fn ctr_window() {
         let ms = crate::module_parameters::fault_ctr_ms.value();
         if ms > 0 {
@@ -93,7 +100,8 @@ mod on {
 
 #[cfg(jsnap_fault)]
 pub(crate) use on::{
-    copy_window, cow_overwritten, ctr_window, enomem, poisoned, pool_prefill, preserve_window,
+    copy_window, cow_overwritten, ctr_window, enomem, flip_window, poisoned, pool_prefill,
+    preserve_window,
 };
 
 /// A destage batch overwrote production in chunks it preserved first (with
@@ -116,6 +124,14 @@ pub(crate) fn copy_window(_sector: u64) {}
 #[cfg(not(jsnap_fault))]
 #[inline(always)]
 pub(crate) fn preserve_window() {}
+
+/// In `snapshot`'s changed-block flip (`changed::flip_around`): stage 1
+/// after the previous interval is forgotten on pmem and its map slot
+/// zeroed, stage 2 after the commit of the new intervals (a power cut
+/// there must find the old intervals, or the new ones, whole).
+#[cfg(not(jsnap_fault))]
+#[inline(always)]
+pub(crate) fn flip_window(_stage: i64) {}
 
 /// In the jsnap constructor, between its first check for attached views
 /// and its registration (a view attaching meanwhile).

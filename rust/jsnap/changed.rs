@@ -18,6 +18,7 @@ use crate::ffi::dm::Out;
 use crate::ffi::pmem::Pmem;
 use crate::logic::cbt::{self, Intervals, Which, PAGE_BYTES};
 use crate::logic::format::{Geometry, Superblock};
+use core::fmt::Write;
 use kernel::prelude::*;
 use kernel::sync::ArcBorrow;
 
@@ -88,24 +89,43 @@ impl CbtState {
     }
 
     /// Loads the persistent maps of `sb` (at replay); every page clean.
-    pub(super) fn load(&mut self, pmem: &Pmem, sb: &Superblock) -> Result {
+    /// A map that cannot be read (poisoned pmem) does not keep the volume
+    /// down: the current one then reads as all changed (over-reporting is
+    /// safe for a backup, under-reporting is not) and is written whole at
+    /// the next retire; the previous one is unknown from then on (`changed
+    /// previous` refused; the next `snapshot` forgets it on pmem too).
+    pub(super) fn load(&mut self, pmem: &Pmem, sb: &Superblock) {
         self.iv = sb.cbt;
         if !self.enabled {
-            return Ok(());
+            return;
         }
         let g = &sb.geometry;
         for w in [Which::Current, Which::Previous] {
             let slot = self.iv.slot(w);
+            let known = w == Which::Current || sb.cbt.prev_valid;
             let (map, dirty) = self.maps(w);
             dirty.fill(0);
-            match g.cbt_slot_offset(slot) {
-                Some(off) if w == Which::Current || sb.cbt.prev_valid => {
-                    pmem.read(off as usize, map)?
+            let read = match g.cbt_slot_offset(slot) {
+                Some(off) if known => pmem.read(off as usize, map),
+                _ => {
+                    map.fill(0);
+                    Ok(())
                 }
-                _ => map.fill(0),
+            };
+            if read.is_err() {
+                pr_err!("dm-jsnap: the {:?} changed-block map is unreadable (poisoned pmem?)\n", w);
+                match w {
+                    Which::Current => {
+                        map.fill(0xFF);
+                        dirty.fill(0xFF);
+                    }
+                    Which::Previous => {
+                        map.fill(0);
+                        self.iv.prev_valid = false;
+                    }
+                }
             }
         }
-        Ok(())
     }
 }
 
@@ -189,23 +209,39 @@ pub(super) fn flip_around(
     // current interval's once zeroed.
     let mut spare = (KVVec::new(), KVVec::new());
     if enabled {
-        if old.prev_valid {
+        // What the superblock says (the in-core interval may have been
+        // forgotten at load, its map unreadable).
+        let on_pmem = this.sb.lock().sb.cbt.prev_valid;
+        if on_pmem {
             // Forget it on pmem before its slot is zeroed.
             let mut sbg = this.sb.lock();
             sbg.commit(pmem, |sb| sb.cbt = old.without_prev())?;
-            this.state.lock().cbt.iv = old.without_prev();
         }
-        let off = g.cbt_slot_offset(old.slot(Which::Previous)).ok_or(EINVAL)?;
-        pmem.zero(off as usize, g.map_bytes as usize)?;
-        pmem.fence();
         {
             let mut st = this.state.lock();
+            st.cbt.iv = old.without_prev();
             spare.0 = core::mem::take(&mut st.cbt.prev);
             spare.1 = core::mem::take(&mut st.cbt.prev_dirty);
         }
-        spare.0.fill(0);
+        let off = g.cbt_slot_offset(old.slot(Which::Previous)).ok_or(EINVAL)? as usize;
+        if old.prev_valid && spare.0.len() == g.map_bytes as usize {
+            // The slot holds no bit the in-core map lacks: zero only the
+            // pages that have any (O(written pages), not O(map)).
+            for (p, page) in spare.0.chunks_mut(PAGE_BYTES).enumerate() {
+                if page.iter().any(|&b| b != 0) {
+                    pmem.zero(off + p * PAGE_BYTES, page.len())?;
+                    page.fill(0);
+                }
+            }
+        } else {
+            // Unknown content (never loaded, or forgotten): all of it.
+            pmem.zero(off, g.map_bytes as usize)?;
+            spare.0 = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+        }
+        pmem.fence();
         spare.1.fill(0);
     }
+    crate::fault::flip_window(1);
     let mut st = this.state.lock();
     let boundary = match take_boundary(&mut st) {
         Ok(b) => b,
@@ -228,27 +264,46 @@ pub(super) fn flip_around(
     }
     drop(st);
     let res = commit(if enabled { new } else { old }, boundary);
+    crate::fault::flip_window(2);
     if res.is_err() && enabled {
-        // The superblock still names the old current slot: fold the new
-        // interval's marks back into it, all of it to be persisted again.
-        let mut st = this.state.lock();
-        let c = &mut st.cbt;
-        core::mem::swap(&mut c.cur, &mut c.prev);
-        core::mem::swap(&mut c.cur_dirty, &mut c.prev_dirty);
-        for (a, b) in c.cur.iter_mut().zip(c.prev.iter()) {
-            *a |= *b;
+        // The superblock still names the old current slot: the old
+        // interval's map becomes current again, and the marks the new one
+        // got meanwhile are folded into it a page per lock hold (writers
+        // mark the current map only, and OR-ing twice is harmless), every
+        // page to be persisted again.
+        let mut newer = {
+            let mut st = this.state.lock();
+            let c = &mut st.cbt;
+            core::mem::swap(&mut c.cur, &mut c.prev);
+            core::mem::swap(&mut c.cur_dirty, &mut c.prev_dirty);
+            c.cur_dirty.fill(0xFF);
+            c.prev_dirty.fill(0);
+            c.iv = old.without_prev();
+            core::mem::take(&mut c.prev)
+        };
+        let mut at = 0;
+        while at < newer.len() {
+            let n = (newer.len() - at).min(PAGE_BYTES);
+            let mut st = this.state.lock();
+            for (a, b) in st.cbt.cur.iter_mut().skip(at).zip(newer.iter().skip(at).take(n)) {
+                *a |= *b;
+            }
+            drop(st);
+            at += n;
         }
-        c.cur_dirty.fill(0xFF);
-        c.prev.fill(0);
-        c.prev_dirty.fill(0);
-        c.iv = old.without_prev();
+        newer.fill(0);
+        this.state.lock().cbt.prev = newer;
     }
     res
 }
 
+/// Bytes of map a `changed` query copies out of the state lock at a time
+/// (a window: the answer never reads more of the map than it needs).
+const WINDOW_BYTES: usize = 16 * PAGE_BYTES;
+
 /// `changed [current|previous] [<first_chunk> [<nr_chunks>]]`: the runs
-/// of chunks written in the interval, as `logic::cbt::write_report` lays
-/// them out.
+/// of chunks written in the interval, as `logic::cbt::write_header` lays
+/// them out, as many as the caller's buffer holds.
 pub(super) fn report(
     this: ArcBorrow<'_, Jsnap>,
     which: Which,
@@ -288,25 +343,76 @@ pub(super) fn report(
         Some(n) => first.saturating_add(n).min(nr_chunks),
         None => nr_chunks,
     };
-    // A private copy of the bytes holding first..end, a page per lock hold
-    // (writers mark the current map meanwhile: any bit set before the
-    // message is in the answer).
-    let base = first / 8 * 8;
-    let lo = (base / 8) as usize;
-    let hi = end.div_ceil(8) as usize;
-    let mut copy = KVVec::from_elem(0u8, hi - lo, GFP_KERNEL)?;
-    let mut at = lo;
-    while at < hi {
-        let n = (hi - at).min(PAGE_BYTES);
-        let mut st = this.state.lock();
-        let (map, _) = st.cbt.maps(which);
-        if let (Some(dst), Some(src)) = (copy.get_mut(at - lo..at - lo + n), map.get(at..at + n)) {
-            dst.copy_from_slice(src);
+    // The interval's number (the snapshot it began with): `snapshot` holds
+    // `msg`, so it cannot change during the query.
+    let snapshots = this.sb.lock().sb.snap_id;
+    let room = out.capacity().saturating_sub(cbt::HEADER_MAX + 1);
+    let limit = room.min(1 << 20);
+    let mut text = KVVec::with_capacity(limit, GFP_KERNEL)?;
+    let mut window = KVVec::from_elem(0u8, WINDOW_BYTES, GFP_KERNEL)?;
+    let mut scan = cbt::RunScan::new(first, end);
+    let mut sink = |s: u64, l: u64| -> bool {
+        let len = cbt::run_line_len(s, l);
+        if text.len() + len > limit {
+            return false;
         }
-        drop(st);
+        let mut line = LineBuf::default();
+        let _ = write!(line, "\n{s} {l}");
+        text.extend_from_slice(line.bytes(), GFP_NOWAIT).is_ok()
+    };
+    // Windows of the map holding first..end, each copied a page per lock
+    // hold (writers mark the current map meanwhile: any bit set before the
+    // message is in the answer).
+    let mut at = (first / 8) as usize;
+    let hi = end.div_ceil(8) as usize;
+    while at < hi && !scan.stopped() {
+        let n = (hi - at).min(WINDOW_BYTES);
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(PAGE_BYTES);
+            let mut st = this.state.lock();
+            let (map, _) = st.cbt.maps(which);
+            if let (Some(dst), Some(src)) = (window.get_mut(done..done + k), map.get(at + done..at + done + k)) {
+                dst.copy_from_slice(src);
+            }
+            drop(st);
+            done += k;
+        }
+        scan.feed(&window[..n], at as u64 * 8, &mut sink);
         at += n;
     }
-    let rep = cbt::plan_report(&copy, base, first, end, out.capacity());
-    cbt::write_report(out, which, this.chunk_sectors, &copy, base, first, end, &rep)
+    scan.finish(&mut sink);
+    cbt::write_header(out, which, snapshots, this.chunk_sectors, first, end, &scan)
+        .and_then(|()| out.write_str(core::str::from_utf8(&text).unwrap_or("")))
         .map_err(|_| EINVAL)
+}
+
+/// One run's line, formatted without allocating.
+struct LineBuf {
+    b: [u8; 48],
+    n: usize,
+}
+
+impl Default for LineBuf {
+    fn default() -> Self {
+        Self { b: [0; 48], n: 0 }
+    }
+}
+
+impl LineBuf {
+    fn bytes(&self) -> &[u8] {
+        &self.b[..self.n]
+    }
+}
+
+impl core::fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.n + s.len();
+        self.b
+            .get_mut(self.n..end)
+            .ok_or(core::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.n = end;
+        Ok(())
+    }
 }

@@ -91,8 +91,13 @@ pub(super) fn open(
     let format_requested = features.format;
     let sectors = ti.dev(journal).map_err(CtrError::nomem)?.sectors();
     let dev_bytes = (sectors << 9) & !(PAGE - 1);
-    let geometry = format::plan_geometry(dev_bytes, prod_sectors, chunk_sectors)
-        .map_err(|_| refuse(c"Journal device is too small for this target"))?;
+    // The layout a format would write; an existing journal keeps its own
+    // (one formatted before changed-block tracking needs less room).
+    let planned = format::plan_geometry(dev_bytes, prod_sectors, chunk_sectors);
+    let too_small = || refuse(c"Journal device is too small for this target");
+    if planned.is_err() && format_requested {
+        return Err(too_small());
+    }
     let pmem = ti.map_pmem(journal, dev_bytes).map_err(|err| CtrError {
         msg: c"Cannot map the journal device (DAX)",
         err,
@@ -109,17 +114,12 @@ pub(super) fn open(
     let blank = slots.iter().all(|&b| b == 0);
     drop(slots);
 
-    let fresh = fresh_sb(
-        geometry,
-        prod_sectors,
-        chunk_sectors,
-        store_sectors,
-        prod_devt,
-        store_devt,
-    );
+    let fresh = |g| fresh_sb(g, prod_sectors, chunk_sectors, store_sectors, prod_devt, store_devt);
     let (sb, slot, format_pending) = match picked {
-        _ if format_requested => (fresh, 0, true),
-        Err(FmtError::NotFormatted) if blank => (fresh, 0, true),
+        _ if format_requested => (fresh(planned.map_err(|_| too_small())?), 0, true),
+        // Too small for a new journal: only an existing one may load.
+        Err(_) if planned.is_err() => return Err(too_small()),
+        Err(FmtError::NotFormatted) if blank => (fresh(planned.map_err(|_| too_small())?), 0, true),
         Err(FmtError::NotFormatted) | Err(FmtError::BadMagic) => {
             return Err(refuse(
                 c"Journal device holds foreign data (use the format feature to overwrite it)",

@@ -327,7 +327,7 @@ fn replay_records(
     if cbt.enabled != (g.cbt_offset != 0) {
         cbt = CbtState::new(g)?;
     }
-    cbt.load(pmem, sb)?;
+    cbt.load(pmem, sb);
     st.cbt = cbt;
     recs.fill(Rec::default());
     map.fill(0);

@@ -207,135 +207,196 @@ pub fn take_dirty(dirty: &mut [u8], from: usize) -> Option<usize> {
     None
 }
 
-/// Calls `f(start, len)` for each run of set bits among chunks
-/// `first..end` of `map`, whose byte 0 holds chunk `base` (a multiple of
-/// 8), in order, until `f` returns `false`.  Chunks beyond the map read as
-/// clear.
-fn for_each_run(map: &[u8], base: u64, first: u64, end: u64, mut f: impl FnMut(u64, u64) -> bool) {
-    let bit = |c: u64| {
-        c.checked_sub(base)
-            .and_then(|o| map.get((o / 8) as usize).map(|b| b & (1 << (o % 8)) != 0))
-            .unwrap_or(false)
-    };
-    let mut c = first.max(base);
-    let end = end.min(base.saturating_add((map.len() as u64).saturating_mul(8)));
-    let mut open: Option<u64> = None;
-    while c < end {
-        // skip clear bytes quickly outside a run
-        if open.is_none() && (c - base) % 8 == 0 && end - c >= 8 {
-            if map.get(((c - base) / 8) as usize) == Some(&0) {
-                c += 8;
-                continue;
-            }
-        }
-        match (bit(c), open) {
-            (true, None) => open = Some(c),
-            (false, Some(s)) => {
-                open = None;
-                if !f(s, c - s) {
-                    return;
-                }
-            }
-            _ => {}
-        }
-        c += 1;
-    }
-    if let Some(s) = open {
-        f(s, end - s);
-    }
-}
-
-fn digits(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 10 {
-        v /= 10;
-        n += 1;
-    }
-    n
-}
-
-/// Longest header line [`report`] writes (with its newline).
-pub const HEADER_MAX: usize = 192;
-
-/// What [`report`] found.
+/// The runs of set bits among chunks `first..end` of a map read a window
+/// at a time (so that a query never copies or scans more of the map than
+/// its answer needs), each run handed to a sink that may refuse it (no room
+/// left): the answer then ends before that run and says where to go on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Report {
-    /// Runs listed.
+pub struct RunScan {
+    first: u64,
+    end: u64,
+    /// Start of the run still open at the end of the last window.
+    open: Option<u64>,
+    /// End of the chunks fed so far.
+    fed: u64,
+    /// Runs accepted by the sink.
     pub runs: u64,
     /// Chunks in them.
     pub changed: u64,
-    /// First chunk not covered by the answer (`None`: the answer reaches
-    /// the end of the range asked for).
+    /// Where the answer stopped (the first run the sink refused).
     pub next: Option<u64>,
 }
 
-/// Plans the answer to `changed` over chunks `first..end` of `map` (byte 0
-/// = chunk `base`) within `budget` bytes of output: the runs that fit
-/// whole, and where to continue.
-pub fn plan_report(map: &[u8], base: u64, first: u64, end: u64, budget: usize) -> Report {
-    let room = budget.saturating_sub(HEADER_MAX + 1);
-    let mut used = 0usize;
-    let mut rep = Report {
-        runs: 0,
-        changed: 0,
-        next: None,
-    };
-    for_each_run(map, base, first, end, |s, l| {
-        let line = digits(s) + 1 + digits(l) + 1;
-        if used + line > room {
-            rep.next = Some(s);
+impl RunScan {
+    /// A scan of chunks `first..end`.
+    pub fn new(first: u64, end: u64) -> Self {
+        RunScan {
+            first,
+            end,
+            open: None,
+            fed: first,
+            runs: 0,
+            changed: 0,
+            next: None,
+        }
+    }
+
+    /// Whether the scan stopped (the sink refused a run).
+    pub fn stopped(&self) -> bool {
+        self.next.is_some()
+    }
+
+    fn emit(&mut self, s: u64, l: u64, sink: &mut impl FnMut(u64, u64) -> bool) -> bool {
+        if sink(s, l) {
+            self.runs += 1;
+            self.changed += l;
+            true
+        } else {
+            self.next = Some(s);
+            false
+        }
+    }
+
+    /// Feeds the map bytes `map`, whose byte 0 holds chunk `base` (a
+    /// multiple of 8); windows come in ascending order and without gaps.
+    /// Returns whether to go on.
+    pub fn feed(&mut self, map: &[u8], base: u64, sink: &mut impl FnMut(u64, u64) -> bool) -> bool {
+        if self.stopped() {
             return false;
         }
-        used += line;
-        rep.runs += 1;
-        rep.changed += l;
+        let lo = self.first.max(base);
+        let hi = self.end.min(base.saturating_add((map.len() as u64).saturating_mul(8)));
+        self.fed = self.fed.max(hi);
+        let mut c = lo;
+        while c < hi {
+            let o = c - base;
+            let byte = map.get((o / 8) as usize).copied().unwrap_or(0);
+            // whole bytes at once where nothing changes
+            if o % 8 == 0 && hi - c >= 8 && ((self.open.is_none() && byte == 0) || (self.open.is_some() && byte == 0xFF)) {
+                c += 8;
+                continue;
+            }
+            let set = byte & (1 << (o % 8)) != 0;
+            match (set, self.open) {
+                (true, None) => self.open = Some(c),
+                (false, Some(s)) => {
+                    self.open = None;
+                    if !self.emit(s, c - s, sink) {
+                        return false;
+                    }
+                }
+                _ => {}
+            }
+            c += 1;
+        }
         true
-    });
-    rep
+    }
+
+    /// Ends the scan: a run still open ends with the last chunk fed
+    /// (chunks beyond the map read as clear).
+    pub fn finish(&mut self, sink: &mut impl FnMut(u64, u64) -> bool) {
+        if let (Some(s), false) = (self.open.take(), self.stopped()) {
+            self.emit(s, self.fed - s, sink);
+        }
+    }
 }
 
-/// Writes the answer to `changed` planned by [`plan_report`]:
+/// Longest header line [`write_header`] writes.
+pub const HEADER_MAX: usize = 224;
+
+/// Bytes of the line of run `(s, l)` in the answer, its newline included.
+pub fn run_line_len(s: u64, l: u64) -> usize {
+    fn digits(mut v: u64) -> usize {
+        let mut n = 1;
+        while v >= 10 {
+            v /= 10;
+            n += 1;
+        }
+        n
+    }
+    digits(s) + 1 + digits(l) + 1
+}
+
+/// Writes the header line of the answer to `changed`:
 ///
 /// ```text
-/// <interval> chunk_sectors=<C> first=<F> end=<E> next=<N|-> runs=<R> changed=<K>
-/// <start> <len>          (one line per run, in chunks, ascending)
+/// current since=<S> chunk_sectors=<C> first=<F> end=<E> next=<N|-> runs=<R> changed=<K>
+/// previous since=<S-1> until=<S> chunk_sectors=<C> ...
 /// ```
 ///
+/// `snapshots` is how many `snapshot` messages the journal has taken since
+/// it was formatted: the current interval began with snapshot `S` (0: the
+/// format), the previous one is the interval between snapshots `S - 1` and
+/// `S`.  One `<start> <len>` line per run follows (chunks, ascending);
 /// `next` is where to ask again when the runs did not all fit (`-`: the
 /// answer is complete up to `end`).
 #[allow(clippy::too_many_arguments)]
-pub fn write_report(
+pub fn write_header(
     out: &mut impl fmt::Write,
     which: Which,
+    snapshots: u64,
+    chunk_sectors: u32,
+    first: u64,
+    end: u64,
+    scan: &RunScan,
+) -> fmt::Result {
+    match which {
+        Which::Current => write!(out, "current since={snapshots}")?,
+        Which::Previous => write!(
+            out,
+            "previous since={} until={snapshots}",
+            snapshots.saturating_sub(1)
+        )?,
+    }
+    write!(out, " chunk_sectors={chunk_sectors} first={first} end={end} next=")?;
+    match scan.next {
+        Some(n) => write!(out, "{n}")?,
+        None => out.write_str("-")?,
+    }
+    write!(out, " runs={} changed={}", scan.runs, scan.changed)
+}
+
+/// The whole answer over an in-memory map (byte 0 = chunk `base`) within
+/// `budget` bytes: what the module does a window at a time.
+pub fn answer(
+    out: &mut impl fmt::Write,
+    which: Which,
+    snapshots: u64,
     chunk_sectors: u32,
     map: &[u8],
     base: u64,
     first: u64,
     end: u64,
-    rep: &Report,
+    budget: usize,
 ) -> fmt::Result {
-    let name = match which {
-        Which::Current => "current",
-        Which::Previous => "previous",
-    };
-    write!(out, "{name} chunk_sectors={chunk_sectors} first={first} end={end} next=")?;
-    match rep.next {
-        Some(n) => write!(out, "{n}")?,
-        None => out.write_str("-")?,
-    }
-    write!(out, " runs={} changed={}", rep.runs, rep.changed)?;
-    let stop = rep.next.unwrap_or(end);
-    let mut left = rep.runs;
-    let mut res = Ok(());
-    for_each_run(map, base, first, stop, |s, l| {
-        if left == 0 {
+    let room = budget.saturating_sub(HEADER_MAX + 1);
+    let mut lines: [(u64, u64); 64] = [(0, 0); 64];
+    let mut n = 0usize;
+    let mut used = 0usize;
+    let mut sink = |s: u64, l: u64| {
+        let len = run_line_len(s, l);
+        if used + len > room || n >= lines.len() {
             return false;
         }
-        left -= 1;
-        res = write!(out, "\n{s} {l}");
-        res.is_ok()
-    });
-    res
+        used += len;
+        if let Some(x) = lines.get_mut(n) {
+            *x = (s, l);
+        }
+        n += 1;
+        true
+    };
+    let mut scan = RunScan::new(first, end);
+    // windows of 4 bytes, to exercise the carrying of runs across windows
+    let mut b = 0usize;
+    while b < map.len() && scan.feed(map.get(b..(b + 4).min(map.len())).unwrap_or(&[]), base + 8 * b as u64, &mut sink) {
+        b += 4;
+    }
+    scan.finish(&mut sink);
+    write_header(out, which, snapshots, chunk_sectors, first, end, &scan)?;
+    for (s, l) in lines.iter().take(n) {
+        write!(out, "\n{s} {l}")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -347,10 +408,16 @@ mod tests {
 
     fn runs(map: &[u8], base: u64, first: u64, end: u64) -> Vec<(u64, u64)> {
         let mut v = Vec::new();
-        for_each_run(map, base, first, end, |s, l| {
+        let mut sink = |s, l| {
             v.push((s, l));
             true
-        });
+        };
+        let mut scan = RunScan::new(first, end);
+        // one byte at a time: runs carried across every window
+        for (i, b) in map.iter().enumerate() {
+            scan.feed(core::slice::from_ref(b), base + 8 * i as u64, &mut sink);
+        }
+        scan.finish(&mut sink);
         v
     }
 
@@ -420,26 +487,34 @@ mod tests {
         }
         assert_eq!(runs(&map, 0, 0, 128), vec![(0, 1), (2, 8), (16, 16), (33, 1), (127, 1)]);
         assert_eq!(runs(&map, 0, 5, 20), vec![(5, 5), (16, 4)]);
-        assert_eq!(runs(&map, 0, 0, 1000), runs(&map, 0, 0, 128));
+        assert_eq!(runs(&map, 0, 0, 1000), vec![(0, 1), (2, 8), (16, 16), (33, 1), (127, 1)]);
+        assert_eq!(runs(&map, 0, 0, 128), runs(&map, 0, 0, 128));
         // a map copied from chunk 16 on
         assert_eq!(runs(&map[2..], 16, 0, 128), vec![(16, 16), (33, 1), (127, 1)]);
-        let rep = plan_report(&map, 0, 0, 128, 4096);
-        assert_eq!(rep, Report { runs: 5, changed: 27, next: None });
+        // all set: one run across every window
+        assert_eq!(runs(&[0xFF; 9], 0, 3, 70), vec![(3, 67)]);
         let mut s = String::new();
-        write_report(&mut s, Which::Previous, 64, &map, 0, 0, 128, &rep).unwrap();
+        answer(&mut s, Which::Previous, 3, 64, &map, 0, 0, 128, 4096).unwrap();
         assert_eq!(
             s,
-            "previous chunk_sectors=64 first=0 end=128 next=- runs=5 changed=27\n0 1\n2 8\n16 16\n33 1\n127 1"
+            "previous since=2 until=3 chunk_sectors=64 first=0 end=128 next=- runs=5 changed=27\n0 1\n2 8\n16 16\n33 1\n127 1"
         );
         // a budget for two runs: the third is where to go on
-        let rep = plan_report(&map, 0, 0, 128, HEADER_MAX + 1 + 4 + 4);
-        assert_eq!(rep, Report { runs: 2, changed: 9, next: Some(16) });
         let mut s = String::new();
-        write_report(&mut s, Which::Current, 8, &map, 0, 0, 128, &rep).unwrap();
-        assert_eq!(s, "current chunk_sectors=8 first=0 end=128 next=16 runs=2 changed=9\n0 1\n2 8");
-        assert!(s.len() < HEADER_MAX + 1 + 8);
+        answer(&mut s, Which::Current, 0, 8, &map, 0, 0, 128, HEADER_MAX + 1 + 4 + 4).unwrap();
+        assert_eq!(s, "current since=0 chunk_sectors=8 first=0 end=128 next=16 runs=2 changed=9\n0 1\n2 8");
         // nothing changed
-        let rep = plan_report(&[0u8; 4], 0, 0, 32, 4096);
-        assert_eq!(rep, Report { runs: 0, changed: 0, next: None });
+        let mut s = String::new();
+        answer(&mut s, Which::Current, 1, 8, &[0u8; 4], 0, 0, 32, 4096).unwrap();
+        assert_eq!(s, "current since=1 chunk_sectors=8 first=0 end=32 next=- runs=0 changed=0");
+        // the longest header fits HEADER_MAX
+        let mut scan = RunScan::new(u64::MAX - 1, u64::MAX);
+        scan.runs = u64::MAX;
+        scan.changed = u64::MAX;
+        scan.next = Some(u64::MAX);
+        let mut s = String::new();
+        write_header(&mut s, Which::Previous, u64::MAX, u32::MAX, u64::MAX, u64::MAX, &scan).unwrap();
+        assert!(s.len() <= HEADER_MAX, "{}", s.len());
+        assert_eq!(run_line_len(127, 1), 6);
     }
 }

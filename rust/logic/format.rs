@@ -468,9 +468,13 @@ impl Superblock {
         }
         let header = u32_at(slot, 12) as usize;
         let version = u32_at(slot, 8);
-        if !(SB_VERSION_V1..=SB_VERSION).contains(&version)
-            || ![SB_HEADER_BYTES, SB_HEADER_BYTES_V2, SB_HEADER_BYTES_V1_0].contains(&header)
-        {
+        // Version 3 has the 192-byte header; 1 and 2 the 160- or 164-byte one.
+        let header_ok = if version == SB_VERSION {
+            header == SB_HEADER_BYTES
+        } else {
+            header == SB_HEADER_BYTES_V2 || header == SB_HEADER_BYTES_V1_0
+        };
+        if !(SB_VERSION_V1..=SB_VERSION).contains(&version) || !header_ok {
             return Err(Error::BadVersion);
         }
         let crc = crc32c(0, slot.get(..SB_CRC_OFF).unwrap_or_default());
@@ -871,6 +875,7 @@ mod tests {
             ..sample()
         };
         let mut slot = encoded(&sb);
+        slot[8..12].copy_from_slice(&2u32.to_le_bytes());
         slot[12..16].copy_from_slice(&160u32.to_le_bytes());
         reseal(&mut slot);
         // no changed-block maps either
@@ -883,9 +888,18 @@ mod tests {
         // version 2 (header 164): the store is known, the maps are not
         let v2 = Superblock { store_devt: 7, ..old };
         let mut slot2 = encoded(&Superblock { store_devt: 7, ..sb });
+        slot2[8..12].copy_from_slice(&2u32.to_le_bytes());
         slot2[12..16].copy_from_slice(&164u32.to_le_bytes());
         reseal(&mut slot2);
         assert_eq!(Superblock::decode(&slot2[..]), Ok(v2));
+        // the header size goes with the version: 192 only for version 3
+        for (v, h) in [(3u32, 164u32), (3, 160), (2, 192), (1, 192)] {
+            let mut x = encoded(&sb);
+            x[8..12].copy_from_slice(&v.to_le_bytes());
+            x[12..16].copy_from_slice(&h.to_le_bytes());
+            reseal(&mut x);
+            assert_eq!(Superblock::decode(&x[..]), Err(Error::BadVersion), "version {v} header {h}");
+        }
         // version 3: bad changed-block flags or intervals are refused
         let mut slot3 = encoded(&sb);
         slot3[188..192].copy_from_slice(&4u32.to_le_bytes());
@@ -1041,8 +1055,14 @@ mod tests {
         let mut slot = encoded(&sb);
         assert_eq!(slot_version(&slot[..]), SB_VERSION);
         slot[8..12].copy_from_slice(&SB_VERSION_V1.to_le_bytes());
+        slot[12..16].copy_from_slice(&(SB_HEADER_BYTES_V2 as u32).to_le_bytes());
         reseal(&mut slot);
-        assert_eq!(Superblock::decode(&slot[..]), Ok(sb));
+        let mut v1 = Superblock {
+            cbt: Intervals::fresh(0),
+            ..sb
+        };
+        v1.geometry.cbt_offset = 0;
+        assert_eq!(Superblock::decode(&slot[..]), Ok(v1));
         assert_eq!(slot_version(&slot[..]), 1);
     }
 }

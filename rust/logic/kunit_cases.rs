@@ -520,15 +520,14 @@ pub fn changed_blocks() -> Result<(), &'static str> {
     ensure(cbt::mark(&mut map, &mut dirty, 2, 9) == Ok(8), "mark a range")?;
     ensure(cbt::mark(&mut map, &mut dirty, 0, 200).is_err(), "beyond the map")?;
     ensure(cbt::take_dirty(&mut dirty, 0) == Some(0), "dirty page")?;
-    let rep = cbt::plan_report(&map, 0, 0, 128, 4096);
     let mut buf = Buf {
         bytes: [0; 128],
         len: 0,
     };
-    cbt::write_report(&mut buf, Which::Previous, 64, &map, 0, 0, 128, &rep).map_err(|_| "report")?;
+    cbt::answer(&mut buf, Which::Previous, 3, 64, &map, 0, 0, 128, 4096).map_err(|_| "report")?;
     ensure(
         buf.bytes.get(..buf.len)
-            == Some(&b"previous chunk_sectors=64 first=0 end=128 next=- runs=2 changed=9\n0 1\n2 8"[..]),
+            == Some(&b"previous since=2 until=3 chunk_sectors=64 first=0 end=128 next=- runs=2 changed=9\n0 1\n2 8"[..]),
         "report text",
     )
 }

@@ -2,8 +2,8 @@
 # Changed-block tracking (`changed`, issue 15 item 2), against a model of the
 # writes (tests/guest/cbt.py), in two geometries: chunk $CHUNK at table start
 # 0, and chunk 8 with the jsnap target at sector 16 behind a zero target.
-# Each round checks the exact answer (header and runs) of `changed` and
-# `changed previous`:
+# Each round checks the exact answer (header, with the interval's number,
+# and runs) of `changed` and `changed previous`:
 #   - fresh journal: current empty, previous refused (no snapshot yet);
 #   - writes W0 -> current = W0; `snapshot` -> previous = W0, current empty;
 #   - writes W1 to the volume, writes to a `rw` view (not counted) and to a
@@ -15,7 +15,9 @@
 #   - `drop` changes nothing; the next `snapshot` turns current into previous;
 #   - bad arguments are refused (EINVAL, one log line) and change nothing;
 #   - an answer of thousands of runs comes back whole (or in pages that
-#     join to the whole).
+#     join to the whole);
+#   - the previous interval rebuilt by replay alone (W4 under no_destage,
+#     snapshot, W5, remove + create).
 . "$(dirname "$0")/lib.sh"
 cleanup_dm
 
@@ -30,6 +32,28 @@ cmsg() {
 	dmsetup message "$n" "$s" "$@"
 }
 
+# query NAME SECTOR WHICH NCHUNKS [FIRST [COUNT]]: the answer of `changed
+# WHICH FIRST COUNT`, asked again from `next` until complete, the pages
+# joined (cbt.py join; runs= of each page checked against its lines)
+query() {
+	local name=$1 sec=$2 which=$3 nch=$4 first=${5:-0} count=${6:-}
+	local end out next n=0 pages=$SCRATCH/pages.$$
+	end=$nch
+	[[ -n $count ]] && ((first + count < nch)) && end=$((first + count))
+	: >"$pages"
+	while :; do
+		# shellcheck disable=SC2086
+		out=$(cmsg "$name" "$sec" changed "$which" "$first" $([[ -n $count ]] && echo $((end - first)))) || { echo "$out"; return 1; }
+		printf '%s\n\n' "$out" >>"$pages"
+		next=$(head -n1 <<<"$out" | sed -n 's/.* next=\([^ ]*\) .*/\1/p')
+		n=$((n + 1))
+		[[ $next == - || -z $next || $n -gt 1000 ]] && break
+		first=$next
+	done
+	QUERY_PAGES=$n
+	$CBT join <"$pages" 2>&1
+}
+
 # check_changed TAG NAME SECTOR WHICH CHUNK NCHUNKS "FIRST COUNT" LISTS...:
 # `changed WHICH FIRST COUNT` equals the model of the LISTs
 check_changed() {
@@ -37,9 +61,9 @@ check_changed() {
 	shift 7
 	local got exp
 	# shellcheck disable=SC2086
-	got=$(cmsg "$name" "$sec" changed "$which" $range 2>&1) || { fail "$tag" "message failed: $got"; return; }
+	got=$(query "$name" "$sec" "$which" "$nch" $range 2>&1) || { fail "$tag" "message failed: $got"; return; }
 	# shellcheck disable=SC2086
-	exp=$($CBT expect "$which" "$chunk" "$nch" $range -- "$@")
+	exp=$($CBT expect "$which:$SNAPS" "$chunk" "$nch" $range -- "$@")
 	if [[ $got == "$exp" ]]; then
 		ok "$tag ($(head -n1 <<<"$got" | sed 's/.* runs=/runs=/'))"
 	else
@@ -71,6 +95,7 @@ round() {
 	}
 	unwin() { ((start > 0)) && dmsetup remove "${name}w" >/dev/null 2>&1; return 0; }
 
+	SNAPS=0 # snapshots taken since the format: the intervals' numbers
 	create format || { fail "$tag: create (format)"; return; }
 	ok "$tag: create (format), chunk $chunk at table start $start"
 	check_changed "$tag: fresh journal: nothing changed" "$name" "$start" current "$chunk" "$nch" ""
@@ -88,6 +113,7 @@ round() {
 	$CBT write "$(win)" "$w/w0" || fail "$tag: W0 writes"
 	check_changed "$tag: W0 in current" "$name" "$start" current "$chunk" "$nch" "" "$w/w0"
 	cmsg "$name" "$start" snapshot || fail "$tag: snapshot"
+	SNAPS=1
 	check_changed "$tag: after snapshot, W0 is previous" "$name" "$start" previous "$chunk" "$nch" "" "$w/w0"
 	check_changed "$tag: after snapshot, current is empty" "$name" "$start" current "$chunk" "$nch" ""
 
@@ -152,6 +178,7 @@ round() {
 	check_changed "$tag: drop keeps current" "$name" "$start" current "$chunk" "$nch" "" "$w/w1" "$w/mirror" "$w/w2"
 	check_changed "$tag: drop keeps previous" "$name" "$start" previous "$chunk" "$nch" "" "$w/w0"
 	cmsg "$name" "$start" snapshot || fail "$tag: second snapshot"
+	SNAPS=2
 	check_changed "$tag: second snapshot: previous = W1 + mirror + W2" "$name" "$start" previous "$chunk" "$nch" "" "$w/w1" "$w/mirror" "$w/w2"
 	check_changed "$tag: second snapshot: current empty" "$name" "$start" current "$chunk" "$nch" ""
 	dmsetup remove "$name" && create || { fail "$tag: create after second snapshot"; return; }
@@ -162,23 +189,36 @@ round() {
 	$CBT gen 0 0 0 $((24 * 2048)) "$chunk" >"$w/w3"
 	$CBT write "$(win)" "$w/w3" || fail "$tag: W3 writes"
 	unwin
-	local out page first=0 n=0
-	: >"$w/pages"
-	while :; do
-		out=$(cmsg "$name" "$start" changed current "$first") || { fail "$tag: paged query at $first"; break; }
-		printf '%s\n\n' "$out" >>"$w/pages"
-		page=$(head -n1 <<<"$out" | sed -n 's/.* next=\([^ ]*\) .*/\1/p')
-		n=$((n + 1))
-		[[ $page == - || -z $page || $n -gt 1000 ]] && break
-		first=$page
-	done
-	exp=$($CBT expect current "$chunk" "$nch" -- "$w/w3")
-	got=$($CBT join <"$w/pages" 2>&1)
+	exp=$($CBT expect "current:$SNAPS" "$chunk" "$nch" -- "$w/w3")
+	QUERY_PAGES=0
+	query "$name" "$start" current "$nch" >"$w/joined" 2>&1
+	got=$(cat "$w/joined")
+	local n=$QUERY_PAGES
 	if [[ $got == "$exp" ]]; then
 		ok "$tag: $(sed -n 's/.* runs=\([0-9]*\).*/\1/p' <<<"$exp" | head -n1) runs come back whole ($n answer(s))"
 	else
 		fail "$tag: many runs come back whole" "got [$(head -c 200 <<<"$got" | tr '\n' '|')] expected [$(head -c 200 <<<"$exp" | tr '\n' '|')]"
 	fi
+	cmsg "$name" "$start" drop || fail "$tag: drop"
+
+	# the previous interval from replay alone: W4 under no_destage (never
+	# retired, so its marks never reach pmem before the cut), snapshot, W5,
+	# remove + create
+	dmsetup remove "$name" && create no_destage || { fail "$tag: create no_destage (W4)"; return; }
+	$CBT gen $((seed + 4)) 20 100 "$LEN" >"$w/w4"
+	$CBT gen $((seed + 5)) 20 100 "$LEN" >"$w/w5"
+	$CBT write "$(win)" "$w/w4" || fail "$tag: W4 writes"
+	cmsg "$name" "$start" snapshot || fail "$tag: third snapshot"
+	SNAPS=3
+	$CBT write "$(win)" "$w/w5" || fail "$tag: W5 writes"
+	unwin
+	check_changed "$tag: third snapshot: previous = W3 + W4" "$name" "$start" previous "$chunk" "$nch" "" "$w/w3" "$w/w4"
+	check_changed "$tag: current = W5" "$name" "$start" current "$chunk" "$nch" "" "$w/w5"
+	pend=$(jsnap_status "$name" | tr ' ' '\n' | sed -n 's/^pending=//p')
+	((pend >= 40)) && ok "$tag: W4 and W5 still in the journal (pending=$pend)" || fail "$tag: W4 and W5 still in the journal" "pending=$pend"
+	dmsetup remove "$name" && create no_destage || { fail "$tag: create again (replay of W4, W5)"; return; }
+	check_changed "$tag: after replay: previous = W3 + W4" "$name" "$start" previous "$chunk" "$nch" "" "$w/w3" "$w/w4"
+	check_changed "$tag: after replay: current = W5" "$name" "$start" current "$chunk" "$nch" "" "$w/w5"
 	cmsg "$name" "$start" drop || fail "$tag: drop at the end"
 	dmsetup remove "$name" || fail "$tag: remove at the end"
 }

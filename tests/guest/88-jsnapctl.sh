@@ -230,14 +230,14 @@ json_check "status --json after 4 writes" t pending=4 extents=4 written_bytes=$w
 # ---- changed (changed-block tracking) -------------------------------------------------------
 # the four writes in 64-sector chunks: 0 | 15-16 | 46-48 | 93-97
 CHANGED_RUNS=$'0 1\n15 2\n46 3\n93 5'
-jc_ok "changed: the runs of the four writes" "^# t: 11 chunks of 64 sectors changed in the current interval, chunks 0\.\.$((LEN / CH)), 4 runs \(chunk start, chunk count\)$" changed t
+jc_ok "changed: the runs of the four writes" "^# t: 11 chunks of 64 sectors changed in the current interval \(since snapshot 0\), chunks 0\.\.$((LEN / CH)), 4 runs \(chunk start, chunk count\)$" changed t
 check_eq "changed: runs as the kernel's message lists them" "$CHANGED_RUNS" "$(grep -v '^#' "$OUT")"
-check_eq "changed: the kernel's own answer" "current chunk_sectors=64 first=0 end=$((LEN / CH)) next=- runs=4 changed=11"$'\n'"$CHANGED_RUNS" \
+check_eq "changed: the kernel's own answer" "current since=0 chunk_sectors=64 first=0 end=$((LEN / CH)) next=- runs=4 changed=11"$'\n'"$CHANGED_RUNS" \
 	"$(dmsetup message t 0 changed)"
 jc_ok "changed --sectors" "^# t: 11 chunks" changed t --sectors
 check_eq "changed --sectors: sector runs" $'0 64\n960 128\n2944 192\n5952 320' "$(grep -v '^#' "$OUT")"
 jc_ok "changed --json --first 16 --count 40" '"runs": \[\[16, 1\], \[46, 3\]\]' changed t --json --first 16 --count 40
-if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(not (d["interval"] == "current" and d["changed"] == 4 and d["first"] == 16 and d["end"] == 56 and d["unit"] == "chunks"))' "$OUT"; then
+if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(not (d["interval"] == "current" and d["since"] == 0 and d["changed"] == 4 and d["first"] == 16 and d["end"] == 56 and d["unit"] == "chunks"))' "$OUT"; then
 	ok "changed --json: fields"
 else
 	fail "changed --json: fields" "$(cat "$OUT")"
@@ -254,6 +254,8 @@ json_check "status --json after snapshot" t snapshot=active preserved=0 hydratio
 refused "second snapshot" 3 "t already has a snapshot \(active\): jsnapctl drop t first" snapshot t
 jc_ok "changed --previous after the snapshot" "^# t: 11 chunks of 64 sectors changed in the previous interval" changed t --previous
 check_eq "changed --previous: the four writes" "$CHANGED_RUNS" "$(grep -v '^#' "$OUT")"
+jc_ok "changed --previous --since 0 (the interval an incremental backup expects)" "^# t: 11 chunks of 64 sectors changed in the previous interval \(since snapshot 0\)" changed t --previous --since 0
+refused "changed --previous --since 5 (another interval)" 3 "the previous interval of t began with snapshot 0, not 5: a snapshot was taken since" changed t --previous --since 5
 jc_ok "changed after the snapshot: nothing yet" "^# t: 0 chunks of 64 sectors changed in the current interval" changed t
 # post-snapshot writes over the pre-snapshot ones and elsewhere
 for a in "4 16" "1010 100" "4000 512" "7000 700"; do

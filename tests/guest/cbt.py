@@ -5,10 +5,12 @@
                                        sectors, inside LEN sectors; SPREAD: every
                                        other chunk of size SPREAD, one sector each)
   cbt.py write DEV LIST                do the writes of LIST (O_DIRECT, random data)
-  cbt.py expect WHICH CHUNK NCHUNKS [FIRST [COUNT]] -- LIST...
+  cbt.py expect WHICH[:SNAPS] CHUNK NCHUNKS [FIRST [COUNT]] -- LIST...
                                        the exact answer of `changed WHICH [FIRST
                                        [COUNT]]` when the interval holds the writes
-                                       of the LISTs (no `next`: the whole answer)
+                                       of the LISTs and SNAPS snapshots were taken
+                                       since the format (default 0; no `next`: the
+                                       whole answer)
   cbt.py join                          stdin: the answers of a paged query, first
                                        to last; prints them as one answer
 """
@@ -53,7 +55,7 @@ def write(dev, path):
         os.close(fd)
 
 
-def expect(which, chunk, nchunks, first, count, lists):
+def expect(which, snaps, chunk, nchunks, first, count, lists):
     end = nchunks if count is None else min(nchunks, first + count)
     marked = set()
     for path in lists:
@@ -65,7 +67,8 @@ def expect(which, chunk, nchunks, first, count, lists):
             runs[-1][1] += 1
         else:
             runs.append([c, 1])
-    print(f"{which} chunk_sectors={chunk} first={first} end={end} next=- "
+    since = f"since={snaps}" if which == "current" else f"since={snaps - 1} until={snaps}"
+    print(f"{which} {since} chunk_sectors={chunk} first={first} end={end} next=- "
           f"runs={len(runs)} changed={sum(l for _, l in runs)}")
     for s, l in runs:
         print(s, l)
@@ -73,25 +76,27 @@ def expect(which, chunk, nchunks, first, count, lists):
 
 def join():
     """Pages of one query (each answer's `next` is the next page's `first`)
-    -> the answer a single page would give."""
+    -> the answer a single page would give.  Runs are taken as they are
+    (a page ends before a run, so no run is split across pages: one split
+    in two shows as two)."""
     pages = sys.stdin.read().strip().split("\n\n")
     runs = []
     head = None
     for p in pages:
         lines = p.strip().split("\n")
-        h = dict(kv.split("=") for kv in lines[0].split()[1:])
+        words = lines[0].split()
+        h = dict(kv.split("=") for kv in words[1:])
         if head is None:
-            head = (lines[0].split()[0], h)
+            head = (words[0], h)
+        assert h["since"] == head[1]["since"], "pages of two intervals"
         assert int(h["runs"]) == len(lines) - 1, "runs= differs from the lines"
         for ln in lines[1:]:
             s, l = map(int, ln.split())
-            if runs and runs[-1][0] + runs[-1][1] == s:
-                runs[-1][1] += l
-            else:
-                runs.append([s, l])
+            runs.append([s, l])
         last = h
     which, h = head
-    print(f"{which} chunk_sectors={h['chunk_sectors']} first={h['first']} "
+    since = f"since={h['since']}" + (f" until={h['until']}" if "until" in h else "")
+    print(f"{which} {since} chunk_sectors={h['chunk_sectors']} first={h['first']} "
           f"end={last['end']} next={last['next']} runs={len(runs)} "
           f"changed={sum(l for _, l in runs)}")
     for s, l in runs:
@@ -109,7 +114,8 @@ def main():
         pos = a[1:k]
         first = int(pos[3]) if len(pos) > 3 else 0
         count = int(pos[4]) if len(pos) > 4 else None
-        expect(pos[0], int(pos[1]), int(pos[2]), first, count, a[k + 1:])
+        which, _, snaps = pos[0].partition(":")
+        expect(which, int(snaps or 0), int(pos[1]), int(pos[2]), first, count, a[k + 1:])
     elif a[0] == "join":
         join()
     else:

@@ -82,7 +82,10 @@ pub enum Plan {
 /// Decides whether the table may be loaded on a journal with this content;
 /// the error names the problem (and what would override it).
 pub fn plan(path: &str, content: &Content, want: &Want, format: bool) -> Result<Plan, String> {
-    if format::plan_geometry(want.journal_bytes, want.len, want.chunk).is_err() {
+    // Too small for a new journal: only an existing one (laid out before
+    // changed-block tracking needed more room) may load.
+    let existing = matches!(content, Content::Journal(_)) && !format;
+    if !existing && format::plan_geometry(want.journal_bytes, want.len, want.chunk).is_err() {
         return Err(format!(
             "journal {path} ({} bytes) is too small for a {}-sector target with {}-sector chunks",
             want.journal_bytes, want.len, want.chunk

@@ -144,9 +144,13 @@ enum Cmd {
         /// runs as 512-byte sector ranges instead of chunks
         #[arg(long)]
         sectors: bool,
-        /// one JSON object: interval, chunk_sectors, first, end, changed, runs
+        /// one JSON object: interval, since, chunk_sectors, first, end, changed, unit, runs
         #[arg(long)]
         json: bool,
+        /// refuse (exit 3) unless the interval began with snapshot N (0: the format); an
+        /// incremental backup passes the number it recorded at its last snapshot
+        #[arg(long, value_name = "N")]
+        since: Option<u64>,
     },
     /// Export a jsnap or jsnap-view device over NVMe/TCP (the kernel's nvmet), for a second host
     Export {
@@ -333,7 +337,8 @@ fn run(cli: Cli) -> R<()> {
             count,
             sectors,
             json,
-        } => changed(&name, previous, first, count, sectors, json),
+            since,
+        } => changed(&name, previous, first, count, sectors, json, since),
     }
 }
 
@@ -643,7 +648,15 @@ fn snapshot(name: &str) -> R<()> {
     Ok(())
 }
 
-fn changed(name: &str, previous: bool, first: u64, count: Option<u64>, sectors: bool, json: bool) -> R<()> {
+fn changed(
+    name: &str,
+    previous: bool,
+    first: u64,
+    count: Option<u64>,
+    sectors: bool,
+    json: bool,
+    since: Option<u64>,
+) -> R<()> {
     let dm = dm()?;
     let j = jsnap(&dm, name)?;
     let chunk = u64::from(j.params.chunk);
@@ -669,6 +682,13 @@ fn changed(name: &str, previous: bool, first: u64, count: Option<u64>, sectors: 
         let next = ans
             .add_page(&out)
             .map_err(|e| Fail::Failed(format!("unexpected answer to '{msg}': {e}")))?;
+        if let (Some(want), Some(got)) = (since, ans.since) {
+            if want != got {
+                return Err(Fail::Refused(format!(
+                    "the {which} interval of {name} began with snapshot {got}, not {want}: a snapshot was taken since (an incremental copy from {want} is not possible)"
+                )));
+            }
+        }
         match next {
             Some(n) if n > at && n < end => at = n,
             Some(n) => {
@@ -679,22 +699,19 @@ fn changed(name: &str, previous: bool, first: u64, count: Option<u64>, sectors: 
     }
     let unit = if sectors { chunk } else { 1 };
     if json {
-        println!("{}", ans.to_json(which, chunk, first, end, unit));
+        println!("{}", ans.to_json(which, chunk, first, end, unit, j.len));
     } else {
         println!(
-            "# {name}: {} chunks of {chunk} sectors changed in the {which} interval, chunks {first}..{end}, {} runs ({})",
+            "# {name}: {} chunks of {chunk} sectors changed in the {which} interval (since snapshot {}), chunks {first}..{end}, {} runs ({})",
             ans.changed(),
+            ans.since.unwrap_or(0),
             ans.runs.len(),
             if sectors { "sector start, sector count" } else { "chunk start, chunk count" }
         );
         let mut o = std::io::stdout().lock();
         for (s, l) in &ans.runs {
             // the last chunk may be partial: sector runs end at the volume's end
-            let (a, n) = if sectors {
-                (s * chunk, ((s + l) * chunk).min(j.len) - s * chunk)
-            } else {
-                (*s, *l)
-            };
+            let (a, n) = ans.unit_run(*s, *l, unit, j.len);
             if writeln!(o, "{a} {n}").is_err() {
                 break;
             }
@@ -740,6 +757,9 @@ fn unexport(name: &str, nqn: Option<String>) -> R<()> {
     let device = format!("/dev/mapper/{name}");
     let nqns = match nqn {
         Some(q) => {
+            if !nvmet::valid_nqn(&q) {
+                return Err(Fail::Usage(format!("'{q}' is not a valid NQN")));
+            }
             if !n.exported(&q) {
                 return Err(Fail::Refused(format!("{q} is not exported")));
             }

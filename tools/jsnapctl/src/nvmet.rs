@@ -58,10 +58,12 @@ impl Nvmet {
     /// what is missing.
     pub fn open() -> Result<Self, String> {
         let root = PathBuf::from(ROOT);
-        if !root.is_dir() && !Path::new("/sys/kernel/config/nvmet").exists() {
-            // configfs not mounted yet?
+        if !root.is_dir() && Path::new("/sys/kernel/config").is_dir() {
+            // configfs not mounted yet? (mount's own messages are not ours)
             let _ = std::process::Command::new("mount")
                 .args(["-t", "configfs", "none", "/sys/kernel/config"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
                 .status();
         }
         if !root.is_dir() {
@@ -164,9 +166,14 @@ impl Nvmet {
             self.mkdir(&ns, &[])?;
             write(&ns.join("device_path"), device)?;
             write(&ns.join("enable"), "1")?;
-            let port = self.port_for(l)?;
-            std::os::unix::fs::symlink(&s, port.join("subsystems").join(nqn))
-                .map_err(|e| format!("cannot link {nqn} to port {}: {e}", port.display()))
+            let (port, made) = self.port_for(l)?;
+            std::os::unix::fs::symlink(&s, port.join("subsystems").join(nqn)).map_err(|e| {
+                if made {
+                    // the port this export made goes with it
+                    let _ = self.rmdir(&port);
+                }
+                format!("cannot link {nqn} to port {}: {e}", port.display())
+            })
         })();
         if let Err(e) = res {
             let _ = self.unexport(nqn);
@@ -175,15 +182,15 @@ impl Nvmet {
         Ok(())
     }
 
-    /// The port listening on `l`: an existing one, or a new one.
-    fn port_for(&self, l: &Listener) -> Result<PathBuf, String> {
+    /// The port listening on `l`: an existing one, or a new one (`true`).
+    fn port_for(&self, l: &Listener) -> Result<(PathBuf, bool), String> {
         let ports = self.ports();
         for (_, p) in &ports {
             if read(&p.join("addr_trtype")) == "tcp"
                 && read(&p.join("addr_traddr")) == l.addr
                 && read(&p.join("addr_trsvcid")) == l.port.to_string()
             {
-                return Ok(p.clone());
+                return Ok((p.clone(), false));
             }
         }
         let id = ports.last().map_or(1, |(i, _)| i + 1);
@@ -200,7 +207,7 @@ impl Nvmet {
             let _ = self.rmdir(&p);
             return Err(e);
         }
-        Ok(p)
+        Ok((p, true))
     }
 
     /// Takes subsystem `nqn` down: off every port (a port left empty that

@@ -34,6 +34,20 @@ Options:
                       raw disk (file created sparse if missing, temp file
                       otherwise; default bus nvme), serial NAME; in the guest
                       /dev/disk/jsnap/NAME links to it.  Repeatable.
+  --net-listen PORT   a private network to one other guest: a virtio-net
+                      NIC (MAC 52:54:00:6a:73:01) whose QEMU netdev listens
+                      on 127.0.0.1:PORT (TCP, loopback only) for the peer's
+  --net-connect PORT  QEMU, which connects with --net-connect PORT (MAC
+                      52:54:00:6a:73:02; retried every 0.5 s until the
+                      listener is up).  Nothing else is reachable: no
+                      user-mode network, no host forwarding.  In the guest
+                      the NIC is down and unaddressed; its MAC is
+                      exported as $JSNAP_VM_NET_MAC (find the interface
+                      by /sys/class/net/*/address)
+  --rwdir DIR         share the host directory DIR read-write with the guest
+                      (the guest sees the host's files read-only otherwise,
+                      and its /tmp is its own); repeatable.  Two guests
+                      given the same DIR can exchange files through it.
   --append ARGS       extra kernel command line
   --kill-after SECS   SIGKILL QEMU SECS seconds after COMMAND started in the
                       guest (power cut); vm.sh then returns 137
@@ -78,9 +92,12 @@ cpus=2
 pmem=
 vpmem=
 disks=()
+rwdirs=()
 append=
 kill_after=
 timeout_s=1800
+net_role=
+net_port=
 
 need() { [[ $# -ge 2 && -n $2 ]] || die "option $1 needs an argument"; }
 while [[ $# -gt 0 ]]; do
@@ -92,6 +109,10 @@ while [[ $# -gt 0 ]]; do
 	--virtio-pmem) need "$@"; vpmem=$2; shift 2 ;;
 	--disk) need "$@"; disks+=("$2"); shift 2 ;;
 	--append) need "$@"; append="$append $2"; shift 2 ;;
+	--rwdir) need "$@"; [[ -d $2 ]] || die "--rwdir: not a directory: $2"; rwdirs+=("$(cd "$2" && pwd)"); shift 2 ;;
+	--net-listen | --net-connect)
+		need "$@"; [[ -z $net_role ]] || die "only one of --net-listen/--net-connect"
+		net_role=${1#--net-}; net_port=$2; shift 2 ;;
 	--kill-after) need "$@"; kill_after=$2; shift 2 ;;
 	--timeout) need "$@"; timeout_s=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -104,6 +125,11 @@ done
 [[ $cpus =~ ^[0-9]+$ ]] || die "--cpus: not a number: $cpus"
 [[ $timeout_s =~ ^[0-9]+$ ]] || die "--timeout: not a number: $timeout_s"
 [[ -z $kill_after || $kill_after =~ ^[0-9]+$ ]] || die "--kill-after: not a number: $kill_after"
+if [[ -n $net_role ]]; then
+	[[ $net_port =~ ^[0-9]{1,5}$ ]] && ((10#$net_port >= 1 && 10#$net_port <= 65535)) ||
+		die "--net-$net_role: not a TCP port: $net_port"
+	net_port=$((10#$net_port))
+fi
 command -v vng >/dev/null || die "vng not found (expected in $VENV/bin)"
 
 # Size "256M" / "4G" / "1024K" / bytes -> bytes.
@@ -276,6 +302,22 @@ for d in "${disks[@]}"; do
 done
 guest_env+=("JSNAP_VM_DISKS=${names[*]}")
 
+# ---- private network between two guests (loopback only) ----------------------
+# One virtio-net NIC on a QEMU "stream" netdev: a TCP connection between the
+# two QEMU processes on 127.0.0.1 carrying the Ethernet frames.  vng adds
+# "-net none" (no default NIC); nothing else is attached.
+if [[ -n $net_role ]]; then
+	if [[ $net_role == listen ]]; then
+		net_mac=52:54:00:6a:73:01
+		qopts+=(-netdev "stream,id=jsnet0,server=on,addr.type=inet,addr.host=127.0.0.1,addr.port=$net_port")
+	else
+		net_mac=52:54:00:6a:73:02
+		qopts+=(-netdev "stream,id=jsnet0,server=off,reconnect-ms=500,addr.type=inet,addr.host=127.0.0.1,addr.port=$net_port")
+	fi
+	qopts+=(-device "virtio-net-pci,netdev=jsnet0,mac=$net_mac")
+	guest_env+=("JSNAP_VM_NET_MAC=$net_mac" "JSNAP_VM_NET_ROLE=$net_role")
+fi
+
 # ---- console capture -------------------------------------------------------
 # A virtio console (hvc0) logs every kernel message to a host file, so that
 # a panic or a killed VM still leaves a log behind.  (A second UART would
@@ -309,6 +351,7 @@ echo >>"$work/cmd"
 
 # (--opt=value: argparse would take a value starting with '-' for an option)
 vng_args+=("--rwdir=$work" "--append=${append# }")
+for d in "${rwdirs[@]}"; do vng_args+=("--rwdir=$d"); done
 vng_args+=("--qemu-opts=$(printf '%q ' "${qopts[@]}")")
 vng_args+=("--exec=bash $(printf '%q' "$here/guest-init.sh") $(printf '%q' "$work")")
 

@@ -23,7 +23,7 @@ cd "$top"
 # No caller variable may shrink the run: drop every test knob (JSNAP_*,
 # power-cut PC*_*, bench BENCH_*, fault FAULT_*), keeping only where the
 # cache lives and how the VM is accelerated/logged.
-keep_re='^(JSNAP_CACHE|JSNAP_VM_ACCEL|JSNAP_VM_VERBOSE|JSNAP_TEST_VERBOSE|PC_WORKDIR|PCM_WORKDIR)$'
+keep_re='^(JSNAP_CACHE|JSNAP_VM_ACCEL|JSNAP_VM_VERBOSE|JSNAP_TEST_VERBOSE|PC_WORKDIR)$'
 for v in $(compgen -e); do
 	if [[ $v =~ ^(JSNAP_|PC_|PCS_|PCW_|PCM_|BENCH_|FAULT_|MANIFEST_) && ! $v =~ $keep_re ]]; then
 		echo "# check: ignoring the caller's $v=${!v} (make check always runs everything)"
@@ -141,12 +141,14 @@ STAGES=(
 	"build|jsnapctl||build jsnapctl (tools/jsnapctl, the user-space tool)|bash scripts/build-jsnapctl.sh"
 	"cargo|host-cargo-jsnapctl||host tests of jsnapctl (cargo test in tools/jsnapctl)|bash scripts/build-jsnapctl.sh --test"
 	"run|guest|^guest: |guest tests (KUnit + integration)|bash tests/run-guest.sh"
-	"run|powercut|^powercut: |power-cut tests|bash tests/powercut.sh --chunk 8 --start 16"
-	"run+fault|powercut-log-writes|^powercut: |power cuts with a volatile disk cache (dm-log-writes under production)|bash tests/powercut.sh --log-writes --cuts 5 --chunk 4096"
-	"run|powercut-windows|^powercut-windows: |power cuts inside the windows held open by fault injection|bash tests/powercut-windows.sh"
-	"run|powercut-snap|^powercut-snap: |power cuts during copy-on-write and hydration|bash tests/powercut-snap.sh --cuts 5"
-	"run|powercut-fs|^powercut-fs: |power cuts under ext4 (fsync'd files, e2fsck, the frozen file system's snapshot)|bash tests/powercut-fs.sh --cuts 4"
-	"run|powercut-mirror|^powercut-mirror: |power cuts under the one-way mirror|bash tests/powercut-mirror.sh"
+	"run|powercut|^powercut: |power-cut tests|bash tests/powercut.sh --scenario journal --chunk 8 --start 16"
+	"run+fault|powercut-log-writes|^powercut: |power cuts with a volatile disk cache (dm-log-writes under production)|bash tests/powercut.sh --scenario journal --log-writes --cuts 5 --chunk 4096"
+	"run|powercut-windows|^powercut-windows: |power cuts inside the windows held open by fault injection|bash tests/powercut.sh --scenario windows"
+	"run|powercut-snap|^powercut-snap: |power cuts during copy-on-write and hydration|bash tests/powercut.sh --scenario snap --cuts 5"
+	"run|powercut-fs|^powercut-fs: |power cuts under ext4 (fsync'd files, e2fsck, the frozen file system's snapshot)|bash tests/powercut.sh --scenario fs --cuts 4"
+	"run|powercut-mirror|^powercut-mirror: |power cuts under the one-way mirror|bash tests/powercut.sh --scenario mirror"
+	"run+fault|powercut-mirror-log-writes|^powercut-mirror: |power cuts under the one-way mirror with volatile disk caches (dm-log-writes under production and the store)|bash tests/powercut.sh --scenario mirror --log-writes --cuts 3"
+	"run|twohost|^twohost: |two hosts over NVMe/TCP (ro and rw jsnap-views exported through nvmet to a second guest)|bash tests/twohost.sh"
 	"run|bench-smoke|^ok - bench smoke|benchmark harness smoke test (bench/run.sh --smoke)|bash bench/run.sh --smoke"
 )
 for row in "${STAGES[@]}"; do

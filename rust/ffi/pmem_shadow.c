@@ -242,13 +242,28 @@ void jsnap_shadow_stored(void *dst, size_t len)
 	spin_unlock_irqrestore(&lock, flags);
 }
 
+/*
+ * A task that fences after the cut waits here for the reset.  One that
+ * cannot sleep may hold a spinlock another CPU spins on: with every vCPU
+ * busy, the cutting task (sleeping out fault_pmem_cut_ms) would never run
+ * again, and the guest would lock up instead of restarting.  So a waiter
+ * that cannot sleep resets the machine itself once the cut's delay (and a
+ * margin) has passed, counted in busy-wait delays, which need no interrupt.
+ */
 static void __noreturn wait_for_reset(void)
 {
+	unsigned int waited = 0;
+	unsigned int limit = clamp(READ_ONCE(fault_pmem_cut_ms), 0, 60000) + 500;
+
 	for (;;) {
-		if (preemptible())
+		if (preemptible()) {
 			msleep(10);
-		else
-			mdelay(10);
+			continue;
+		}
+		mdelay(10);
+		waited += 10;
+		if (waited >= limit)
+			emergency_restart();
 	}
 }
 

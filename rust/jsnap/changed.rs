@@ -31,6 +31,11 @@ pub(crate) struct CbtState {
     prev: KVVec<u8>,
     cur_dirty: KVVec<u8>,
     prev_dirty: KVVec<u8>,
+    /// Pages that may hold bits on pmem (one bit per page, as `dirty`):
+    /// what `snapshot` zeroes when it discards a map, so that it costs the
+    /// pages written, not the size of the map.
+    cur_touched: KVVec<u8>,
+    prev_touched: KVVec<u8>,
 }
 
 impl CbtState {
@@ -50,6 +55,8 @@ impl CbtState {
             prev: KVVec::from_elem(0u8, mb, GFP_KERNEL)?,
             cur_dirty: KVVec::from_elem(0u8, db, GFP_KERNEL)?,
             prev_dirty: KVVec::from_elem(0u8, db, GFP_KERNEL)?,
+            cur_touched: KVVec::from_elem(0u8, db, GFP_KERNEL)?,
+            prev_touched: KVVec::from_elem(0u8, db, GFP_KERNEL)?,
         })
     }
 
@@ -62,6 +69,8 @@ impl CbtState {
             prev: KVVec::new(),
             cur_dirty: KVVec::new(),
             prev_dirty: KVVec::new(),
+            cur_touched: KVVec::new(),
+            prev_touched: KVVec::new(),
         }
     }
 
@@ -84,7 +93,18 @@ impl CbtState {
         if let Some((first, last)) = cbt::chunks_of(sector, nr, chunk_sectors) {
             let (map, dirty) = self.maps(w);
             // Records lie inside the target (checked at write and replay).
-            let _ = cbt::mark(map, dirty, first, last);
+            if cbt::mark(map, dirty, first, last).is_ok_and(|n| n > 0) {
+                let touched = match w {
+                    Which::Current => &mut self.cur_touched,
+                    Which::Previous => &mut self.prev_touched,
+                };
+                let pages = (first / 8) as usize / PAGE_BYTES..=(last / 8) as usize / PAGE_BYTES;
+                for p in pages {
+                    if let Some(b) = touched.get_mut(p / 8) {
+                        *b |= 1 << (p % 8);
+                    }
+                }
+            }
         }
     }
 
@@ -100,6 +120,7 @@ impl CbtState {
             return;
         }
         let g = &sb.geometry;
+        let mut lost_prev = false;
         for w in [Which::Current, Which::Previous] {
             let slot = self.iv.slot(w);
             let known = w == Which::Current || sb.cbt.prev_valid;
@@ -121,10 +142,39 @@ impl CbtState {
                     }
                     Which::Previous => {
                         map.fill(0);
-                        self.iv.prev_valid = false;
+                        lost_prev = true;
                     }
                 }
             }
+            // Which pages of the slot may hold bits: those of the map read
+            // (all of them if it was unreadable); for a slot not read, none
+            // if no snapshot was taken since the format (nothing ever wrote
+            // it), else all (a flip cut short may have left some).
+            let unknown = read.is_err() || (!known && sb.snap_id != 0);
+            let pages: KVec<bool> = match (known, unknown) {
+                (_, true) => KVec::new(),
+                (false, false) => KVec::new(),
+                (true, false) => {
+                    let mut v = KVec::new();
+                    for page in map.chunks(PAGE_BYTES) {
+                        let _ = v.push(page.iter().any(|&b| b != 0), GFP_KERNEL);
+                    }
+                    v
+                }
+            };
+            let touched = match w {
+                Which::Current => &mut self.cur_touched,
+                Which::Previous => &mut self.prev_touched,
+            };
+            touched.fill(if unknown { 0xFF } else { 0 });
+            for (p, _) in pages.iter().enumerate().filter(|(_, &t)| t) {
+                if let Some(b) = touched.get_mut(p / 8) {
+                    *b |= 1 << (p % 8);
+                }
+            }
+        }
+        if lost_prev {
+            self.iv.prev_valid = false;
         }
     }
 }
@@ -207,7 +257,7 @@ pub(super) fn flip_around(
     };
     // Take the (discarded) previous interval's buffers out, to be the new
     // current interval's once zeroed.
-    let mut spare = (KVVec::new(), KVVec::new());
+    let mut spare = (KVVec::new(), KVVec::new(), KVVec::new());
     if enabled {
         // What the superblock says (the in-core interval may have been
         // forgotten at load, its map unreadable).
@@ -222,22 +272,29 @@ pub(super) fn flip_around(
             st.cbt.iv = old.without_prev();
             spare.0 = core::mem::take(&mut st.cbt.prev);
             spare.1 = core::mem::take(&mut st.cbt.prev_dirty);
+            spare.2 = core::mem::take(&mut st.cbt.prev_touched);
         }
         let off = g.cbt_slot_offset(old.slot(Which::Previous)).ok_or(EINVAL)? as usize;
-        if old.prev_valid && spare.0.len() == g.map_bytes as usize {
-            // The slot holds no bit the in-core map lacks: zero only the
-            // pages that have any (O(written pages), not O(map)).
-            for (p, page) in spare.0.chunks_mut(PAGE_BYTES).enumerate() {
-                if page.iter().any(|&b| b != 0) {
-                    pmem.zero(off + p * PAGE_BYTES, page.len())?;
-                    page.fill(0);
-                }
-            }
-        } else {
-            // Unknown content (never loaded, or forgotten): all of it.
-            pmem.zero(off, g.map_bytes as usize)?;
+        if spare.0.len() != g.map_bytes as usize {
             spare.0 = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
+            spare.2 = KVVec::from_elem(0xFFu8, cbt::dirty_bytes(g.map_bytes as usize), GFP_KERNEL)?;
         }
+        // Zero the pages that may hold bits, on pmem and in core: the cost
+        // is the pages written in that interval, not the map's size.
+        let mut p = 0;
+        while let Some(q) = cbt::take_dirty(&mut spare.2, p) {
+            let start = q * PAGE_BYTES;
+            let n = spare.0.len().saturating_sub(start).min(PAGE_BYTES);
+            if n == 0 {
+                break;
+            }
+            pmem.zero(off + start, n)?;
+            if let Some(page) = spare.0.get_mut(start..start + n) {
+                page.fill(0);
+            }
+            p = q + 1;
+        }
+        spare.2.fill(0);
         pmem.fence();
         spare.1.fill(0);
     }
@@ -251,6 +308,7 @@ pub(super) fn flip_around(
                 // forgotten if it was known: its slot is zero now).
                 st.cbt.prev = spare.0;
                 st.cbt.prev_dirty = spare.1;
+                st.cbt.prev_touched = spare.2;
             }
             return Err(e);
         }
@@ -260,6 +318,7 @@ pub(super) fn flip_around(
         let c = &mut st.cbt;
         c.prev = core::mem::replace(&mut c.cur, spare.0);
         c.prev_dirty = core::mem::replace(&mut c.cur_dirty, spare.1);
+        c.prev_touched = core::mem::replace(&mut c.cur_touched, spare.2);
         c.iv = new;
     }
     drop(st);
@@ -278,6 +337,9 @@ pub(super) fn flip_around(
             core::mem::swap(&mut c.cur_dirty, &mut c.prev_dirty);
             c.cur_dirty.fill(0xFF);
             c.prev_dirty.fill(0);
+            // (both slots' content is no longer known page by page)
+            c.cur_touched.fill(0xFF);
+            c.prev_touched.fill(0xFF);
             c.iv = old.without_prev();
             core::mem::take(&mut c.prev)
         };

@@ -125,7 +125,7 @@ same "production at end = B" "$PROD" "$MB"
 check_eq "errors=0" 0 "$(status_get mirB errors)"
 dm_remove mirB
 
-# Regression (found by tests/powercut-mirror.sh): a B-write over part of a
+# Regression (found by tests/powercut.sh --scenario mirror): a B-write over part of a
 # pre-snapshot journal extent spanning a preserved and an unpreserved chunk
 # kept the carved piece for the snapshot although its own chunk was
 # preserved; nothing freed it, its record never retired, and `drain` (and

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Self-describing 4 KiB test blocks shared by the power-cut tools
- * (tests/powercut/pctool.c, tests/powercut-mirror/mctool.c): block b
+ * (tests/powercut/pctool.c, tests/powercut/mctool.c): block b
  * written by seq s holds pattern(b, s) (8 sectors of (MAGIC, b, s, sector
  * index, filler), crc32 of the rest in the last 4 bytes); a block never
  * written is zeros.  `scan` writes, per block, (seq, content hash): seq 0 =

@@ -38,7 +38,6 @@ Subcommands (all print TAP-like lines `ok - powercut LABEL: ...`):
   selftest                     (the oracle on hand-made histories)
 """
 
-import argparse
 import array
 import os
 import struct
@@ -46,7 +45,8 @@ import sys
 import time
 import zlib
 
-from blocks import BS, MAGIC, SEC, abuf, pread_direct, pwrite_direct, say
+from blocks import (BS, MAGIC, abuf, arg_parser, ck_best, describe_sectors, pread_direct,
+                    pwrite_direct, read_scan, run_cmd, say, scancmp)
 
 ACKMAGIC = 0x4A534E41505F41434B  # truncated to 64 bits below
 ACKMAGIC &= (1 << 64) - 1
@@ -118,24 +118,14 @@ def ck_encode(gen, next_seq, seed, m):
 
 
 def ck_read(fd):
-    best = None
-    for off in CK_SLOTS:
-        try:
-            h = pread_direct(fd, off, BS)
-        except OSError:
-            continue
-        magic, gen, next_seq, seed, nblk, mcrc = struct.unpack_from('<QQQQQI', h, 0)
-        (hcrc,) = struct.unpack_from('<I', h, 44)
-        if magic != CKMAGIC or zlib.crc32(h[:44]) != hcrc or nblk == 0 or nblk > (1 << 20):
-            continue
-        mb = pread_direct(fd, off + BS, nblk * 8)[:nblk * 8]
-        if zlib.crc32(mb) != mcrc:
-            continue
-        if best is None or gen > best[0]:
-            m = array.array('Q')
-            m.frombytes(mb)
-            best = (gen, next_seq, seed, m, off)
-    return best
+    ck = ck_best(fd, CK_SLOTS, '<QQQQQI', CKMAGIC,
+                 lambda f: f[4] * 8 if 0 < f[4] <= (1 << 20) else None)
+    if ck is None:
+        return None
+    (_, gen, next_seq, seed, _, _), mb, off = ck
+    m = array.array('Q')
+    m.frombytes(mb)
+    return (gen, next_seq, seed, m, off)
 
 
 def ck_write(fd, gen, next_seq, seed, m):
@@ -226,25 +216,10 @@ def cmd_init(a):
 
 def describe(buf, b, cands):
     """Per-sector description of a bad block: which (block, seq, sector)
-    each 512-byte sector holds."""
-    out = []
-    for i in range(8):
-        sec = buf[i * SEC:(i + 1) * SEC]
-        if sec == bytes(SEC):
-            out.append('z')
-            continue
-        magic, bb, ss, ii = struct.unpack_from('<QQQQ', sec, 0)
-        if magic == MAGIC:
-            tag = 's%d' % ss
-            for name, s in cands:
-                if s == ss:
-                    tag = name
-            if bb != b or ii != i:
-                tag += '(blk%d.%d)' % (bb, ii)
-            out.append(tag)
-        else:
-            out.append('?')
-    return '[' + ' '.join(out) + ']'
+    each 512-byte sector holds (a seq of cands by its name, the last one
+    given)."""
+    names = {s: name for name, s in cands}
+    return describe_sectors(buf, b, lambda ss: names.get(ss, 's%d' % ss))
 
 
 def oracle(acks, inflight):
@@ -431,7 +406,7 @@ def cmd_verify(a):
         say('not ok - powercut %s: ack records consistent -- %d records do not match the '
             'derived write parameters (test tool bug?)' % (a.label, bad_ack))
 
-    scan = read_scan(a.scan)
+    scan = read_scan_pairs(a.scan)
     if len(scan) < nblk:
         say('not ok - powercut %s: verify -- scan has %d blocks, need %d' % (a.label, len(scan), nblk))
         return 1
@@ -515,27 +490,12 @@ def cmd_verify(a):
     return 1 if nfail or n_torn else 0
 
 
-def read_scan(path):
-    with open(path, 'rb') as f:
-        d = f.read()
-    return [struct.unpack_from('<QQ', d, i) for i in range(0, len(d) - 15, 16)]
+def read_scan_pairs(path):
+    return list(zip(*read_scan(path)))
 
 
 def cmd_scancmp(a):
-    x, y = read_scan(a.a), read_scan(a.b)
-    if len(x) != len(y):
-        say('not ok - powercut %s: %s -- size differs: %d vs %d blocks' %
-            (a.label, a.what, len(x), len(y)))
-        return 1
-    diff = [b for b in range(len(x)) if x[b] != y[b]]
-    if not diff:
-        say('ok - powercut %s: %s (%d MiB identical)' % (a.label, a.what, len(x) * BS >> 20))
-        return 0
-    say('not ok - powercut %s: %s -- %d blocks differ, first: %s' % (
-        a.label, a.what, len(diff), '; '.join(
-            'block %d: seq %s hash %016x vs seq %s hash %016x' % (
-                b, fmt_seq(x[b][0]), x[b][1], fmt_seq(y[b][0]), y[b][1]) for b in diff[:5])))
-    return 1
+    return scancmp('powercut', a, fmt_seq, lambda n: '%d MiB' % (n * BS >> 20))
 
 
 def fmt_seq(s):
@@ -596,12 +556,7 @@ def cmd_write(a):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest='cmd', required=True)
-    s = sub.add_parser('init')
-    s.add_argument('--acklog', required=True)
-    s.add_argument('--seed', type=int, required=True)
-    s.add_argument('--nblk', type=int, required=True)
+    p, sub = arg_parser()
     s = sub.add_parser('verify')
     s.add_argument('--scan', required=True)
     s.add_argument('--dev', required=True)
@@ -616,26 +571,13 @@ def main():
                    help='verify a snapshot taken between these CLOCK_MONOTONIC ns instead '
                         'of a cut')
     sub.add_parser('selftest')
-    s = sub.add_parser('scancmp')
-    s.add_argument('--a', required=True)
-    s.add_argument('--b', required=True)
-    s.add_argument('--label', required=True)
-    s.add_argument('--what', required=True)
     s = sub.add_parser('write')
     s.add_argument('--dev', required=True)
     s.add_argument('--acklog', required=True)
     s.add_argument('--t0', type=float, default=0.0)
     a = p.parse_args()
-    try:
-        return {'init': cmd_init, 'verify': cmd_verify, 'scancmp': cmd_scancmp,
-                'write': cmd_write, 'selftest': cmd_selftest}[a.cmd](a)
-    except Exception as e:  # an I/O error is a test failure, not a crash
-        import traceback
-        traceback.print_exc()
-        say('not ok - powercut %s: %s -- %s: %s' % (getattr(a, 'label', 'pc.py'), a.cmd,
-                                                   type(e).__name__, e))
-        return 1
-
+    return run_cmd('powercut', {'init': cmd_init, 'verify': cmd_verify, 'scancmp': cmd_scancmp,
+                                'write': cmd_write, 'selftest': cmd_selftest}, a, 'pc.py')
 
 if __name__ == '__main__':
     sys.exit(main())

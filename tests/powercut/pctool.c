@@ -1,7 +1,7 @@
 /*
- * Power-cut writer and scanner for dm-jsnap (tests/powercut.sh).  Compiled
- * on the host (gcc -O2 pctool.c -lz), run in the guest (fast under TCG,
- * unlike Python).  Same data and acklog formats as tests/powercut/pc.py,
+ * Power-cut writer and scanner for dm-jsnap (tests/powercut.sh --scenario
+ * journal).  Compiled on the host (gcc -O2 pctool.c -lz), run in the guest
+ * (fast under TCG, unlike Python).  Same data and acklog formats as tests/powercut/pc.py,
  * which does the verification logic; write_params() and pattern() here
  * must stay identical to the ones there.
  *

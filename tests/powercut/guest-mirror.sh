@@ -1,41 +1,35 @@
-#!/usr/bin/env bash
-# Guest side of tests/powercut-mirror.sh: one boot (root in a qemu/vm.sh
-# guest).
+# shellcheck shell=bash
+# Mirror scenario, guest part: one boot (tests/powercut/guest.sh mirror MODE).
 #
-#   guest.sh init SEED [FEATURES...]
+#   init SEED [FEATURES...]
 #       fill production, format B, split (see resplit), run the writers of
 #       A and B until the host cuts the power.
-#   guest.sh cut [FEATURES...]
+#   cut [FEATURES...]
 #       recover (replay B, re-attach A if the snapshot survived, verify both
 #       against the model, second recovery), re-split if asked
 #       (PCM_RESPLIT=1) or if there is no split, `hydrate on` if asked
 #       (PCM_HYDRATE=1), run the writers until the host cuts the power.
-#   guest.sh between [FEATURES...]
+#   between [FEATURES...]
 #       recover, then the deterministic cut between the two halves of an
 #       A-write: production's writes delayed (dm-delay under B), the journal
 #       filled by B-writes until they are deferred, one A-write whose store
 #       half is seen on the store device while its journal half waits, then
 #       `echo b > /proc/sysrq-trigger` (prints SYSRQ-CUT first).
-#   guest.sh final [FEATURES...]
+#   final [FEATURES...]
 #       recover, drain, hydrate to done, store alone = A, production = B.
 #
-# B = pcmB (jsnap over pcmp, a dm-linear of the production disk: always the
-# first dm device, so its number is the same in every boot; the `between`
-# boot reloads it as dm-delay), A = pcmA (jsnap-view pcmB mirror).
-# Env: PCM_TOOL (mctool), PCM_LABEL, PCM_WRITER_AT,
-# PCM_RESPLIT, PCM_HYDRATE, PCM_PREV_BETWEEN, PCM_CHUNK.
-set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-JSNAP_TOP=${JSNAP_TOP:-$(cd "$here/../.." && pwd)}
-# shellcheck source=../../qemu/guest-lib.sh
-. "$JSNAP_TOP/qemu/guest-lib.sh"
-
-T0=$(date +%s.%N)
-rel() { echo "$(date +%s.%N) $T0" | awk '{ printf "%.1f", $1 - $2 }'; }
+# B = pcmB (jsnap over pcmp, a dm-linear of the production disk: its
+# number is the same in every boot; the `between` boot reloads it as
+# dm-delay), A = pcmA (jsnap-view pcmB mirror).  --log-writes (PC_LW=1):
+# production and the store behind dm-log-writes (pcmlp under pcmp, pcmls),
+# created in the same order in every boot; a shadow-pmem round
+# (PC_PMEM_CUT=K) cuts the power at the K-th pmem fence after the writers
+# start.  Env: PC_TOOL (mctool), PC_WRITER_AT, PC_CHUNK, PCM_LABEL,
+# PCM_RESPLIT, PCM_HYDRATE, PCM_PREV_BETWEEN.
 MC=(python3 "$here/mc.py")
-TOOL=${PCM_TOOL:?PCM_TOOL not set}
+TOOL=${PC_TOOL:?PC_TOOL not set}
 LABEL=${PCM_LABEL:-boot}
-CHUNK=${PCM_CHUNK:-64}
+CHUNK=${PC_CHUNK:-64}
 DISK=/dev/disk/jsnap/prod
 STORE=/dev/disk/jsnap/store
 ACK=/dev/disk/jsnap/acklog
@@ -46,24 +40,11 @@ A=/dev/mapper/pcmA
 SCR=/tmp/pcmirror.$LABEL.$$ # (the host file system is read-only in the guest)
 rm -rf "$SCR"
 mkdir -p "$SCR"
-SPLAT_RE='BUG|WARNING|Oops|KASAN|refcount|lockdep|general protection|Call Trace'
+PFX="powercut-mirror $LABEL: "
+END_LABEL= # (PFX names the boot)
 
 mode=$1
 shift
-nfail=0
-ok() { echo "ok - powercut-mirror $LABEL: $*"; }
-notok() { echo "not ok - powercut-mirror $LABEL: $*"; nfail=$((nfail + 1)); }
-dmesg_tail() { dmesg | tail -n "${1:-25}" | sed 's/^/#   dmesg: /'; }
-end() {
-	local s
-	s=$(dmesg | grep -E "$SPLAT_RE" || true)
-	if [[ -n $s ]]; then
-		notok "no kernel splat -- $(head -n1 <<<"$s")"
-		dmesg_tail 40
-	fi
-	[[ $nfail == 0 ]]
-	exit $?
-}
 
 LEN=$(blockdev --getsz "$DISK")
 NBLK=$((LEN / 8))
@@ -73,8 +54,8 @@ table_b() {
 	[[ ${#f[@]} -gt 0 ]] && t="$t ${#f[@]} ${f[*]}"
 	echo "$t"
 }
-status() { dmsetup status pcmB 2>&1 | sed -E 's/^[0-9]+ [0-9]+ jsnap //'; }
-skey() { status | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1; }
+status() { jstatus pcmB; }
+skey() { jkey pcmB "$1"; }
 msg() { dmsetup message pcmB 0 "$@"; }
 # drain, but not forever (a hang is a failure, not a VM timeout)
 drain() {
@@ -113,17 +94,6 @@ quiet() {
 	grep -v '^# ' "$SCR/quiet.out"
 	return $rc
 }
-check_state() {
-	local st
-	st=$(status)
-	if [[ $st =~ (^| )state=ok( |$) && $st =~ (^| )errors=0( |$) ]]; then
-		ok "$1: state=ok errors=0"
-	else
-		notok "$1: state=ok errors=0 -- status: $st"
-		dmesg_tail 15
-	fi
-	echo "# $LABEL: status ($1): $st"
-}
 scan() { # scan DEV OUT
 	local out
 	if ! out=$("$TOOL" scan "$1" "$NBLK" "$2" 2>&1); then
@@ -139,7 +109,7 @@ ck_show() { read -r BASE SEED _ SPLIT < <("${MC[@]}" show --acklog "$ACK"); }
 recover() {
 	echo "# t=$(rel) replay"
 	create_b "replay (create without format)"
-	check_state "after replay"
+	check_state pcmB "after replay"
 	local snap hb=()
 	snap=$(skey snapshot)
 	echo "# $LABEL: snapshot=$snap after replay"
@@ -168,7 +138,7 @@ recover() {
 			"${MC[@]}" scancmp --a "$SCR/a1" --b "$SCR/a2" --label "$LABEL" \
 				--what "second recovery: A unchanged" || nfail=$((nfail + 1))
 	fi
-	check_state "after second recovery"
+	check_state pcmB "after second recovery"
 	echo "# t=$(rel) recovery checks done"
 }
 
@@ -224,9 +194,9 @@ status_loop() {
 writers() {
 	ck_show
 	echo "# $LABEL: ready t=$(rel)"
-	local at=${PCM_WRITER_AT:-0}
-	while awk -v a="$(rel)" -v b="$at" 'BEGIN { exit !(a < b) }'; do sleep 0.2; done
+	wait_until "${PC_WRITER_AT:-0}"
 	echo "# $LABEL: writers start t=$(rel) base=$BASE table: $(dmsetup table pcmB)"
+	[[ -n ${PC_PMEM_CUT:-} ]] && { arm_fence "$PC_PMEM_CUT" || end; }
 	status_loop &
 	"$TOOL" write 0 "$A" "$ACK" "$BASE" "$SEED" "$NBLK" "$T0" &
 	local wa=$!
@@ -248,7 +218,7 @@ between() {
 	# Production writes (destage) delayed by 10 min; reads are not delayed,
 	# so preservation (reads production, writes the store) still works.
 	run "between: production writes delayed (dm-delay under B)" \
-		dmsetup reload pcmp --table "0 $LEN delay $DISK 0 0 $DISK 0 600000" || end
+		dmsetup reload pcmp --table "0 $LEN delay $PDISK 0 0 $PDISK 0 600000" || end
 	run "between: resume the delayed production" dmsetup resume pcmp || end
 	ck_show
 	# B-writes to the first half until the journal is full and they wait
@@ -320,7 +290,7 @@ final() {
 	if [[ $(skey hydration) == done ]]; then ok "final: hydration done (t=$(rel))"; else
 		notok "final: hydration done -- $st"
 	fi
-	check_state "final: after drain + hydration"
+	check_state pcmB "final: after drain + hydration"
 	scan "$A" "$SCR/a3" &&
 		"${MC[@]}" scancmp --a "$AREF" --b "$SCR/a3" --label "$LABEL" \
 			--what "final: A unchanged by drain + hydration" || nfail=$((nfail + 1))
@@ -340,8 +310,12 @@ final() {
 }
 
 echo "# t=$(rel) insmod"
-run "insmod" insmod "$JSNAP_MODULE" || exit 1
-dm_create pcmp "0 $LEN linear $DISK 0" >/dev/null || { notok "create pcmp (dm-linear production)"; end; }
+pc_insmod
+# (--log-writes: production and the store behind dm-log-writes)
+PDISK=$DISK
+[[ ${PC_LW:-0} == 1 ]] && lw_over pcmlp "$DISK" PDISK
+dm_create pcmp "0 $LEN linear $PDISK 0" >/dev/null || { notok "create pcmp (dm-linear production)"; end; }
+[[ ${PC_LW:-0} == 1 ]] && lw_over pcmls "$STORE" STORE
 
 case $mode in
 init)
@@ -349,7 +323,7 @@ init)
 	FEATS=("${@:2}")
 	run "init: fill production (seq 1)" "$TOOL" fill "$PD" "$NBLK" 1 || end
 	create_b "init: create with format" format
-	check_state "init: after format"
+	check_state pcmB "init: after format"
 	remove pcmB
 	"${MC[@]}" init --acklog "$ACK" --seed "$seed" --nblk "$NBLK" || { notok "init: acklog"; end; }
 	create_b "init: create without format (empty journal)"
@@ -374,7 +348,7 @@ final)
 	final
 	;;
 *)
-	echo "guest.sh: bad mode $mode" >&2
+	echo "guest-mirror.sh: bad mode $mode" >&2
 	exit 2
 	;;
 esac

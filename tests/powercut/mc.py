@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Model and verifier of tests/powercut-mirror.sh (runs in the guest).
+"""Model and verifier of tests/powercut.sh --scenario mirror (runs in the guest).
 
 Volume B is the jsnap device, volume A its `jsnap-view ... mirror`.  The
 test area is the first NBLK 4 KiB blocks; every block holds a
@@ -41,7 +41,6 @@ Subcommands (TAP-like output `ok - powercut-mirror LABEL: ...`):
   scancmp  --a F --b F --label L --what TEXT
 """
 
-import argparse
 import array
 import os
 import struct
@@ -49,8 +48,9 @@ import sys
 import time
 import zlib
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'powercut'))
-from blocks import BS, MAGIC, SEC, pread_direct, pwrite_direct, say  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blocks import (BS, arg_parser, ck_best, describe_sectors, pread_direct,  # noqa: E402
+                    pwrite_direct, read_scan, run_cmd, say, scancmp)
 
 CKMAGIC = 0x4A534D4952434B31  # "JSMIRCK1"
 ACKMAGIC = 0x4A534D4952414B31  # "JSMIRAK1"
@@ -75,25 +75,15 @@ class Ckpt:
 
 
 def ck_read(fd):
-    best = None
-    for off in CK_SLOTS:
-        try:
-            h = pread_direct(fd, off, BS)
-        except OSError:
-            continue
-        magic, gen, seed, nblk, nb, split, mcrc = struct.unpack_from('<QQQQQQI', h, 0)
-        (hcrc,) = struct.unpack_from('<I', h, 52)
-        if magic != CKMAGIC or zlib.crc32(h[:52]) != hcrc or not 0 < nblk <= 65280:
-            continue
-        mbytes = pread_direct(fd, off + BS, 16 * nblk)[:16 * nblk]
-        if zlib.crc32(mbytes) != mcrc:
-            continue
-        if best is None or gen > best.gen:
-            ma, mb = array.array('Q'), array.array('Q')
-            ma.frombytes(mbytes[:8 * nblk])
-            mb.frombytes(mbytes[8 * nblk:])
-            best = Ckpt(gen, seed, nblk, nb, split, ma, mb)
-    return best
+    ck = ck_best(fd, CK_SLOTS, '<QQQQQQI', CKMAGIC,
+                 lambda f: 16 * f[3] if 0 < f[3] <= 65280 else None)
+    if ck is None:
+        return None
+    (_, gen, seed, nblk, nb, split, _), mbytes, _ = ck
+    ma, mb = array.array('Q'), array.array('Q')
+    ma.frombytes(mbytes[:8 * nblk])
+    mb.frombytes(mbytes[8 * nblk:])
+    return Ckpt(gen, seed, nblk, nb, split, ma, mb)
 
 
 def ck_write(fd, ck):
@@ -107,11 +97,13 @@ def ck_write(fd, ck):
     os.fsync(fd)
 
 
-def ck_must(fd, label):
+def ck_open(path, flags, label):
+    """The acklog opened with flags, and its checkpoint (None: a not ok)."""
+    fd = os.open(path, flags | os.O_DIRECT)
     ck = ck_read(fd)
     if ck is None:
         say('not ok - powercut-mirror %s: checkpoint -- no valid checkpoint in the acklog' % label)
-    return ck
+    return fd, ck
 
 
 # ---------------------------------------------------------------- ack areas
@@ -178,14 +170,6 @@ def nxt_write(w, nxt, i):
     return Write(w, i, nxt[0], nxt[1], nxt[2])
 
 
-def read_scan(path):
-    with open(path, 'rb') as f:
-        d = f.read()
-    a = array.array('Q')
-    a.frombytes(d[:len(d) // 16 * 16])
-    return a[0::2], a[1::2]
-
-
 def describe(dev, b, names):
     """Per-sector description of block b of dev: which (block, seq, sector)
     each 512-byte sector holds."""
@@ -195,21 +179,7 @@ def describe(dev, b, names):
         os.close(fd)
     except OSError as e:
         return '(cannot read: %s)' % e
-    out = []
-    for i in range(8):
-        sec = buf[i * SEC:(i + 1) * SEC]
-        if sec == bytes(SEC):
-            out.append('z')
-            continue
-        magic, bb, ss, ii = struct.unpack_from('<QQQQ', sec, 0)
-        if magic != MAGIC:
-            out.append('?')
-            continue
-        tag = names.get(ss, 's%d' % ss)
-        if bb != b or ii != i:
-            tag += '(blk%d.%d)' % (bb, ii)
-        out.append(tag)
-    return '[' + ' '.join(out) + ']'
+    return describe_sectors(buf, b, lambda ss: names.get(ss, 's%d' % ss))
 
 
 def fmt(s):
@@ -230,8 +200,7 @@ def cmd_init(a):
 
 
 def cmd_show(a):
-    fd = os.open(a.acklog, os.O_RDONLY | os.O_DIRECT)
-    ck = ck_must(fd, 'show')
+    _, ck = ck_open(a.acklog, os.O_RDONLY, 'show')
     if ck is None:
         return 1
     print(ck.next_base, ck.seed, ck.nblk, SPLIT_NAME.get(ck.split, '?'))
@@ -239,8 +208,7 @@ def cmd_show(a):
 
 
 def cmd_setsplit(a):
-    fd = os.open(a.acklog, os.O_RDWR | os.O_DIRECT)
-    ck = ck_must(fd, 'setsplit')
+    fd, ck = ck_open(a.acklog, os.O_RDWR, 'setsplit')
     if ck is None:
         return 1
     ck.gen += 1
@@ -256,8 +224,7 @@ def cmd_setsplit(a):
 def cmd_verify(a):
     t0 = time.time()
     lab = a.label
-    fd = os.open(a.acklog, os.O_RDWR | os.O_DIRECT)
-    ck = ck_must(fd, lab)
+    fd, ck = ck_open(a.acklog, os.O_RDWR, lab)
     if ck is None:
         return 1
     nblk, base = ck.nblk, ck.next_base
@@ -467,29 +434,11 @@ def cmd_verify(a):
 
 
 def cmd_scancmp(a):
-    x, y = read_scan(a.a)[0], read_scan(a.b)[0]
-    hx, hy = read_scan(a.a)[1], read_scan(a.b)[1]
-    if len(x) != len(y):
-        say('not ok - powercut-mirror %s: %s -- size differs: %d vs %d blocks' %
-            (a.label, a.what, len(x), len(y)))
-        return 1
-    diff = [b for b in range(len(x)) if x[b] != y[b] or hx[b] != hy[b]]
-    if not diff:
-        say('ok - powercut-mirror %s: %s (%d blocks identical)' % (a.label, a.what, len(x)))
-        return 0
-    say('not ok - powercut-mirror %s: %s -- %d blocks differ, first: %s' % (
-        a.label, a.what, len(diff), '; '.join(
-            'block %d: seq %s vs %s' % (b, fmt(x[b]), fmt(y[b])) for b in diff[:5])))
-    return 1
+    return scancmp('powercut-mirror', a, fmt, lambda n: '%d blocks' % n)
 
 
 def main():
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest='cmd', required=True)
-    s = sub.add_parser('init')
-    s.add_argument('--acklog', required=True)
-    s.add_argument('--seed', type=int, required=True)
-    s.add_argument('--nblk', type=int, required=True)
+    p, sub = arg_parser()
     s = sub.add_parser('show')
     s.add_argument('--acklog', required=True)
     s = sub.add_parser('setsplit')
@@ -505,22 +454,9 @@ def main():
     s.add_argument('--dev-a')
     s.add_argument('--dev-b')
     s.add_argument('--between-halves', action='store_true')
-    s = sub.add_parser('scancmp')
-    s.add_argument('--a', required=True)
-    s.add_argument('--b', required=True)
-    s.add_argument('--label', required=True)
-    s.add_argument('--what', required=True)
     a = p.parse_args()
-    try:
-        return {'init': cmd_init, 'show': cmd_show, 'setsplit': cmd_setsplit,
-                'verify': cmd_verify, 'scancmp': cmd_scancmp}[a.cmd](a)
-    except Exception as e:  # an I/O error is a test failure, not a crash
-        import traceback
-        traceback.print_exc()
-        say('not ok - powercut-mirror %s: %s -- %s: %s' % (getattr(a, 'label', 'mc.py'), a.cmd,
-                                                          type(e).__name__, e))
-        return 1
-
+    return run_cmd('powercut-mirror', {'init': cmd_init, 'show': cmd_show, 'setsplit': cmd_setsplit,
+                                       'verify': cmd_verify, 'scancmp': cmd_scancmp}, a, 'mc.py')
 
 if __name__ == '__main__':
     sys.exit(main())

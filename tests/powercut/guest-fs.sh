@@ -1,6 +1,6 @@
-#!/usr/bin/env bash
-# Guest side of tests/powercut-fs.sh: one boot.
-#   guest.sh init|cut|final ROUND SEED SNAPSTEP WAT PCUT [FEATURE ARGS...]
+# shellcheck shell=bash
+# Fs scenario, guest part: one boot.
+#   guest.sh fs init|cut|final ROUND SEED SNAPSTEP WAT PCUT [FEATURE ARGS...]
 # init: format the journal, mkfs.ext4 on it.  cut/final: replay, mount
 # (ext4 journal replay), umount, e2fsck -fn, mount, check every file against
 # the ack log (fsw.py verify), and the snapshot the log expects (active if
@@ -9,20 +9,15 @@
 # and production read directly must be clean and hold the same files.
 # init/cut then run the file workload of round ROUND (fsw.py round) from
 # WAT s after the start until the power is cut (PCUT > 0: at the PCUT-th
-# pmem fence of the fault module).
-set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-. "$JSNAP_TOP/qemu/guest-lib.sh"
-T0=$(date +%s.%N)
+# pmem fence of the fault module, shadow pmem: PC_PMEM_CUT is set too).
 mode=$1 round=$2 seed=$3 snapstep=$4 wat=$5 pcut=$6
 shift 6
 P=/dev/disk/jsnap/prod S=/dev/disk/jsnap/store J=/dev/pmem0 ACK=/dev/disk/jsnap/acklog
 FSW=(python3 "$here/fsw.py")
 O=/tmp/pcfs.$$ M=/tmp/pcfs.$$/mnt V=/tmp/pcfs.$$/view
 mkdir -p "$M" "$V" "$O"
-ok() { echo "ok - powercut-fs round $round: $*"; }
-notok() { echo "not ok - powercut-fs round $round: $*"; }
-field() { dmsetup status js | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+PFX="powercut-fs round $round: "
+field() { jkey js "$1"; }
 fsck_clean() { # fsck_clean DEV WHAT: e2fsck -fn must find nothing
 	local out rc
 	out=$(e2fsck -fn "$1" 2>&1)
@@ -35,11 +30,7 @@ fsck_clean() { # fsck_clean DEV WHAT: e2fsck -fn must find nothing
 LEN=$(blockdev --getsz "$P")
 table() { local t="0 $LEN jsnap $P $J $S 64"; [[ $# -gt 0 ]] && t="$t $# $*"; echo "$t"; }
 
-if [[ $pcut != 0 ]]; then
-	insmod "$PCFS_FAULT_MODULE" fault_pmem_shadow=1 || { notok "insmod the fault module"; exit 1; }
-else
-	insmod "$JSNAP_MODULE" || { notok "insmod"; exit 1; }
-fi
+pc_insmod
 if [[ $mode == init ]]; then
 	dm_create js "$(table format "$@")" >/dev/null || { notok "create (format)"; exit 1; }
 	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 /dev/mapper/js || { notok "mkfs.ext4"; exit 1; }

@@ -1,11 +1,11 @@
 /*
- * Writer, scanner and poller for tests/powercut-mirror.sh (one-way mirror
- * under power cuts).  Compiled on the host (gcc -O2 mctool.c -lz), run in
- * the guest.  The block format is the one of tests/powercut/pctool.c
- * (pattern() must stay identical: 4 KiB blocks, 8 sectors each starting with
+ * Writer, scanner and poller for tests/powercut.sh --scenario mirror
+ * (one-way mirror under power cuts).  Compiled on the host (gcc -O2
+ * mctool.c -lz), run in the guest.  The block format is the one of
+ * tests/powercut/pctool.c (blocks.h; 4 KiB blocks, 8 sectors each starting with
  * MAGIC, block number, seq, sector index, filled with a word derived from
  * (block, seq), crc32 of the block in its last 4 bytes); the ack records
- * are read by tests/powercut-mirror/mc.py.
+ * are read by tests/powercut/mc.py.
  *
  *   mctool write W DEV ACKDEV BASE SEED NBLK T0 [--count N] [--lo B]
  *                [--hi B] [--hot N] [--script START:N[,START:N...]]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""File workload, ack log and oracle of tests/powercut-fs.sh (issue 11 item 7).
+"""File workload, ack log and oracle of tests/powercut.sh --scenario fs
+(issue 11 item 7).
 
 Files f000..f047 in the file system's root.  A file's state is (version V,
 length L); its content is SHAKE-128("N:V") cut to L bytes, so an append

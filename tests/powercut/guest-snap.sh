@@ -1,53 +1,42 @@
-#!/usr/bin/env bash
-# Guest side of tests/powercut-snap.sh: one boot.
-#   guest.sh init|cut EXPECTED_HASH ROUND
-# init: format the journal.  cut: replay; EXPECTED is none (no snapshot may
-# exist), must:HASH (the `snapshot` message returned before the cut: it
-# must be active) or maybe:HASH (sent, the cut came before it returned);
-# a snapshot that exists must have its view, and the store alone once the
-# resumed hydration is done, hash to HASH.  Then every boot
-# starts a new round: writes, snapshot (hash printed before), hydration on
-# every other round, and a writer that keeps destage (copy-on-write) busy
-# until the host cuts the power.
-set -uo pipefail
-. "$JSNAP_TOP/qemu/guest-lib.sh"
+# shellcheck shell=bash
+# Snap scenario, guest part (tests/powercut/guest.sh snap MODE EXPECTED ROUND):
+# one boot.  MODE init: format the journal.  cut|final: replay; EXPECTED is
+# none (no snapshot may exist), must:HASH (the `snapshot` message returned
+# before the cut: it must be active) or maybe:HASH (sent, the cut came
+# before it returned); a snapshot that exists must have its view, and the
+# store alone once the resumed hydration is done, hash to HASH.  Then every
+# boot but the final one starts a new round: writes, snapshot (hash
+# printed before), hydration on every other round, and a writer that keeps
+# destage (copy-on-write) busy until the host cuts the power.
+#
+# PC_PMEM_CUT=snapped:K|writer:K|cow:1: the fault module with shadow pmem,
+# the power cut at the K-th fence after `snapshot` returned or the writer
+# started, or at the first fence after a destage batch overwrote chunks it
+# preserved (armed by the module itself).  PC_LW=1: the store behind
+# dm-log-writes.
 mode=$1 expect=$2 round=$3
+PFX="powercut-snap round $round: "
 P=/dev/disk/jsnap/prod S=/dev/disk/jsnap/store J=/dev/pmem0
 MIB=32
 LEN=$((MIB * 2048))
-CHUNK=${PCS_CHUNK:-64} # --chunk of tests/powercut-snap.sh
+CHUNK=${PC_CHUNK:-64}
 FEAT="4 high_watermark 5 low_watermark 1"
-ok() { echo "ok - powercut-snap round $round: $*"; }
-notok() { echo "not ok - powercut-snap round $round: $*"; }
 hash() { dd if="$1" bs=1M count=$MIB iflag=direct status=none | sha256sum | cut -c1-32; }
-field() { dmsetup status js | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+field() { jkey js "$1"; }
 
-# PCS_PMEM_CUT=snapped:K|writer:K|cow:1: the fault module with shadow pmem,
-# the power cut at the K-th fence after `snapshot` returned or the writer
-# started, or at the first fence after a destage batch overwrote chunks it
-# preserved (armed by the module itself).
-pcut=${PCS_PMEM_CUT:-}
-if [[ -n $pcut ]]; then
-	cow=()
-	[[ ${pcut%%:*} == cow ]] && cow=(fault_pmem_cut_how=2)
-	[[ ${PCS_LW:-0} == 1 ]] && cow+=(fault_pmem_cut_ms=1500)
-	insmod "$PCS_FAULT_MODULE" fault_pmem_shadow=1 "${cow[@]}" || { notok "insmod the fault module"; exit 1; }
-else
-	insmod "$JSNAP_MODULE" || { notok "insmod"; exit 1; }
-fi
-if [[ ${PCS_LW:-0} == 1 ]]; then
-	# the store behind dm-log-writes (the first dm device: the same device
-	# number in every boot, which the journal records)
-	dm_create pcslw "0 $(blockdev --getsz "$S") log-writes $S /dev/disk/jsnap/lw" >/dev/null ||
-		{ notok "log-writes over the store"; exit 1; }
-	S=/dev/mapper/pcslw
-fi
+pcut=${PC_PMEM_CUT:-}
+cow=()
+[[ ${pcut%%:*} == cow ]] && cow=(fault_pmem_cut_how=2)
+pc_insmod "${cow[@]}"
+# the store behind dm-log-writes (the first dm device: the same device
+# number in every boot, which the journal records)
+[[ ${PC_LW:-0} == 1 ]] && lw_over pcslw "$S" S
 arm_cut() { # arm_cut WHEN: set the fence countdown if this round cuts WHEN
 	if [[ $1 == snapped && ${pcut%%:*} == cow ]]; then
 		echo 1 >/sys/module/dm_jsnap/parameters/fault_cut_after_cow || notok "set fault_cut_after_cow"
 	fi
 	[[ ${pcut%%:*} == "$1" ]] || return 0
-	echo "${pcut#*:}" >/sys/module/dm_jsnap/parameters/fault_pmem_cut || notok "set fault_pmem_cut"
+	arm_fence "${pcut#*:}"
 }
 if [[ $mode == init ]]; then
 	dd if=/dev/urandom of="$P" bs=1M count=$MIB oflag=direct status=none

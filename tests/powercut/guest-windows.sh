@@ -1,19 +1,20 @@
-#!/usr/bin/env bash
-# Guest side of tests/powercut-windows.sh (runs in a qemu/vm.sh guest as root).
+# shellcheck shell=bash
+# Windows scenario, guest part (tests/powercut/guest.sh windows MODE ...):
 #
-#   guest.sh a-cut   full|partial S   boot 1 of case a (fault module)
-#   guest.sh a-check full|partial S   boot 2 of case a (normal module)
-#   guest.sh b-cut   S T              boot 1 of case b (fault module)
-#   guest.sh b-check S T              boot 2 of case b (normal module);
-#                                     PCW_SUMS: the "# pcw-sum" line of boot 1
+#   a-cut   full|partial S   boot 1 of case a (fault module)
+#   a-check full|partial S   boot 2 of case a (normal module)
+#   b-cut   S T              boot 1 of case b (fault module)
+#   b-check S T              boot 2 of case b (normal module);
+#                            PCW_SUMS: the "# pcw-sum" line of boot 1
+#   c-cut   1|2              boot 1 of case c1/c2 (fault module)
+#   c-check 1|2              boot 2 of case c1/c2 (normal module)
 #
-# Env: PCW_FAULT_KO (fault-injection build), PCW_KO (normal build),
-# PCW_HOLD_MS (fault_copy_ms).  A `*-cut` mode ends with a power cut
-# (`echo b > /proc/sysrq-trigger`: reboot without sync; QEMU exits).
+# Env: PC_FAULT_MODULE (fault-injection build), JSNAP_MODULE (normal
+# build), PCW_HOLD_MS (fault_copy_ms).  A `*-cut` mode ends with a power
+# cut (`echo b > /proc/sysrq-trigger`: reboot without sync; QEMU exits).
 # Prints `ok - powercut-windows ...` / `not ok - powercut-windows ...` lines
-# (tests/guest/lib.sh) and `# ...` notes.
-set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# (tests/guest/lib.sh, whose ok/fail/finish replace those of guest-lib.sh
+# here) and `# ...` notes.
 mode=$1
 shift
 export TEST_NAME="powercut-windows $mode"
@@ -25,12 +26,8 @@ NAME=pcw
 DEV=/dev/mapper/$NAME
 LEN=$((32 * 2048)) # 32 MiB volume
 HOLD=${PCW_HOLD_MS:-30000}
-FAULT_KO=${PCW_FAULT_KO:-}
-KO=${PCW_KO:-$JSNAP_MODULE}
-
-T0=$(date +%s.%N)
-rel() { echo "$(date +%s.%N) $T0" | awk '{ printf "%.1f", $1 - $2 }'; }
-dmesg_tail() { dmesg | tail -n "${1:-20}" | sed 's/^/#   dmesg: /'; }
+FAULT_KO=${PC_FAULT_MODULE:-}
+KO=$JSNAP_MODULE
 
 # pat TAG NSECT: NSECT self-describing sectors ("TAG sector i", padded)
 pat() {
@@ -64,11 +61,12 @@ load() { # load WHAT STORE FEATURES...: insmod done; dmsetup create
 		finish
 	fi
 }
+# insmod_fault PARAM=VALUE...: the fault-injection build with these parameters
 insmod_fault() {
 	local out
 	[[ -n $FAULT_KO && -f $FAULT_KO ]] || { fail "fault module" "not found: '$FAULT_KO'"; finish; }
-	if out=$(insmod "$FAULT_KO" fault_copy_sector="$1" fault_copy_ms="$HOLD" 2>&1); then
-		ok "insmod the fault module (fault_copy_sector=$1 fault_copy_ms=$HOLD)"
+	if out=$(insmod "$FAULT_KO" "$@" 2>&1); then
+		ok "insmod the fault module ($*)"
 	else
 		fail "insmod the fault module" "$out"
 		finish
@@ -130,7 +128,7 @@ a_geom() {
 	case $1 in
 	full) W1_AT=$2 W1_N=8 ;;
 	partial) W1_AT=$(($2 - 8)) W1_N=16 ;;
-	*) echo "guest.sh: bad variant $1" >&2; exit 2 ;;
+	*) echo "guest-windows.sh: bad variant $1" >&2; exit 2 ;;
 	esac
 	W2_AT=$2 W2_N=8
 	pat A $W1_N >"$SCRATCH/A"
@@ -140,7 +138,7 @@ a_geom() {
 a_cut() {
 	local var=$1 S=$2
 	a_geom "$var" "$S"
-	insmod_fault "$S"
+	insmod_fault fault_copy_sector="$S" fault_copy_ms="$HOLD"
 	load "create jsnap (format, no store)" - format
 	write_others || finish
 	local h=0
@@ -237,7 +235,7 @@ b_cut() {
 	b_pats
 	# production: known random content
 	head -c $((LEN * 512)) /dev/urandom | dd of="$PROD" bs=1M iflag=fullblock oflag=direct status=none
-	insmod_fault "$S"
+	insmod_fault fault_copy_sector="$S" fault_copy_ms="$HOLD"
 	load "create jsnap (format, store)" "$STORE" format
 	write_others || finish
 	# pre-snapshot data at T, in the journal; and next to S, in its chunk
@@ -327,12 +325,112 @@ b_check() {
 	check_cmd "rmmod" rmmod dm_jsnap
 }
 
+# ---- case c: power cuts inside snapshot's changed-block flip -----------------------
+# W0 before snapshot 1, W1 after it; `drop`; then snapshot 2, held at stage
+# 1 of its changed-block flip (the previous interval forgotten on pmem and
+# its map zeroed, the boundary not taken yet) or at stage 2 (the new
+# intervals committed with the snapshot, the message not returned); W2
+# acknowledged during the hold; cut.  After replay:
+#   stage 1: no snapshot; `changed` = W1 + W2 (the flip never happened:
+#            the writes of the hold are in the old interval); `changed
+#            previous` refused (ENODATA: forgotten before its map was zeroed);
+#   stage 2: snapshot active; previous = W1; current = W2.
+# The same after a second recovery; every write readable.
+CBT="python3 $here/../guest/cbt.py"
+c_lists() {
+	printf '0 8\n5000 300\n20000 64\n' >"$SCRATCH/w0"
+	printf '100 16\n9000 200\n40000 8\n' >"$SCRATCH/w1"
+	printf '200 8\n30000 128\n' >"$SCRATCH/w2"
+}
+# c_write LIST: each "sector count" of LIST as one write of its own pattern
+c_write() {
+	local s n
+	while read -r s n; do
+		pat "W$s" "$n" >"$SCRATCH/p" && put "$SCRATCH/p" "$DEV" "$s" || return 1
+	done <"$1"
+}
+# c_readable LIST...: every write of the LISTs reads back (no later write overlaps them)
+c_readable() {
+	local f s n bad=0
+	for f in "$@"; do
+		while read -r s n; do
+			pat "W$s" "$n" >"$SCRATCH/p"
+			[[ $(fsum "$SCRATCH/p") == "$(sum "$DEV" "$s" "$n")" ]] || bad=$((bad + 1))
+		done <"$f"
+	done
+	return $bad
+}
+# c_expect WHICH LIST...: the exact answer of `changed WHICH`
+c_expect() {
+	local which=$1
+	shift
+	$CBT expect "$which" "$CHUNK" $(((LEN + CHUNK - 1) / CHUNK)) -- "$@"
+}
+c_answers() { # c_answers LABEL STAGE
+	local what=$1 stage=$2 out
+	if ((stage == 1)); then
+		check_eq "$what: snapshot=none (cut before the flip's commit)" none "$(status_get $NAME snapshot)"
+		check_eq "$what: changed = W1 + W2" "$(c_expect current "$SCRATCH/w1" "$SCRATCH/w2")" "$(msg $NAME changed 2>&1)"
+		out=$(msg $NAME changed previous 2>&1)
+		check_eq "$what: changed previous refused (ENODATA)" 1 "$(grep -c 'No data available' <<<"$out")"
+	else
+		check_eq "$what: snapshot=active (cut after the flip's commit)" active "$(status_get $NAME snapshot)"
+		check_eq "$what: changed previous = W1" "$(c_expect previous "$SCRATCH/w1")" "$(msg $NAME changed previous 2>&1)"
+		check_eq "$what: changed = W2" "$(c_expect current "$SCRATCH/w2")" "$(msg $NAME changed 2>&1)"
+	fi
+	if c_readable "$SCRATCH/w0" "$SCRATCH/w1" "$SCRATCH/w2"; then ok "$what: every acknowledged write readable"; else
+		fail "$what: every acknowledged write readable" "$? writes differ"
+	fi
+}
+c_cut() {
+	local stage=$1 i sp
+	c_lists
+	insmod_fault fault_flip_stage="$stage" fault_flip_ms="$HOLD"
+	load "create jsnap (format, store)" "$STORE" format
+	if c_write "$SCRATCH/w0"; then ok "W0 acknowledged"; else fail "W0 acknowledged"; fi
+	check_cmd "snapshot 1" msg "$NAME" snapshot
+	if c_write "$SCRATCH/w1"; then ok "W1 acknowledged"; else fail "W1 acknowledged"; fi
+	check_cmd "drop" msg "$NAME" drop
+	check_eq "before the cut: changed = W1" "$(c_expect current "$SCRATCH/w1")" "$(msg $NAME changed 2>&1)"
+	note "t=$(rel) snapshot 2 in the background (held at stage $stage of its flip)"
+	msg "$NAME" snapshot &
+	sp=$!
+	for ((i = 0; i < 50; i++)); do
+		dmesg | grep -q "fault: holding the changed-block flip at stage $stage\$" && break
+		sleep 0.2
+	done
+	if ((i < 50)); then ok "snapshot 2 held at stage $stage"; else
+		fail "snapshot 2 held at stage $stage" "no hold logged"
+		dmesg_tail
+	fi
+	if c_write "$SCRATCH/w2"; then ok "W2 acknowledged during the hold"; else fail "W2 acknowledged during the hold"; fi
+	if kill -0 "$sp" 2>/dev/null; then ok "at the cut: the snapshot message has not returned"; else
+		fail "at the cut: the snapshot message has not returned" "it returned (hold too short?)"
+	fi
+	cut
+}
+c_check() {
+	local stage=$1
+	c_lists
+	insmod_normal
+	load "replay (create without format)" "$STORE"
+	check_eq "state=ok errors=0 after replay" "ok 0" "$(status_get $NAME state) $(status_get $NAME errors)"
+	c_answers "after replay" "$stage"
+	dm_remove "$NAME" || fail "remove jsnap"
+	load "second recovery (create without format)" "$STORE"
+	c_answers "after a second recovery" "$stage"
+	dm_remove "$NAME" || fail "remove jsnap"
+	check_cmd "rmmod" rmmod dm_jsnap
+}
+
 case $mode in
 a-cut) a_cut "$@" ;;
 a-check) a_check "$@" ;;
 b-cut) b_cut "$@" ;;
 b-check) b_check "$@" ;;
-*) echo "guest.sh: bad mode $mode" >&2; exit 2 ;;
+c-cut) c_cut "$@" ;;
+c-check) c_check "$@" ;;
+*) echo "guest-windows.sh: bad mode $mode" >&2; exit 2 ;;
 esac
 no_splat_since_start "no kernel splat"
 finish

@@ -360,7 +360,8 @@ c_readable() {
 	done
 	return $bad
 }
-# c_expect WHICH LIST...: the exact answer of `changed WHICH`
+# c_expect WHICH:SNAPSHOTS LIST...: the exact answer of `changed WHICH`
+# after SNAPSHOTS snapshots since the format
 c_expect() {
 	local which=$1
 	shift
@@ -370,13 +371,13 @@ c_answers() { # c_answers LABEL STAGE
 	local what=$1 stage=$2 out
 	if ((stage == 1)); then
 		check_eq "$what: snapshot=none (cut before the flip's commit)" none "$(status_get $NAME snapshot)"
-		check_eq "$what: changed = W1 + W2" "$(c_expect current "$SCRATCH/w1" "$SCRATCH/w2")" "$(msg $NAME changed 2>&1)"
+		check_eq "$what: changed = W1 + W2 (since snapshot 1)" "$(c_expect current:1 "$SCRATCH/w1" "$SCRATCH/w2")" "$(msg $NAME changed 2>&1)"
 		out=$(msg $NAME changed previous 2>&1)
 		check_eq "$what: changed previous refused (ENODATA)" 1 "$(grep -c 'No data available' <<<"$out")"
 	else
 		check_eq "$what: snapshot=active (cut after the flip's commit)" active "$(status_get $NAME snapshot)"
-		check_eq "$what: changed previous = W1" "$(c_expect previous "$SCRATCH/w1")" "$(msg $NAME changed previous 2>&1)"
-		check_eq "$what: changed = W2" "$(c_expect current "$SCRATCH/w2")" "$(msg $NAME changed 2>&1)"
+		check_eq "$what: changed previous = W1 (snapshots 1 to 2)" "$(c_expect previous:2 "$SCRATCH/w1")" "$(msg $NAME changed previous 2>&1)"
+		check_eq "$what: changed = W2 (since snapshot 2)" "$(c_expect current:2 "$SCRATCH/w2")" "$(msg $NAME changed 2>&1)"
 	fi
 	if c_readable "$SCRATCH/w0" "$SCRATCH/w1" "$SCRATCH/w2"; then ok "$what: every acknowledged write readable"; else
 		fail "$what: every acknowledged write readable" "$? writes differ"
@@ -391,7 +392,7 @@ c_cut() {
 	check_cmd "snapshot 1" msg "$NAME" snapshot
 	if c_write "$SCRATCH/w1"; then ok "W1 acknowledged"; else fail "W1 acknowledged"; fi
 	check_cmd "drop" msg "$NAME" drop
-	check_eq "before the cut: changed = W1" "$(c_expect current "$SCRATCH/w1")" "$(msg $NAME changed 2>&1)"
+	check_eq "before the cut: changed = W1 (since snapshot 1)" "$(c_expect current:1 "$SCRATCH/w1")" "$(msg $NAME changed 2>&1)"
 	note "t=$(rel) snapshot 2 in the background (held at stage $stage of its flip)"
 	msg "$NAME" snapshot &
 	sp=$!

@@ -77,25 +77,10 @@ net_up() {
 	ip addr add "$1/24" dev "$dev" && ip link set "$dev" up && note "private network: $dev $JSNAP_VM_NET_MAC $1/24"
 }
 
-# bounded SECS CMD...: CMD, killed after SECS (124); a task stuck in the
-# kernel is left behind rather than waited for
-bounded() {
-	local secs=$1 pid tpid fin='' rc
-	shift
-	"$@" &
-	pid=$!
-	sleep "$secs" >/dev/null 2>&1 &
-	tpid=$!
-	wait -n -p fin "$pid" "$tpid"
-	rc=$?
-	if [[ $fin == "$pid" ]]; then
-		kill "$tpid" 2>/dev/null; wait "$tpid" 2>/dev/null
-		return $rc
-	fi
-	kill -KILL "$pid" 2>/dev/null; disown "$pid" 2>/dev/null
-	note "bounded: '$*' did not finish in ${secs} s"
-	return 124
-}
+# bounded SECS CMD...: the harness's own (qemu/guest-lib.sh, copied beside
+# tests/ in the harness snapshot; it defines functions only)
+# shellcheck source=../../qemu/guest-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../qemu/guest-lib.sh"
 
 # fio_read DEV OUTPREFIX: the throughput jobs (the same on A and B): 4 KiB
 # random reads at QD 16 and 1 MiB sequential reads at QD 4, 5 s each, over

@@ -16,6 +16,7 @@ set -uo pipefail
 . "$JSNAP_TOP/qemu/guest-lib.sh"
 
 MODE=${BENCH_MODE:-quick}
+BENCH_JSNAP_FEATURES=${BENCH_JSNAP_FEATURES:-}
 OUT=$JSNAP_VM_OUT/bench
 mkdir -p "$OUT"
 cd "$OUT" || exit 2   # (fio verify dumps land in the cwd)
@@ -285,7 +286,10 @@ setup_cfg() {
 		DRAIN="dmsetup message wc 0 flush"
 		;;
 	jsnap | jsnap_snap | jsnap_view)
-		DEV=$(dm_create js 0 $V jsnap "$PROD" $PMEM "$STORE" 8 1 format) || return 1
+		# (BENCH_JSNAP_FEATURES: extra feature args for experiments, e.g.
+		# "low_watermark 40"; the default table otherwise)
+		local -a jf=(format $BENCH_JSNAP_FEATURES)
+		DEV=$(dm_create js 0 $V jsnap "$PROD" $PMEM "$STORE" 8 ${#jf[@]} "${jf[@]}") || return 1
 		DRAIN="dmsetup message js 0 drain"
 		if [[ $c != jsnap ]]; then
 			dmsetup message js 0 snapshot || return 1
@@ -456,7 +460,7 @@ run_hydration() {
 CONFIGS=${BENCH_CONFIGS:-raw linear snap4k snap64k thin writecache wc_snap jsnap jsnap_snap jsnap_view raw_after}
 [[ $CONFIGS == none ]] && CONFIGS=
 zero_headers
-log "bench: mode=$MODE volume=${V_MB}MiB region=${R_MB}MiB configs: $CONFIGS"
+log "bench: mode=$MODE volume=${V_MB}MiB region=${R_MB}MiB configs: $CONFIGS${BENCH_JSNAP_FEATURES:+ (jsnap features: $BENCH_JSNAP_FEATURES)}"
 for c in $CONFIGS; do
 	CFG=$c FAILED=
 	mkdir -p "$OUT/$c"

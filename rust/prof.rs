@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Per-stage cost of a journal write, compiled only into the profiling
-//! build (`--cfg jsnap_profile`, `JSNAP_PROFILE=1 scripts/build-module.sh`):
+//! Per-stage cost of a journal write, of a hydration step and of a destage
+//! batch, compiled only into the profiling build (`--cfg jsnap_profile`, `JSNAP_PROFILE=1 scripts/build-module.sh`):
 //! each stage's total time and count, printed when the target is removed.
 //! In the normal build every hook is an empty inline function.
 
@@ -24,6 +24,29 @@ pub(crate) enum Stage {
     Endio = 5,
     /// After the write: the watermark check.
     Tail = 6,
+    /// Hydration step: choosing the chunks (state lock, validity scan).
+    HydCollect = 8,
+    /// Hydration step: taking the chunks' exclusive locks.
+    HydLock = 9,
+    /// Preservation: the production → store copy (dm-kcopyd).
+    PresCopy = 10,
+    /// Preservation: pinning and writing the pre-snapshot journal pieces.
+    PresOverlay = 11,
+    /// Preservation: the store flush.
+    PresFlush = 12,
+    /// Preservation: validity bits persisted, pieces freed (state lock).
+    PresMark = 13,
+    /// Hydration step: releasing the chunk locks.
+    HydUnlock = 14,
+    /// Destage batch: collecting the extents (state lock).
+    DstCollect = 15,
+    /// Destage batch: writing the runs to production and its flush.
+    DstWrite = 16,
+    /// Destage batch: dropping the destaged pieces from the table.
+    DstDrop = 17,
+    /// Retiring records: the superblock commit (with the changed-block
+    /// pages) that moves the tail.
+    Retire = 18,
 }
 
 #[cfg(jsnap_profile)]
@@ -33,8 +56,28 @@ mod on {
     use kernel::prelude::*;
     use kernel::time::{Instant, Monotonic};
 
-    const N: usize = 8;
-    const NAMES: [&str; N] = ["reserve", "insert", "copy", "desc+fence", "persisted", "endio", "tail", "lock wait"];
+    const N: usize = 19;
+    const NAMES: [&str; N] = [
+        "reserve",
+        "insert",
+        "copy",
+        "desc+fence",
+        "persisted",
+        "endio",
+        "tail",
+        "lock wait",
+        "hyd collect",
+        "hyd lock",
+        "pres copy",
+        "pres overlay",
+        "pres flush",
+        "pres mark",
+        "hyd unlock",
+        "dst collect",
+        "dst write",
+        "dst drop",
+        "retire",
+    ];
     static NS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
     static COUNT: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 
@@ -64,7 +107,13 @@ mod on {
             let n = COUNT[i].swap(0, Ordering::Relaxed);
             let ns = NS[i].swap(0, Ordering::Relaxed);
             if n > 0 {
-                pr_info!("dm-jsnap: profile: {:>10}: {} calls, {} ns each\n", NAMES[i], n, ns / n);
+                pr_info!(
+                    "dm-jsnap: profile: {:>12}: {} calls, {} ns each, {} us in all\n",
+                    NAMES[i],
+                    n,
+                    ns / n,
+                    ns / 1000
+                );
             }
         }
     }

@@ -306,10 +306,14 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             }
         }
         serve_deferred(this);
+        let mut clock = crate::prof::Clock::start();
         let retired = match retire(this) {
             Ok(r) => r,
             Err(_) => false,
         };
+        if retired {
+            clock.mark(crate::prof::Stage::Retire);
+        }
         if retired {
             serve_deferred(this);
             this.cond.notify_all();
@@ -321,6 +325,7 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             }
             break;
         }
+        let mut clock = crate::prof::Clock::start();
         let guard = this.batch.lock();
         let mut batch = KVec::new();
         collect(this, &mut batch);
@@ -334,7 +339,9 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             }
             continue;
         }
+        clock.mark(crate::prof::Stage::DstCollect);
         let res = write_batch(this, &batch);
+        clock.mark(crate::prof::Stage::DstWrite);
         if let Ok(sectors) = res {
             let mut st = this.state.lock();
             drop_destaged(&mut st, &batch);
@@ -342,6 +349,7 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             st.destage.degraded = false;
         }
         drop(guard);
+        clock.mark(crate::prof::Stage::DstDrop);
         match res {
             Ok(_) => backoff = BACKOFF_MS_MIN,
             Err(e) => {

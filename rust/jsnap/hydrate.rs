@@ -27,6 +27,7 @@ impl Jsnap {
     /// user I/O.  Returns whether work remains.
     pub(crate) fn hydrate_step(&self) -> bool {
         let max = self.features.hydrate_chunks(self.chunk_sectors) as usize;
+        let mut clock = crate::prof::Clock::start();
         if !self.hydrate_wanted() {
             return false;
         }
@@ -68,10 +69,15 @@ impl Jsnap {
         if batch.is_empty() {
             return false;
         }
-        let res = self
-            .locks
-            .lock_all(&batch)
-            .and_then(|_guard| self.preserve_chunks(&batch));
+        clock.mark(crate::prof::Stage::HydCollect);
+        let res = self.locks.lock_all(&batch).and_then(|guard| {
+            clock.mark(crate::prof::Stage::HydLock);
+            let res = self.preserve_chunks(&batch);
+            let mut clock = crate::prof::Clock::start();
+            drop(guard);
+            clock.mark(crate::prof::Stage::HydUnlock);
+            res
+        });
         if res.is_err() {
             kernel::time::delay::fsleep(Delta::from_millis(100));
         } else if self.state.lock().stats.io_count != io_before {

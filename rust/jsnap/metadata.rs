@@ -283,14 +283,11 @@ pub(super) fn persist_preserved(
     map: &mut [u8],
     chunks: &[u64],
 ) -> u64 {
-    let mut set = 0;
-    for &c in chunks {
-        if let Ok(Some((off, word))) = validity::set(map, c) {
-            // The bit is persisted before anyone may overwrite production.
-            let _ = pmem.write(g.map_offset as usize + off, &word);
-            set += 1;
-        }
-    }
+    // The bits are persisted before anyone may overwrite production: one
+    // write per run of changed words, then one fence.
+    let set = validity::set_many(map, chunks, |off, words| {
+        let _ = pmem.write(g.map_offset as usize + off, words);
+    });
     pmem.fence();
     set
 }

@@ -38,6 +38,7 @@ use crate::ffi::io;
 use crate::logic::epoch;
 use crate::logic::extent::{self, Extent};
 use crate::logic::format::SnapState;
+use crate::logic::sort;
 use kernel::prelude::*;
 use kernel::sync::ArcBorrow;
 
@@ -204,8 +205,13 @@ impl Jsnap {
 
     /// Range of sectors of chunk `c`.
     pub(crate) fn chunk_range(&self, c: u64) -> (u64, u64) {
+        self.run_range(c, 1)
+    }
+
+    /// Range of sectors of the `n` chunks from `c` on.
+    pub(crate) fn run_range(&self, c: u64, n: u64) -> (u64, u64) {
         let cs = u64::from(self.chunk_sectors);
-        (c * cs, ((c + 1) * cs).min(self.len))
+        (c * cs, ((c + n) * cs).min(self.len))
     }
 
     /// Appends the pre-snapshot journal pieces inside `start..end`
@@ -307,6 +313,7 @@ impl Jsnap {
         let store = self.store(&d)?;
         let res = self.copy_to_store(&d, store, chunks);
         crate::fault::preserve_window();
+        let mut clock = crate::prof::Clock::start();
         let mut st = self.state.lock();
         if st.snapshot.snap != SnapState::Active || st.snapshot.snap_id != id {
             // Dropped meanwhile: these chunks are not the new snapshot's.
@@ -334,6 +341,8 @@ impl Jsnap {
         }
         st.snapshot.preserve_failures = 0;
         self.mark_preserved(&mut st, d.pmem()?, chunks);
+        drop(st);
+        clock.mark(crate::prof::Stage::PresMark);
         Ok(())
     }
 
@@ -341,19 +350,13 @@ impl Jsnap {
     /// pre-snapshot journal data over them, and flushes the store: steps 1
     /// to 3 of preserving them.
     fn copy_to_store(&self, d: &Devices<'_>, store: &DmDev, chunks: &[u64]) -> Result {
+        let mut clock = crate::prof::Clock::start();
         // Copy production to the store with dm-kcopyd: consecutive
         // chunks together, cut into jobs of COPY_JOB_SECTORS so that
         // several are in flight; all jobs of the batch at once.
         let mut runs: KVec<(u64, u64)> = KVec::with_capacity(chunks.len(), GFP_KERNEL)?;
-        let mut i = 0;
-        while let Some(&c0) = chunks.get(i) {
-            let mut j = i + 1;
-            while chunks.get(j).is_some_and(|&c| c == c0 + (j - i) as u64) {
-                j += 1;
-            }
-            let (cs, _) = self.chunk_range(c0);
-            let (_, ce) = self.chunk_range(c0 + (j - i) as u64 - 1);
-            i = j;
+        for (c0, n) in sort::runs(chunks) {
+            let (cs, ce) = self.run_range(c0, n);
             let mut pos = cs;
             while pos < ce {
                 let n = (ce - pos).min(COPY_JOB_SECTORS);
@@ -362,11 +365,13 @@ impl Jsnap {
             }
         }
         self.kc.copy_many(self.prod(&d)?, store, &runs)?;
+        clock.mark(crate::prof::Stage::PresCopy);
         // Then the pre-snapshot journal data over it, all pieces at
-        // once (they are disjoint), pinned while they are copied.
+        // once (they are disjoint), pinned while they are copied: one
+        // look-up per run of consecutive chunks.
         let mut pins = Pinned::new(self);
-        for &c in chunks {
-            let (cs, ce) = self.chunk_range(c);
+        for (c0, n) in sort::runs(chunks) {
+            let (cs, ce) = self.run_range(c0, n);
             self.pin_snapshot_pieces(cs, ce, &mut pins)?;
         }
         if !pins.pieces.is_empty() {
@@ -378,7 +383,10 @@ impl Jsnap {
             self.io.write_many_from_pmem(store, d.pmem()?, &over)?;
         }
         drop(pins);
-        io::flush(store)
+        clock.mark(crate::prof::Stage::PresOverlay);
+        let res = io::flush(store);
+        clock.mark(crate::prof::Stage::PresFlush);
+        res
     }
 
     /// Sets and persists the validity bits of `chunks` (their store copy is
@@ -392,8 +400,11 @@ impl Jsnap {
     /// Frees the superseded pre-snapshot pieces inside `chunks` that no
     /// unpreserved chunk needs any more.
     fn free_snap_pieces(&self, st: &mut State, chunks: &[u64]) {
-        for &c in chunks {
-            let (cs, ce) = self.chunk_range(c);
+        if st.journal.snap_table.cursor_front().is_none() {
+            return;
+        }
+        for (c0, n) in sort::runs(chunks) {
+            let (cs, ce) = self.run_range(c0, n);
             let mut pos = cs;
             while pos < ce {
                 let Some(x) = first_overlap(&st.journal.snap_table, pos, ce) else {

@@ -261,6 +261,7 @@ impl Target for Jsnap {
         let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(CtrError::nomem)?;
         let cbt_page = KBox::new([0u8; crate::logic::cbt::PAGE_BYTES], GFP_KERNEL)
             .map_err(CtrError::nomem)?;
+        let spare = KVec::with_capacity(super::chunklock::SPARE_NODES, GFP_KERNEL).map_err(CtrError::nomem)?;
         let sb_state = SbState::new(opened).map_err(CtrError::nomem)?;
         let sb = sb_state.sb;
         let devs = ti.devices().map_err(CtrError::nomem)?;
@@ -294,7 +295,7 @@ impl Target for Jsnap {
                 sb <- new_mutex!(sb_state, "jsnap_sb"),
                 batch <- new_mutex!((), "jsnap_batch"),
                 msg <- new_mutex!((), "jsnap_msg"),
-                locks <- ChunkLocks::new(),
+                locks <- ChunkLocks::new(spare),
                 bounce <- new_mutex!(bounce, "jsnap_bounce"),
                 cbt_io <- new_mutex!(cbt_page, "jsnap_cbt_io"),
                 work <- new_work!("jsnap_work"),

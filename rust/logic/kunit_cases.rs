@@ -19,6 +19,7 @@ use super::replay::{self, RecordInfo, ReplayError};
 use super::ring::{JournalSpace, Reservation, Ring, RingError};
 use super::args::{self, ArgError, Message, ViewMode};
 use super::retire::{oldest_referenced, retire_point, Rec};
+use super::sort;
 use super::validity;
 use super::epoch::snap_seq_after_replay;
 
@@ -374,7 +375,26 @@ pub fn validity_map() -> Result<(), &'static str> {
         validity::first_clear_from(&map, 128, 65) == Ok(Some(66)),
         "first clear",
     )?;
-    ensure(validity::set(&mut map, 128).is_err(), "out of range")
+    ensure(validity::set(&mut map, 128).is_err(), "out of range")?;
+    // A batch: one write per run of changed words, holding the new words.
+    let mut wide = [0u8; 32];
+    let mut writes = [(0usize, 0usize); 4];
+    let mut nw = 0;
+    let n = validity::set_many(&mut wide, &[0, 1, 63, 64, 200, 300], |off, w| {
+        if let Some(slot) = writes.get_mut(nw) {
+            *slot = (off, w.len());
+        }
+        nw += 1;
+    });
+    ensure(n == 5 && nw == 2, "set_many: counts")?;
+    ensure(writes[0] == (0, 16) && writes[1] == (24, 8), "set_many: runs")?;
+    ensure(validity::count(&wide, 256) == Ok(5), "set_many: bits")?;
+    // Runs of consecutive chunks, as the preservation path walks them.
+    let mut r = sort::runs(&[3, 4, 5, 9, 10, 12]);
+    ensure(
+        r.next() == Some((3, 3)) && r.next() == Some((9, 2)) && r.next() == Some((12, 1)) && r.next().is_none(),
+        "runs",
+    )
 }
 
 /// A fixed buffer for `core::fmt::Write`.

@@ -42,6 +42,37 @@ pub fn sort_dedup(v: &mut [u64]) -> usize {
     n
 }
 
+/// The runs of consecutive values of `v`, in order, as `(first, count)`:
+/// `[3, 4, 5, 9, 10]` gives `(3, 3)` then `(9, 2)`.  A value that does not
+/// follow its predecessor by exactly one starts a new run.
+pub fn runs(v: &[u64]) -> Runs<'_> {
+    Runs { v, i: 0 }
+}
+
+/// Iterator of [`runs`].
+pub struct Runs<'a> {
+    v: &'a [u64],
+    i: usize,
+}
+
+impl Iterator for Runs<'_> {
+    type Item = (u64, u64);
+
+    fn next(&mut self) -> Option<(u64, u64)> {
+        let first = *self.v.get(self.i)?;
+        let mut n = 1u64;
+        while self
+            .v
+            .get(self.i + n as usize)
+            .is_some_and(|&x| first.checked_add(n) == Some(x))
+        {
+            n += 1;
+        }
+        self.i += n as usize;
+        Some((first, n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +100,26 @@ mod tests {
             want.dedup();
             let n = sort_dedup(&mut v);
             assert_eq!(&v[..n], &want[..], "len {len}");
+        }
+    }
+
+    #[test]
+    fn runs_of_consecutive_values() {
+        let r: Vec<(u64, u64)> = runs(&[3, 4, 5, 9, 10, 10, 12]).collect();
+        assert_eq!(r, [(3, 3), (9, 2), (10, 1), (12, 1)]);
+        assert_eq!(runs(&[]).count(), 0);
+        let r: Vec<(u64, u64)> = runs(&[u64::MAX - 1, u64::MAX, 0]).collect();
+        assert_eq!(r, [(u64::MAX - 1, 2), (0, 1)]);
+        // Against a model: the runs cover the input in order.
+        let mut rng = crate::Rng::new(13);
+        for len in 0..100 {
+            let v: Vec<u64> = (0..len).map(|_| rng.range(0, 20)).collect();
+            let mut flat = Vec::new();
+            for (f, n) in runs(&v) {
+                assert!(n >= 1);
+                flat.extend(f..f + n);
+            }
+            assert_eq!(flat, v);
         }
     }
 

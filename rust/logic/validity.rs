@@ -53,6 +53,41 @@ pub fn set(map: &mut [u8], chunk: u64) -> Result<Option<(usize, [u8; 8])>, OutOf
     Ok(Some((off, word)))
 }
 
+/// Marks every chunk of `chunks` valid and hands each maximal run of
+/// adjacent words that changed to `persist(offset, words)` once, with the
+/// words' new content: a batch of consecutive chunks costs one persistent
+/// write instead of one per chunk.  Every word is still written whole, so
+/// each 8-byte store stays failure-atomic; a word inside a run that did not
+/// change is written with the content it already has.  Chunks outside the
+/// map are skipped.  Returns the number of chunks newly marked.
+pub fn set_many(map: &mut [u8], chunks: &[u64], mut persist: impl FnMut(usize, &[u8])) -> u64 {
+    let mut newly = 0;
+    // The pending run of changed words, as byte offsets `lo..hi`.
+    let mut run: Option<(usize, usize)> = None;
+    for &c in chunks {
+        let Ok(Some((off, _))) = set(map, c) else {
+            continue;
+        };
+        newly += 1;
+        run = match run {
+            Some((lo, hi)) if off >= lo && off <= hi => Some((lo, hi.max(off + WORD))),
+            Some((lo, hi)) => {
+                if let Some(words) = map.get(lo..hi) {
+                    persist(lo, words);
+                }
+                Some((off, off + WORD))
+            }
+            None => Some((off, off + WORD)),
+        };
+    }
+    if let Some((lo, hi)) = run {
+        if let Some(words) = map.get(lo..hi) {
+            persist(lo, words);
+        }
+    }
+    newly
+}
+
 /// Number of valid chunks among the first `nr_chunks`.
 pub fn count(map: &[u8], nr_chunks: u64) -> Result<u64, OutOfRange> {
     check_len(map, nr_chunks)?;
@@ -150,6 +185,61 @@ mod tests {
         assert_eq!(first_clear_from(&map, 128, 76), Ok(None));
         assert_eq!(first_clear_from(&map, 75, 0), Ok(None));
         assert_eq!(first_clear_from(&map, 128, u64::MAX), Ok(None));
+    }
+
+    #[test]
+    fn set_many_writes_each_run_of_changed_words_once() {
+        let mut map = [0u8; 64];
+        let mut writes: Vec<(usize, Vec<u8>)> = Vec::new();
+        // Chunks 0..200 (words 0-3), 130 twice, then 448 (word 7) and one
+        // outside the map.
+        let mut chunks: Vec<u64> = (0..200).collect();
+        chunks.extend([130, 448, 512]);
+        let n = set_many(&mut map, &chunks, |off, w| writes.push((off, w.to_vec())));
+        assert_eq!(n, 201);
+        assert_eq!(writes.len(), 2);
+        assert_eq!(writes[0].0, 0);
+        assert_eq!(writes[0].1, map[0..32].to_vec());
+        assert_eq!(writes[1], (56, map[56..64].to_vec()));
+        assert_eq!(count(&map, 512), Ok(201));
+        // Nothing new: nothing written.
+        writes.clear();
+        assert_eq!(set_many(&mut map, &[5, 448], |off, w| writes.push((off, w.to_vec()))), 0);
+        assert!(writes.is_empty());
+    }
+
+    #[test]
+    fn set_many_against_set() {
+        // Whatever the order, the persisted words equal the map, and every
+        // word that `set` would have persisted is covered.
+        let mut rng = crate::Rng::new(11);
+        for _ in 0..200 {
+            let words = rng.range(1, 6) as usize;
+            let mut map = vec![0u8; words * 8];
+            let mut pmem = map.clone();
+            for _ in 0..5 {
+                let k = rng.range(0, 40) as usize;
+                let mut chunks: Vec<u64> = (0..k).map(|_| rng.range(0, words as u64 * 64 + 8)).collect();
+                if rng.range(0, 1) == 0 {
+                    chunks.sort_unstable();
+                }
+                let mut model = map.clone();
+                let mut want = 0;
+                for &c in &chunks {
+                    if let Ok(Some(_)) = set(&mut model, c) {
+                        want += 1;
+                    }
+                }
+                let got = set_many(&mut map, &chunks, |off, w| {
+                    assert_eq!(off % 8, 0);
+                    assert_eq!(w.len() % 8, 0);
+                    pmem[off..off + w.len()].copy_from_slice(w);
+                });
+                assert_eq!(got, want);
+                assert_eq!(map, model);
+                assert_eq!(pmem, map);
+            }
+        }
     }
 
     #[test]

@@ -429,30 +429,36 @@ hydrate_run() {
 	want=$(dd if="$PROD" bs=1M count=$V_MB iflag=direct status=none | md5sum | cut -c1-32)
 	got=$(dd if="$dst" bs=1M skip=$skip count=$V_MB iflag=direct status=none | md5sum | cut -c1-32)
 	[[ $name == clone_64k ]] && { dm_remove cdst; dm_remove cmeta; }
+	# (one line per repetition; report.py takes the median)
 	{
 		echo "rc=$rc"
 		echo "mb=$V_MB"
 		printf 'secs=%d.%03d\n' $(( (t1 - t0) / 1000000000 )) $(( (t1 - t0) / 1000000 % 1000 ))
 		echo "copy_equal=$([[ $want == "$got" ]] && echo 1 || echo 0)"
-	} >"$OUT/hydrate/$name.meta"
+	} >>"$OUT/hydrate/$name.meta"
 	[[ $rc == 0 && $want == "$got" ]]
 }
+# Each copier runs BENCH_HYDRATE_REPS times (default 3), the copiers taking
+# turns, so that a change of host load hits all of them alike.
 run_hydration() {
-	local n
+	local n r reps=${BENCH_HYDRATE_REPS:-3}
 	mkdir -p "$OUT/hydrate"
 	log "=== hydrate: fill $V_MB MiB of production"
 	dd if=/dev/urandom of="$PROD" bs=1M count=$V_MB oflag=direct status=none
-	for n in dd jsnap_64k clone_64k jsnap_4k; do
-		log "hydrate: $n"
-		zero_headers
-		dd if=/dev/zero of="$STORE" bs=1M count=$((V_MB + 16)) oflag=direct status=none
-		if hydrate_run "$n" >"$OUT/hydrate/$n.log" 2>&1; then
-			log "hydrate: $n $(tr '\n' ' ' <"$OUT/hydrate/$n.meta")"
-		else
-			log "hydrate: $n FAILED: $(tail -3 "$OUT/hydrate/$n.log" | tr '\n' ' ')"
-			echo "failed=1" >>"$OUT/hydrate/$n.meta"
-		fi
-		for d in js cl cdst cmeta; do dmsetup info $d >/dev/null 2>&1 && dm_remove $d; done
+	rm -f "$OUT"/hydrate/*.meta
+	for ((r = 1; r <= reps; r++)); do
+		for n in dd jsnap_64k clone_64k jsnap_4k; do
+			log "hydrate: $n (run $r/$reps)"
+			zero_headers
+			dd if=/dev/zero of="$STORE" bs=1M count=$((V_MB + 16)) oflag=direct status=none
+			if hydrate_run "$n" >>"$OUT/hydrate/$n.log" 2>&1; then
+				log "hydrate: $n $(tail -4 "$OUT/hydrate/$n.meta" | tr '\n' ' ')"
+			else
+				log "hydrate: $n FAILED: $(tail -3 "$OUT/hydrate/$n.log" | tr '\n' ' ')"
+				echo "failed=1" >>"$OUT/hydrate/$n.meta"
+			fi
+			for d in js cl cdst cmeta; do dmsetup info $d >/dev/null 2>&1 && dm_remove $d; done
+		done
 	done
 	zero_headers
 }

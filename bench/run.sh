@@ -106,7 +106,7 @@ bash "$top/qemu/vm.sh" --memory 2G --cpus 2 --timeout $TIMEOUT \
 	--disk "prod:${PROD}M:$tmp/prod.img:nvme" \
 	--disk "store:${STORE}M:$tmp/store.img:nvme" \
 	-- env BENCH_MODE=$mode ${BENCH_CONFIGS:+BENCH_CONFIGS="$BENCH_CONFIGS"} \
-	${BENCH_JSNAP_FEATURES:+BENCH_JSNAP_FEATURES="$BENCH_JSNAP_FEATURES"} BENCH_HYDRATE=${BENCH_HYDRATE:-1} bash "$here/guest.sh" 2>&1 | tee "$res/vm.log"
+	${BENCH_JSNAP_FEATURES:+BENCH_JSNAP_FEATURES="$BENCH_JSNAP_FEATURES"} ${BENCH_HYDRATE_REPS:+BENCH_HYDRATE_REPS=$BENCH_HYDRATE_REPS} BENCH_HYDRATE=${BENCH_HYDRATE:-1} bash "$here/guest.sh" 2>&1 | tee "$res/vm.log"
 vrc=${PIPESTATUS[0]}
 set -e
 echo "bench: VM exit code $vrc after $(( $(date +%s) - t0 )) s" >&2

@@ -285,13 +285,15 @@ setup_cfg() {
 		DEV=$(dm_create wc 0 $V writecache p /dev/mapper/org $PMEM 4096 0) || return 1
 		DRAIN="dmsetup message wc 0 flush"
 		;;
-	jsnap | jsnap_snap | jsnap_view)
-		# (BENCH_JSNAP_FEATURES: extra feature args for experiments, e.g.
-		# "low_watermark 40"; the default table otherwise)
-		local -a jf=(format $BENCH_JSNAP_FEATURES)
+	jsnap | jsnap_snap | jsnap_view | jsnapx | jsnapx_snap)
+		# jsnapx, jsnapx_snap: the same with the feature args of
+		# BENCH_JSNAP_FEATURES (experiments, e.g. "low_watermark 45"),
+		# measured in the same run as the default table
+		local -a jf=(format)
+		[[ $c == jsnapx* ]] && jf+=($BENCH_JSNAP_FEATURES)
 		DEV=$(dm_create js 0 $V jsnap "$PROD" $PMEM "$STORE" 8 ${#jf[@]} "${jf[@]}") || return 1
 		DRAIN="dmsetup message js 0 drain"
-		if [[ $c != jsnap ]]; then
+		if [[ $c != jsnap && $c != jsnapx ]]; then
 			dmsetup message js 0 snapshot || return 1
 		fi
 		if [[ $c == jsnap_view ]]; then
@@ -341,7 +343,7 @@ check_status() {
 		s=$(dmsetup status js 2>&1)
 		echo "jsnap status: $s"
 		[[ $s == *errors=0* && $s == *state=ok* ]] || FAILED="$FAILED jsnap-status"
-		[[ $c != jsnap && $s != *snapshot=active* ]] && FAILED="$FAILED jsnap-snapshot-not-active"
+		[[ $c != jsnap && $c != jsnapx && $s != *snapshot=active* ]] && FAILED="$FAILED jsnap-snapshot-not-active"
 		if [[ $c == jsnap_view ]]; then
 			if [[ -b /dev/mapper/jv ]]; then
 				s=$(dmsetup status jv 2>&1)

@@ -24,6 +24,8 @@ CONFIGS = [
     ("jsnap", "jsnap, 4 KiB chunk, no snapshot"),
     ("jsnap_snap", "jsnap, 4 KiB chunk, 1 snapshot"),
     ("jsnap_view", "jsnap, 4 KiB chunk, 1 snapshot + jsnap-view ro"),
+    ("jsnapx", "jsnap, 4 KiB chunk, no snapshot, with the feature args of BENCH_JSNAP_FEATURES (experiment)"),
+    ("jsnapx_snap", "jsnap, 4 KiB chunk, 1 snapshot, with the feature args of BENCH_JSNAP_FEATURES (experiment)"),
     ("raw_after", "raw production disk again (baseline drift check, job c)"),
 ]
 JOBS = [

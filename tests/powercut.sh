@@ -325,7 +325,7 @@ journal_cut_summary() {
 		# a boot aimed at the writer whose writer never started: a hung
 		# (or far too slow) recovery; a failure, not a note
 		if [[ $what != "during recovery" && -z $(fence_cut "$tag") ]]; then
-			failc "$tag: writer started before the cut -- not started ${kill}s into the boot (aimed at ${wat}s; ready at $(ready_at "$tag" '^# powercut .*: ready t=' || echo never)s): recovery hung or far too slow"
+			failc "$tag: writer started before the cut -- not started ${kill}s into the boot (aimed at ${wat}s; ready $(r=$(ready_at "$tag" '^# powercut .*: ready t=') && echo "at ${r}s" || echo never)): recovery hung or far too slow"
 		fi
 		return
 	fi
@@ -593,7 +593,7 @@ mirror_cut_summary() {
 	if [[ -z $ws ]]; then
 		echo "#   cut at ${kill}s: before the writers started (recovery/split)"
 		# aimed at the writers: a hung or far too slow recovery
-		failc "$tag: writers started before the cut -- not started ${kill}s into the boot (aimed at ${wat}s; ready at $(ready_at "$tag" "^# $tag: ready t=" || echo never)s)"
+		failc "$tag: writers started before the cut -- not started ${kill}s into the boot (aimed at ${wat}s; ready $(r=$(ready_at "$tag" "^# $tag: ready t=") && echo "at ${r}s" || echo never))"
 		return
 	fi
 	wl=$(grep -a '^# powercut-mirror writer' "$work/$tag.log" | tail -n 2 | tr '\n' ' ')

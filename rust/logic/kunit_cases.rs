@@ -431,7 +431,7 @@ pub fn table_features() -> Result<(), &'static str> {
         "values",
     )?;
     ensure(
-        f.low_watermark == 10 && f.hydrate_batch == 0 && !f.format,
+        f.low_watermark == 75 && f.hydrate_batch == 0 && !f.format,
         "defaults",
     )?;
     ensure(

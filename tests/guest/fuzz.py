@@ -295,7 +295,7 @@ def parse_num(s, lo, hi):
 
 
 def parse_features(toks):
-    f = {"format": False, "relocated": False, "hw": 50, "lw": 10}
+    f = {"format": False, "relocated": False, "hw": 50, "lw": 45}
     if not toks:
         return f
     cnt = parse_num(toks[0], 0, 0xFFFFFFFF)
@@ -328,6 +328,8 @@ def parse_features(toks):
             if name == "low_watermark":
                 f["lw"] = v
         given.append(name)
+    if "low_watermark" not in given:
+        f["lw"] = max(f["hw"] - 5, 0)
     if f["lw"] >= f["hw"]:
         raise Refuse("ctr", "low_watermark must be below high_watermark")
     return f

@@ -145,7 +145,7 @@ fn ref_features(args: &[&str]) -> Option<(bool, u32, u32, u32, u32, bool, bool, 
         };
         (lo..=hi).contains(&v).then_some(v as u32)
     };
-    let mut out = (false, 50, 10, 64, 0, false, false, Vec::new());
+    let mut out = (false, 50, 45, 64, 0, false, false, Vec::new());
     let Some((count, rest)) = args.split_first() else {
         return Some(out);
     };
@@ -176,6 +176,10 @@ fn ref_features(args: &[&str]) -> Option<(bool, u32, u32, u32, u32, bool, bool, 
             _ => return None,
         }
         out.7.push(name.to_string());
+    }
+    // Without `low_watermark`, it follows `high_watermark` (5 below).
+    if !out.7.iter().any(|n| n == "low_watermark") {
+        out.2 = out.1.saturating_sub(5);
     }
     (out.2 < out.1).then_some(out)
 }
@@ -212,7 +216,7 @@ fn valid_features() -> impl Strategy<Value = Vec<String>> {
             let hw_at = toks.iter().position(|t| t == "high_watermark");
             let lw_at = toks.iter().position(|t| t == "low_watermark");
             match (hw_at, lw_at) {
-                (Some(p), None) => toks[p + 1] = hw.max(11).to_string(),
+                (Some(_), None) => {}
                 (None, Some(p)) => toks[p + 1] = (lw % 50).to_string(),
                 _ => {}
             }

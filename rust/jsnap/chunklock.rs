@@ -22,6 +22,9 @@ type Node = RBTreeNodeReservation<u64, Holders>;
 /// and some for destage and the views.
 pub(crate) const SPARE_NODES: usize = 1024 + 64;
 
+/// Chunks taken or released per hold of the spinlock by the batch paths.
+const HOLD_CHUNKS: usize = 256;
+
 /// The entries, and the nodes of entries that went idle.
 pub(crate) struct Held {
     tree: RBTree<u64, Holders>,
@@ -99,8 +102,8 @@ impl ChunkLocks {
     /// failure nothing stays locked.
     ///
     /// The nodes come from the spare list, the rest allocated before the
-    /// spinlock is taken; then the chunks are taken in one hold of it, which
-    /// is dropped only to wait for a chunk that is busy.
+    /// spinlock is taken; then the chunks are taken [`HOLD_CHUNKS`] per hold
+    /// of it, which is also dropped to wait for a chunk that is busy.
     pub(crate) fn lock_all<'a>(&'a self, chunks: &'a [u64]) -> Result<ChunksGuard<'a>> {
         let mut g = ChunksGuard {
             locks: self,
@@ -121,10 +124,28 @@ impl ChunkLocks {
             }
         }
         while nodes.len() < chunks.len() {
-            nodes.push(RBTreeNodeReservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
+            let n = match RBTreeNodeReservation::new(GFP_KERNEL) {
+                Ok(n) => n,
+                Err(e) => {
+                    // The spare nodes taken stay spare.
+                    let mut held = self.held.lock();
+                    for n in nodes.drain_all() {
+                        held.recycle(n);
+                    }
+                    return Err(e.into());
+                }
+            };
+            if nodes.push_within_capacity(n).is_err() {
+                break;
+            }
         }
         let mut held = self.held.lock();
-        for &c in chunks {
+        for (i, &c) in chunks.iter().enumerate() {
+            if i > 0 && i % HOLD_CHUNKS == 0 {
+                // Let others in between slices of a long batch.
+                drop(held);
+                held = self.held.lock();
+            }
             let mut node = nodes.pop();
             let res = self.acquire(held, c, true, &mut node);
             // An unused node goes back with the others.
@@ -197,7 +218,7 @@ impl Drop for ChunkGuard<'_> {
 }
 
 /// Chunks locked exclusively by [`ChunkLocks::lock_all`]; unlocked on drop,
-/// all in one hold of the spinlock, with one wake-up.
+/// [`HOLD_CHUNKS`] per hold of the spinlock, with one wake-up.
 pub(crate) struct ChunksGuard<'a> {
     locks: &'a ChunkLocks,
     chunks: &'a [u64],
@@ -209,11 +230,13 @@ impl Drop for ChunksGuard<'_> {
         if self.locked == 0 {
             return;
         }
-        let mut held = self.locks.held.lock();
-        for &c in self.chunks.iter().take(self.locked) {
-            held.release(c, true);
+        let locked = self.chunks.get(..self.locked).unwrap_or_default();
+        for slice in locked.chunks(HOLD_CHUNKS) {
+            let mut held = self.locks.held.lock();
+            for &c in slice {
+                held.release(c, true);
+            }
         }
-        drop(held);
         self.locks.cond.notify_all();
     }
 }

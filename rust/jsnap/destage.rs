@@ -313,8 +313,6 @@ pub(super) fn run(this: &Arc<Jsnap>) {
         };
         if retired {
             clock.mark(crate::prof::Stage::Retire);
-        }
-        if retired {
             serve_deferred(this);
             this.cond.notify_all();
         }

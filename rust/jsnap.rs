@@ -48,9 +48,10 @@
 //! # Locking
 //!
 //! Lock order: registry → `msg` → `batch` → chunk locks (ascending chunk) →
-//! `bounce` → `cbt_io` → `sb` → `state`.  `state` (spinlock) covers the changes table,
+//! `bounce` → `validity_io` → `cbt_io` → `sb` → `state`.  `state` (spinlock) covers the changes table,
 //! the journal accounting, the record states, the validity map copy and the
-//! deferred bios; nothing allocates, sleeps or copies data under it.
+//! deferred bios; nothing allocates, sleeps, fences pmem or copies data
+//! under it.
 //!
 //! The device guards ([`Jsnap::devs`], and a view's own) are SRCU read
 //! sections, not locks: they may be entered anywhere in this order, and
@@ -351,6 +352,11 @@ pub(crate) struct Jsnap {
     /// Bounce buffer for chunk copies.
     #[pin]
     bounce: Mutex<KVVec<u8>>,
+    /// Serialises the writers of the validity map on pmem (marking chunks
+    /// preserved, zeroing it): a word written and fenced by one is never
+    /// overwritten meanwhile by another's older copy of it.
+    #[pin]
+    validity_io: Mutex<()>,
     /// Serialises writes to the changed-block maps' pmem slots with the
     /// commits that depend on them (see `changed`); a page buffer.
     #[pin]

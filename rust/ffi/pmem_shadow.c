@@ -112,6 +112,26 @@ static DEFINE_SPINLOCK(lock);
 static bool cut;
 static unsigned long fences;
 
+/*
+ * Fences issued where the task cannot sleep (under a spinlock): after a
+ * cut such a fence spins until the reset, and with every vCPU spinning
+ * (the others on the same lock) nothing else runs, dm-log-writes' log
+ * thread included, so the disks' logs lose writes that had completed and
+ * been flushed before the cut.  The driver fences only where it may
+ * sleep; tests read this count (it must stay 0).
+ */
+static atomic_t fences_atomic = ATOMIC_INIT(0);
+
+static int fences_atomic_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%d\n", atomic_read(&fences_atomic));
+}
+
+static const struct kernel_param_ops atomic_ops = { .get = fences_atomic_get };
+module_param_cb(fault_pmem_fences_atomic, &atomic_ops, NULL, 0444);
+MODULE_PARM_DESC(fault_pmem_fences_atomic,
+		 "test: shadow-pmem fences issued by a task that could not sleep (read only; must stay 0)");
+
 static bool fault_cut_after_cow;
 module_param(fault_cut_after_cow, bool, 0644);
 MODULE_PARM_DESC(fault_cut_after_cow,
@@ -255,6 +275,8 @@ static void __noreturn wait_for_reset(void)
 	unsigned int waited = 0;
 	unsigned int limit = clamp(READ_ONCE(fault_pmem_cut_ms), 0, 60000) + 500;
 
+	if (!preemptible())
+		pr_emerg("dm-jsnap: fault: a fence after the cut waits where it cannot sleep: the disks' logs may miss flushed writes\n");
 	for (;;) {
 		if (preemptible()) {
 			msleep(10);
@@ -321,6 +343,8 @@ void jsnap_shadow_fence(void)
 
 	if (list_empty(&shadows) && !READ_ONCE(cut))
 		return;
+	if (!can_sleep)
+		atomic_inc(&fences_atomic);
 	spin_lock_irqsave(&lock, flags);
 	if (cut) {
 		spin_unlock_irqrestore(&lock, flags);

@@ -18,12 +18,14 @@
 //!   validity map and the descriptor table and persist, then write slot 0
 //!   with generation 1 and persist.  A crash in between leaves an
 //!   unformatted journal, never a mix.
-//! * **Validity bits** ([`persist_preserved`], under the `state` lock): a
-//!   chunk's bit is set in core and its 8-byte word persisted after the
-//!   chunk's store copy is durable and before production may be
-//!   overwritten.  While no snapshot exists the map reads as zero
-//!   ([`zero_validity`]): `drop` commits `snap_state = none` first and then
-//!   zeroes it, and load zeroes it again without a snapshot.
+//! * **Validity bits** ([`Jsnap::mark_preserved`], under `validity_io`):
+//!   after the chunk's store copy is durable, its 8-byte word is written
+//!   ([`write_preserved`], under the `state` lock) and fenced (outside it:
+//!   no fence waits under a spinlock), and only then is the bit set in
+//!   core; all of it before production may be overwritten.  While no
+//!   snapshot exists the map reads as zero ([`zero_validity`]): `drop`
+//!   commits `snap_state = none` first and then zeroes it, and load zeroes
+//!   it again without a snapshot.
 //! * **Retire**: after destaged data is flushed, a commit with the new
 //!   `tail_seq`/`tail_pos`, and only then is the ring space reused.
 
@@ -275,21 +277,19 @@ impl Jsnap {
     }
 }
 
-/// Sets the validity bits of `chunks` in `map` and persists their words
-/// (one fence for all); returns how many were newly set.
-pub(super) fn persist_preserved(
-    pmem: &Pmem,
-    g: &format::Geometry,
-    map: &mut [u8],
-    chunks: &[u64],
-) -> u64 {
-    // The bits are persisted before anyone may overwrite production: one
-    // write per run of changed words, then one fence.
-    let set = validity::set_many(map, chunks, |off, words| {
-        let _ = pmem.write(g.map_offset as usize + off, words);
-    });
-    pmem.fence();
-    set
+/// Writes the words of the validity map with the bits of `chunks`
+/// (ascending) set, without setting them in `map` and without a fence: the
+/// caller fences, then sets them in core.  One write per run of changed
+/// words.
+pub(super) fn write_preserved(pmem: &Pmem, g: &format::Geometry, map: &[u8], chunks: &[u64]) -> Result {
+    let mut res = Ok(());
+    validity::stage_many(map, chunks, |off, words| {
+        if let Err(e) = pmem.write(g.map_offset as usize + off, words) {
+            res = Err(e);
+        }
+    })
+    .map_err(|_| EINVAL)?;
+    res
 }
 
 /// Persistently zeroes the validity map.

@@ -39,6 +39,7 @@ use crate::logic::epoch;
 use crate::logic::extent::{self, Extent};
 use crate::logic::format::SnapState;
 use crate::logic::sort;
+use crate::logic::validity;
 use kernel::prelude::*;
 use kernel::sync::ArcBorrow;
 
@@ -127,6 +128,8 @@ fn may_take(st: &State) -> Result {
 /// (nobody sets bits).  The in-core map is cleared outside the state lock.
 fn clear_map(this: &Jsnap) -> Result {
     let g = this.geometry;
+    // No marking writes a word of the old snapshot after the zeroes.
+    let _io = this.validity_io.lock();
     metadata::zero_validity(this.devs()?.pmem()?, &g)?;
     let mut map = core::mem::take(&mut this.state.lock().snapshot.validity);
     map.fill(0);
@@ -285,7 +288,7 @@ impl Jsnap {
         // Only chunks not preserved yet: a preserved chunk's store copy is
         // final (a view may have written it).  The caller's exclusive locks
         // keep this decision valid.
-        let mut todo = KVec::with_capacity(all.len(), GFP_KERNEL)?;
+        let mut todo: KVec<u64> = KVec::with_capacity(all.len(), GFP_KERNEL)?;
         let id = {
             let st = self.state.lock();
             if st.snapshot.snap != SnapState::Active {
@@ -298,6 +301,9 @@ impl Jsnap {
             }
             st.snapshot.snap_id
         };
+        // Ascending, once each (marking them needs that).
+        let n = sort::sort_dedup(&mut todo);
+        todo.truncate(n);
         if todo.is_empty() {
             // Nothing to copy.  Pieces kept for these chunks cannot be
             // needed (they are freed when their chunks are preserved), but
@@ -340,8 +346,8 @@ impl Jsnap {
             return Err(e);
         }
         st.snapshot.preserve_failures = 0;
-        self.mark_preserved(&mut st, d.pmem()?, chunks);
         drop(st);
+        self.mark_preserved(d.pmem()?, id, chunks)?;
         clock.mark(crate::prof::Stage::PresMark);
         Ok(())
     }
@@ -389,12 +395,37 @@ impl Jsnap {
         res
     }
 
-    /// Sets and persists the validity bits of `chunks` (their store copy is
-    /// durable) and frees the superseded pre-snapshot pieces that only those
-    /// chunks still needed.
-    pub(super) fn mark_preserved(&self, st: &mut State, pmem: &crate::ffi::pmem::Pmem, chunks: &[u64]) {
-        st.snapshot.preserved += metadata::persist_preserved(pmem, &self.geometry, &mut st.snapshot.validity, chunks);
-        self.free_snap_pieces(st, chunks);
+    /// Persists the validity bits of `chunks` (ascending; their store copy
+    /// is durable) for snapshot `id`, then sets them in core and frees the
+    /// superseded pre-snapshot pieces that only those chunks still needed.
+    /// The caller holds the chunks' exclusive locks: nobody overwrites
+    /// production there before the bits are durable.
+    ///
+    /// The words are written under the state lock and fenced outside it (a
+    /// fence never waits under a spinlock); in core the bits are set only
+    /// once durable, so nothing decides on a bit that a power cut could
+    /// still take back (a piece freed, a superseded piece dropped).
+    /// `validity_io` keeps other markings from writing the same words
+    /// meanwhile.  Returns `false` (nothing marked) if snapshot `id` is gone.
+    pub(super) fn mark_preserved(&self, pmem: &crate::ffi::pmem::Pmem, id: u64, chunks: &[u64]) -> Result<bool> {
+        let _io = self.validity_io.lock();
+        let live = |st: &State| st.snapshot.snap == SnapState::Active && st.snapshot.snap_id == id;
+        {
+            let st = self.state.lock();
+            if !live(&st) {
+                return Ok(false);
+            }
+            metadata::write_preserved(pmem, &self.geometry, &st.snapshot.validity, chunks)?;
+        }
+        pmem.fence();
+        let mut st = self.state.lock();
+        if !live(&st) {
+            // Dropped meanwhile: its `clear_map` waits for `validity_io`.
+            return Ok(false);
+        }
+        st.snapshot.preserved += validity::set_many(&mut st.snapshot.validity, chunks, |_, _| {});
+        self.free_snap_pieces(&mut st, chunks);
+        Ok(true)
     }
 
     /// Frees the superseded pre-snapshot pieces inside `chunks` that no

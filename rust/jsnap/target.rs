@@ -297,6 +297,7 @@ impl Target for Jsnap {
                 msg <- new_mutex!((), "jsnap_msg"),
                 locks <- ChunkLocks::new(spare),
                 bounce <- new_mutex!(bounce, "jsnap_bounce"),
+                validity_io <- new_mutex!((), "jsnap_validity_io"),
                 cbt_io <- new_mutex!(cbt_page, "jsnap_cbt_io"),
                 work <- new_work!("jsnap_work"),
             }),

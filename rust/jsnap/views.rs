@@ -78,12 +78,12 @@ impl Jsnap {
     /// store.  Otherwise the chunk is preserved and `Ok(false)` returned.
     pub(crate) fn own_chunk(&self, c: u64, bio: &Bio, start: u64) -> Result<(ChunkGuard<'_>, bool)> {
         let guard = self.locks.lock(c, true)?;
-        let preserved = {
+        let (preserved, id) = {
             let st = self.state.lock();
             if st.snapshot.snap != SnapState::Active {
                 return Err(EIO);
             }
-            st.snapshot.is_preserved(c)
+            (st.snapshot.is_preserved(c), st.snapshot.snap_id)
         };
         let (cs, ce) = self.chunk_range(c);
         let whole = start == cs && u64::from(bio.sectors()) == ce - cs;
@@ -96,11 +96,10 @@ impl Jsnap {
             Own::WholeChunk => {
                 self.write_bio_to_store(bio, start)?;
                 let d = self.devs()?;
-                let mut st = self.state.lock();
-                if st.snapshot.snap != SnapState::Active {
+                if !self.mark_preserved(d.pmem()?, id, &[c])? {
+                    // Dropped meanwhile.
                     return Err(EIO);
                 }
-                self.mark_preserved(&mut st, d.pmem()?, &[c]);
                 true
             }
         };

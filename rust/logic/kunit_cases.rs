@@ -389,6 +389,18 @@ pub fn validity_map() -> Result<(), &'static str> {
     ensure(n == 5 && nw == 2, "set_many: counts")?;
     ensure(writes[0] == (0, 16) && writes[1] == (24, 8), "set_many: runs")?;
     ensure(validity::count(&wide, 256) == Ok(5), "set_many: bits")?;
+    // Staged (written before the bits are set in core): the words that
+    // `set_many` then sets, the map untouched; unsorted input refused.
+    let mut pmem = wide;
+    let before = wide;
+    let staged = validity::stage_many(&wide, &[2, 65, 66, 255], |off, w| {
+        if let Some(dst) = pmem.get_mut(off..off + w.len()) {
+            dst.copy_from_slice(w);
+        }
+    });
+    ensure(staged == Ok(4) && wide == before, "stage_many: count, map untouched")?;
+    ensure(validity::set_many(&mut wide, &[2, 65, 66, 255], |_, _| {}) == 4 && pmem == wide, "stage_many: words")?;
+    ensure(validity::stage_many(&wide, &[9, 3], |_, _| {}).is_err(), "stage_many: unsorted")?;
     // Runs of consecutive chunks, as the preservation path walks them.
     let mut r = sort::runs(&[3, 4, 5, 9, 10, 12]);
     ensure(

@@ -88,6 +88,65 @@ pub fn set_many(map: &mut [u8], chunks: &[u64], mut persist: impl FnMut(usize, &
     newly
 }
 
+/// Chunks not in ascending order (see [`stage_many`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unsorted;
+
+/// Words [`stage_many`] hands to its caller at most at once.
+const STAGE_WORDS: usize = 32;
+
+/// What [`set_many`] would persist for `chunks`, without changing `map`:
+/// each maximal run of adjacent words that marking `chunks` changes goes to
+/// `persist(offset, words)` with the words' new content (cut into pieces of
+/// at most 32 words).  The caller persists them, and once they are durable
+/// marks the same chunks in `map` with [`set_many`]: the in-core map never
+/// says more than pmem does.  `chunks` must be ascending (repeats allowed),
+/// else nothing is handed out and `Unsorted` returned (a word staged twice
+/// would lose the bits of its first staging); chunks outside the map are
+/// skipped.  Returns the number of chunks not yet marked.
+pub fn stage_many(map: &[u8], chunks: &[u64], mut persist: impl FnMut(usize, &[u8])) -> Result<u64, Unsorted> {
+    if chunks.windows(2).any(|w| w[1] < w[0]) {
+        return Err(Unsorted);
+    }
+    let mut buf = [0u8; STAGE_WORDS * WORD];
+    // `buf[..len]` is `map[lo..lo + len]` with the bits staged so far.
+    let (mut lo, mut len) = (0usize, 0usize);
+    let mut newly = 0;
+    for &c in chunks {
+        let Ok((byte, mask)) = locate(map, c) else {
+            continue;
+        };
+        if map.get(byte).is_none_or(|b| b & mask != 0) {
+            continue;
+        }
+        let off = byte / WORD * WORD;
+        if len == 0 || off >= lo + len {
+            if len > 0 && (off != lo + len || len == buf.len()) {
+                persist(lo, buf.get(..len).unwrap_or(&[]));
+                len = 0;
+            }
+            if len == 0 {
+                lo = off;
+            }
+            let (Some(dst), Some(src)) = (buf.get_mut(len..len + WORD), map.get(off..off + WORD)) else {
+                continue;
+            };
+            dst.copy_from_slice(src);
+            len += WORD;
+        }
+        if let Some(b) = buf.get_mut(byte - lo) {
+            if *b & mask == 0 {
+                *b |= mask;
+                newly += 1;
+            }
+        }
+    }
+    if len > 0 {
+        persist(lo, buf.get(..len).unwrap_or(&[]));
+    }
+    Ok(newly)
+}
+
 /// Number of valid chunks among the first `nr_chunks`.
 pub fn count(map: &[u8], nr_chunks: u64) -> Result<u64, OutOfRange> {
     check_len(map, nr_chunks)?;
@@ -240,6 +299,54 @@ mod tests {
                 assert_eq!(pmem, map);
             }
         }
+    }
+
+    #[test]
+    fn stage_many_writes_what_set_many_sets_and_leaves_the_map() {
+        // Sorted chunk lists (with repeats, runs longer than one piece,
+        // chunks outside the map): staging then persisting gives pmem the
+        // words `set_many` gives the map, and the map is untouched.
+        let mut rng = crate::Rng::new(17);
+        for _ in 0..300 {
+            let words = rng.range(1, 80) as usize;
+            let mut map = vec![0u8; words * 8];
+            for b in map.iter_mut() {
+                if rng.range(0, 3) == 0 {
+                    *b = rng.range(0, 255) as u8;
+                }
+            }
+            let mut pmem = map.clone();
+            let k = rng.range(0, 3000) as usize;
+            let mut chunks: Vec<u64> = (0..k).map(|_| rng.range(0, words as u64 * 64 + 70)).collect();
+            chunks.sort_unstable();
+            let before = map.clone();
+            let mut pieces = 0;
+            let staged = stage_many(&map, &chunks, |off, w| {
+                assert_eq!(off % 8, 0);
+                assert!(w.len() % 8 == 0 && !w.is_empty() && w.len() <= STAGE_WORDS * 8);
+                pmem[off..off + w.len()].copy_from_slice(w);
+                pieces += 1;
+            })
+            .unwrap();
+            assert_eq!(map, before);
+            let set = set_many(&mut map, &chunks, |_, _| {});
+            assert_eq!(staged, set);
+            assert_eq!(pmem, map);
+            assert_eq!(pieces == 0, set == 0);
+        }
+        // Out of order: refused before anything is handed out.
+        let map = [0u8; 16];
+        let mut called = false;
+        assert_eq!(stage_many(&map, &[70, 3], |_, _| called = true), Err(Unsorted));
+        assert!(!called);
+        // Only changed words, each run once: chunks 0 and 64 (words 0, 1),
+        // 200 (word 3; word 2 unchanged, so a second run).
+        let mut got = Vec::new();
+        assert_eq!(
+            stage_many(&[0u8; 32], &[0, 0, 64, 200], |off, w| got.push((off, w.to_vec()))),
+            Ok(3)
+        );
+        assert_eq!(got, vec![(0, vec![1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]), (24, vec![0, 1, 0, 0, 0, 0, 0, 0])]);
     }
 
     #[test]

@@ -26,12 +26,19 @@
 #               reports it: reads of it fail with EIO (other data intact,
 #               no splat); a reload replays the journal, skips that record
 #               and says so, and the sectors read as before it.
-# FAULT_CASES (default "a b c d e f") selects cases.  Finally the normal
+#   g           shadow pmem (fault_pmem_shadow=1): chunks preserved by
+#               destage, by a view write (part of a chunk, a whole chunk)
+#               and by the copier; no pmem fence was issued where the task
+#               could not sleep (fault_pmem_fences_atomic = 0: after a power
+#               cut such a fence spins until the reset, every vCPU with it,
+#               and dm-log-writes' log then misses flushed writes), and the
+#               content is exact.
+# FAULT_CASES (default "a b c d e f g") selects cases.  Finally the normal
 # module ($JSNAP_MODULE) is loaded again.
 . "$(dirname "$0")/lib.sh"
 need_fault_module
 
-CASES=${FAULT_CASES:-a b c d e f}
+CASES=${FAULT_CASES:-a b c d e f g}
 HOLD=${FAULT_HOLD_MS:-6000}
 MIB=4
 LEN=$((MIB * 2048))
@@ -272,6 +279,31 @@ if want f && load_module "$FM" fault_poison_sector=$PS; then
 		fi
 		check_eq "$P: replay reports the poisoned record" 1 "$(log_count 'sector 2048, 8 sectors\) is on poisoned pmem: skipped')"
 		IO_TIMEOUT=30 same "$P: after replay: the data before the record, the other record" "$dev" "$MODEL"
+	fi
+fi
+
+# ---- g: every pmem fence where the task may sleep ----------------------------------
+if want g && load_module "$FM" fault_pmem_shadow=1; then
+	P="g: fences"
+	if setup "$P" snap; then
+		# destage preserves chunks 2, 10 and 20 before overwriting them
+		for s in 128 640 1280; do IO_TIMEOUT=30 wr1 "$dev" 0 $s 8 "$MODEL" || fail "$P: write at $s"; done
+		if bounded 120 dmsetup message "$NAME" 0 drain; then ok "$P: drain"; else fail "$P: drain" "$(jsnap_status "$NAME")"; fi
+		if view=$(dm_create "$VNAME" "0 $LEN jsnap-view $dev rw"); then
+			# part of chunk 64 (copied first), all of chunk 80 (no copy)
+			IO_TIMEOUT=30 wr1 "$view" 0 4104 8 "$SNAP" && IO_TIMEOUT=30 wr1 "$view" 0 5120 64 "$SNAP" ||
+				fail "$P: view writes"
+			msg "$NAME" hydrate on || fail "$P: hydrate on"
+			if wait_hydrated "$NAME" 300; then ok "$P: hydration done"; else fail "$P: hydration done" "$(jsnap_status "$NAME")"; fi
+			check_eq "$P: every chunk preserved" "$((LEN / 64))" "$(status_get "$NAME" preserved)"
+			IO_TIMEOUT=30 same "$P: view == snapshot + view writes" "$view" "$SNAP"
+			IO_TIMEOUT=30 same "$P: store alone == the view" "$STORE" "$SNAP"
+		else
+			fail "$P: create rw view"
+		fi
+		IO_TIMEOUT=30 same "$P: jsnap device == model" "$dev" "$MODEL"
+		check_eq "$P: pmem fences where the task could not sleep" 0 \
+			"$(cat /sys/module/dm_jsnap/parameters/fault_pmem_fences_atomic)"
 	fi
 fi
 end

@@ -357,6 +357,8 @@ def cmd_verify(a):
                 kind = 'garbage/torn'
             elif x is not None and f == ck.ma[b]:
                 kind = 'stale: the content before this burst (acknowledged %s lost)' % x
+            elif f == FILL_SEQ:
+                kind = 'the initial fill: the split-time content (%s) lost' % fmt(e)
             elif f % 2 == 1:
                 # A-writes have even seqs (even bases), B-writes odd ones
                 kind = 'B-only data on A (a write to volume B reached A)'

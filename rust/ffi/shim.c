@@ -455,7 +455,11 @@ void jsnap_io_client_destroy(struct dm_io_client *c)
 
 int jsnap_flush(struct block_device *bdev)
 {
+#ifdef JSNAP_FAULT
+	return jsnap_fault_flush(bdev);
+#else
 	return blkdev_issue_flush(bdev);
+#endif
 }
 
 struct workqueue_struct *jsnap_alloc_workqueue(const char *name)

@@ -60,13 +60,15 @@ check_state() {
 # FAULT ARGS: pmem then holds only what its writer fenced
 # (rust/ffi/pmem_shadow.c).  --log-writes: the cutting task waits 1.5 s
 # before the reset, so that the logs hold every completed write (no fence
-# completes meanwhile: pmem stays as at the cut).
+# completes meanwhile: pmem stays as at the cut), and the driver's flushes
+# go one at a time (fault_flush_serial=1: with two in flight dm-log-writes
+# may log an older write after a newer one to the same sector).
 pc_insmod() {
 	local mod=$JSNAP_MODULE args=() out
 	if [[ -n ${PC_PMEM_CUT:-} ]]; then
 		mod=${PC_FAULT_MODULE:?PC_FAULT_MODULE not set}
 		args=(fault_pmem_shadow=1 "$@")
-		[[ ${PC_LW:-0} == 1 ]] && args+=(fault_pmem_cut_ms=1500)
+		[[ ${PC_LW:-0} == 1 ]] && args+=(fault_pmem_cut_ms=1500 fault_flush_serial=1)
 	fi
 	if out=$(insmod "$mod" "${args[@]}" 2>&1); then
 		ok "insmod $(basename "$mod")${args[*]:+ ${args[*]}}"

@@ -51,7 +51,8 @@
 //! `bounce` → `validity_io` → `cbt_io` → `sb` → `state`.  `state` (spinlock) covers the changes table,
 //! the journal accounting, the record states, the validity map copy and the
 //! deferred bios; nothing allocates, sleeps, fences pmem or copies data
-//! under it.
+//! under it (but the few 8-byte validity-map words a marking writes to
+//! pmem, fenced once it is released).
 //!
 //! The device guards ([`Jsnap::devs`], and a view's own) are SRCU read
 //! sections, not locks: they may be entered anywhere in this order, and

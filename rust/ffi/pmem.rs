@@ -30,7 +30,7 @@ use kernel::prelude::*;
 /// undefined behaviour outside it; keeping them apart is the caller's
 /// protocol, not a memory-safety condition (the journal's ring reservation
 /// hands each write its own range, the `sb` mutex serialises superblock
-/// commits, the `state` lock the validity map words).  No lock or range
+/// commits, the `validity_io` mutex the validity map words).  No lock or range
 /// check is taken per access.
 pub(crate) struct Pmem {
     addr: NonNull<u8>,

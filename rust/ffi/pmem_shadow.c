@@ -146,6 +146,8 @@ MODULE_PARM_DESC(fault_pmem_fences_atomic,
  * writes logged before the first with two hardware queues, 22 with one, 0
  * with the flushes one at a time.  fault_flush_serial=1 (set by
  * tests/powercut.sh --log-writes) issues the driver's flushes one at a time.
+ * Not covered: flushes a rw jsnap-view remaps to the store (no power-cut
+ * scenario writes through a rw view under dm-log-writes).
  */
 static bool fault_flush_serial;
 module_param(fault_flush_serial, bool, 0644);

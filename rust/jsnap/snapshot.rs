@@ -22,7 +22,7 @@
 //! 1. copy the chunk from production to the same offset of the store;
 //! 2. write the pre-snapshot journal data of the chunk over it;
 //! 3. flush the store;
-//! 4. set and persist the chunk's validity bit;
+//! 4. persist the chunk's validity bit, then set it in core;
 //! 5. only then may production be overwritten.
 //!
 //! A chunk that cannot be preserved (store errors) keeps production
@@ -406,7 +406,9 @@ impl Jsnap {
     /// once durable, so nothing decides on a bit that a power cut could
     /// still take back (a piece freed, a superseded piece dropped).
     /// `validity_io` keeps other markings from writing the same words
-    /// meanwhile.  Returns `false` (nothing marked) if snapshot `id` is gone.
+    /// meanwhile.  Returns `false` if snapshot `id` is gone (nothing set in
+    /// core; words written before it went stay on pmem until the map is
+    /// zeroed: `drop` zeroes it, and a new snapshot needs a `drop` first).
     pub(super) fn mark_preserved(&self, pmem: &crate::ffi::pmem::Pmem, id: u64, chunks: &[u64]) -> Result<bool> {
         let _io = self.validity_io.lock();
         let live = |st: &State| st.snapshot.snap == SnapState::Active && st.snapshot.snap_id == id;
@@ -420,7 +422,8 @@ impl Jsnap {
         pmem.fence();
         let mut st = self.state.lock();
         if !live(&st) {
-            // Dropped meanwhile: its `clear_map` waits for `validity_io`.
+            // Dropped (its `clear_map` waits for `validity_io`) or made
+            // invalid meanwhile.
             return Ok(false);
         }
         st.snapshot.preserved += validity::set_many(&mut st.snapshot.validity, chunks, |_, _| {});

@@ -134,7 +134,10 @@ pub fn stage_many(map: &[u8], chunks: &[u64], mut persist: impl FnMut(usize, &[u
             dst.copy_from_slice(src);
             len += WORD;
         }
-        if let Some(b) = buf.get_mut(byte - lo) {
+        let Some(i) = byte.checked_sub(lo) else {
+            continue;
+        };
+        if let Some(b) = buf.get_mut(i) {
             if *b & mask == 0 {
                 *b |= mask;
                 newly += 1;

@@ -71,9 +71,9 @@ impl IoClient {
         runs: &[(u64, usize, u64)],
     ) -> Result {
         let n = runs.len();
-        let mut sectors = KVec::with_capacity(n, GFP_KERNEL)?;
-        let mut counts = KVec::with_capacity(n, GFP_KERNEL)?;
-        let mut mems: KVec<*mut c_void> = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut sectors = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut counts = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut mems: KVVec<*mut c_void> = KVVec::with_capacity(n, GFP_KERNEL)?;
         for &(sector, off, count) in runs {
             let len = usize::try_from(count << 9).map_err(|_| EINVAL)?;
             mems.push(pmem.ptr_for(off, len)?.cast(), GFP_KERNEL)?;
@@ -158,8 +158,8 @@ impl Kcopyd {
     /// `dst`, all in flight together, and waits for all of them.
     pub(crate) fn copy_many(&self, src: &DmDev, dst: &DmDev, runs: &[(u64, u64)]) -> Result {
         let n = runs.len();
-        let mut sectors = KVec::with_capacity(n, GFP_KERNEL)?;
-        let mut counts = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut sectors = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut counts = KVVec::with_capacity(n, GFP_KERNEL)?;
         for &(sector, count) in runs {
             sectors.push(sector, GFP_KERNEL)?;
             counts.push(count, GFP_KERNEL)?;

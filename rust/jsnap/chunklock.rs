@@ -110,7 +110,7 @@ impl ChunkLocks {
             chunks,
             locked: 0,
         };
-        let mut nodes: KVec<Node> = KVec::with_capacity(chunks.len(), GFP_KERNEL)?;
+        let mut nodes: KVVec<Node> = KVVec::with_capacity(chunks.len(), GFP_KERNEL)?;
         {
             let mut held = self.held.lock();
             while nodes.len() < chunks.len() {

@@ -165,8 +165,10 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
         i = j;
     }
     // Chunks to lock, and those to preserve.
-    let mut locks: KVec<u64> = KVec::new();
-    let mut preserve: KVec<u64> = KVec::new();
+    // One entry per chunk the batch touches: up to destage_batch x 1 MiB
+    // of chunks (millions with small chunks), so kvmalloc'd.
+    let mut locks: KVVec<u64> = KVVec::new();
+    let mut preserve: KVVec<u64> = KVVec::new();
     if epoch.active {
         for r in runs.iter() {
             for c in r.start / cs..r.end().div_ceil(cs) {

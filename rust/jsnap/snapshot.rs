@@ -288,7 +288,7 @@ impl Jsnap {
         // Only chunks not preserved yet: a preserved chunk's store copy is
         // final (a view may have written it).  The caller's exclusive locks
         // keep this decision valid.
-        let mut todo: KVec<u64> = KVec::with_capacity(all.len(), GFP_KERNEL)?;
+        let mut todo: KVVec<u64> = KVVec::with_capacity(all.len(), GFP_KERNEL)?;
         let id = {
             let st = self.state.lock();
             if st.snapshot.snap != SnapState::Active {
@@ -360,7 +360,7 @@ impl Jsnap {
         // Copy production to the store with dm-kcopyd: consecutive
         // chunks together, cut into jobs of COPY_JOB_SECTORS so that
         // several are in flight; all jobs of the batch at once.
-        let mut runs: KVec<(u64, u64)> = KVec::with_capacity(chunks.len(), GFP_KERNEL)?;
+        let mut runs: KVVec<(u64, u64)> = KVVec::with_capacity(chunks.len(), GFP_KERNEL)?;
         for (c0, n) in sort::runs(chunks) {
             let (cs, ce) = self.run_range(c0, n);
             let mut pos = cs;
@@ -381,8 +381,8 @@ impl Jsnap {
             self.pin_snapshot_pieces(cs, ce, &mut pins)?;
         }
         if !pins.pieces.is_empty() {
-            let mut over: KVec<(u64, usize, u64)> =
-                KVec::with_capacity(pins.pieces.len(), GFP_KERNEL)?;
+            let mut over: KVVec<(u64, usize, u64)> =
+                KVVec::with_capacity(pins.pieces.len(), GFP_KERNEL)?;
             for p in pins.pieces.iter() {
                 over.push((p.start, self.ring_off(p.ring_pos), p.len), GFP_KERNEL)?;
             }

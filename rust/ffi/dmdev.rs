@@ -45,6 +45,14 @@ impl DmDev {
         self.ti.as_ptr()
     }
 
+    /// Raises a device-mapper event on the table that holds this device
+    /// (what `dmsetup wait` and dmeventd wait for).  May sleep.
+    pub(crate) fn table_event(&self) {
+        // SAFETY: `ti` is valid while `self` is (type invariant), and so is
+        // its table, which holds it.
+        unsafe { sys::jsnap_table_event(self.ti.as_ptr()) }
+    }
+
     pub(super) fn raw(&self) -> *mut sys::dm_dev {
         self.dev.as_ptr()
     }

@@ -496,6 +496,12 @@ void jsnap_set_error(struct dm_target *ti, const char *msg)
 	ti->error = (char *)msg;
 }
 
+/* Raises a device-mapper event (dmsetup wait, dmeventd); may sleep. */
+void jsnap_table_event(struct dm_target *ti)
+{
+	dm_table_event(ti->table);
+}
+
 bool jsnap_ti_is_write(struct dm_target *ti)
 {
 	return dm_table_get_mode(ti->table) & BLK_OPEN_WRITE;

@@ -63,6 +63,7 @@ void jsnap_ti_set(struct dm_target *ti,
 void jsnap_limits_no_volatile_cache(struct queue_limits *lim);
 void jsnap_set_error(struct dm_target *ti, const char *msg);
 bool jsnap_ti_is_write(struct dm_target *ti);
+void jsnap_table_event(struct dm_target *ti);
 blk_mode_t jsnap_open_mode(bool write);
 void jsnap_random(void *buf, size_t len);
 void jsnap_bio_copy_to_buf(struct bio *bio, unsigned int skip, void *dst,

@@ -426,9 +426,28 @@ impl Jsnap {
             // invalid meanwhile.
             return Ok(false);
         }
-        st.snapshot.preserved += validity::set_many(&mut st.snapshot.validity, chunks, |_, _| {});
+        let added = validity::set_many(&mut st.snapshot.validity, chunks, |_, _| {});
+        st.snapshot.preserved += added;
         self.free_snap_pieces(&mut st, chunks);
+        let complete = added > 0 && st.snapshot.preserved >= st.snapshot.nr_chunks;
+        drop(st);
+        drop(_io);
+        if complete {
+            // Every chunk preserved: the snapshot is a full copy (status
+            // `hydration=done` if the copier is on), as dm-clone signals.
+            self.table_event();
+        }
         Ok(true)
+    }
+
+    /// Raises a device-mapper event on this volume's table (`dmsetup
+    /// wait`): the snapshot became a full copy, or invalid.
+    fn table_event(&self) {
+        if let Ok(d) = self.devs() {
+            if let Ok(p) = self.prod(&d) {
+                p.table_event();
+            }
+        }
     }
 
     /// Frees the superseded pre-snapshot pieces inside `chunks` that no
@@ -473,6 +492,7 @@ impl Jsnap {
         {
             pr_err!("dm-jsnap: cannot record the invalid snapshot in the superblock\n");
         }
+        self.table_event();
     }
 }
 

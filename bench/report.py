@@ -466,9 +466,10 @@ def render_md(res, facts, host):
         L.append("Idle volume of random data; the copy is compared with production afterwards (md5). "
                  "dd: `dd bs=1M iflag=direct oflag=direct` production → store. jsnap: `snapshot` + `hydrate on` "
                  "until `hydration=done`, waited for with `dmsetup wait` (jsnap raises an event when every chunk is preserved); "
-                 "default step: 4 MiB worth of chunks, each step's store flush overlapping the next step's copy. "
+                 "default step: 4 MiB worth of chunks, one store flush per step. "
                  "dm-clone: same region size, `hydration_threshold 64 hydration_batch_size 64`, `enable_hydration` until its status "
-                 "shows all regions hydrated (polled every 20 ms; its metadata commit, up to 1 s later, is not counted).")
+                 "shows all regions hydrated, polled every 20 ms (each poll is a dmsetup process, whose guest CPU the copy shares; "
+                 "its own event comes with its metadata commit, up to 1 s later, which is not counted).")
         L.append("")
         L.append("Each copier ran the number of times shown, the copiers taking turns; the median time counts.")
         L.append("")

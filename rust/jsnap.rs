@@ -52,7 +52,11 @@
 //! the journal accounting, the record states, the validity map copy and the
 //! deferred bios; nothing allocates, sleeps, fences pmem or copies data
 //! under it (but the few 8-byte validity-map words a marking writes to
-//! pmem, fenced once it is released).
+//! pmem, fenced once it is released).  Device-mapper's `_event_lock`
+//! (`dm_table_event`, taken by [`Jsnap`]'s event when the snapshot becomes
+//! a full copy or invalid) comes after the chunk locks and is taken with
+//! neither `validity_io`, `cbt_io`, `sb` nor `state` held; dm core takes
+//! nothing of ours under it.
 //!
 //! The device guards ([`Jsnap::devs`], and a view's own) are SRCU read
 //! sections, not locks: they may be entered anywhere in this order, and

@@ -66,6 +66,8 @@ for ((i = 0; i < 60; i++)); do
 	sleep 1
 done
 check_eq "snapshot=invalid after repeated store errors" invalid "$(status_get ej snapshot)"
+# The event follows the superblock commit, after the status says invalid.
+check_cmd "dmsetup wait returns at invalidation" timeout 10 dmsetup wait ej "$ev0"
 check_eq "one device-mapper event at invalidation" $((ev0 + 1)) "$(($(dmsetup info -c --noheadings -o events ej)))"
 check_cmd "drain proceeds without the snapshot" timeout 120 dmsetup message ej 0 drain
 same "production exact after invalidation" "$PROD" "$REF"

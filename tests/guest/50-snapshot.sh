@@ -90,7 +90,7 @@ same "jsnap after reload" "$dev" "$REF"
 # Hydration to completion; the store alone then holds the snapshot.  The
 # last chunk preserved raises one device-mapper event (as dm-clone's
 # hydration does), so `dmsetup wait` needs no polling.
-ev0=$(($(dmsetup info -c --noheadings -o events snap0)))
+ev0=$(dm_events snap0)
 check_cmd "hydrate on" msg snap0 hydrate on
 chunks=$(status_get snap0 chunks)
 for ((i = 0; i < 300; i++)); do
@@ -99,7 +99,7 @@ for ((i = 0; i < 300; i++)); do
 done
 check_eq "hydration=done" done "$(status_get snap0 hydration)"
 check_cmd "dmsetup wait returns once hydration is done" timeout 10 dmsetup wait snap0 "$ev0"
-check_eq "one event at hydration done" $((ev0 + 1)) "$(($(dmsetup info -c --noheadings -o events snap0)))"
+check_eq "one event at hydration done" $((ev0 + 1)) "$(dm_events snap0)"
 check_eq "preserved=chunks" "$chunks" "$(status_get snap0 preserved)"
 same "store alone = snapshot" "$STORE" "$SNAP"
 same "ro view = snapshot after hydration" "$view" "$SNAP"

@@ -52,7 +52,7 @@ cp "$REF" "$SCRATCH/snap"
 head -c $((1 << 20)) /dev/urandom >"$SCRATCH/w2"
 dd if="$SCRATCH/w2" of="$dev" bs=64k seek=40 oflag=direct status=none
 dd if="$SCRATCH/w2" of="$REF" bs=64k seek=40 conv=notrunc status=none
-ev0=$(($(dmsetup info -c --noheadings -o events ej)))
+ev0=$(dm_events ej)
 check_cmd "store -> error target" swap_table es "0 $LEN error"
 check_fails "drain fails while the store fails" timeout 60 dmsetup message ej 0 drain
 # Production must still hold the snapshot-time data of those chunks.
@@ -68,7 +68,7 @@ done
 check_eq "snapshot=invalid after repeated store errors" invalid "$(status_get ej snapshot)"
 # The event follows the superblock commit, after the status says invalid.
 check_cmd "dmsetup wait returns at invalidation" timeout 10 dmsetup wait ej "$ev0"
-check_eq "one device-mapper event at invalidation" $((ev0 + 1)) "$(($(dmsetup info -c --noheadings -o events ej)))"
+check_eq "one device-mapper event at invalidation" $((ev0 + 1)) "$(dm_events ej)"
 check_cmd "drain proceeds without the snapshot" timeout 120 dmsetup message ej 0 drain
 same "production exact after invalidation" "$PROD" "$REF"
 same "jsnap exact after invalidation" "$dev" "$REF"

@@ -160,6 +160,10 @@ swap_table() {
 status_get() {
 	jsnap_status "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1
 }
+# dm_events NAME: the device's device-mapper event number (`dmsetup wait`)
+dm_events() {
+	echo $(($(dmsetup info -c --noheadings -o events "$1")))
+}
 # msg NAME WORDS...: dmsetup message
 msg() {
 	local name=$1

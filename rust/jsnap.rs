@@ -66,6 +66,7 @@
 //! for sections that end by themselves (no section waits for the target
 //! being destroyed).
 
+mod bypass;
 mod changed;
 mod changes;
 mod chunklock;
@@ -126,6 +127,20 @@ pub(crate) struct State {
     cbt: changed::CbtState,
     destage: DestageState,
     stats: Stats,
+    /// The journal bypass for large writes (`bypass`).
+    bypass: BypassState,
+}
+
+/// The journal bypass: writes waiting for the bypass worker, the bypassed
+/// writes in flight, and `snapshot` waiting for them.
+///
+/// Invariants: `slots` holds exactly the bypassed writes whose completion
+/// was not reaped yet (a completed one's bit is in `Jsnap::bypass_done`
+/// until then); no slot is claimed while `block` is nonzero.
+pub(crate) struct BypassState {
+    queue: BioList,
+    slots: crate::logic::bypass::Slots,
+    block: u32,
 }
 
 /// The journal: its space, its records and the two tables that refer to
@@ -217,6 +232,8 @@ pub(crate) struct Stats {
     /// Bytes journaled and destaged since the table was loaded.
     written_bytes: u64,
     destaged_bytes: u64,
+    /// Bytes written straight to production (`bypass`).
+    bypassed_bytes: u64,
 }
 
 impl JournalState {
@@ -303,6 +320,8 @@ impl SnapshotState {
 /// One `jsnap` target instance.
 #[pin_data]
 pub(crate) struct Jsnap {
+    /// The bypass worker's queue (with `bypass` only); destroyed first.
+    bypass_wq: Option<OwnedQueue>,
     /// Destroyed first (fields drop in order): no work runs afterwards.
     wq: OwnedQueue,
     /// Where views find this instance; it leaves at `dtr`.
@@ -368,10 +387,16 @@ pub(crate) struct Jsnap {
     cbt_io: Mutex<KBox<[u8; crate::logic::cbt::PAGE_BYTES]>>,
     #[pin]
     pub(crate) work: Work<Jsnap>,
+    /// Completion bits of bypassed writes (`bypass::tag_bit`), set by
+    /// `end_io`, reaped under the state lock.
+    bypass_done: core::sync::atomic::AtomicU32,
+    #[pin]
+    pub(crate) bypass_work: Work<Jsnap, 1>,
 }
 
 kernel::impl_has_work! {
     impl HasWork<Jsnap> for Jsnap { self.work }
+    impl HasWork<Jsnap, 1> for Jsnap { self.bypass_work }
 }
 
 /// A view operation in progress (see [`Jsnap::view_op`]); ends on drop.
@@ -436,7 +461,7 @@ impl Jsnap {
         // a work item that dropped it would destroy its own queue).
         let st = arc.state.lock();
         if !st.stopping {
-            let _ = arc.wq.enqueue(arc.clone());
+            let _ = arc.wq.enqueue::<_, 0>(arc.clone());
         }
         drop(st);
     }

@@ -126,6 +126,20 @@ impl Bio {
         Ok(())
     }
 
+    /// Tags the bio for the target's `end_io` (0: no call).  The tag lives
+    /// in the per-bio data of the target that mapped it.
+    pub(crate) fn set_tag(&mut self, tag: usize) {
+        // SAFETY: every `Bio` is a bio a jsnap target mapped (type
+        // invariant), whose per-bio data `map_cb` filled.
+        unsafe { sys::jsnap_bio_set_tag(self.raw(), tag as _) }
+    }
+
+    /// Asks for the write to be durable on the device when it completes.
+    pub(crate) fn set_fua(&mut self) {
+        // SAFETY: the bio is valid by the type invariant.
+        unsafe { sys::jsnap_bio_set_fua(self.raw()) }
+    }
+
     /// Copies the whole bio into `pmem` at byte `off` with non-temporal
     /// stores (durable after [`Pmem::fence`]).
     pub(crate) fn copy_to_pmem(&self, pmem: &Pmem, off: usize) -> Result {

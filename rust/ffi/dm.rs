@@ -165,6 +165,11 @@ pub(crate) trait Target: Sized + Send + Sync + 'static {
     }
     /// Called on resume.
     fn resume(_this: ArcBorrow<'_, Self>) {}
+    /// Called when a bio that `map` (or a worker) remapped with a nonzero
+    /// [`Bio::set_tag`] ends, with that tag and whether it succeeded.  It
+    /// runs in the completion context of the device (possibly hard IRQ): it
+    /// must not sleep nor take a lock that is taken with interrupts on.
+    fn end_io(_this: ArcBorrow<'_, Self>, _tag: usize, _ok: bool) {}
 }
 
 /// The constructor's view of the `struct dm_target` being built.
@@ -589,6 +594,32 @@ unsafe extern "C" fn map_cb<T: Target>(ti: *mut sys::dm_target, bio: *mut sys::b
     }
 }
 
+/// `target_type::end_io`.
+///
+/// # Safety
+///
+/// Called by device-mapper with `ti` built by `ctr_cb::<T>`, for a valid
+/// bio that `ti` mapped (whose per-bio data `map_cb` filled), and a valid
+/// `error`.
+unsafe extern "C" fn end_io_cb<T: Target>(
+    ti: *mut sys::dm_target,
+    bio: *mut sys::bio,
+    error: *mut sys::blk_status_t,
+) -> c_int {
+    if bio.is_null() || error.is_null() {
+        return sys::DM_ENDIO_DONE as c_int;
+    }
+    // SAFETY: the bio is valid and has the per-bio data (caller).
+    let tag = unsafe { sys::jsnap_bio_tag(bio) };
+    if tag != 0 {
+        // SAFETY: `ti` was constructed by `ctr_cb::<T>` and is not destroyed
+        // while one of its bios is in flight; `error` is valid (caller).
+        let (t, ok) = unsafe { (borrow::<T>(ti), *error == 0) };
+        T::end_io(t, tag as usize, ok);
+    }
+    sys::DM_ENDIO_DONE as c_int
+}
+
 /// `target_type::status`.
 ///
 /// # Safety
@@ -819,6 +850,11 @@ impl<T: Target> Registration<T> {
             },
             resume: if T::HAS_RESUME {
                 Some(resume_cb::<T>)
+            } else {
+                None
+            },
+            end_io: if T::HAS_END_IO {
+                Some(end_io_cb::<T>)
             } else {
                 None
             },

@@ -81,20 +81,49 @@ void jsnap_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector
  * that mapped it (its "owner"): a bio may only be remapped to a device
  * that target holds, which device-mapper keeps open until the bio ends.
  */
+struct jsnap_per_bio {
+	struct dm_target *owner;
+	/* Set by the target for its end_io; 0 for none. */
+	unsigned long tag;
+};
+
+static struct jsnap_per_bio *jsnap_pb(struct bio *bio)
+{
+	return dm_per_bio_data(bio, sizeof(struct jsnap_per_bio));
+}
+
 void jsnap_bio_set_owner(struct bio *bio, struct dm_target *ti)
 {
-	*(struct dm_target **)dm_per_bio_data(bio, sizeof(struct dm_target *)) = ti;
+	struct jsnap_per_bio *pb = jsnap_pb(bio);
+
+	pb->owner = ti;
+	pb->tag = 0;
 }
 
 struct dm_target *jsnap_bio_owner(struct bio *bio)
 {
-	return *(struct dm_target **)dm_per_bio_data(bio, sizeof(struct dm_target *));
+	return jsnap_pb(bio)->owner;
 }
 
-/* Room for the owner in the per-bio data of every bio mapped by `ti`. */
+void jsnap_bio_set_tag(struct bio *bio, unsigned long tag)
+{
+	jsnap_pb(bio)->tag = tag;
+}
+
+unsigned long jsnap_bio_tag(struct bio *bio)
+{
+	return jsnap_pb(bio)->tag;
+}
+
+void jsnap_bio_set_fua(struct bio *bio)
+{
+	bio->bi_opf |= REQ_FUA;
+}
+
+/* Room for the owner and the tag in the per-bio data of every bio mapped by `ti`. */
 void jsnap_ti_init(struct dm_target *ti)
 {
-	ti->per_io_data_size = sizeof(struct dm_target *);
+	ti->per_io_data_size = sizeof(struct jsnap_per_bio);
 }
 
 void jsnap_bio_endio(struct bio *bio, int err)

@@ -20,6 +20,9 @@ void jsnap_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector
 void jsnap_bio_set_owner(struct bio *bio, struct dm_target *ti);
 struct dm_target *jsnap_bio_owner(struct bio *bio);
 void jsnap_ti_init(struct dm_target *ti);
+void jsnap_bio_set_tag(struct bio *bio, unsigned long tag);
+unsigned long jsnap_bio_tag(struct bio *bio);
+void jsnap_bio_set_fua(struct bio *bio);
 void jsnap_bio_endio(struct bio *bio, int err);
 int jsnap_bio_status(struct bio *bio);
 void jsnap_bio_copy_to_pmem(struct bio *bio, void *dst);

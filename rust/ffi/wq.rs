@@ -37,7 +37,10 @@ impl OwnedQueue {
     }
 
     /// Queues `w` unless already queued.
-    pub(crate) fn enqueue<W: RawWorkItem<0> + Send + 'static>(&self, w: W) -> W::EnqueueOutput {
+    pub(crate) fn enqueue<W: RawWorkItem<ID> + Send + 'static, const ID: u64>(
+        &self,
+        w: W,
+    ) -> W::EnqueueOutput {
         self.queue().enqueue(w)
     }
 

@@ -180,7 +180,7 @@ impl CbtState {
 }
 
 /// Persists every dirty page of both maps (the caller holds `cbt_io`).
-fn flush_dirty(this: &Jsnap, pmem: &Pmem, page: &mut [u8; PAGE_BYTES]) -> Result {
+pub(super) fn flush_dirty(this: &Jsnap, pmem: &Pmem, page: &mut [u8; PAGE_BYTES]) -> Result {
     let mut wrote = false;
     for w in [Which::Current, Which::Previous] {
         let mut from = 0;

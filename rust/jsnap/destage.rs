@@ -104,11 +104,12 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
             pos = y.end().max(pos + 1);
         }
     }
-    if !batch.is_empty() {
+    if batch.is_empty() {
+        sweep(st, max, batch);
+    } else {
         sort::heapsort_by_key(batch, |x| x.start);
-        return;
     }
-    sweep(st, max, batch);
+    this.hold_back_bypassed(st, batch, |x| (x.start, x.len));
 }
 
 /// Up to `max` persisted extents in sector order from the cursor.

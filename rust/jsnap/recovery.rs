@@ -16,7 +16,7 @@
 
 use super::changes::{insert_extent, Nodes};
 use super::changed::CbtState;
-use super::{metadata, DestageState, Jsnap, JournalState, Rec, SnapshotState, State, Stats};
+use super::{metadata, BypassState, DestageState, Jsnap, JournalState, Rec, SnapshotState, State, Stats};
 use crate::ffi::bio::BioList;
 use crate::logic::extent::Extent;
 use crate::logic::epoch;
@@ -111,6 +111,12 @@ fn bare_state(sb: &Superblock) -> Result<State> {
             io_count: 0,
             written_bytes: 0,
             destaged_bytes: 0,
+            bypassed_bytes: 0,
+        },
+        bypass: BypassState {
+            queue: BioList::new(),
+            slots: crate::logic::bypass::Slots::new(),
+            block: 0,
         },
     })
 }

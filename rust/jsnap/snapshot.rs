@@ -60,6 +60,8 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
     let _msg = this.msg.lock();
     // Refusals first, before the changed-block flip forgets anything.
     may_take(&this.state.lock())?;
+    // No write bypasses the journal from here on, and none is in flight.
+    let _bypass = super::bypass::BypassBlock::wait(&this);
     let mut taken = None;
     // The boundary is taken, and the changed-block intervals flipped, in
     // one critical section with every write's seq (`changed`).

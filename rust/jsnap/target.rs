@@ -137,7 +137,8 @@ impl Jsnap {
         let (used, size, pending) = (ring.used() << 9, ring.size() << 9, st.journal.space.pending());
         let (extents, deferred, errors, degraded) =
             (st.journal.extents, st.journal.deferred.len(), st.destage.errors, st.destage.degraded);
-        let (written, destaged) = (st.stats.written_bytes, st.stats.destaged_bytes);
+        let (written, destaged, bypassed) =
+            (st.stats.written_bytes, st.stats.destaged_bytes, st.stats.bypassed_bytes);
         let (snap, preserved, chunks, hydrate) = (st.snapshot.snap, st.snapshot.preserved, st.snapshot.nr_chunks, st.snapshot.hydrate);
         let (views, snap_extents) = (st.snapshot.views, st.journal.snap_extents);
         drop(st);
@@ -157,7 +158,8 @@ impl Jsnap {
             "journal_used={used} journal_size={size} pending={pending} snapshot={snapshot} \
              preserved={preserved} chunks={chunks} hydration={hydration} errors={errors} \
              state={state} extents={extents} snap_extents={snap_extents} deferred={deferred} \
-             views={views} written_bytes={written} destaged_bytes={destaged}"
+             views={views} written_bytes={written} destaged_bytes={destaged} \
+             bypassed_bytes={bypassed}"
         );
     }
 
@@ -256,6 +258,10 @@ impl Target for Jsnap {
         // (see `io_hints`).
         ti.setup(false, false);
         let wq = OwnedQueue::new(c"jsnap_destage").map_err(CtrError::nomem)?;
+        let bypass_wq = match features.bypass {
+            0 => None,
+            _ => Some(OwnedQueue::new(c"jsnap_bypass").map_err(CtrError::nomem)?),
+        };
         let io = IoClient::new().map_err(CtrError::nomem)?;
         let kc = Kcopyd::new().map_err(CtrError::nomem)?;
         let bounce = KVVec::from_elem(0u8, BOUNCE_BYTES, GFP_KERNEL).map_err(CtrError::nomem)?;
@@ -270,6 +276,7 @@ impl Target for Jsnap {
         let state = recovery::empty_state(&sb).map_err(CtrError::nomem)?;
         let this = Arc::pin_init(
             try_pin_init!(Self {
+                bypass_wq,
                 wq,
                 registry: registry.clone(),
                 io,
@@ -300,6 +307,8 @@ impl Target for Jsnap {
                 validity_io <- new_mutex!((), "jsnap_validity_io"),
                 cbt_io <- new_mutex!(cbt_page, "jsnap_cbt_io"),
                 work <- new_work!("jsnap_work"),
+                bypass_done: core::sync::atomic::AtomicU32::new(0),
+                bypass_work <- new_work!("jsnap_bypass_work"),
             }),
             GFP_KERNEL,
         )
@@ -320,6 +329,9 @@ impl Target for Jsnap {
         self.registry.remove(self);
         self.state.lock().stopping = true;
         self.cond.notify_all();
+        if let Some(q) = &self.bypass_wq {
+            q.flush();
+        }
         self.wq.flush();
         // Our own bios were all served before the table went (dm waits for
         // them at suspend); what is left came from a `mirror` view, whose
@@ -341,7 +353,12 @@ impl Target for Jsnap {
                 // One record per write up to `max_io`: a snapshot holds all
                 // of such a write or none of it.
                 bio.accept_partial(u32::try_from(this.max_io).unwrap_or(u32::MAX));
-                Self::submit_write(this, bio.into_bio());
+                let bio = bio.into_bio();
+                if this.bypass_candidate(bio.sectors()) {
+                    Self::queue_bypass(this, bio);
+                } else {
+                    Self::submit_write(this, bio);
+                }
                 Mapped::Submitted
             }
             // Every acknowledged write is already durable in pmem.  (A
@@ -445,6 +462,12 @@ impl Target for Jsnap {
         this.wq.flush();
     }
 
+    fn end_io(this: ArcBorrow<'_, Self>, tag: usize, _ok: bool) {
+        // (a failed write fails the bio: production holds what the device
+        // left there, as for any write that fails)
+        this.bypassed_end(tag);
+    }
+
     fn resume(this: ArcBorrow<'_, Self>) {
         this.state.lock().suspended = false;
         // View operations wait in `view_op` for this.
@@ -459,5 +482,14 @@ impl WorkItem for Jsnap {
     fn run(this: Arc<Jsnap>) {
         let _noio = crate::ffi::wq::NoIo::begin();
         destage::run(&this);
+    }
+}
+
+impl WorkItem<1> for Jsnap {
+    type Pointer = Arc<Jsnap>;
+
+    fn run(this: Arc<Jsnap>) {
+        let _noio = crate::ffi::wq::NoIo::begin();
+        Jsnap::run_bypass(&this);
     }
 }

@@ -17,6 +17,7 @@
 //! | `hydrate_batch <1..1024>` | chunks copied per hydration step | 4 MiB worth, 16..1024 |
 //! | `no_destage` | destage only when forced (`drain`, full journal); for testing | off |
 //! | `relocated` | accept a journal whose production device number changed | off |
+//! | `bypass <8..1048576>` | a write of at least this many sectors goes straight to production with FUA, not through the journal, when no snapshot is active and no record still in the journal overlaps it | off |
 //!
 //! Numbers are plain decimal: no sign, no `+`, no spaces, no overflow.
 
@@ -48,6 +49,8 @@ pub enum ArgError {
     DestageBatch,
     /// Bad `hydrate_batch` value.
     HydrateBatch,
+    /// Bad `bypass` value.
+    Bypass,
     /// Bad `jsnap-view` mode.
     ViewMode,
     /// An empty message.
@@ -79,6 +82,7 @@ impl ArgError {
             ArgError::WatermarkOrder => c"low_watermark must be below high_watermark",
             ArgError::DestageBatch => c"Invalid destage_batch: must be 1..4096",
             ArgError::HydrateBatch => c"Invalid hydrate_batch: must be 1..1024",
+            ArgError::Bypass => c"Invalid bypass: must be 8..1048576 sectors",
             ArgError::ViewMode => c"Invalid view mode: must be ro, rw or mirror",
             ArgError::EmptyMessage => c"Empty message",
             ArgError::UnknownMessage => {
@@ -128,10 +132,12 @@ pub enum Feature {
     NoDestage,
     /// `relocated`: accept a journal whose production device number changed
     NoDevtCheck,
+    /// `bypass <n>`
+    Bypass,
 }
 
 impl Feature {
-    const ALL: [Feature; 7] = [
+    const ALL: [Feature; 8] = [
         Feature::Format,
         Feature::HighWatermark,
         Feature::LowWatermark,
@@ -139,6 +145,7 @@ impl Feature {
         Feature::HydrateBatch,
         Feature::NoDestage,
         Feature::NoDevtCheck,
+        Feature::Bypass,
     ];
 
     /// The feature's name on the table line.
@@ -151,6 +158,7 @@ impl Feature {
             Feature::HydrateBatch => "hydrate_batch",
             Feature::NoDestage => "no_destage",
             Feature::NoDevtCheck => "relocated",
+            Feature::Bypass => "bypass",
         }
     }
 }
@@ -173,10 +181,12 @@ pub struct Features {
     pub no_destage: bool,
     /// Accept a journal whose production device number changed.
     pub relocated: bool,
+    /// Writes of at least this many sectors may bypass the journal; 0: never.
+    pub bypass: u32,
     /// Whether the `<#feature_args>` count was on the table line at all.
     count_given: bool,
     /// The features in the order given; the first `nr_given` are valid.
-    given: [Feature; 7],
+    given: [Feature; 8],
     nr_given: usize,
 }
 
@@ -190,6 +200,7 @@ impl Default for Features {
             hydrate_batch: 0,
             no_destage: false,
             relocated: false,
+            bypass: 0,
             count_given: false,
             given: Feature::ALL,
             nr_given: 0,
@@ -220,6 +231,7 @@ impl Features {
             Feature::LowWatermark => Some(self.low_watermark),
             Feature::DestageBatch => Some(self.destage_batch),
             Feature::HydrateBatch => Some(self.hydrate_batch),
+            Feature::Bypass => Some(self.bypass),
             Feature::Format | Feature::NoDestage | Feature::NoDevtCheck => None,
         }
     }
@@ -231,6 +243,7 @@ impl Features {
             Feature::LowWatermark => (&mut self.low_watermark, 0, 99, ArgError::LowWatermark),
             Feature::DestageBatch => (&mut self.destage_batch, 1, 4096, ArgError::DestageBatch),
             Feature::HydrateBatch => (&mut self.hydrate_batch, 1, 1024, ArgError::HydrateBatch),
+            Feature::Bypass => (&mut self.bypass, 8, 1 << 20, ArgError::Bypass),
             Feature::Format | Feature::NoDestage | Feature::NoDevtCheck => {
                 return Err(ArgError::UnknownFeature)
             }
@@ -523,7 +536,9 @@ mod tests {
         );
         assert_eq!(table(&f), args.join(" "));
         let all = [
-            "10",
+            "12",
+            "bypass",
+            "2048",
             "destage_batch",
             "4096",
             "format",
@@ -536,12 +551,16 @@ mod tests {
             "no_destage",
         ];
         assert_eq!(table(&parse_features(&all).unwrap()), all.join(" "));
+        assert_eq!(parse_features(&all).unwrap().bypass, 2048);
+        assert_eq!(parse_features(&["2", "bypass", "8"]).unwrap().bypass, 8);
+        assert_eq!(parse_features(&["2", "bypass", "1048576"]).unwrap().bypass, 1 << 20);
+        assert_eq!(Features::default().bypass, 0);
     }
 
     #[test]
     fn feature_errors() {
         use ArgError::*;
-        let cases: [(&[&str], ArgError); 22] = [
+        let cases: [(&[&str], ArgError); 26] = [
             (&["x"], BadFeatureCount),
             (&["-1"], BadFeatureCount),
             (&["+1", "format"], BadFeatureCount),
@@ -570,6 +589,10 @@ mod tests {
             (&["2", "destage_batch", "4097"], DestageBatch),
             (&["2", "hydrate_batch", "1025"], HydrateBatch),
             (&["2", "hydrate_batch", "+5"], HydrateBatch),
+            (&["2", "bypass", "7"], Bypass),
+            (&["2", "bypass", "0"], Bypass),
+            (&["2", "bypass", "1048577"], Bypass),
+            (&["1", "bypass"], MissingValue),
         ];
         for (args, err) in cases {
             assert_eq!(parse_features(args), Err(err), "{args:?}");

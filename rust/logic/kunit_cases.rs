@@ -19,6 +19,7 @@ use super::replay::{self, RecordInfo, ReplayError};
 use super::ring::{JournalSpace, Reservation, Ring, RingError};
 use super::args::{self, ArgError, Message, ViewMode};
 use super::retire::{oldest_referenced, retire_point, Rec};
+use super::bypass;
 use super::sort;
 use super::validity;
 use super::epoch::snap_seq_after_replay;
@@ -52,6 +53,7 @@ macro_rules! for_each_case {
             retire_rule,
             ring_end_and_replay_boundary,
             changed_blocks,
+            bypass_rules,
         }
     };
 }
@@ -1244,4 +1246,41 @@ pub fn ring_end_and_replay_boundary() -> Result<(), &'static str> {
         snap_seq: snap_seq_after_replay(8, 6),
     };
     ensure(!e.in_snapshot(6) && e.in_snapshot(5), "boundary after replay")
+}
+
+/// The journal bypass: a large write bypasses only with no snapshot, no
+/// replayable record and no bypassed write in flight over it, and a slot
+/// is free again once its completion is reaped.
+pub fn bypass_rules() -> Result<(), &'static str> {
+    let mut recs = [Rec::default(); 4];
+    recs[1] = Rec {
+        sector: 2048,
+        sectors: 2048,
+        ..Rec::free(1, 0)
+    };
+    recs[2] = Rec {
+        known: false,
+        sector: 8192,
+        sectors: 2048,
+        ..Rec::free(2, 0)
+    };
+    let ask = |start| bypass::Ask {
+        start,
+        len: 2048,
+        min: 2048,
+        snapshot_active: false,
+        blocked: false,
+    };
+    let mut s = bypass::Slots::new();
+    ensure(bypass::decide(&mut s, &recs, 1, 3, ask(0)) == Some(1), "free range")?;
+    ensure(bypass::decide(&mut s, &recs, 1, 3, ask(1)) .is_none(), "in flight")?;
+    ensure(bypass::decide(&mut s, &recs, 1, 3, ask(4000)).is_none(), "live record")?;
+    ensure(bypass::decide(&mut s, &recs, 1, 3, ask(8192)) == Some(2), "hole")?;
+    let snap = bypass::Ask { snapshot_active: true, ..ask(20000) };
+    ensure(bypass::decide(&mut s, &recs, 1, 3, snap).is_none(), "snapshot")?;
+    let small = bypass::Ask { len: 2047, ..ask(20000) };
+    ensure(bypass::decide(&mut s, &recs, 1, 3, small).is_none(), "small")?;
+    s.reap(bypass::tag_bit(1));
+    ensure(bypass::decide(&mut s, &recs, 2, 3, ask(1)) == Some(1), "reaped, retired")?;
+    ensure(s.count() == 2, "two in flight")
 }

@@ -50,12 +50,7 @@ VNAME=v91
 FM=$JSNAP_FAULT_MODULE
 
 end() {
-	cleanup_dm
-	grep -q '^dm_jsnap ' /proc/modules && rmmod dm_jsnap 2>/dev/null
-	if out=$(insmod "$JSNAP_MODULE" 2>&1); then ok "insmod the normal module again"; else
-		fail "insmod the normal module again" "$out"
-	fi
-	dm_mknodes
+	reload_normal_module
 	no_splat_since_start "no kernel splat"
 	finish
 }

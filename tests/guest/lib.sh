@@ -302,5 +302,16 @@ load_module() {
 		return 1
 	fi
 }
+# reload_normal_module: after the fault build's cases, remove every device
+# and load the normal module ($JSNAP_MODULE) again
+reload_normal_module() {
+	local out
+	cleanup_dm
+	grep -q '^dm_jsnap ' /proc/modules && rmmod dm_jsnap 2>/dev/null
+	if out=$(insmod "$JSNAP_MODULE" 2>&1); then ok "insmod the normal module again"; else
+		fail "insmod the normal module again" "$out"
+	fi
+	dm_mknodes
+}
 # log_count ERE: how many kernel log lines since the last dmesg_mark match
 log_count() { dmesg_since_mark | grep -cE "$1"; }

@@ -285,15 +285,17 @@ setup_cfg() {
 		DEV=$(dm_create wc 0 $V writecache p /dev/mapper/org $PMEM 4096 0) || return 1
 		DRAIN="dmsetup message wc 0 flush"
 		;;
-	jsnap | jsnap_snap | jsnap_view | jsnapx | jsnapx_snap)
+	jsnap | jsnap_snap | jsnap_view | jsnap_bypass | jsnapx | jsnapx_snap)
 		# jsnapx, jsnapx_snap: the same with the feature args of
 		# BENCH_JSNAP_FEATURES (experiments, e.g. "low_watermark 45"),
-		# measured in the same run as the default table
+		# measured in the same run as the default table; jsnap_bypass:
+		# the journal bypass for writes of 256 sectors (128 KiB) or more
 		local -a jf=(format)
 		[[ $c == jsnapx* ]] && jf+=($BENCH_JSNAP_FEATURES)
+		[[ $c == jsnap_bypass ]] && jf+=(bypass 256)
 		DEV=$(dm_create js 0 $V jsnap "$PROD" $PMEM "$STORE" 8 ${#jf[@]} "${jf[@]}") || return 1
 		DRAIN="dmsetup message js 0 drain"
-		if [[ $c != jsnap && $c != jsnapx ]]; then
+		if [[ $c != jsnap && $c != jsnapx && $c != jsnap_bypass ]]; then
 			dmsetup message js 0 snapshot || return 1
 		fi
 		if [[ $c == jsnap_view ]]; then
@@ -343,7 +345,7 @@ check_status() {
 		s=$(dmsetup status js 2>&1)
 		echo "jsnap status: $s"
 		[[ $s == *errors=0* && $s == *state=ok* ]] || FAILED="$FAILED jsnap-status"
-		[[ $c != jsnap && $c != jsnapx && $s != *snapshot=active* ]] && FAILED="$FAILED jsnap-snapshot-not-active"
+		[[ $c != jsnap && $c != jsnapx && $c != jsnap_bypass && $s != *snapshot=active* ]] && FAILED="$FAILED jsnap-snapshot-not-active"
 		if [[ $c == jsnap_view ]]; then
 			if [[ -b /dev/mapper/jv ]]; then
 				s=$(dmsetup status jv 2>&1)
@@ -475,7 +477,7 @@ run_hydration() {
 	zero_headers
 }
 
-CONFIGS=${BENCH_CONFIGS:-raw linear snap4k snap64k thin writecache wc_snap jsnap jsnap_snap jsnap_view raw_after}
+CONFIGS=${BENCH_CONFIGS:-raw linear snap4k snap64k thin writecache wc_snap jsnap jsnap_snap jsnap_view jsnap_bypass raw_after}
 [[ $CONFIGS == none ]] && CONFIGS=
 zero_headers
 log "bench: mode=$MODE volume=${V_MB}MiB region=${R_MB}MiB configs: $CONFIGS${BENCH_JSNAP_FEATURES:+ (jsnap features: $BENCH_JSNAP_FEATURES)}"

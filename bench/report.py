@@ -24,6 +24,7 @@ CONFIGS = [
     ("jsnap", "jsnap, 4 KiB chunk, no snapshot"),
     ("jsnap_snap", "jsnap, 4 KiB chunk, 1 snapshot"),
     ("jsnap_view", "jsnap, 4 KiB chunk, 1 snapshot + jsnap-view ro"),
+    ("jsnap_bypass", "jsnap, 4 KiB chunk, no snapshot, journal bypass for writes of 128 KiB or more (bypass 256)"),
     ("jsnapx", "jsnap, 4 KiB chunk, no snapshot, with the feature args of BENCH_JSNAP_FEATURES (experiment)"),
     ("jsnapx_snap", "jsnap, 4 KiB chunk, 1 snapshot, with the feature args of BENCH_JSNAP_FEATURES (experiment)"),
     ("raw_after", "raw production disk again (baseline drift check, job c)"),

@@ -17,6 +17,9 @@
 //! * **Read**: a prefix of the bio that the changes table maps to the journal
 //!   is copied from pmem, a prefix that it does not is remapped to
 //!   production; `dm_accept_partial_bio` hands the rest back to `map`.
+//! * **Bypass** (feature `bypass`, [`bypass`]): a large write with no
+//!   active snapshot, over which no replayable record lies, goes to
+//!   production with FUA from the bypass worker instead of the journal.
 //! * **Destage** (off-line secondary task, [`destage`]): the kworker writes
 //!   batches of table extents from pmem to production — preserving first
 //!   the chunks the snapshot still needs ([`snapshot`]) — flushes, drops the
@@ -33,8 +36,9 @@
 //! superblock and the persistent validity map (and their commit protocol),
 //! [`recovery`] replays the journal; [`changed`] tracks the chunks written
 //! since the last snapshot and in the interval before it (the `changed`
-//! message); [`chunklock`] is the chunk-range lock,
-//! [`registry`] where views find their volume.
+//! message); [`bypass`] sends large writes around the journal;
+//! [`chunklock`] is the chunk-range lock, [`registry`] where views find
+//! their volume.
 //!
 //! # Snapshot
 //!

@@ -144,6 +144,7 @@ STAGES=(
 	"run|powercut|^powercut: |power-cut tests|bash tests/powercut.sh --scenario journal --chunk 8 --start 16"
 	"run|powercut-lw-order|^powercut-lw-order: |the volatile-cache model: dm-log-writes keeps the order of writes when flushes go one at a time|bash tests/powercut/lw-order.sh"
 	"run+fault|powercut-log-writes|^powercut: |power cuts with a volatile disk cache (dm-log-writes under production)|bash tests/powercut.sh --scenario journal --log-writes --cuts 5 --chunk 4096"
+	"run+fault|powercut-bypass-log-writes|^powercut: |power cuts with the journal bypass for large writes and a volatile disk cache (dm-log-writes under production)|bash tests/powercut.sh --scenario journal --log-writes --cuts 3 --bypass 64"
 	"run|powercut-windows|^powercut-windows: |power cuts inside the windows held open by fault injection|bash tests/powercut.sh --scenario windows"
 	"run|powercut-snap|^powercut-snap: |power cuts during copy-on-write and hydration|bash tests/powercut.sh --scenario snap --cuts 5"
 	"run|powercut-fs|^powercut-fs: |power cuts under ext4 (fsync'd files, e2fsck, the frozen file system's snapshot)|bash tests/powercut.sh --scenario fs --cuts 4"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/powercut.sh --scenario journal|snap|mirror|fs|windows [--cuts N] [--seed S] [--keep]
-#                   [--log-writes] [--chunk C] [--start S] [CASE...]
+#                   [--log-writes] [--chunk C] [--start S] [--bypass N] [CASE...]
 #
 # Crash-consistency ("power cut") tests for dm-jsnap: one harness, the
 # scenarios as data (the SCENARIOS table below: media, memory, tool, fault
@@ -12,7 +12,7 @@
 # one tally, one log-writes rebuild.  The guest side is
 # tests/powercut/guest.sh SCENARIO ..., the helpers tests/powercut/guest-lib.sh.
 #
-#   journal  (default 20 cuts; --chunk C --start S)  a checksummed writer
+#   journal  (default 20 cuts; --chunk C --start S --bypass N)  a checksummed writer
 #            (tests/powercut/pctool.c, oracle pc.py) of 1, 4 or 8 threads,
 #            acknowledgement log on a separate disk, snapshots while the
 #            writers run, cuts at random moments (also during recovery);
@@ -64,7 +64,7 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # (DISK:LOG SIZE[:any]; any: lwreplay.py --any-data) | OPTIONS it takes |
 # NOTES (the guest's `# ` lines shown)
 SCENARIOS=(
-	"journal|powercut|20|1G|400|32M|prod:256M:nvme acklog:64M:virtio store:256M:virtio|pctool|optional|prod:2G|chunk start|^(#   |# powercut .*: checkpoint gen=.* base_seq)"
+	"journal|powercut|20|1G|400|32M|prod:256M:nvme acklog:64M:virtio store:256M:virtio|pctool|optional|prod:2G|chunk start bypass|^(#   |# powercut .*: checkpoint gen=.* base_seq)"
 	"snap|powercut-snap|5|2G|900|32M|prod:64M:nvme store:64M:virtio|-|optional|store:1G:any|chunk|^#   "
 	"mirror|powercut-mirror|4|1G|400|16M|prod:32M:nvme store:32M:virtio acklog:64M:virtio|mctool|optional|prod:1G:any store:1G:any|chunk|^(# between halves|#   |# powercut-mirror [^ ]+: (checkpoint|the cut))"
 	"fs|powercut-fs|6|2G|600|32M|prod:256M:nvme store:256M:virtio acklog:1G:virtio|-|optional|-|-|^#   "
@@ -72,7 +72,7 @@ SCENARIOS=(
 )
 
 usage() { sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//'; }
-scenario= cuts= seed= keep=0 LW=0 chunk= start= cases=()
+scenario= cuts= seed= keep=0 LW=0 chunk= start= bypass= cases=()
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--scenario) scenario=${2:?}; shift 2 ;;
@@ -82,6 +82,7 @@ while [[ $# -gt 0 ]]; do
 	--log-writes) LW=1; shift ;;
 	--chunk) chunk=${2:?}; shift 2 ;;
 	--start) start=${2:?}; shift 2 ;;
+	--bypass) bypass=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	a-full | a-partial | b | c1 | c2) cases+=("$1"); shift ;;
 	*) usage >&2; exit 2 ;;
@@ -95,6 +96,8 @@ die() { echo "$SUM: $*" >&2; exit 2; }
 takes() { [[ " $OPTS " == *" $1 "* ]]; }
 [[ -z $chunk ]] || takes chunk || die "--chunk is not an option of the $scenario scenario"
 [[ -z $start ]] || takes start || die "--start is not an option of the $scenario scenario"
+[[ -z $bypass ]] || takes bypass || die "--bypass is not an option of the $scenario scenario"
+[[ -z $bypass || $bypass =~ ^[0-9]+$ ]] || die "--bypass takes a number of sectors"
 ((${#cases[@]} == 0)) || takes cases || die "CASEs belong to the windows scenario"
 ((LW == 0)) || [[ $LWDISKS != - ]] || die "--log-writes is not an option of the $scenario scenario"
 cuts=${cuts:-$CUTS0}
@@ -312,6 +315,8 @@ ready_at() {
 # --chunk C (default 64) is the jsnap chunk size; --start S (default 0)
 # puts the jsnap target at sector S of its table, behind a zero target,
 # with the writer and the scans going through a dm-linear window over it.
+# --bypass N adds the feature `bypass N` (the journal bypass for writes of
+# at least N sectors) to every boot's features.
 JOURNAL_FEATS=(
 	""
 	"high_watermark 5 low_watermark 1"
@@ -383,6 +388,7 @@ sched_journal() {
 	for ((i = 0; i <= cuts; i++)); do
 		if ((i == cuts)); then
 			f=${JOURNAL_FEATS[RANDOM % ${#JOURNAL_FEATS[@]}]}
+			[[ -n $bypass ]] && f="${f:+$f }bypass $bypass"
 			pcut= genv=(PC_START="$start" PC_PREV_THREADS="$prev_thr")
 			echo "# [$(elapsed) s] final boot: features='${f:-default}', verify $prev, drain, compare production"
 			run_vm final 0 final "$prev" $f
@@ -391,6 +397,7 @@ sched_journal() {
 			break
 		fi
 		f=${JOURNAL_FEATS[RANDOM % ${#JOURNAL_FEATS[@]}]}
+		[[ -n $bypass ]] && f="${f:+$f }bypass $bypass"
 		r=$((RANDOM % 100))
 		if ((i == 0)); then est=$est_init; else est=$(max_recent); fi
 		# checking the last round's snapshot (a scan through its view)

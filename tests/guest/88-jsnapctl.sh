@@ -190,6 +190,8 @@ else
 fi
 refused "bad watermarks" 2 "low_watermark must be below high_watermark" \
 	create t --prod "$PROD" --journal "$PMEM" --store "$STORE" --length $LEN --high-watermark 20 --low-watermark 30
+refused "bad bypass threshold" 2 "Invalid bypass: must be 8\.\.1048576 sectors" \
+	create t --prod "$PROD" --journal "$PMEM" --store "$STORE" --length $LEN --bypass 7
 
 # ---- create on a blank journal: only with --format ------------------------------------
 note "t=${SECONDS}s"

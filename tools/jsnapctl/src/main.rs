@@ -220,6 +220,10 @@ struct CreateArgs {
     /// accept a journal recorded for another production (or store) device number
     #[arg(long)]
     relocated: bool,
+    /// writes of at least this many sectors bypass the journal when no
+    /// snapshot is active (8..1048576; durable on production, with FUA)
+    #[arg(long, value_name = "SECTORS")]
+    bypass: Option<u32>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -522,6 +526,7 @@ fn create(a: CreateArgs) -> R<()> {
         hydrate_batch: a.hydrate_batch,
         no_destage: a.no_destage,
         relocated: a.relocated,
+        bypass: a.bypass,
     };
     feat.validate().map_err(Fail::Usage)?;
     if a.length == Some(0) {

@@ -60,7 +60,8 @@ impl Jsnap {
 
     /// `end_io` of a bypassed write (any context: one atomic operation).
     pub(super) fn bypassed_end(&self, tag: usize) {
-        self.bypass_done.fetch_or(bypass::tag_bit(tag), Ordering::AcqRel);
+        self.bypass_done
+            .fetch_or(bypass::tag_bit(tag), Ordering::AcqRel);
     }
 
     /// The bypass worker: decides for every queued write.

@@ -192,7 +192,10 @@ mod tests {
     fn replay_overlap_rules() {
         let mut recs = [Rec::free(0, 0); 8];
         recs[5] = rec(5, 100, 8);
-        recs[6] = Rec { known: false, ..rec(6, 200, 8) };
+        recs[6] = Rec {
+            known: false,
+            ..rec(6, 200, 8)
+        };
         recs[7] = rec(7, 300, 8);
         // Records 5..8 are live.
         assert!(replay_overlaps(&recs, 5, 8, 104, 1));
@@ -216,10 +219,46 @@ mod tests {
         assert_eq!(decide(&mut s, &recs, 0, 2, ask(8, 256)), Some(1));
         // Below the threshold, or the feature off.
         assert_eq!(decide(&mut s, &recs, 0, 2, ask(1000, 255)), None);
-        assert_eq!(decide(&mut s, &recs, 0, 2, Ask { min: 0, ..ask(1000, 512) }), None);
+        assert_eq!(
+            decide(
+                &mut s,
+                &recs,
+                0,
+                2,
+                Ask {
+                    min: 0,
+                    ..ask(1000, 512)
+                }
+            ),
+            None
+        );
         // A snapshot active; `snapshot` waiting.
-        assert_eq!(decide(&mut s, &recs, 0, 2, Ask { snapshot_active: true, ..ask(1000, 256) }), None);
-        assert_eq!(decide(&mut s, &recs, 0, 2, Ask { blocked: true, ..ask(1000, 256) }), None);
+        assert_eq!(
+            decide(
+                &mut s,
+                &recs,
+                0,
+                2,
+                Ask {
+                    snapshot_active: true,
+                    ..ask(1000, 256)
+                }
+            ),
+            None
+        );
+        assert_eq!(
+            decide(
+                &mut s,
+                &recs,
+                0,
+                2,
+                Ask {
+                    blocked: true,
+                    ..ask(1000, 256)
+                }
+            ),
+            None
+        );
         // Overlapping one in flight, or a live record.
         assert_eq!(decide(&mut s, &recs, 0, 2, ask(263, 256)), None);
         assert_eq!(decide(&mut s, &recs, 0, 2, ask(4000, 256)), None);
@@ -228,9 +267,33 @@ mod tests {
         // write is still held.
         assert_eq!(decide(&mut s, &recs, 1, 2, ask(264, 256)), Some(2));
         assert_eq!(decide(&mut s, &recs, 1, 2, ask(4, 8)), None);
-        assert_eq!(decide(&mut s, &recs, 1, 2, Ask { min: 8, ..ask(4, 8) }), None);
+        assert_eq!(
+            decide(
+                &mut s,
+                &recs,
+                1,
+                2,
+                Ask {
+                    min: 8,
+                    ..ask(4, 8)
+                }
+            ),
+            None
+        );
         s.reap(tag_bit(1));
-        assert_eq!(decide(&mut s, &recs, 1, 2, Ask { min: 8, ..ask(4, 8) }), Some(1));
+        assert_eq!(
+            decide(
+                &mut s,
+                &recs,
+                1,
+                2,
+                Ask {
+                    min: 8,
+                    ..ask(4, 8)
+                }
+            ),
+            Some(1)
+        );
         assert_eq!(s.count(), 2);
     }
 }

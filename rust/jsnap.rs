@@ -324,9 +324,9 @@ impl SnapshotState {
 /// One `jsnap` target instance.
 #[pin_data]
 pub(crate) struct Jsnap {
-    /// The bypass worker's queue (with `bypass` only); destroyed first.
+    /// The bypass worker's queue (with `bypass` only).  The two queues are
+    /// destroyed first (fields drop in order): no work runs afterwards.
     bypass_wq: Option<OwnedQueue>,
-    /// Destroyed first (fields drop in order): no work runs afterwards.
     wq: OwnedQueue,
     /// Where views find this instance; it leaves at `dtr`.
     registry: Arc<registry::Registry>,

@@ -349,6 +349,7 @@ journal_cut_summary() {
 		awk '{ printf "%d", $2 ? 100 * $1 / $2 : 0 }')
 	[[ -n $pct ]] && ((pct >= 80)) && n_cut_full=$((n_cut_full + 1))
 	grep -q 'destaged_bytes=[1-9]' <<<"$lst" && n_cut_destage=$((n_cut_destage + 1))
+	grep -q 'bypassed_bytes=[1-9]' <<<"$lst" && n_cut_bypassed=$((n_cut_bypassed + 1))
 	echo "#   cut at ${kill}s: writer started at ${ws}s; last writer line: ${wl:-none}"
 	echo "#   last status: ${lst:-none}"
 	local ds dd df
@@ -383,7 +384,7 @@ sched_journal() {
 	local i f r est snap_boot kill what drain thr snapat label tag prev= prev_thr=1 prev_snap= m
 	local est_init=6 init_retry=0 n_shadow=0 s_ts s_done
 	recent=(8) # "ready" offsets of recent recovery boots
-	n_cut_recovery=0 n_cut_writer=0 n_cut_full=0 n_cut_destage=0
+	n_cut_recovery=0 n_cut_writer=0 n_cut_full=0 n_cut_destage=0 n_cut_bypassed=0
 	echo "# $SUM: chunk $chunk, jsnap at table start $start"
 	for ((i = 0; i <= cuts; i++)); do
 		if ((i == cuts)); then
@@ -474,7 +475,15 @@ sched_journal() {
 			break
 		fi
 	done
-	SUMMARY="cuts while writing: $n_cut_writer (journal >= 80% full: $n_cut_full, destage had run: $n_cut_destage), during recovery: $n_cut_recovery; shadow-pmem rounds: $n_shadow, cut at a pmem fence: $n_fence_cut"
+	# --bypass: the writes the cuts hit must have bypassed the journal
+	if [[ -n $bypass ]]; then
+		if ((n_cut_bypassed > 0)); then
+			pass "bypass: $n_cut_bypassed cut(s) came after writes had bypassed the journal (bypassed_bytes > 0)"
+		else
+			failc "bypass: writes bypassed the journal before a cut -- bypassed_bytes was 0 at every cut"
+		fi
+	fi
+	SUMMARY="cuts while writing: $n_cut_writer (journal >= 80% full: $n_cut_full, destage had run: $n_cut_destage${bypass:+, writes had bypassed: $n_cut_bypassed}), during recovery: $n_cut_recovery; shadow-pmem rounds: $n_shadow, cut at a pmem fence: $n_fence_cut"
 }
 
 # ---- snap ------------------------------------------------------------------------

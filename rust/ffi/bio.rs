@@ -134,7 +134,8 @@ impl Bio {
         unsafe { sys::jsnap_bio_set_tag(self.raw(), tag as _) }
     }
 
-    /// Asks for the write to be durable on the device when it completes.
+    /// Asks for the write to be durable on the device when it completes
+    /// (`REQ_FUA`); nothing for a bio that is not a plain write.
     pub(crate) fn set_fua(&mut self) {
         // SAFETY: the bio is valid by the type invariant.
         unsafe { sys::jsnap_bio_set_fua(self.raw()) }

@@ -165,10 +165,12 @@ pub(crate) trait Target: Sized + Send + Sync + 'static {
     }
     /// Called on resume.
     fn resume(_this: ArcBorrow<'_, Self>) {}
-    /// Called when a bio that `map` (or a worker) remapped with a nonzero
-    /// [`Bio::set_tag`] ends, with that tag and whether it succeeded.  It
-    /// runs in the completion context of the device (possibly hard IRQ): it
-    /// must not sleep nor take a lock that is taken with interrupts on.
+    /// Called when a bio tagged with a nonzero [`Bio::set_tag`] ends, with
+    /// that tag and whether it succeeded.  It runs in the completion
+    /// context of the device (possibly hard IRQ), or inside the target's
+    /// own [`Bio::endio`] of a tagged bio: it must not sleep, nor take a
+    /// lock that is taken with interrupts on or that the caller of
+    /// `endio` may hold.
     fn end_io(_this: ArcBorrow<'_, Self>, _tag: usize, _ok: bool) {}
 }
 

@@ -115,9 +115,11 @@ unsigned long jsnap_bio_tag(struct bio *bio)
 	return jsnap_pb(bio)->tag;
 }
 
+/* FUA on a plain write only (the block layer refuses it on other operations). */
 void jsnap_bio_set_fua(struct bio *bio)
 {
-	bio->bi_opf |= REQ_FUA;
+	if (bio_op(bio) == REQ_OP_WRITE)
+		bio->bi_opf |= REQ_FUA;
 }
 
 /* Room for the owner and the tag in the per-bio data of every bio mapped by `ti`. */

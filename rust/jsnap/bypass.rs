@@ -42,6 +42,11 @@ impl Jsnap {
             bio.endio(Err(EIO));
             return;
         }
+        if st.snapshot.snap != SnapState::None || st.bypass.block > 0 || st.destage.degraded {
+            // It would be journaled anyway: no detour through the worker.
+            drop(st);
+            return Self::submit_write(this, bio);
+        }
         st.bypass.queue.push(bio);
         // Queued under the state lock and never once stopping (see `kick`).
         if let Some(q) = &arc.bypass_wq {
@@ -83,46 +88,49 @@ impl Jsnap {
         let (Ok(prod), Ok(pmem)) = (this.prod(&d), d.pmem()) else {
             return Self::submit_write(this.as_arc_borrow(), bio);
         };
-        let mut page = this.cbt_io.lock();
         let tag = {
             let mut st = this.state.lock();
             this.reap_bypassed(&mut st);
+            let (tail, next) = (st.journal.space.tail_seq(), st.journal.space.next_seq());
             let ask = Ask {
                 start: sector,
                 len: n,
                 min: this.features.bypass,
-                snapshot_active: st.snapshot.snap == SnapState::Active,
-                blocked: st.bypass.block > 0 || st.stopping,
+                snapshot_none: st.snapshot.snap == SnapState::None,
+                blocked: st.bypass.block > 0 || st.stopping || st.destage.degraded,
             };
-            let (tail, next) = (st.journal.space.tail_seq(), st.journal.space.next_seq());
             let st = &mut *st;
             let tag = bypass::decide(&mut st.bypass.slots, &st.journal.recs, tail, next, ask);
             if tag.is_some() {
-                // In the interval of the records written before it.
+                // In the interval of the records written before it; the
+                // map reaches pmem below, under `cbt_io` (a retire that
+                // flushes the page meanwhile copies the bit with it).
                 st.cbt.mark(next, sector, n, this.chunk_sectors);
-                st.stats.io_count += 1;
-                st.stats.bypassed_bytes += n << 9;
             }
             tag
         };
         let Some(tag) = tag else {
-            drop(page);
             return Self::submit_write(this.as_arc_borrow(), bio);
         };
         // No record will mark these chunks at replay: the map holds them
         // before the write can complete.
         let marked = if this.geometry.cbt_offset != 0 {
-            changed::flush_dirty(this, pmem, &mut page)
+            changed::flush_dirty(this, pmem, &mut this.cbt_io.lock())
         } else {
             Ok(())
         };
-        drop(page);
         // (the fault build can hold the write here, its slot taken)
         crate::fault::copy_window(sector);
         bio.set_tag(tag);
         bio.set_fua();
         match marked.and_then(|()| bio.remap(prod, sector)) {
-            Ok(()) => bio.submit(),
+            Ok(()) => {
+                let mut st = this.state.lock();
+                st.stats.io_count += 1;
+                st.stats.bypassed_bytes += n << 9;
+                drop(st);
+                bio.submit();
+            }
             Err(_) => {
                 bio.set_tag(0);
                 this.state.lock().bypass.slots.reap(bypass::tag_bit(tag));
@@ -151,6 +159,11 @@ impl Jsnap {
     }
 }
 
+/// How long `snapshot` waits for the bypassed writes in flight before it
+/// refuses (`EBUSY`): production stalled (a path down, a suspended device
+/// under it) must not hang the message.
+const BLOCK_WAIT_MS: u32 = 5000;
+
 /// Held by `snapshot` from before it takes its boundary: no write bypasses
 /// the journal meanwhile, and none is in flight.
 pub(super) struct BypassBlock<'a> {
@@ -159,20 +172,31 @@ pub(super) struct BypassBlock<'a> {
 
 impl<'a> BypassBlock<'a> {
     /// Stops new bypasses and waits for those in flight (they complete on
-    /// their own: a few milliseconds at most).
-    pub(super) fn wait(j: &'a Jsnap) -> Self {
+    /// their own, in milliseconds); `EBUSY` if they have not after
+    /// [`BLOCK_WAIT_MS`].
+    pub(super) fn wait(j: &'a Jsnap) -> Result<Self> {
         j.state.lock().bypass.block += 1;
-        loop {
-            {
-                let mut st = j.state.lock();
-                j.reap_bypassed(&mut st);
-                if st.bypass.slots.is_empty() {
-                    break;
-                }
+        // Unblocks on every return, also the refusal.
+        let this = Self { j };
+        for waited in 0..=BLOCK_WAIT_MS {
+            let mut st = j.state.lock();
+            j.reap_bypassed(&mut st);
+            if st.bypass.slots.is_empty() {
+                return Ok(this);
+            }
+            let left = st.bypass.slots.count();
+            drop(st);
+            if waited == BLOCK_WAIT_MS {
+                pr_err!(
+                    "dm-jsnap: snapshot refused: {} write(s) bypassing the journal still in flight after {} ms\n",
+                    left,
+                    BLOCK_WAIT_MS
+                );
+                break;
             }
             kernel::time::delay::fsleep(Delta::from_millis(1));
         }
-        Self { j }
+        Err(EBUSY)
     }
 }
 

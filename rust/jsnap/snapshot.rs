@@ -48,6 +48,8 @@ const MAX_PRESERVE_FAILURES: u32 = 8;
 
 /// `snapshot`: O(1); the snapshot holds every write with a sequence number
 /// below the current `next_seq`, i.e. every write completed before now.
+/// With `bypass`, the writes bypassing the journal in flight are waited for
+/// first (bounded: `EBUSY` if production does not complete them).
 pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
     if !this.has_store {
         pr_err!("dm-jsnap: snapshot refused: the target has no store device\n");
@@ -61,7 +63,7 @@ pub(crate) fn take(this: ArcBorrow<'_, Jsnap>) -> Result {
     // Refusals first, before the changed-block flip forgets anything.
     may_take(&this.state.lock())?;
     // No write bypasses the journal from here on, and none is in flight.
-    let _bypass = super::bypass::BypassBlock::wait(&this);
+    let _bypass = super::bypass::BypassBlock::wait(&this)?;
     let mut taken = None;
     // The boundary is taken, and the changed-block intervals flipped, in
     // one critical section with every write's seq (`changed`).

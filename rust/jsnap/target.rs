@@ -254,6 +254,14 @@ impl Target for Jsnap {
         // and a snapshot could fall between the pieces of one write.
         // (whole 4 KiB blocks: a production device may have 4 KiB sectors)
         let max_io = (opened.sb.geometry.ring_sectors / 2).min(MAX_RECORD_SECTORS) & !7;
+        // No write is longer than `max_io`: a larger threshold would never
+        // bypass anything.
+        if u64::from(features.bypass) > max_io {
+            return Err(CtrError {
+                msg: c"bypass exceeds the largest write (half the journal ring, at most 2048 sectors)",
+                err: EINVAL,
+            });
+        }
         // Every acknowledged write is durable in pmem: no volatile cache
         // (see `io_hints`).
         ti.setup(false, false);

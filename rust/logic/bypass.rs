@@ -22,6 +22,10 @@ use super::retire::Rec;
 /// Bypassed writes in flight at most, per volume.
 pub const SLOTS: usize = 32;
 
+/// Live records above which no write bypasses: the decision scans them
+/// under the state spinlock.
+pub const MAX_LIVE: u64 = 2048;
+
 /// The bypassed writes in flight: each holds a slot (its range) from the
 /// decision until its completion is reaped.
 ///
@@ -118,8 +122,9 @@ pub struct Ask {
     pub len: u64,
     /// The `bypass` feature's threshold (0: off).
     pub min: u32,
-    /// A snapshot is active (its old data may be needed).
-    pub snapshot_active: bool,
+    /// No snapshot at all (an active one may need the old data; an
+    /// invalid one is in the middle of being committed, or waits for `drop`).
+    pub snapshot_none: bool,
     /// `snapshot` is waiting for the bypassed writes in flight.
     pub blocked: bool,
 }
@@ -129,7 +134,8 @@ pub struct Ask {
 pub fn decide(slots: &mut Slots, recs: &[Rec], tail: u64, next: u64, ask: Ask) -> Option<usize> {
     if ask.min == 0
         || ask.len < u64::from(ask.min)
-        || ask.snapshot_active
+        || !ask.snapshot_none
+        || next.saturating_sub(tail) > MAX_LIVE
         || ask.blocked
         || slots.overlaps(ask.start, ask.len)
         || replay_overlaps(recs, tail, next, ask.start, ask.len)
@@ -156,7 +162,7 @@ mod tests {
             start,
             len,
             min: 256,
-            snapshot_active: false,
+            snapshot_none: true,
             blocked: false,
         }
     }
@@ -213,6 +219,19 @@ mod tests {
     }
 
     #[test]
+    fn live_record_cap() {
+        let holes: [Rec; 4096] = core::array::from_fn(|i| Rec {
+            known: false,
+            ..Rec::free(i as u64, 0)
+        });
+        let mut s = Slots::new();
+        let n = MAX_LIVE;
+        assert_eq!(decide(&mut s, &holes, 0, n, ask(0, 256)), Some(1));
+        assert_eq!(decide(&mut s, &holes, 0, n + 1, ask(1000, 256)), None);
+        assert_eq!(decide(&mut s, &holes, 1, n + 1, ask(1000, 256)), Some(2));
+    }
+
+    #[test]
     fn decisions() {
         let recs = [rec(0, 0, 8), rec(1, 4096, 2048)];
         let mut s = Slots::new();
@@ -240,7 +259,7 @@ mod tests {
                 0,
                 2,
                 Ask {
-                    snapshot_active: true,
+                    snapshot_none: false,
                     ..ask(1000, 256)
                 }
             ),

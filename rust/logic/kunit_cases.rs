@@ -1268,7 +1268,7 @@ pub fn bypass_rules() -> Result<(), &'static str> {
         start,
         len: 2048,
         min: 2048,
-        snapshot_active: false,
+        snapshot_none: true,
         blocked: false,
     };
     let mut s = bypass::Slots::new();
@@ -1276,7 +1276,7 @@ pub fn bypass_rules() -> Result<(), &'static str> {
     ensure(bypass::decide(&mut s, &recs, 1, 3, ask(1)) .is_none(), "in flight")?;
     ensure(bypass::decide(&mut s, &recs, 1, 3, ask(4000)).is_none(), "live record")?;
     ensure(bypass::decide(&mut s, &recs, 1, 3, ask(8192)) == Some(2), "hole")?;
-    let snap = bypass::Ask { snapshot_active: true, ..ask(20000) };
+    let snap = bypass::Ask { snapshot_none: false, ..ask(20000) };
     ensure(bypass::decide(&mut s, &recs, 1, 3, snap).is_none(), "snapshot")?;
     let small = bypass::Ask { len: 2047, ..ask(20000) };
     ensure(bypass::decide(&mut s, &recs, 1, 3, small).is_none(), "small")?;

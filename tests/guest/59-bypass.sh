@@ -50,8 +50,12 @@ print(os.pread(fd, n, cbt_off + cur * map_bytes + first).hex())
 EOF
 }
 
-# Refused: a threshold below one 4 KiB block.
+# Refused: a threshold below one 4 KiB block, or above the largest write
+# (2048 sectors); the journal is left as it was (blank).
 check_fails "bypass 7 is refused" dmsetup create j59bad --table "$(jsnap_table $LEN "$PROD" "$PMEM" "$STORE" "$CHUNK" bypass 7)"
+check_fails "bypass 4096 is refused" dmsetup create j59bad --table "$(jsnap_table $LEN "$PROD" "$PMEM" "$STORE" "$CHUNK" format bypass 4096)"
+check_eq "refused: the journal's superblock area is still zero" \
+	"$(head -c 8192 /dev/zero | sha256sum)" "$(dd if="$PMEM" bs=4096 count=2 iflag=direct status=none | sha256sum)"
 
 DEV=$(mk_jsnap $NAME $LEN format no_destage bypass $TH) || { fail "create" "mk_jsnap"; finish; }
 check_match "table echoes bypass" "3 no_destage bypass $TH\$" "$(dmsetup table $NAME)"
@@ -129,15 +133,21 @@ zero_journal_sb
 dd if="$ORIG" of="$PROD" bs=1M oflag=direct status=none
 DEV=$(mk_jsnap $NAME $LEN format no_destage bypass $TH) || { fail "create (fault)" "mk_jsnap"; finish; }
 new=$SCRATCH/new
+# held_write NAME: write $new (1 MiB) at $S in the background (pid $wpid);
+# check that the fault build holds it (once, since a fresh log mark)
+held_write() {
+	dmesg_mark
+	dd if="$new" of="$DEV" bs=1M count=1 seek=$((S * 512)) oflag=direct,seek_bytes \
+		conv=notrunc status=none &
+	wpid=$!
+	for ((i = 0; i < 100; i++)); do
+		[[ $(log_count "holding the copy of sector $S") -gt 0 ]] && break
+		sleep 0.05
+	done
+	check_eq "$1" 1 "$(log_count "holding the copy of sector $S")"
+}
 head -c 1048576 /dev/urandom >"$new"
-dmesg_mark
-dd if="$new" of="$DEV" bs=1M count=1 seek=$((S * 512)) oflag=direct,seek_bytes conv=notrunc status=none &
-wpid=$!
-for ((i = 0; i < 100; i++)); do
-	[[ $(log_count "holding the copy of sector $S") -gt 0 ]] && break
-	sleep 0.05
-done
-check_eq "the bypassed write is held" 1 "$(log_count "holding the copy of sector $S")"
+held_write "the bypassed write is held"
 t0=$(date +%s%N)
 check_cmd "snapshot while it is held" msg $NAME snapshot
 t1=$(date +%s%N)
@@ -151,6 +161,27 @@ b=$(rd "$VDEV" $S 2048 | sha256sum | cut -c1-16)
 check_eq "the view is stable across the write's completion" "$a" "$b"
 check_eq "the snapshot holds the write" "$(sha256sum <"$new" | cut -c1-16)" "$a"
 check_eq "bypassed (fault)" 1048576 "$(bypassed)"
+
+# Destage holds back a newer journaled write W over a bypassed write X in
+# flight: `drain` waits for X, and W, not X, ends up at W's blocks.
+cleanup_dm
+zero_journal_sb
+dd if="$ORIG" of="$PROD" bs=1M oflag=direct status=none
+cp "$ORIG" "$MODEL"
+DEV=$(mk_jsnap $NAME $LEN format no_destage bypass $TH) || { fail "create (hold-back)" "mk_jsnap"; finish; }
+head -c 1048576 /dev/urandom >"$new"
+dd if="$new" of="$MODEL" bs=512 seek=$S conv=notrunc status=none
+held_write "hold-back: X is held"
+wr1 "$DEV" 0 $((S + 8)) 8 "$MODEL" || fail "hold-back: write W" "dd"
+check_eq "hold-back: W journaled" 1 "$(status_get $NAME pending)"
+t0=$(date +%s%N)
+check_cmd "hold-back: drain" msg $NAME drain
+t1=$(date +%s%N)
+check_eq "hold-back: drain waited for X" 1 "$(((t1 - t0) / 1000000 >= HOLD / 3 ? 1 : 0))"
+wait $wpid
+check_eq "hold-back: X completed" 0 "$?"
+same_at "hold-back: the volume holds X with W over it" "$DEV" $S "$MODEL" $S 2048
+same_at "hold-back: production holds X with W over it" "$PROD" $S "$MODEL" $S 2048
 reload_normal_module
 no_splat_since_start "no kernel splat"
 finish

@@ -206,6 +206,9 @@ pub(crate) struct SnapshotState {
     hydrate_cursor: u64,
     /// Consecutive failures to preserve a chunk.
     preserve_failures: u32,
+    /// `drop` is committing `none` (the snapshot stays active in core until
+    /// the superblock says so).
+    dropping: bool,
 }
 
 /// The destage worker's state.

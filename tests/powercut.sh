@@ -27,7 +27,7 @@
 #   fs       (default 6 cuts)  ext4 on jsnap, a file workload that fsyncs
 #            (tests/powercut/fsw.py), e2fsck, the frozen file system's
 #            snapshot.
-#   windows  (CASE: a-full a-partial b c1 c2, default all)  deterministic cuts in
+#   windows  (CASE: a-full a-partial b c1 c2 d, default all)  deterministic cuts in
 #            windows held open by the fault-injection build.
 #
 # --log-writes (journal, snap, mirror; needs $JSNAP_FAULT_MODULE): a volatile
@@ -84,7 +84,7 @@ while [[ $# -gt 0 ]]; do
 	--start) start=${2:?}; shift 2 ;;
 	--bypass) bypass=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
-	a-full | a-partial | b | c1 | c2) cases+=("$1"); shift ;;
+	a-full | a-partial | b | c1 | c2 | d) cases+=("$1"); shift ;;
 	*) usage >&2; exit 2 ;;
 	esac
 done
@@ -789,7 +789,7 @@ sched_fs() {
 sched_windows() {
 	local c v h sums S=4096 T=8192 # S: the window's sector (chunk 64 of 64 sectors); T: another chunk
 	local HOLD=${PCW_HOLD_MS:-30000} HOLD_FULL=${PCW_HOLD_FULL_MS:-15000}
-	((${#cases[@]})) || cases=(a-full a-partial b c1 c2)
+	((${#cases[@]})) || cases=(a-full a-partial b c1 c2 d)
 	for c in "${cases[@]}"; do
 		dpfx=$c- pcut=
 		rm -f "$work/$c-prod.img" "$work/$c-store.img"
@@ -835,6 +835,18 @@ sched_windows() {
 			run_vm "$c-2" 0 c-check "${c#c}"
 			report "$c-2"
 			vm_exit "$c-2" final || break
+			;;
+		d)
+			h=${PCW_HOLD_FLIP_MS:-15000}
+			genv=(PCW_HOLD_MS="$h")
+			echo "# [$(elapsed) s] d: boot 1 (fault module, drop held $h ms before its superblock commit, drain, cut)"
+			run_vm d-1 0 d-cut $S
+			report d-1
+			vm_exit d-1 sysrq 'power cut (sysrq b)' || break
+			echo "# [$(elapsed) s] d: boot 2 (normal module, replay, the snapshot and the volume)"
+			run_vm d-2 0 d-check $S
+			report d-2
+			vm_exit d-2 final || break
 			;;
 		esac
 	done

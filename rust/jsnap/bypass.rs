@@ -25,7 +25,7 @@ use crate::logic::format::SnapState;
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 use kernel::sync::{Arc, ArcBorrow};
-use kernel::time::Delta;
+use kernel::time::{Delta, Instant, Monotonic};
 
 impl Jsnap {
     /// Whether a write of `sectors` goes to the bypass worker.
@@ -178,7 +178,8 @@ impl<'a> BypassBlock<'a> {
         j.state.lock().bypass.block += 1;
         // Unblocks on every return, also the refusal.
         let this = Self { j };
-        for waited in 0..=BLOCK_WAIT_MS {
+        let t0 = Instant::<Monotonic>::now();
+        loop {
             let mut st = j.state.lock();
             j.reap_bypassed(&mut st);
             if st.bypass.slots.is_empty() {
@@ -186,17 +187,16 @@ impl<'a> BypassBlock<'a> {
             }
             let left = st.bypass.slots.count();
             drop(st);
-            if waited == BLOCK_WAIT_MS {
+            if t0.elapsed().as_millis() >= i64::from(BLOCK_WAIT_MS) {
                 pr_err!(
                     "dm-jsnap: snapshot refused: {} write(s) bypassing the journal still in flight after {} ms\n",
                     left,
                     BLOCK_WAIT_MS
                 );
-                break;
+                return Err(EBUSY);
             }
             kernel::time::delay::fsleep(Delta::from_millis(1));
         }
-        Err(EBUSY)
     }
 }
 

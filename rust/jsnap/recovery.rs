@@ -97,6 +97,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
             hydrate: false,
             hydrate_cursor: 0,
             preserve_failures: 0,
+            dropping: false,
         },
         cbt: CbtState::none(),
         destage: DestageState {

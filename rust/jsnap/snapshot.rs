@@ -164,16 +164,32 @@ pub(crate) fn drop_snapshot(this: ArcBorrow<'_, Jsnap>) -> Result {
         pr_err!("dm-jsnap: drop refused: there is no snapshot\n");
         return Err(EINVAL);
     }
+    // The superblock says `none` first.  Until then the snapshot stays
+    // active in core: destage keeps preserving its chunks and no write
+    // bypasses the journal, so a power cut before the commit brings back
+    // an intact snapshot (forgetting it first let destage overwrite
+    // unpreserved chunks under a snapshot that the reload restores).  No
+    // view attaches and no invalidation is recorded meanwhile.
+    let hydrate = st.snapshot.hydrate;
+    st.snapshot.dropping = true;
+    st.snapshot.hydrate = false;
+    drop(st);
+    crate::fault::flip_window(3);
+    let committed = this.commit_sb(|sb| {
+        sb.snap_state = SnapState::None;
+        sb.hydrate = false;
+    });
+    let mut st = this.state.lock();
+    st.snapshot.dropping = false;
+    if let Err(e) = committed {
+        st.snapshot.hydrate = hydrate;
+        return Err(e);
+    }
     st.snapshot.snap = SnapState::None;
     // Steps computed for this snapshot no longer mark anything.
     st.snapshot.snap_id += 1;
-    st.snapshot.hydrate = false;
     clear_snap_table(&mut st);
     drop(st);
-    this.commit_sb(|sb| {
-        sb.snap_state = SnapState::None;
-        sb.hydrate = false;
-    })?;
     clear_map(&this)?;
     Jsnap::kick(this);
     pr_info!("dm-jsnap: snapshot dropped\n");
@@ -479,8 +495,9 @@ impl Jsnap {
     /// impossible, and production must not be held back forever.
     fn invalidate(&self, id: u64) {
         let mut st = self.state.lock();
-        if st.snapshot.snap != SnapState::Active || st.snapshot.snap_id != id {
-            // Dropped (and maybe taken again) meanwhile: not this one.
+        if st.snapshot.snap != SnapState::Active || st.snapshot.snap_id != id || st.snapshot.dropping {
+            // Dropped (and maybe taken again) meanwhile, or being dropped:
+            // not this one.
             return;
         }
         st.snapshot.snap = SnapState::Invalid;

@@ -126,7 +126,7 @@ impl Jsnap {
     pub(crate) fn attach_view(&self, on: bool) -> Result {
         let mut st = self.state.lock();
         if on {
-            if !st.loaded || st.snapshot.snap != SnapState::Active {
+            if !st.loaded || st.snapshot.snap != SnapState::Active || st.snapshot.dropping {
                 return Err(ENOENT);
             }
             st.snapshot.views += 1;

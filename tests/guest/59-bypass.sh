@@ -13,7 +13,9 @@
 #   - a reload gives back every write;
 #   - fault build: a bypassed write held before it is submitted
 #     (fault_copy_sector) while `snapshot` runs: the snapshot waits for it,
-#     and the view reads the same data before and after it lands.
+#     and the view reads the same data before and after it lands; a newer
+#     journaled write inside a held one: `drain` waits, the newer data
+#     wins; a write held longer than `snapshot` waits: EBUSY, then taken.
 . "$(dirname "$0")/lib.sh"
 
 NAME=j59
@@ -182,6 +184,23 @@ wait $wpid
 check_eq "hold-back: X completed" 0 "$?"
 same_at "hold-back: the volume holds X with W over it" "$DEV" $S "$MODEL" $S 2048
 same_at "hold-back: production holds X with W over it" "$PROD" $S "$MODEL" $S 2048
+
+# Production stalls longer than `snapshot` waits for it (5 s): the message
+# is refused and says why, nothing changes, and once the write completed
+# the snapshot is taken.
+load_module "$JSNAP_FAULT_MODULE" fault_copy_sector=$S fault_copy_ms=9000
+zero_journal_sb
+DEV=$(mk_jsnap $NAME $LEN format no_destage bypass $TH) || { fail "create (stall)" "mk_jsnap"; finish; }
+head -c 1048576 /dev/urandom >"$new"
+held_write "stall: the write is held"
+check_fails "stall: snapshot refused while it is held" msg $NAME snapshot
+check_eq "stall: the refusal is logged" 1 "$(log_count 'snapshot refused: 1 write\(s\) bypassing the journal still in flight after 5000 ms')"
+check_eq "stall: no snapshot" none "$(status_get $NAME snapshot)"
+wait $wpid
+check_eq "stall: the write completed" 0 "$?"
+check_cmd "stall: snapshot once it completed" msg $NAME snapshot
+check_eq "stall: snapshot active" active "$(status_get $NAME snapshot)"
+same_at "stall: the volume holds the write" "$DEV" $S "$new" 0 2048
 reload_normal_module
 no_splat_since_start "no kernel splat"
 finish

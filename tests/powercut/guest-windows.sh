@@ -8,6 +8,8 @@
 #                            PCW_SUMS: the "# pcw-sum" line of boot 1
 #   c-cut   1|2              boot 1 of case c1/c2 (fault module)
 #   c-check 1|2              boot 2 of case c1/c2 (normal module)
+#   d-cut   S                boot 1 of case d (fault module)
+#   d-check S                boot 2 of case d (normal module)
 #
 # Env: PC_FAULT_MODULE (fault-injection build), JSNAP_MODULE (normal
 # build), PCW_HOLD_MS (fault_copy_ms).  A `*-cut` mode ends with a power
@@ -383,8 +385,21 @@ c_answers() { # c_answers LABEL STAGE
 		fail "$what: every acknowledged write readable" "$? writes differ"
 	fi
 }
+# flip_held STAGE WHAT: the fault build logged its hold at flip stage STAGE
+# (waited for 10 s at most)
+flip_held() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		dmesg | grep -q "fault: holding the changed-block flip at stage $1\$" && break
+		sleep 0.2
+	done
+	if ((i < 50)); then ok "$2"; else
+		fail "$2" "no hold logged"
+		dmesg_tail
+	fi
+}
 c_cut() {
-	local stage=$1 i sp
+	local stage=$1 sp
 	c_lists
 	insmod_fault fault_flip_stage="$stage" fault_flip_ms="$HOLD"
 	load "create jsnap (format, store)" "$STORE" format
@@ -396,14 +411,7 @@ c_cut() {
 	note "t=$(rel) snapshot 2 in the background (held at stage $stage of its flip)"
 	msg "$NAME" snapshot &
 	sp=$!
-	for ((i = 0; i < 50; i++)); do
-		dmesg | grep -q "fault: holding the changed-block flip at stage $stage\$" && break
-		sleep 0.2
-	done
-	if ((i < 50)); then ok "snapshot 2 held at stage $stage"; else
-		fail "snapshot 2 held at stage $stage" "no hold logged"
-		dmesg_tail
-	fi
+	flip_held "$stage" "snapshot 2 held at stage $stage"
 	if c_write "$SCRATCH/w2"; then ok "W2 acknowledged during the hold"; else fail "W2 acknowledged during the hold"; fi
 	if kill -0 "$sp" 2>/dev/null; then ok "at the cut: the snapshot message has not returned"; else
 		fail "at the cut: the snapshot message has not returned" "it returned (hold too short?)"
@@ -424,6 +432,53 @@ c_check() {
 	check_cmd "rmmod" rmmod dm_jsnap
 }
 
+# Case d: `drop` held before its superblock commit (fault_flip_stage=3)
+# while destage writes a post-snapshot write B over chunks whose snapshot
+# data A is not preserved yet, then a power cut.  The superblock still says
+# `active`: after the reload the snapshot must read A (destage must have
+# preserved it first), the volume B.
+d_cut() {
+	local S=$1 dp
+	insmod_fault fault_flip_stage=3 fault_flip_ms="$HOLD"
+	load "create jsnap (format, store)" "$STORE" format
+	pat A 2048 >"$SCRATCH/a"
+	pat B 2048 >"$SCRATCH/b"
+	put "$SCRATCH/a" "$DEV" "$S" || fail "write A"
+	check_cmd "drain A to production" msg "$NAME" drain
+	check_cmd "snapshot" msg "$NAME" snapshot
+	put "$SCRATCH/b" "$DEV" "$S" || fail "write B"
+	check_eq "B journaled, its chunks not preserved" "1 0" "$(status_get $NAME pending) $(status_get $NAME preserved)"
+	note "t=$(rel) drop in the background (held before its superblock commit)"
+	msg "$NAME" drop &
+	dp=$!
+	flip_held 3 "drop held before its commit"
+	check_cmd "drain during the hold (destages B)" msg "$NAME" drain
+	if kill -0 "$dp" 2>/dev/null; then ok "at the cut: the drop message has not returned"; else
+		fail "at the cut: the drop message has not returned" "it returned (hold too short?)"
+	fi
+	cut
+}
+d_check() {
+	local S=$1 v
+	pat A 2048 >"$SCRATCH/a"
+	pat B 2048 >"$SCRATCH/b"
+	insmod_normal
+	load "replay (create without format)" "$STORE"
+	check_eq "the snapshot whose drop was cut is active" active "$(status_get $NAME snapshot)"
+	check_eq "the volume reads B" "$(fsum "$SCRATCH/b")" "$(sum "$DEV" "$S" 2048)"
+	if v=$(dm_create pcwv "0 $LEN jsnap-view $DEV ro" 2>&1); then
+		ok "view of the snapshot"
+		check_eq "the snapshot reads A" "$(fsum "$SCRATCH/a")" "$(sum "$v" "$S" 2048)"
+		dm_remove pcwv || fail "remove the view"
+	else
+		fail "view of the snapshot" "$v"
+	fi
+	check_cmd "drop now" msg "$NAME" drop
+	check_eq "dropped" none "$(status_get $NAME snapshot)"
+	dm_remove "$NAME" || fail "remove jsnap"
+	check_cmd "rmmod" rmmod dm_jsnap
+}
+
 case $mode in
 a-cut) a_cut "$@" ;;
 a-check) a_check "$@" ;;
@@ -431,6 +486,8 @@ b-cut) b_cut "$@" ;;
 b-check) b_check "$@" ;;
 c-cut) c_cut "$@" ;;
 c-check) c_check "$@" ;;
+d-cut) d_cut "$@" ;;
+d-check) d_check "$@" ;;
 *) echo "guest-windows.sh: bad mode $mode" >&2; exit 2 ;;
 esac
 no_splat_since_start "no kernel splat"

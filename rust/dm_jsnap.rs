@@ -67,7 +67,7 @@ module! {
         },
         fault_flip_stage: i64 {
             default: 0,
-            description: "Hold `snapshot`'s changed-block flip: 1 after the previous interval is forgotten and its map zeroed, 2 after the commit of the new intervals; 3: hold `drop` before its superblock commit",
+            description: "Hold `snapshot`'s changed-block flip: 1 after the previous interval is forgotten and its map zeroed, 2 after the commit of the new intervals; 3: hold `drop` before its superblock commit; 4, 5: hold the first copy of a journal compaction after its data is fenced, after its descriptor is durable",
         },
         fault_flip_ms: i64 {
             default: 0,

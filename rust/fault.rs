@@ -52,6 +52,16 @@ mod on {
         }
     }
 
+    /// Holds only the first copy after the module load: the test needs
+    /// one window, and the worker must not stall for every piece.
+    pub(crate) fn compact_window(stage: i64) {
+        static FIRED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+        if crate::module_parameters::fault_flip_stage.value() == stage + 3 && !FIRED.swap(true, Ordering::Relaxed) {
+            pr_info!("dm-jsnap: fault: holding a compaction copy at stage {}\n", stage);
+            hold(crate::module_parameters::fault_flip_ms.value());
+        }
+    }
+
     pub(crate) fn ctr_window() {
         let ms = crate::module_parameters::fault_ctr_ms.value();
         if ms > 0 {
@@ -100,8 +110,8 @@ mod on {
 
 #[cfg(jsnap_fault)]
 pub(crate) use on::{
-    copy_window, cow_overwritten, ctr_window, enomem, flip_window, poisoned, pool_prefill,
-    preserve_window,
+    compact_window, copy_window, cow_overwritten, ctr_window, enomem, flip_window, poisoned,
+    pool_prefill, preserve_window,
 };
 
 /// A destage batch overwrote production in chunks it preserved first (with
@@ -132,6 +142,14 @@ pub(crate) fn preserve_window() {}
 #[cfg(not(jsnap_fault))]
 #[inline(always)]
 pub(crate) fn flip_window(_stage: i64) {}
+
+/// In a compaction of the journal tail (`compact`), for each copy: stage 1
+/// after its data is fenced and before its descriptor is written, stage 2
+/// after the descriptor is durable and before the tables switch to it
+/// (`fault_flip_stage` 4 and 5; only the first copy after the load).
+#[cfg(not(jsnap_fault))]
+#[inline(always)]
+pub(crate) fn compact_window(_stage: i64) {}
 
 /// In the jsnap constructor, between its first check for attached views
 /// and its registration (a view attaching meanwhile).

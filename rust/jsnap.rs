@@ -74,6 +74,7 @@ mod bypass;
 mod changed;
 mod changes;
 mod chunklock;
+mod compact;
 mod destage;
 mod hydrate;
 mod metadata;
@@ -241,6 +242,9 @@ pub(crate) struct Stats {
     destaged_bytes: u64,
     /// Bytes written straight to production (`bypass`).
     bypassed_bytes: u64,
+    /// Bytes of live journal data copied to the head of the ring by
+    /// compaction (`compact`).
+    compacted_bytes: u64,
 }
 
 impl JournalState {

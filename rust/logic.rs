@@ -14,6 +14,8 @@ pub mod bypass;
 pub mod cbt;
 #[path = "logic/chunklock.rs"]
 pub mod chunklock;
+#[path = "logic/compact.rs"]
+pub mod compact;
 #[path = "logic/crc.rs"]
 pub mod crc;
 #[path = "logic/epoch.rs"]

@@ -27,7 +27,7 @@
 #   fs       (default 6 cuts)  ext4 on jsnap, a file workload that fsyncs
 #            (tests/powercut/fsw.py), e2fsck, the frozen file system's
 #            snapshot.
-#   windows  (CASE: a-full a-partial b c1 c2 d, default all)  deterministic cuts in
+#   windows  (CASE: a-full a-partial b c1 c2 d e4 e5, default all)  deterministic cuts in
 #            windows held open by the fault-injection build.
 #
 # --log-writes (journal, snap, mirror; needs $JSNAP_FAULT_MODULE): a volatile
@@ -782,14 +782,36 @@ sched_fs() {
 #              replay (twice) `changed` is exact: c1 no snapshot, current =
 #              W1 + W2, previous refused; c2 snapshot active, previous = W1,
 #              current = W2.
-# Env: PCW_HOLD_FLIP_MS (hold of cases c1, c2, default 15000: W2 takes a
+#   e4, e5     compaction of the journal tail (no snapshot, watermarks 4/2):
+#              rounds of 4 KiB writes over a hot region leave a few live
+#              round-1 blocks at the tail; the first compaction copy is held
+#              (e4: data fenced, no descriptor; e5: descriptor durable,
+#              table not switched), cut.  After replay (twice) and on
+#              production after drain: the last round, and round 1 where
+#              only it wrote.
+# Env: PCW_HOLD_FLIP_MS (hold of cases c1, c2, d, e4, e5, default 15000: W2 takes a
 # few seconds), PCW_HOLD_MS (hold of cases a-partial and b, default 30000),
 # PCW_HOLD_FULL_MS (a-full, default 15000: W1 starts at S and waits the
 # hold out too), PC_VM_TIMEOUT (per boot, default 300).
+# two_boots C WHAT1 WHAT2 CUT CHECK ARGS...: case C in two boots, guest mode
+# CUT (fault module; ends with the power cut) then CHECK (normal module),
+# both with ARGS; fails once a boot did not end as it should.
+two_boots() {
+	local c=$1 w1=$2 w2=$3 m1=$4 m2=$5
+	shift 5
+	echo "# [$(elapsed) s] $c: boot 1 ($w1)"
+	run_vm "$c-1" 0 "$m1" "$@"
+	report "$c-1"
+	vm_exit "$c-1" sysrq 'power cut (sysrq b)' || return 1
+	echo "# [$(elapsed) s] $c: boot 2 ($w2)"
+	run_vm "$c-2" 0 "$m2" "$@"
+	report "$c-2"
+	vm_exit "$c-2" final
+}
 sched_windows() {
 	local c v h sums S=4096 T=8192 # S: the window's sector (chunk 64 of 64 sectors); T: another chunk
 	local HOLD=${PCW_HOLD_MS:-30000} HOLD_FULL=${PCW_HOLD_FULL_MS:-15000}
-	((${#cases[@]})) || cases=(a-full a-partial b c1 c2 d)
+	((${#cases[@]})) || cases=(a-full a-partial b c1 c2 d e4 e5)
 	for c in "${cases[@]}"; do
 		dpfx=$c- pcut=
 		rm -f "$work/$c-prod.img" "$work/$c-store.img"
@@ -798,14 +820,8 @@ sched_windows() {
 			v=${c#a-} h=$HOLD
 			[[ $v == full ]] && h=$HOLD_FULL
 			genv=(PCW_HOLD_MS="$h")
-			echo "# [$(elapsed) s] $c: boot 1 (fault module, hold $h ms at sector $S, drain, cut)"
-			run_vm "$c-1" 0 a-cut "$v" $S
-			report "$c-1"
-			vm_exit "$c-1" sysrq 'power cut (sysrq b)' || break
-			echo "# [$(elapsed) s] $c: boot 2 (normal module, replay, verify)"
-			run_vm "$c-2" 0 a-check "$v" $S
-			report "$c-2"
-			vm_exit "$c-2" final || break
+			two_boots "$c" "fault module, hold $h ms at sector $S, drain, cut" \
+				"normal module, replay, verify" a-cut a-check "$v" $S || break
 			;;
 		b)
 			genv=(PCW_HOLD_MS="$HOLD")
@@ -827,26 +843,20 @@ sched_windows() {
 		c1 | c2)
 			h=${PCW_HOLD_FLIP_MS:-15000}
 			genv=(PCW_HOLD_MS="$h")
-			echo "# [$(elapsed) s] $c: boot 1 (fault module, snapshot held $h ms at stage ${c#c} of its changed-block flip, writes, cut)"
-			run_vm "$c-1" 0 c-cut "${c#c}"
-			report "$c-1"
-			vm_exit "$c-1" sysrq 'power cut (sysrq b)' || break
-			echo "# [$(elapsed) s] $c: boot 2 (normal module, replay, changed)"
-			run_vm "$c-2" 0 c-check "${c#c}"
-			report "$c-2"
-			vm_exit "$c-2" final || break
+			two_boots "$c" "fault module, snapshot held $h ms at stage ${c#c} of its changed-block flip, writes, cut" \
+				"normal module, replay, changed" c-cut c-check "${c#c}" || break
 			;;
 		d)
 			h=${PCW_HOLD_FLIP_MS:-15000}
 			genv=(PCW_HOLD_MS="$h")
-			echo "# [$(elapsed) s] d: boot 1 (fault module, drop held $h ms before its superblock commit, drain, cut)"
-			run_vm d-1 0 d-cut $S
-			report d-1
-			vm_exit d-1 sysrq 'power cut (sysrq b)' || break
-			echo "# [$(elapsed) s] d: boot 2 (normal module, replay, the snapshot and the volume)"
-			run_vm d-2 0 d-check $S
-			report d-2
-			vm_exit d-2 final || break
+			two_boots d "fault module, drop held $h ms before its superblock commit, drain, cut" \
+				"normal module, replay, the snapshot and the volume" d-cut d-check $S || break
+			;;
+		e4 | e5)
+			h=${PCW_HOLD_FLIP_MS:-15000}
+			genv=(PCW_HOLD_MS="$h")
+			two_boots "$c" "fault module, first compaction copy held $h ms at stage ${c#e}, cut" \
+				"normal module, replay twice, drain" e-cut e-check "${c#e}" $S || break
 			;;
 		esac
 	done

@@ -121,6 +121,23 @@ impl Pmem {
         })
     }
 
+    /// Persistent copy of `src..src+len` to `dst..dst+len` within the
+    /// mapping (durable after [`Pmem::fence`]), read with the
+    /// machine-check-safe copy: `EIO` if the source holds poisoned memory
+    /// (the destination then holds part of the copy), `EINVAL` if the two
+    /// ranges overlap.
+    pub(crate) fn copy_within(&self, src: usize, dst: usize, len: usize) -> Result {
+        let s = self.ptr_for(src, len)?;
+        let d = self.ptr_for(dst, len)?;
+        // Both ends are in bounds (checked above), so neither sum overflows.
+        if src < dst + len && dst < src + len {
+            return Err(EINVAL);
+        }
+        // SAFETY: `s` and `d` are valid for `len` bytes of the mapping and
+        // the ranges are disjoint (checked above).
+        kernel::error::to_result(unsafe { sys::jsnap_pmem_move_mc(d.cast(), s.cast(), len) })
+    }
+
     /// CRC32C (standard convention) of `off..off+len`, read with the
     /// machine-check-safe copy: `EIO` if the range holds poisoned memory.
     pub(crate) fn crc(&self, off: usize, len: usize) -> Result<u32> {

@@ -302,6 +302,29 @@ void jsnap_pmem_copy(void *dst, const void *src, size_t len)
 	jsnap_shadow_stored(dst, len);
 }
 
+/*
+ * Persistent copy from persistent memory to persistent memory (no fence),
+ * reading with the machine-check-safe copy through a small buffer: 0, or
+ * -EIO (poison in the source; dst then holds a part of the copy).  The
+ * two ranges must not overlap.
+ */
+int jsnap_pmem_move_mc(void *dst, const void *src, size_t len)
+{
+	u8 buf[512] __aligned(16);
+
+	while (len) {
+		size_t n = min(len, sizeof(buf));
+
+		if (copy_mc_to_kernel(buf, src, n))
+			return -EIO;
+		jsnap_pmem_copy(dst, buf, n);
+		src += n;
+		dst += n;
+		len -= n;
+	}
+	return 0;
+}
+
 /* Make every preceding jsnap_pmem_copy() durable and ordered. */
 void jsnap_pmem_fence(void)
 {

@@ -35,6 +35,7 @@ int jsnap_bio_copy_from_pmem_mc(struct bio *bio, unsigned int skip,
 int jsnap_pmem_read_mc(void *dst, const void *src, size_t len);
 int jsnap_pmem_crc_mc(const void *src, size_t len, u32 *out);
 void jsnap_pmem_copy(void *dst, const void *src, size_t len);
+int jsnap_pmem_move_mc(void *dst, const void *src, size_t len);
 void jsnap_pmem_fence(void);
 /* Fault build only (pmem_shadow.c): a destage batch overwrote chunks it
  * preserved (with fault_cut_after_cow: cut the power at the next fence). */

@@ -12,6 +12,9 @@
 //!    else a sweep in sector order from a rotating cursor; sorted by sector
 //!    (under the lock; only the worker removes extents, and only the worker
 //!    retires records, so the ring data stays put);
+//!    with no snapshot, when at most `compact`% of the oldest records is
+//!    still live, their live pieces are copied to the head of the journal
+//!    instead of steps 2-4 (see `compact`);
 //! 2. **preserve before overwrite** — the snapshot hook: chunks that the
 //!    snapshot still needs are copied to the store first (see `preserve`);
 //! 3. write the extents from pmem to production, merging runs that are
@@ -82,12 +85,15 @@ const OLDEST_SCAN: u64 = 4;
 /// Collects the next batch of destageable extents: the pieces of the
 /// oldest records still referred to (what keeps the tail where it is), in
 /// sector order; when there are none, a sweep in sector order from a
-/// rotating cursor.
-fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
+/// rotating cursor.  Returns whether the batch is to be compacted (copied
+/// within the journal, `compact`) rather than written to production.
+fn collect(this: &Jsnap, batch: &mut KVec<Extent>) -> bool {
     let max = this.features.destage_batch as usize;
     let mut st = this.state.lock();
     let st = &mut *st;
     let (tail, next) = (st.journal.space.tail_seq(), st.journal.space.next_seq());
+    // The newest record the batch takes pieces of.
+    let mut last = None;
     'records: for r in retire::oldest_referenced(&st.journal.recs, tail, next, OLDEST_SCAN * max as u64) {
         if batch.len() >= max {
             break;
@@ -98,8 +104,11 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
             let Some(y) = first_overlap(&st.journal.changes, pos, end) else {
                 break;
             };
-            if y.seq == r.seq && (batch.len() >= max || batch.push(y, GFP_NOWAIT).is_err()) {
-                break 'records;
+            if y.seq == r.seq {
+                if batch.len() >= max || batch.push(y, GFP_NOWAIT).is_err() {
+                    break 'records;
+                }
+                last = Some(r.seq);
             }
             pos = y.end().max(pos + 1);
         }
@@ -110,6 +119,7 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) {
         sort::heapsort_by_key(batch, |x| x.start);
     }
     this.hold_back_bypassed(st, batch, |x| (x.start, x.len));
+    last.is_some_and(|l| !batch.is_empty() && this.compact_wanted(st, batch, l))
 }
 
 /// Up to `max` persisted extents in sector order from the cursor.
@@ -329,7 +339,7 @@ pub(super) fn run(this: &Arc<Jsnap>) {
         let mut clock = crate::prof::Clock::start();
         let guard = this.batch.lock();
         let mut batch = KVec::new();
-        collect(this, &mut batch);
+        let compact = collect(this, &mut batch);
         if batch.is_empty() {
             drop(guard);
             // What remains is pre-snapshot data superseded in unpreserved
@@ -341,12 +351,20 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             continue;
         }
         clock.mark(crate::prof::Stage::DstCollect);
-        let res = write_batch(this, &batch);
+        // Compaction that copied nothing (the ring full, the pieces carved
+        // meanwhile, a snapshot or a drain since) destages the batch.
+        let compacted = if compact { this.compact_batch(&batch) } else { Ok(0) };
+        let res = match compacted {
+            Ok(0) => write_batch(this, &batch).map(|n| (n, false)),
+            r => r.map(|n| (n, true)),
+        };
         clock.mark(crate::prof::Stage::DstWrite);
-        if let Ok(sectors) = res {
+        if let Ok((sectors, compacted)) = res {
             let mut st = this.state.lock();
-            drop_destaged(&mut st, &batch);
-            st.stats.destaged_bytes += sectors << 9;
+            if !compacted {
+                drop_destaged(&mut st, &batch);
+                st.stats.destaged_bytes += sectors << 9;
+            }
             st.destage.degraded = false;
         }
         drop(guard);

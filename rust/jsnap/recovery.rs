@@ -113,6 +113,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
             written_bytes: 0,
             destaged_bytes: 0,
             bypassed_bytes: 0,
+            compacted_bytes: 0,
         },
         bypass: BypassState {
             queue: BioList::new(),

@@ -137,8 +137,12 @@ impl Jsnap {
         let (used, size, pending) = (ring.used() << 9, ring.size() << 9, st.journal.space.pending());
         let (extents, deferred, errors, degraded) =
             (st.journal.extents, st.journal.deferred.len(), st.destage.errors, st.destage.degraded);
-        let (written, destaged, bypassed) =
-            (st.stats.written_bytes, st.stats.destaged_bytes, st.stats.bypassed_bytes);
+        let (written, destaged, bypassed, compacted) = (
+            st.stats.written_bytes,
+            st.stats.destaged_bytes,
+            st.stats.bypassed_bytes,
+            st.stats.compacted_bytes,
+        );
         let (snap, preserved, chunks, hydrate) = (st.snapshot.snap, st.snapshot.preserved, st.snapshot.nr_chunks, st.snapshot.hydrate);
         let (views, snap_extents) = (st.snapshot.views, st.journal.snap_extents);
         drop(st);
@@ -159,7 +163,7 @@ impl Jsnap {
              preserved={preserved} chunks={chunks} hydration={hydration} errors={errors} \
              state={state} extents={extents} snap_extents={snap_extents} deferred={deferred} \
              views={views} written_bytes={written} destaged_bytes={destaged} \
-             bypassed_bytes={bypassed}"
+             bypassed_bytes={bypassed} compacted_bytes={compacted}"
         );
     }
 

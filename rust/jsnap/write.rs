@@ -7,7 +7,7 @@ use super::recovery::WORKER_NODES;
 use super::{Jsnap, Rec};
 use crate::ffi::bio::Bio;
 use crate::logic::extent::{self, Extent};
-use crate::logic::format::{self, Descriptor, SnapState};
+use crate::logic::format::SnapState;
 use crate::logic::ring::RingError;
 use kernel::alloc::Flags;
 use kernel::prelude::*;
@@ -102,17 +102,7 @@ impl Jsnap {
             }
         };
         if let Some(r) = st.journal.rec(seq) {
-            *r = Rec {
-                seq,
-                end: res.pos + res.len,
-                refs: 0,
-                pins: 0,
-                persisted: false,
-                known: true,
-                superseded_by: 0,
-                sector,
-                sectors: n as u32,
-            };
+            *r = Rec::reserved(seq, res.pos + res.len, sector, n as u32);
         }
         let ext = Extent {
             start: sector,
@@ -139,19 +129,7 @@ impl Jsnap {
         let copied = bio.copy_to_pmem(pmem, self.ring_off(res.pos));
         pmem.fence();
         clock.mark(crate::prof::Stage::Copy);
-        let copied = copied.and_then(|()| {
-            let desc = Descriptor {
-                flags: format::DESC_ORDERED,
-                seq,
-                sector,
-                ring_pos: res.pos,
-                nr_sectors: n as u32,
-                data_crc: 0,
-            };
-            let mut buf = [0u8; format::DESC_BYTES];
-            desc.encode(&mut buf);
-            pmem.write(self.geometry.desc_slot_offset(seq) as usize, &buf)
-        });
+        let copied = copied.and_then(|()| self.write_descriptor(pmem, seq, sector, res.pos, n));
         pmem.fence();
         clock.mark(crate::prof::Stage::Desc);
 

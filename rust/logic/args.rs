@@ -18,6 +18,7 @@
 //! | `no_destage` | destage only when forced (`drain`, full journal); for testing | off |
 //! | `relocated` | accept a journal whose production device number changed | off |
 //! | `bypass <8..1048576>` | a write of at least this many sectors goes straight to production with FUA, not through the journal, when no snapshot is active and no record still in the journal overlaps it | off |
+//! | `compact <0..90>` | with no snapshot, destage copies the live pieces of the oldest records to the head of the journal instead of writing them to production when at most this percentage of them is live; 0: never | 50 |
 //!
 //! Numbers are plain decimal: no sign, no `+`, no spaces, no overflow.
 
@@ -51,6 +52,8 @@ pub enum ArgError {
     HydrateBatch,
     /// Bad `bypass` value.
     Bypass,
+    /// Bad `compact` value.
+    Compact,
     /// Bad `jsnap-view` mode.
     ViewMode,
     /// An empty message.
@@ -83,6 +86,7 @@ impl ArgError {
             ArgError::DestageBatch => c"Invalid destage_batch: must be 1..4096",
             ArgError::HydrateBatch => c"Invalid hydrate_batch: must be 1..1024",
             ArgError::Bypass => c"Invalid bypass: must be 8..1048576 sectors",
+            ArgError::Compact => c"Invalid compact: must be 0..90 (percent)",
             ArgError::ViewMode => c"Invalid view mode: must be ro, rw or mirror",
             ArgError::EmptyMessage => c"Empty message",
             ArgError::UnknownMessage => {
@@ -134,10 +138,12 @@ pub enum Feature {
     NoDevtCheck,
     /// `bypass <n>`
     Bypass,
+    /// `compact <n>`
+    Compact,
 }
 
 impl Feature {
-    const ALL: [Feature; 8] = [
+    const ALL: [Feature; 9] = [
         Feature::Format,
         Feature::HighWatermark,
         Feature::LowWatermark,
@@ -146,6 +152,7 @@ impl Feature {
         Feature::NoDestage,
         Feature::NoDevtCheck,
         Feature::Bypass,
+        Feature::Compact,
     ];
 
     /// The feature's name on the table line.
@@ -159,6 +166,7 @@ impl Feature {
             Feature::NoDestage => "no_destage",
             Feature::NoDevtCheck => "relocated",
             Feature::Bypass => "bypass",
+            Feature::Compact => "compact",
         }
     }
 }
@@ -183,10 +191,13 @@ pub struct Features {
     pub relocated: bool,
     /// Writes of at least this many sectors may bypass the journal; 0: never.
     pub bypass: u32,
+    /// Compact the journal tail when at most this percentage of it is
+    /// live; 0: never.
+    pub compact: u32,
     /// Whether the `<#feature_args>` count was on the table line at all.
     count_given: bool,
     /// The features in the order given; the first `nr_given` are valid.
-    given: [Feature; 8],
+    given: [Feature; 9],
     nr_given: usize,
 }
 
@@ -201,6 +212,7 @@ impl Default for Features {
             no_destage: false,
             relocated: false,
             bypass: 0,
+            compact: DEFAULT_COMPACT,
             count_given: false,
             given: Feature::ALL,
             nr_given: 0,
@@ -232,6 +244,7 @@ impl Features {
             Feature::DestageBatch => Some(self.destage_batch),
             Feature::HydrateBatch => Some(self.hydrate_batch),
             Feature::Bypass => Some(self.bypass),
+            Feature::Compact => Some(self.compact),
             Feature::Format | Feature::NoDestage | Feature::NoDevtCheck => None,
         }
     }
@@ -244,6 +257,7 @@ impl Features {
             Feature::DestageBatch => (&mut self.destage_batch, 1, 4096, ArgError::DestageBatch),
             Feature::HydrateBatch => (&mut self.hydrate_batch, 1, 1024, ArgError::HydrateBatch),
             Feature::Bypass => (&mut self.bypass, 8, 1 << 20, ArgError::Bypass),
+            Feature::Compact => (&mut self.compact, 0, 90, ArgError::Compact),
             Feature::Format | Feature::NoDestage | Feature::NoDevtCheck => {
                 return Err(ArgError::UnknownFeature)
             }
@@ -305,6 +319,11 @@ pub fn parse_features(args: &[&str]) -> Result<Features, ArgError> {
 /// at 10% the 4 KiB overwrite job of the benchmark destaged 44% of what
 /// was written.
 pub const LOW_WATERMARK_GAP: u32 = 5;
+
+/// Default of `compact`: the tail is copied within the journal when at
+/// most half of it is live (a copy then frees at least as much as it
+/// takes).
+pub const DEFAULT_COMPACT: u32 = 50;
 
 /// Writes the feature arguments as given (count first, order kept; nothing
 /// if there was no count), for `dmsetup table`. No leading space.
@@ -536,9 +555,11 @@ mod tests {
         );
         assert_eq!(table(&f), args.join(" "));
         let all = [
-            "12",
+            "14",
             "bypass",
             "2048",
+            "compact",
+            "0",
             "destage_batch",
             "4096",
             "format",
@@ -555,12 +576,15 @@ mod tests {
         assert_eq!(parse_features(&["2", "bypass", "8"]).unwrap().bypass, 8);
         assert_eq!(parse_features(&["2", "bypass", "1048576"]).unwrap().bypass, 1 << 20);
         assert_eq!(Features::default().bypass, 0);
+        assert_eq!(parse_features(&all).unwrap().compact, 0);
+        assert_eq!(parse_features(&["2", "compact", "90"]).unwrap().compact, 90);
+        assert_eq!(Features::default().compact, DEFAULT_COMPACT);
     }
 
     #[test]
     fn feature_errors() {
         use ArgError::*;
-        let cases: [(&[&str], ArgError); 26] = [
+        let cases: [(&[&str], ArgError); 30] = [
             (&["x"], BadFeatureCount),
             (&["-1"], BadFeatureCount),
             (&["+1", "format"], BadFeatureCount),
@@ -593,6 +617,10 @@ mod tests {
             (&["2", "bypass", "0"], Bypass),
             (&["2", "bypass", "1048577"], Bypass),
             (&["1", "bypass"], MissingValue),
+            (&["2", "compact", "91"], Compact),
+            (&["2", "compact", "-1"], Compact),
+            (&["2", "compact", "50%"], Compact),
+            (&["1", "compact"], MissingValue),
         ];
         for (args, err) in cases {
             assert_eq!(parse_features(args), Err(err), "{args:?}");

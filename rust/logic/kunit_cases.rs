@@ -20,6 +20,7 @@ use super::ring::{JournalSpace, Reservation, Ring, RingError};
 use super::args::{self, ArgError, Message, ViewMode};
 use super::retire::{oldest_referenced, retire_point, Rec};
 use super::bypass;
+use super::compact;
 use super::sort;
 use super::validity;
 use super::epoch::snap_seq_after_replay;
@@ -54,6 +55,7 @@ macro_rules! for_each_case {
             ring_end_and_replay_boundary,
             changed_blocks,
             bypass_rules,
+            compact_rules,
         }
     };
 }
@@ -1283,4 +1285,41 @@ pub fn bypass_rules() -> Result<(), &'static str> {
     s.reap(bypass::tag_bit(1));
     ensure(bypass::decide(&mut s, &recs, 2, 3, ask(1)) == Some(1), "reaped, retired")?;
     ensure(s.count() == 2, "two in flight")
+}
+
+/// Compaction of the journal tail: only with no snapshot and no drain,
+/// only when at most the given share of the tail (sectors and records) is
+/// live, and only within one changed-block interval.
+pub fn compact_rules() -> Result<(), &'static str> {
+    let mut recs = [Rec::default(); 4];
+    for seq in 4..8u64 {
+        recs[(seq % 4) as usize] = Rec {
+            sectors: 8,
+            ..Rec::free(seq, 0)
+        };
+    }
+    let (records, sectors) = compact::span_of(&recs, 4, 7);
+    ensure(records == 4 && sectors == 32, "span")?;
+    let mut span = compact::TailSpan {
+        records,
+        sectors,
+        ..compact::TailSpan::default()
+    };
+    span.add_piece(8);
+    ensure(compact::should_compact(&span, 50), "a quarter live")?;
+    ensure(!compact::should_compact(&span, 0), "off")?;
+    span.add_piece(8);
+    span.add_piece(1);
+    ensure(!compact::should_compact(&span, 50), "three records of four")?;
+    let allow = compact::Allow {
+        enabled: true,
+        snapshot_none: true,
+        draining: false,
+    };
+    ensure(allow.ok(), "allowed")?;
+    ensure(!compact::Allow { snapshot_none: false, ..allow }.ok(), "snapshot")?;
+    ensure(!compact::Allow { draining: true, ..allow }.ok(), "drain")?;
+    let iv = |s: u64| if s >= 10 { Some(1u8) } else { None };
+    ensure(compact::same_interval(10, 12, iv), "same interval")?;
+    ensure(!compact::same_interval(9, 12, iv), "across an interval")
 }

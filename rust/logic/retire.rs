@@ -45,6 +45,22 @@ pub struct Rec {
 }
 
 impl Rec {
+    /// A record just reserved: `sectors` at `sector`, its data ending at
+    /// ring position `end`, not persistent yet, nothing referring to it.
+    pub const fn reserved(seq: u64, end: u64, sector: u64, sectors: u32) -> Rec {
+        Rec {
+            seq,
+            end,
+            refs: 0,
+            pins: 0,
+            persisted: false,
+            known: true,
+            superseded_by: 0,
+            sector,
+            sectors,
+        }
+    }
+
     /// A persistent record that nothing refers to, pins or supersedes.
     pub const fn free(seq: u64, end: u64) -> Rec {
         Rec {

@@ -192,6 +192,8 @@ refused "bad watermarks" 2 "low_watermark must be below high_watermark" \
 	create t --prod "$PROD" --journal "$PMEM" --store "$STORE" --length $LEN --high-watermark 20 --low-watermark 30
 refused "bad bypass threshold" 2 "Invalid bypass: must be 8\.\.1048576 sectors" \
 	create t --prod "$PROD" --journal "$PMEM" --store "$STORE" --length $LEN --bypass 7
+refused "bad compact percentage" 2 "Invalid compact: must be 0\.\.90 \(percent\)" \
+	create t --prod "$PROD" --journal "$PMEM" --store "$STORE" --length $LEN --compact 91
 
 # ---- create on a blank journal: only with --format ------------------------------------
 note "t=${SECONDS}s"

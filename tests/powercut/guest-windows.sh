@@ -10,6 +10,8 @@
 #   c-check 1|2              boot 2 of case c1/c2 (normal module)
 #   d-cut   S                boot 1 of case d (fault module)
 #   d-check S                boot 2 of case d (normal module)
+#   e-cut   4|5 S            boot 1 of case e4/e5 (fault module)
+#   e-check 4|5 S            boot 2 of case e4/e5 (normal module)
 #
 # Env: PC_FAULT_MODULE (fault-injection build), JSNAP_MODULE (normal
 # build), PCW_HOLD_MS (fault_copy_ms).  A `*-cut` mode ends with a power
@@ -385,12 +387,12 @@ c_answers() { # c_answers LABEL STAGE
 		fail "$what: every acknowledged write readable" "$? writes differ"
 	fi
 }
-# flip_held STAGE WHAT: the fault build logged its hold at flip stage STAGE
-# (waited for 10 s at most)
-flip_held() {
+# held ERE WHAT: the fault build logged a hold matching ERE (waited for 10 s
+# at most)
+held() {
 	local i
 	for ((i = 0; i < 50; i++)); do
-		dmesg | grep -q "fault: holding the changed-block flip at stage $1\$" && break
+		dmesg | grep -qE "fault: holding $1" && break
 		sleep 0.2
 	done
 	if ((i < 50)); then ok "$2"; else
@@ -398,6 +400,8 @@ flip_held() {
 		dmesg_tail
 	fi
 }
+# flip_held STAGE WHAT: the hold at flip stage STAGE
+flip_held() { held "the changed-block flip at stage $1\$" "$2"; }
 c_cut() {
 	local stage=$1 sp
 	c_lists
@@ -479,6 +483,68 @@ d_check() {
 	check_cmd "rmmod" rmmod dm_jsnap
 }
 
+# Case e4/e5: compaction of the journal tail (no snapshot, low watermarks so
+# that 32 MiB of pmem compacts after about a megabyte).  A hot region of
+# E_NB 4 KiB blocks at S: round 1 writes every block, rounds 2..E_ROUNDS
+# every block but the last E_KEEP (one 4 KiB write each): the tail then
+# holds round-1 records of which only the last E_KEEP blocks are live, and
+# destage copies them to the head of the journal.  The first copy is held
+# (fault_flip_stage 4: after its data is fenced, before its descriptor;
+# 5: after the descriptor is durable, before the table switches to it),
+# then the power is cut.  After replay, twice, and after drain (production
+# itself): blocks 0..E_NB-E_KEEP-1 hold the last round, the others round 1.
+E_NB=64 E_KEEP=8 E_ROUNDS=8
+e_rounds() { # e_rounds DEV S FIRST LAST: rounds FIRST..LAST of case e
+	python3 - "$@" "$E_NB" "$E_KEEP" <<'PYEOF'
+import mmap, os, sys
+dev, s, first, last, nb, keep = sys.argv[1], *map(int, sys.argv[2:])
+buf = mmap.mmap(-1, 4096)
+fd = os.open(dev, os.O_WRONLY | (os.O_DIRECT if dev.startswith("/dev/") else 0))
+for r in range(first, last + 1):
+    for b in range(nb if r == 1 else nb - keep):
+        buf.seek(0)
+        buf.write(b"".join((b"R%d block %d sector %d " % (r, b, i)).ljust(512, b".") for i in range(8)))
+        os.pwrite(fd, buf, s * 512 + b * 4096)
+os.close(fd)
+PYEOF
+}
+e_expect() { # e_expect FILE: what the hot region must hold (rounds 1..E_ROUNDS)
+	local f=$SCRATCH/e-expect.img
+	rm -f "$f"
+	truncate -s $((E_NB * 4096)) "$f"
+	e_rounds "$f" 0 1 "$E_ROUNDS" && cat "$f"
+}
+e_cut() {
+	local stage=$1 S=$2
+	insmod_fault fault_flip_stage=$((stage + 3)) fault_flip_ms="$HOLD"
+	load "create jsnap (format, no store, watermarks 4/2)" - format high_watermark 4 low_watermark 2
+	write_others || true
+	if e_rounds "$DEV" "$S" 1 "$E_ROUNDS"; then ok "rounds 1..$E_ROUNDS of the hot region acknowledged"; else
+		fail "rounds of the hot region acknowledged" "python"
+	fi
+	held "a compaction copy at stage $((stage - 3))\$" "the first compaction copy held at stage $stage"
+	check_eq "at the cut: nothing destaged to production" 0 "$(status_get $NAME destaged_bytes)"
+	cut
+}
+e_answers() { # e_answers LABEL DEV S
+	check_eq "$1: the hot region" "$(e_expect | sum_stream)" "$(sum "$2" "$3" $((E_NB * 8)))"
+	check_others "$1"
+}
+e_check() {
+	local stage=$1 S=$2
+	insmod_normal
+	load "replay (create without format)" - high_watermark 4 low_watermark 2
+	check_eq "state=ok errors=0 after replay" "ok 0" "$(status_get $NAME state) $(status_get $NAME errors)"
+	e_answers "after replay" "$DEV" "$S"
+	dm_remove "$NAME" || fail "remove jsnap"
+	load "second recovery (create without format)" - high_watermark 4 low_watermark 2
+	e_answers "after a second recovery" "$DEV" "$S"
+	check_cmd "drain" msg "$NAME" drain
+	e_answers "after drain: production" "$PROD" "$S"
+	dm_remove "$NAME" || fail "remove jsnap"
+	check_cmd "rmmod" rmmod dm_jsnap
+}
+
 case $mode in
 a-cut) a_cut "$@" ;;
 a-check) a_check "$@" ;;
@@ -488,6 +554,8 @@ c-cut) c_cut "$@" ;;
 c-check) c_check "$@" ;;
 d-cut) d_cut "$@" ;;
 d-check) d_check "$@" ;;
+e-cut) e_cut "$@" ;;
+e-check) e_check "$@" ;;
 *) echo "guest-windows.sh: bad mode $mode" >&2; exit 2 ;;
 esac
 no_splat_since_start "no kernel splat"

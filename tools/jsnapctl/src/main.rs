@@ -224,6 +224,11 @@ struct CreateArgs {
     /// snapshot is active (8..1048576; durable on production, with FUA)
     #[arg(long, value_name = "SECTORS")]
     bypass: Option<u32>,
+    /// with no snapshot, copy the live pieces of the journal's oldest
+    /// records to its head instead of writing them to production when at
+    /// most this percentage of them is live (0..90, default 50; 0: never)
+    #[arg(long, value_name = "PCT")]
+    compact: Option<u32>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -527,6 +532,7 @@ fn create(a: CreateArgs) -> R<()> {
         no_destage: a.no_destage,
         relocated: a.relocated,
         bypass: a.bypass,
+        compact: a.compact,
     };
     feat.validate().map_err(Fail::Usage)?;
     if a.length == Some(0) {

@@ -15,6 +15,7 @@ pub struct FeatureOpts {
     pub no_destage: bool,
     pub relocated: bool,
     pub bypass: Option<u32>,
+    pub compact: Option<u32>,
 }
 
 impl FeatureOpts {
@@ -30,6 +31,7 @@ impl FeatureOpts {
             ("destage_batch", self.destage_batch),
             ("hydrate_batch", self.hydrate_batch),
             ("bypass", self.bypass),
+            ("compact", self.compact),
         ] {
             if let Some(v) = v {
                 t.push(name.to_string());
@@ -189,12 +191,13 @@ mod tests {
             hydrate_batch: Some(32),
             no_destage: true,
             bypass: Some(2048),
+            compact: Some(0),
             ..Default::default()
         };
         let p = jsnap_params("259:0", "259:1", Some("259:2"), 128, &f);
         assert_eq!(
             p,
-            "259:0 259:1 259:2 128 10 format high_watermark 80 low_watermark 20 hydrate_batch 32 bypass 2048 no_destage"
+            "259:0 259:1 259:2 128 12 format high_watermark 80 low_watermark 20 hydrate_batch 32 bypass 2048 compact 0 no_destage"
         );
         assert!(f.validate().is_ok());
         // the module's grammar accepts what was built, with the same values
@@ -202,8 +205,11 @@ mod tests {
         let parsed = args::parse_features(&toks[4..]).unwrap();
         assert!(parsed.format && parsed.no_destage && !parsed.relocated);
         assert_eq!(parsed.bypass, 2048);
+        assert_eq!(parsed.compact, 0);
         let bad = FeatureOpts { bypass: Some(7), ..Default::default() };
         assert_eq!(bad.validate(), Err("Invalid bypass: must be 8..1048576 sectors".to_string()));
+        let bad = FeatureOpts { compact: Some(91), ..Default::default() };
+        assert_eq!(bad.validate(), Err("Invalid compact: must be 0..90 (percent)".to_string()));
         assert_eq!(
             (
                 parsed.high_watermark,
@@ -215,7 +221,7 @@ mod tests {
         let back = JsnapParams::parse(&p).unwrap();
         assert_eq!(back.store.as_deref(), Some("259:2"));
         assert_eq!(back.chunk, 128);
-        assert_eq!(back.features.len(), 10);
+        assert_eq!(back.features.len(), 12);
         assert_eq!(view_params("253:4", "mirror"), "253:4 mirror");
     }
 

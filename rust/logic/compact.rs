@@ -1,0 +1,215 @@
+//! Compaction of the journal tail: when destage must free the oldest
+//! records and little of them is still live, it copies the live pieces to
+//! the head of the ring as new records (pmem to pmem) instead of writing
+//! them to production, and the tail moves past the old ones.
+//!
+//! The journal is a ring, so a live record at the tail holds the space of
+//! every younger record back.  Under overwrites of a working set smaller
+//! than the journal, most of the tail is dead (superseded) and the few live
+//! pieces would otherwise each cost a write to production (and a flush);
+//! copying them within pmem costs a memory copy.  When most of the tail is
+//! live, compaction would free little and copy much, and destage writes
+//! to production as before.
+//!
+//! **Why a copy is a valid newer record.**  A piece is copied only while
+//! it is, whole, the newest data of its sectors (checked under the lock
+//! that hands out sequence numbers, so every write to those sectors after
+//! the check gets a higher one).  The copy gets the next sequence number:
+//! replay applies it after the original and before every later write, and
+//! both hold the same bytes, so every crash point replays to the same
+//! content.  The table switches to the copy only once it is persistent, and
+//! only where the original is still the newest data; the original retires
+//! after that, through the usual superblock commit.
+//!
+//! **When.**  Only with no snapshot at all (a copy's sequence number must
+//! not move data across a snapshot boundary), not while a `drain` waits
+//! (it asks for everything on production), and only for records of the
+//! current changed-block interval (a copy is marked at replay in the
+//! interval of its new sequence number; [`same_interval`]).
+
+use super::retire::Rec;
+
+/// What destage found at the tail: the records a batch would let retire,
+/// and the live pieces in them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TailSpan {
+    /// Known records from the tail through the last one the batch takes
+    /// pieces of.
+    pub records: u64,
+    /// Their sectors.
+    pub sectors: u64,
+    /// Pieces the batch holds (each becomes one record when copied).
+    pub pieces: u64,
+    /// Their sectors.
+    pub live_sectors: u64,
+}
+
+impl TailSpan {
+    /// Adds a piece of `len` sectors.
+    pub fn add_piece(&mut self, len: u64) {
+        self.pieces += 1;
+        self.live_sectors += len;
+    }
+}
+
+/// The known records of `tail..=last` (`recs` indexed by
+/// `seq % recs.len()`): their number and sectors.
+pub fn span_of(recs: &[Rec], tail: u64, last: u64) -> (u64, u64) {
+    let n = recs.len() as u64;
+    if n == 0 {
+        return (0, 0);
+    }
+    let mut out = (0, 0);
+    for seq in tail..=last {
+        if let Some(r) = recs
+            .get((seq % n) as usize)
+            .filter(|r| r.seq == seq && r.known)
+        {
+            out.0 += 1;
+            out.1 += u64::from(r.sectors);
+        }
+    }
+    out
+}
+
+/// Whether the batch should be copied within the journal: at most
+/// `max_live_pct` percent of the span's sectors, and of its records (each
+/// copy takes a descriptor slot), are live.  `max_live_pct == 0`: never.
+pub fn should_compact(span: &TailSpan, max_live_pct: u32) -> bool {
+    let pct = u128::from(max_live_pct);
+    max_live_pct > 0
+        && span.pieces > 0
+        && u128::from(span.live_sectors) * 100 <= u128::from(span.sectors) * pct
+        && u128::from(span.pieces) * 100 <= u128::from(span.records) * pct
+}
+
+/// The conditions of the whole journal under which a copy is allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allow {
+    /// `compact` is not 0.
+    pub enabled: bool,
+    /// No snapshot (neither active, invalid nor being dropped).
+    pub snapshot_none: bool,
+    /// A `drain` is waiting.
+    pub draining: bool,
+}
+
+impl Allow {
+    /// Whether compaction may run at all now.
+    pub fn ok(&self) -> bool {
+        self.enabled && self.snapshot_none && !self.draining
+    }
+}
+
+/// Whether a record of `seq` may be copied to `new_seq`: both lie in the
+/// same changed-block interval (`interval` maps a seq to its interval, or
+/// `None` when changed-block tracking does not cover it), so replaying the
+/// copy marks only chunks its original already marked.
+pub fn same_interval<I: PartialEq>(
+    seq: u64,
+    new_seq: u64,
+    interval: impl Fn(u64) -> Option<I>,
+) -> bool {
+    interval(seq) == interval(new_seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(records: u64, sectors: u64, pieces: u64, live: u64) -> TailSpan {
+        TailSpan {
+            records,
+            sectors,
+            pieces,
+            live_sectors: live,
+        }
+    }
+
+    #[test]
+    fn threshold_is_inclusive_on_both_counts() {
+        assert!(should_compact(&span(10, 80, 5, 40), 50));
+        assert!(!should_compact(&span(10, 80, 5, 41), 50));
+        assert!(!should_compact(&span(10, 80, 6, 8), 50));
+        assert!(should_compact(&span(10, 80, 1, 8), 50));
+    }
+
+    #[test]
+    fn off_or_empty_never_compacts() {
+        assert!(!should_compact(&span(10, 80, 1, 8), 0));
+        assert!(!should_compact(&span(10, 80, 0, 0), 50));
+        assert!(!should_compact(&span(0, 0, 0, 0), 90));
+    }
+
+    #[test]
+    fn all_live_destages() {
+        for pct in 1..=90 {
+            assert!(!should_compact(&span(64, 64 * 8, 64, 64 * 8), pct));
+        }
+    }
+
+    #[test]
+    fn no_overflow() {
+        assert!(should_compact(&span(u64::MAX, u64::MAX, 1, 1), 90));
+        assert!(!should_compact(&span(1, 1, u64::MAX, u64::MAX), 90));
+    }
+
+    #[test]
+    fn span_counts_known_records_of_the_lap() {
+        let mut recs = [Rec::default(); 8];
+        for seq in 8..16u64 {
+            recs[(seq % 8) as usize] = Rec {
+                sectors: 8,
+                ..Rec::free(seq, 0)
+            };
+        }
+        recs[10 % 8].known = false;
+        assert_eq!(span_of(&recs, 8, 11), (3, 24));
+        assert_eq!(span_of(&recs, 8, 8), (1, 8));
+        // A slot of another lap is not counted.
+        assert_eq!(span_of(&recs, 16, 17), (0, 0));
+        assert_eq!(span_of(&[], 0, 5), (0, 0));
+    }
+
+    #[test]
+    fn allowed_only_without_snapshot_or_drain() {
+        let a = Allow {
+            enabled: true,
+            snapshot_none: true,
+            draining: false,
+        };
+        assert!(a.ok());
+        assert!(!Allow {
+            enabled: false,
+            ..a
+        }
+        .ok());
+        assert!(!Allow {
+            snapshot_none: false,
+            ..a
+        }
+        .ok());
+        assert!(!Allow {
+            draining: true,
+            ..a
+        }
+        .ok());
+    }
+
+    #[test]
+    fn intervals() {
+        let iv = |s: u64| {
+            if s < 100 {
+                Some(0)
+            } else if s < 200 {
+                Some(1)
+            } else {
+                None
+            }
+        };
+        assert!(same_interval(150, 199, iv));
+        assert!(!same_interval(99, 100, iv));
+        assert!(!same_interval(150, 250, iv));
+        assert!(same_interval(250, 300, iv));
+    }
+}

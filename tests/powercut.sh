@@ -84,7 +84,7 @@ while [[ $# -gt 0 ]]; do
 	--start) start=${2:?}; shift 2 ;;
 	--bypass) bypass=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
-	a-full | a-partial | b | c1 | c2 | d) cases+=("$1"); shift ;;
+	a-full | a-partial | b | c1 | c2 | d | e4 | e5) cases+=("$1"); shift ;;
 	*) usage >&2; exit 2 ;;
 	esac
 done

@@ -18,8 +18,8 @@
 //!    copy's ring position): no node allocated, newer writes untouched.
 //!
 //! The originals then retire through the usual superblock commit.  A copy
-//! that failed (poisoned source) becomes a hole that retires freely, and
-//! the piece stays where it was.
+//! that failed (poisoned source) leaves a slot with no descriptor that
+//! retires in turn, and the piece is destaged.
 
 use super::changes::first_overlap;
 use super::{Jsnap, Rec, State};
@@ -86,33 +86,51 @@ impl Jsnap {
     }
 
     /// Copies the pieces of `batch` within the journal (see the module
-    /// documentation); returns the sectors copied.  Stops early, without
-    /// error, once compaction is no longer allowed or the ring is full
-    /// (the next batch destages instead).
-    pub(super) fn compact_batch(&self, batch: &[Extent]) -> Result<u64> {
+    /// documentation); returns the sectors copied.  The pieces it does not
+    /// copy go to `rest`, for destage to write to production in the same
+    /// round: those of another changed-block interval, those copied
+    /// [`compact::MAX_COPIES`] times already, one whose copy failed, and
+    /// all that remain once compaction is no longer allowed (a snapshot, a
+    /// drain) or the ring is full.  Pieces that newer writes carved
+    /// meanwhile are left to the next batch.
+    pub(super) fn compact_batch(&self, batch: &[Extent], rest: &mut KVec<Extent>) -> Result<u64> {
         let d = self.devs()?;
         let pmem = d.pmem()?;
         let mut copied = 0;
-        for x in batch {
+        for (i, x) in batch.iter().enumerate() {
             // Step 1.
             let mut st = self.state.lock();
-            if !self.compact_allowed(&st) {
-                break;
-            }
-            if first_overlap(&st.journal.changes, x.start, x.end()) != Some(*x) {
-                // A newer write carved it meanwhile: the next batch sees
-                // what is left of it.
+            let stop = !self.compact_allowed(&st);
+            if !stop && first_overlap(&st.journal.changes, x.start, x.end()) != Some(*x) {
                 continue;
             }
             let next = st.journal.space.next_seq();
-            if !compact::same_interval(x.seq, next, |s| st.cbt.iv.of(s)) {
+            let copies = st.journal.rec_ref(x.seq).map_or(u8::MAX, |r| r.copies);
+            if !stop
+                && (!compact::same_interval(x.seq, next, |s| st.cbt.iv.of(s))
+                    || !compact::may_copy(copies))
+            {
+                drop(st);
+                rest.push(*x, GFP_KERNEL)?;
                 continue;
             }
-            let Ok((seq, res)) = st.journal.space.reserve(x.len) else {
+            let reserved = if stop {
+                None
+            } else {
+                st.journal.space.reserve(x.len).ok()
+            };
+            let Some((seq, res)) = reserved else {
+                drop(st);
+                for y in batch.get(i..).unwrap_or_default() {
+                    rest.push(*y, GFP_KERNEL)?;
+                }
                 break;
             };
             if let Some(r) = st.journal.rec(seq) {
-                *r = Rec::reserved(seq, res.pos + res.len, x.start, x.len as u32);
+                *r = Rec {
+                    copies: copies.saturating_add(1),
+                    ..Rec::reserved(seq, res.pos + res.len, x.start, x.len as u32)
+                };
             }
             if let Some(r) = st.journal.rec(x.seq) {
                 r.pins += 1;
@@ -154,21 +172,22 @@ impl Jsnap {
                     copied += x.len;
                 }
                 Err(e) => {
-                    // Never in a table: a hole, which retires freely (its
-                    // descriptor, if any reached pmem, names the same data
-                    // as the original, which stays).
+                    // No descriptor was written and no table refers to the
+                    // slot: it retires in turn, as a write that failed its
+                    // copy does (replay sees a hole); the piece stays in
+                    // the original and goes to production.
                     if let Some(r) = st.journal.rec(seq) {
-                        r.known = false;
+                        r.persisted = true;
                     }
                     drop(st);
                     pr_err!(
-                        "dm-jsnap: compacting record {} ({} sectors at {}) failed: {:?}\n",
+                        "dm-jsnap: compacting record {} ({} sectors at {}) failed ({:?}): destaging it\n",
                         x.seq,
                         x.len,
                         x.start,
                         e
                     );
-                    return Err(e);
+                    rest.push(*x, GFP_KERNEL)?;
                 }
             }
         }

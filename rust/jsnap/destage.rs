@@ -351,20 +351,20 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             continue;
         }
         clock.mark(crate::prof::Stage::DstCollect);
-        // Compaction that copied nothing (the ring full, the pieces carved
-        // meanwhile, a snapshot or a drain since) destages the batch.
-        let compacted = if compact { this.compact_batch(&batch) } else { Ok(0) };
-        let res = match compacted {
-            Ok(0) => write_batch(this, &batch).map(|n| (n, false)),
-            r => r.map(|n| (n, true)),
+        // What compaction does not copy is written to production now.
+        let mut rest = KVec::new();
+        let res = if compact {
+            this.compact_batch(&batch, &mut rest).map(|_| ())
+        } else {
+            Ok(())
         };
+        let todo: &[Extent] = if compact { &rest } else { &batch };
+        let res = res.and_then(|()| if todo.is_empty() { Ok(0) } else { write_batch(this, todo) });
         clock.mark(crate::prof::Stage::DstWrite);
-        if let Ok((sectors, compacted)) = res {
+        if let Ok(sectors) = res {
             let mut st = this.state.lock();
-            if !compacted {
-                drop_destaged(&mut st, &batch);
-                st.stats.destaged_bytes += sectors << 9;
-            }
+            drop_destaged(&mut st, todo);
+            st.stats.destaged_bytes += sectors << 9;
             st.destage.degraded = false;
         }
         drop(guard);

@@ -363,15 +363,8 @@ fn replay_records(
     for info in infos.iter().take(plan.count) {
         if let Some(r) = st.journal.rec(info.seq) {
             *r = Rec {
-                seq: info.seq,
-                end: info.ring_pos + info.ring_len,
-                refs: 0,
-                pins: 0,
                 persisted: true,
-                known: true,
-                superseded_by: 0,
-                sector: info.sector,
-                sectors: info.nr_sectors,
+                ..Rec::reserved(info.seq, info.ring_pos + info.ring_len, info.sector, info.nr_sectors)
             };
         }
         let mut nodes = Nodes::empty();

@@ -21,6 +21,10 @@
 //! only where the original is still the newest data; the original retires
 //! after that, through the usual superblock commit.
 //!
+//! **Which.**  A piece whose data was already copied [`MAX_COPIES`] times,
+//! or of another changed-block interval, is written to production in the
+//! same round instead.
+//!
 //! **When.**  Only with no snapshot at all (a copy's sequence number must
 //! not move data across a snapshot boundary), not while a `drain` waits
 //! (it asks for everything on production), and only for records of the
@@ -99,6 +103,18 @@ impl Allow {
     pub fn ok(&self) -> bool {
         self.enabled && self.snapshot_none && !self.draining
     }
+}
+
+/// How many times the data of one write may be copied within the journal:
+/// data still live after that many laps of the ring is cold, and goes to
+/// production (otherwise a block written once among hot ones would be
+/// copied on every lap, and production would never receive it).
+pub const MAX_COPIES: u8 = 2;
+
+/// Whether a piece of a record whose data was copied `copies` times may be
+/// copied again.
+pub fn may_copy(copies: u8) -> bool {
+    copies < MAX_COPIES
 }
 
 /// Whether a record of `seq` may be copied to `new_seq`: both lie in the
@@ -194,6 +210,12 @@ mod tests {
             ..a
         }
         .ok());
+    }
+
+    #[test]
+    fn copies_are_bounded() {
+        assert!(may_copy(0) && may_copy(MAX_COPIES - 1));
+        assert!(!may_copy(MAX_COPIES) && !may_copy(u8::MAX));
     }
 
     #[test]

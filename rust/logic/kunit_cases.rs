@@ -1320,6 +1320,7 @@ pub fn compact_rules() -> Result<(), &'static str> {
     ensure(!compact::Allow { snapshot_none: false, ..allow }.ok(), "snapshot")?;
     ensure(!compact::Allow { draining: true, ..allow }.ok(), "drain")?;
     let iv = |s: u64| if s >= 10 { Some(1u8) } else { None };
+    ensure(compact::may_copy(0) && !compact::may_copy(compact::MAX_COPIES), "copies bounded")?;
     ensure(compact::same_interval(10, 12, iv), "same interval")?;
     ensure(!compact::same_interval(9, 12, iv), "across an interval")
 }

@@ -42,6 +42,9 @@ pub struct Rec {
     pub sector: u64,
     /// Number of sectors the record wrote.
     pub sectors: u32,
+    /// How many times its data was copied within the journal by compaction
+    /// (0 for a write; see `compact`).
+    pub copies: u8,
 }
 
 impl Rec {
@@ -58,6 +61,7 @@ impl Rec {
             superseded_by: 0,
             sector,
             sectors,
+            copies: 0,
         }
     }
 
@@ -73,6 +77,7 @@ impl Rec {
             superseded_by: 0,
             sector: 0,
             sectors: 0,
+            copies: 0,
         }
     }
 }

@@ -516,7 +516,7 @@ e_expect() { # e_expect FILE: what the hot region must hold (rounds 1..E_ROUNDS)
 }
 e_cut() {
 	local stage=$1 S=$2
-	insmod_fault fault_flip_stage=$((stage + 3)) fault_flip_ms="$HOLD"
+	insmod_fault fault_flip_stage="$stage" fault_flip_ms="$HOLD"
 	load "create jsnap (format, no store, watermarks 4/2)" - format high_watermark 4 low_watermark 2
 	write_others || true
 	if e_rounds "$DEV" "$S" 1 "$E_ROUNDS"; then ok "rounds 1..$E_ROUNDS of the hot region acknowledged"; else

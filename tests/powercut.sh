@@ -324,6 +324,7 @@ JOURNAL_FEATS=(
 	"high_watermark 90 low_watermark 60"
 	"high_watermark 30 low_watermark 10 destage_batch 4"
 	"destage_batch 1"
+	"compact 90 high_watermark 20 low_watermark 10"
 )
 THREADS=(1 4 8)
 

@@ -173,6 +173,9 @@ pub(crate) struct JournalState {
     space: JournalSpace,
     /// Record states, `desc_count` of them.
     recs: KVVec<Rec>,
+    /// Every known record of `tail..persisted_floor` is persistent (a hint
+    /// for [`crate::logic::retire::retire_point_from`]; 0 says nothing).
+    persisted_floor: u64,
     /// Free table nodes: writes take theirs from here, removed extents
     /// return theirs (up to the capacity set at table load), so a write
     /// allocates only while the table is larger than it ever was.  The

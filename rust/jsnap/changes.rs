@@ -106,6 +106,11 @@ impl extent::Tables for Tables<'_> {
         true
     }
 
+    fn replace(&mut self, ext: Extent) -> Option<Extent> {
+        let x = self.journal.changes.get_mut(&ext.start).filter(|x| x.len == ext.len)?;
+        Some(core::mem::replace(x, ext))
+    }
+
     fn rec(&mut self, seq: u64) -> Option<&mut Rec> {
         self.journal.rec(seq)
     }

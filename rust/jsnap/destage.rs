@@ -79,6 +79,9 @@ fn serve_deferred(this: &Arc<Jsnap>) {
     }
 }
 
+/// Extents dropped from the table per state-lock section.
+const DROP_PER_SECTION: usize = 16;
+
 /// Records looked at per extent of a batch when collecting oldest first.
 const OLDEST_SCAN: u64 = 4;
 
@@ -243,7 +246,9 @@ fn drop_destaged(st: &mut State, batch: &[Extent]) {
 /// any was retired.
 fn retire(this: &Jsnap) -> Result<bool> {
     let mut st = this.state.lock();
-    let point = retire::retire_point(&st.journal.recs, st.journal.space.tail_seq(), st.journal.space.next_seq());
+    let (tail, next) = (st.journal.space.tail_seq(), st.journal.space.next_seq());
+    let j = &mut st.journal;
+    let point = retire::retire_point_from(&j.recs, tail, next, &mut j.persisted_floor);
     st.destage.retire_blocked = point.pinned;
     let Some((seq, end)) = point.through else {
         return Ok(false);
@@ -362,8 +367,13 @@ pub(super) fn run(this: &Arc<Jsnap>) {
         let res = res.and_then(|()| if todo.is_empty() { Ok(0) } else { write_batch(this, todo) });
         clock.mark(crate::prof::Stage::DstWrite);
         if let Ok(sectors) = res {
+            // A few extents per section: writers wait for the lock at most
+            // that long (each extent is dropped on its own; what a section
+            // leaves is on production already).
+            for part in todo.chunks(DROP_PER_SECTION) {
+                drop_destaged(&mut this.state.lock(), part);
+            }
             let mut st = this.state.lock();
-            drop_destaged(&mut st, todo);
             st.stats.destaged_bytes += sectors << 9;
             st.destage.degraded = false;
         }

@@ -49,6 +49,7 @@ pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
     let g = &sb.geometry;
     let mut st = bare_state(sb)?;
     st.journal.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
+    st.journal.persisted_floor = 0;
     st.snapshot.validity = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
     st.cbt = CbtState::new(g)?;
     st.journal.pool = new_pool(g)?;
@@ -83,6 +84,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
             snap_extents: 0,
             space,
             recs: KVVec::new(),
+            persisted_floor: 0,
             pool: KVVec::new(),
             deferred: BioList::new(),
         },
@@ -340,6 +342,7 @@ fn replay_records(
     recs.fill(Rec::default());
     map.fill(0);
     st.journal.recs = recs;
+    st.journal.persisted_floor = 0;
     st.snapshot.validity = map;
     st.journal.pool = pool;
     // Without a snapshot the map means nothing (a crash may have left it

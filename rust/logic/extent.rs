@@ -115,6 +115,10 @@ pub trait Tables {
     /// Inserts `ext` into table `which`; false when no node is left for it
     /// (the caller reserved too few: the piece is lost and not counted).
     fn insert(&mut self, which: Which, ext: Extent) -> bool;
+    /// Replaces, in place, the changes-table extent that starts at
+    /// `ext.start` and has its length by `ext`, and returns it; `None` (and
+    /// nothing changed) if there is none.
+    fn replace(&mut self, ext: Extent) -> Option<Extent>;
     /// The state of record `seq`, if its slot holds it.
     fn rec(&mut self, seq: u64) -> Option<&mut Rec>;
     /// Whether chunk `c` is preserved (holds its snapshot copy).
@@ -145,6 +149,20 @@ pub const fn nodes_needed(snapshot: bool) -> usize {
 /// persistent, see [`super::retire`]).
 pub fn insert(t: &mut impl Tables, ext: Extent, epoch: Epoch, chunk_sectors: u32) {
     let (start, end) = (ext.start, ext.end());
+    if ext.len > 0 {
+        // The same sectors as one extent (a repeated overwrite, the common
+        // case): the new extent takes the old one's node in place, and
+        // nothing else overlaps (the table does not overlap).  The same
+        // outcome as carving it (`Covered`) below, in one lookup, without
+        // the tree's rebalancing.
+        if let Some(old) = t.replace(ext) {
+            supersede(t, &old, &ext, epoch, chunk_sectors, -1);
+            if let Some(r) = t.rec(ext.seq) {
+                r.refs = r.refs.saturating_add(1);
+            }
+            return;
+        }
+    }
     while let Some(old) = t.first_overlap(start, end) {
         if !t.remove(old.start) {
             break;
@@ -169,20 +187,50 @@ pub fn insert(t: &mut impl Tables, ext: Extent, epoch: Epoch, chunk_sectors: u32
                 delta += 1;
             }
         }
-        let kept = epoch.kept_piece(&old, &ext, chunk_sectors, |c| t.preserved(c));
-        if let Some(m) = kept {
-            if t.insert(Which::Snap, m) {
-                delta += 1;
-            }
-        }
-        if let Some(r) = t.rec(old.seq) {
-            r.refs = add_refs(r.refs, delta);
-        }
+        supersede_kept(t, &old, &ext, epoch, chunk_sectors, delta);
     }
     if t.insert(Which::Changes, ext) {
         if let Some(r) = t.rec(ext.seq) {
             r.refs = r.refs.saturating_add(1);
         }
+    }
+}
+
+/// Marks `old` superseded by `ext` (carved out of the changes table
+/// whole), then [`supersede_kept`].
+fn supersede(
+    t: &mut impl Tables,
+    old: &Extent,
+    ext: &Extent,
+    epoch: Epoch,
+    chunk_sectors: u32,
+    delta: i64,
+) {
+    if let Some(r) = t.rec(old.seq) {
+        r.superseded_by = r.superseded_by.max(ext.seq);
+    }
+    supersede_kept(t, old, ext, epoch, chunk_sectors, delta);
+}
+
+/// Moves what the snapshot still needs of the carved `old` to the snapshot
+/// table, and adds to `old`'s record `delta` (its pieces still in the
+/// changes table, minus the one it had) plus the kept piece.
+fn supersede_kept(
+    t: &mut impl Tables,
+    old: &Extent,
+    ext: &Extent,
+    epoch: Epoch,
+    chunk_sectors: u32,
+    mut delta: i64,
+) {
+    let kept = epoch.kept_piece(old, ext, chunk_sectors, |c| t.preserved(c));
+    if let Some(m) = kept {
+        if t.insert(Which::Snap, m) {
+            delta += 1;
+        }
+    }
+    if let Some(r) = t.rec(old.seq) {
+        r.refs = add_refs(r.refs, delta);
     }
 }
 

@@ -18,7 +18,7 @@ use super::lookup::{self, MapWrite, Own, ReadFrom, ViewWrite};
 use super::replay::{self, RecordInfo, ReplayError};
 use super::ring::{JournalSpace, Reservation, Ring, RingError};
 use super::args::{self, ArgError, Message, ViewMode};
-use super::retire::{oldest_referenced, retire_point, Rec};
+use super::retire::{oldest_referenced, retire_point, retire_point_from, Rec};
 use super::bypass;
 use super::compact;
 use super::sort;
@@ -751,6 +751,12 @@ impl extent::Tables for EhTables {
         true
     }
 
+    fn replace(&mut self, ext: Extent) -> Option<Extent> {
+        let live = self.table.e.get_mut(..self.table.n)?;
+        let x = live.iter_mut().find(|x| x.start == ext.start && x.len == ext.len)?;
+        Some(core::mem::replace(x, ext))
+    }
+
     fn rec(&mut self, seq: u64) -> Option<&mut Rec> {
         self.recs.get_mut(seq as usize).filter(|r| r.seq == seq)
     }
@@ -1207,6 +1213,15 @@ pub fn retire_rule() -> Result<(), &'static str> {
         ..rec(5, 24)
     };
     ensure(retire_point(&recs, 3, 6).through.is_none(), "far superseder in copy")?;
+    // The floor: the search stops at record 5 (still being copied), and
+    // resumes there once it is persistent.
+    let mut floor = 0;
+    ensure(retire_point_from(&recs, 3, 6, &mut floor).through.is_none(), "floor: superseder in copy")?;
+    ensure(floor == 5, "floor stops at the record in copy")?;
+    recs[5].persisted = true;
+    ensure(retire_point_from(&recs, 3, 6, &mut floor).through == Some((4, 16)), "floor: superseder persistent")?;
+    ensure(floor == 6, "floor passes it once persistent")?;
+    recs[5].persisted = false;
     recs[3].superseded_by = 4;
     ensure(retire_point(&recs, 3, 6).through == Some((4, 16)), "near superseder")?;
     let mut recs = [Rec::default(); 8];

@@ -117,6 +117,17 @@ pub fn oldest_referenced(recs: &[Rec], tail: u64, next: u64, scan: u64) -> impl 
 /// The retirement point of the live records `tail..next` (`recs` indexed
 /// by `seq % recs.len()`).
 pub fn retire_point(recs: &[Rec], tail: u64, next: u64) -> RetirePoint {
+    retire_point_from(recs, tail, next, &mut 0)
+}
+
+/// [`retire_point`], with `floor`: every known record of `tail..floor` is
+/// persistent (0 says nothing).  A record, once persistent, stays so, and
+/// new records are numbered from `next`, so the caller keeps `floor` from
+/// one call to the next and the search for the first record not yet
+/// persistent (phase 2) resumes there instead of walking again from the
+/// retirement point to the newest superseder (under overwrites, most of
+/// the journal).  Advanced here as far as the search went.
+pub fn retire_point_from(recs: &[Rec], tail: u64, next: u64, floor: &mut u64) -> RetirePoint {
     let mut out = RetirePoint::default();
     // Phase 1: the longest prefix of records that nothing refers to, and
     // the newest record that superseded any of them.
@@ -145,7 +156,7 @@ pub fn retire_point(recs: &[Rec], tail: u64, next: u64) -> RetirePoint {
     // Phase 2: the first record that is not persistent (every record
     // before `seq` is), looking no further than `need`.
     let mut unpersisted = u64::MAX;
-    let mut s = seq;
+    let mut s = seq.max(*floor);
     while s < next && s <= need {
         if slot(recs, s).is_some_and(|r| r.known && !r.persisted) {
             unpersisted = s;
@@ -153,6 +164,7 @@ pub fn retire_point(recs: &[Rec], tail: u64, next: u64) -> RetirePoint {
         }
         s += 1;
     }
+    *floor = (*floor).max(s);
     if need < unpersisted {
         out.through = Some(last);
         return out;
@@ -308,6 +320,13 @@ mod tests {
                 want = Some((r.seq, r.end));
             }
             assert_eq!(retire_point(&recs, tail, next).through, want, "{:?}", rs);
+            // With any valid floor (at most the first known record not
+            // persistent): the same point, and the floor stays valid.
+            let first = rs.iter().find(|r| r.known && !r.persisted).map_or(next, |r| r.seq);
+            let mut floor = tail + below(first - tail + 1);
+            assert_eq!(retire_point_from(&recs, tail, next, &mut floor).through, want, "{:?}", rs);
+            assert!(floor <= first, "floor {} passed {} in {:?}", floor, first, rs);
+            assert_eq!(retire_point_from(&recs, tail, next, &mut floor).through, want, "again: {:?}", rs);
         }
     }
 

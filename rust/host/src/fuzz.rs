@@ -686,6 +686,11 @@ impl extent::Tables for MapTables {
         true
     }
 
+    fn replace(&mut self, ext: Extent) -> Option<Extent> {
+        let x = self.table.get_mut(&ext.start).filter(|x| x.len == ext.len)?;
+        Some(core::mem::replace(x, ext))
+    }
+
     fn rec(&mut self, seq: u64) -> Option<&mut Rec> {
         self.recs.get_mut(&seq)
     }

@@ -34,7 +34,8 @@ impl Jsnap {
     pub(super) fn compact_allowed(&self, st: &State) -> bool {
         compact::Allow {
             enabled: self.features.compact > 0,
-            snapshot_none: st.snapshot.snap == SnapState::None && !st.snapshot.dropping,
+            // (`dropping` is only set while the snapshot is still there)
+            snapshot_none: st.snapshot.snap == SnapState::None,
             draining: st.destage.drains > 0,
         }
         .ok()

@@ -15,6 +15,9 @@
 #   - a snapshot: no compaction while it exists; the view reads the
 #     snapshot's content, the volume the model;
 #   - bad values are refused and leave the journal as it was;
+#   - geometry: chunk 8 with the jsnap target at table start 2056, chunk
+#     4096 at start 24 with a partial last chunk: compaction, the volume,
+#     the zero prefix, the cold block on production, a reload, `drain`;
 #   - fault build: the first copy is held after it is durable and before
 #     the table switches to it (fault_flip_stage=5) while newer 4 KiB
 #     writes cover every block of the hot region: the newer data wins (the
@@ -138,6 +141,49 @@ same "after drop: the volume reads the model" "$DEV" "$MODEL"
 check_cmd "drain after drop" msg $NAME drain
 same "after drop and drain: production holds the model" "$PROD" "$MODEL"
 cleanup_dm
+
+# ---- geometry: chunk 8 and 4096, the jsnap target behind a zero target -------
+# Compaction works on sectors and ring positions; chunks enter only through
+# the changed-block interval.  Each case: the jsnap target at table start JO
+# (a zero target before it), length L (chunk 4096: a partial last chunk),
+# the cold block and the hot writes through the table; the volume, a reload,
+# and production after `drain` against the model.
+geom() {
+	local C=$1 JO=$2 L=$3 P="chunk $1, jsnap at table start $2, length $3"
+	local DM=$SCRATCH/dmodel
+	journal || finish
+	fresh
+	{ head -c $((JO * 512)) /dev/zero; head -c $((L * 512)) "$MODEL"; } >"$DM"
+	local line="$JO $L jsnap $PROD $J $STORE $C 1 format"
+	DEV=$(dm_create_lines $NAME "0 $JO zero" "$line") || { fail "$P: create" "dm_create_lines"; return; }
+	check_eq "$P: size" $((JO + L)) "$(dev_sectors "$DEV")"
+	wr1 "$DEV" 0 $((JO + COLD)) 8 "$DM" || fail "$P: the cold block" "dd"
+	python3 "$HOTW" "$DEV" "$DM" $JO $HOT "$WRITES" 91 4 || fail "$P: hot writes" "hotwrite.py"
+	# the last sectors of the volume (a partial chunk for chunk 4096)
+	wr1 "$DEV" 0 $((JO + L - 8)) 8 "$DM" || fail "$P: the last block" "dd"
+	local c
+	c=$(st compacted_bytes)
+	if ((c > 0)); then ok "$P: the journal was compacted ($c bytes)"; else
+		fail "$P: the journal was compacted" "compacted_bytes=$c"
+	fi
+	check_eq "$P: errors=0" 0 "$(st errors)"
+	same_at "$P: the volume reads the model" "$DEV" $JO "$DM" $JO $L
+	same_at "$P: the zero prefix reads zero" "$DEV" 0 /dev/zero 0 $JO
+	same_at "$P: the cold block reached production after its copies" "$PROD" $COLD "$DM" $((JO + COLD)) 8
+	dmsetup remove $NAME || fail "$P: remove" "dmsetup"
+	line="$JO $L jsnap $PROD $J $STORE $C"
+	DEV=$(dm_create_lines $NAME "0 $JO zero" "$line") || { fail "$P: create again (replay)" "dm_create_lines"; return; }
+	same_at "$P: after a reload: the model" "$DEV" $JO "$DM" $JO $L
+	python3 "$HOTW" "$DEV" "$DM" $JO $HOT 500 92 4 || fail "$P: hot writes after the reload" "hotwrite.py"
+	check_cmd "$P: drain" dmsetup message $NAME $JO drain
+	check_eq "$P: drained: pending=0" 0 "$(st pending)"
+	same_at "$P: drained: production holds the model" "$PROD" 0 "$DM" $JO $L
+	same_at "$P: drained: the volume reads the model" "$DEV" $JO "$DM" $JO $L
+	dmsetup remove $NAME
+	cleanup_dm
+}
+geom 8 2056 $LEN
+geom 4096 24 $((LEN - 8))
 
 # ---- fault build: a newer write inside the window of the first copy ---------
 if [[ -n ${JSNAP_FAULT_MODULE:-} && -f ${JSNAP_FAULT_MODULE:-} ]]; then

@@ -99,7 +99,8 @@ use crate::logic::args::Features;
 use changes::Nodes;
 use metadata::SbState;
 use chunklock::ChunkLocks;
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use kernel::sync::SpinLockGuard;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::{Arc, ArcBorrow, CondVar, Mutex, SpinLock};
@@ -122,8 +123,6 @@ pub(crate) struct State {
     /// Suspended (postsuspend..resume) or being destroyed.
     suspended: bool,
     stopping: bool,
-    /// Threads sleeping on `cond`.
-    waiters: u32,
     /// View operations in progress (postsuspend waits for them).
     view_ops: u32,
     journal: JournalState,
@@ -374,6 +373,14 @@ pub(crate) struct Jsnap {
     /// Readers waiting for a record to persist, `drain` waiting for destage.
     #[pin]
     cond: CondVar,
+    /// Threads sleeping on `cond` (counted under `state`; see
+    /// [`Jsnap::wait_persisted`]).
+    waiters: AtomicU32,
+    /// Per descriptor slot, the sequence number of the last record written
+    /// to it whose write is persistent (`u64::MAX`: none yet): the write
+    /// path marks its record here without taking `state` again; the worker
+    /// folds the marks into `Rec::persisted` ([`Jsnap::fold_persisted`]).
+    done: KVVec<AtomicU64>,
     #[pin]
     sb: Mutex<SbState>,
     /// Held by the worker over a destage batch, and briefly by a view's
@@ -491,9 +498,9 @@ impl Jsnap {
             if !st.suspended {
                 break;
             }
-            st.waiters += 1;
+            self.waiters.fetch_add(1, Ordering::SeqCst);
             self.cond.wait(&mut st);
-            st.waiters -= 1;
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
         st.view_ops += 1;
         Some(ViewOp { j: self })
@@ -517,6 +524,86 @@ impl Jsnap {
     /// Waits until no destage batch is in flight.
     pub(crate) fn wait_batch(&self) {
         drop(self.batch.lock());
+    }
+
+    /// Whether the write of record `seq` marked it persistent.
+    fn marked(&self, seq: u64) -> bool {
+        let n = self.done.len() as u64;
+        n > 0
+            && self
+                .done
+                .get((seq % n) as usize)
+                .is_some_and(|m| m.load(Ordering::SeqCst) == seq)
+    }
+
+    /// Whether record `seq` is persistent (its record says so, or its write
+    /// marked it since the worker last looked).
+    pub(crate) fn is_persisted(&self, st: &State, seq: u64) -> bool {
+        st.journal.rec_ref(seq).is_some_and(|r| r.persisted) || self.marked(seq)
+    }
+
+    /// The write path, once record `seq` is on pmem (data and descriptor
+    /// fenced): marks it persistent without taking `state`, and wakes the
+    /// threads waiting for it.
+    pub(crate) fn mark_persisted(&self, seq: u64) {
+        let n = self.done.len() as u64;
+        match self.done.get((seq % n.max(1)) as usize) {
+            // (`Release` would order the data; sequentially consistent
+            // also orders the store before the look at `waiters` below,
+            // against the waiter's announce-then-look.)
+            Some(m) => m.store(seq, Ordering::SeqCst),
+            None => {
+                if let Some(r) = self.state.lock().journal.rec(seq) {
+                    r.persisted = true;
+                }
+            }
+        }
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            // A waiter announced itself and looked at the mark under
+            // `state`, and is queued on `cond` before it releases it:
+            // taking the lock orders this wake-up after its look.
+            drop(self.state.lock());
+            self.cond.notify_all();
+        }
+    }
+
+    /// Sleeps until a wake-up, unless record `seq` is persistent by now
+    /// (the caller saw it was not, under `st`, and looks again after).
+    pub(crate) fn wait_persisted(&self, st: &mut SpinLockGuard<'_, State>, seq: u64) {
+        // Announce, then look: the write stores its mark, then looks for
+        // waiters; either it sees this one, or this one sees the mark.
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        if !self.is_persisted(st, seq) {
+            self.cond.wait(st);
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Folds the writes' marks into `Rec::persisted` for the records from
+    /// `persisted_floor` (or the tail) on, and moves the floor to the first
+    /// record still not persistent.  Called by the worker before it reads
+    /// `Rec::persisted` (collect, retire).
+    pub(crate) fn fold_persisted(&self, st: &mut State) {
+        let j = &mut st.journal;
+        let (tail, next) = (j.space.tail_seq(), j.space.next_seq());
+        let n = j.recs.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let mut first = None;
+        for s in tail.max(j.persisted_floor)..next {
+            let Some(r) = j.recs.get_mut((s % n) as usize).filter(|r| r.seq == s) else {
+                continue;
+            };
+            if r.known && !r.persisted {
+                if self.marked(s) {
+                    r.persisted = true;
+                } else if first.is_none() {
+                    first = Some(s);
+                }
+            }
+        }
+        j.persisted_floor = first.unwrap_or(next);
     }
 
     /// Number of views attached.

@@ -94,6 +94,7 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>) -> bool {
     let max = this.features.destage_batch as usize;
     let mut st = this.state.lock();
     let st = &mut *st;
+    this.fold_persisted(st);
     let (tail, next) = (st.journal.space.tail_seq(), st.journal.space.next_seq());
     // The newest record the batch takes pieces of.
     let mut last = None;
@@ -246,6 +247,7 @@ fn drop_destaged(st: &mut State, batch: &[Extent]) {
 /// any was retired.
 fn retire(this: &Jsnap) -> Result<bool> {
     let mut st = this.state.lock();
+    this.fold_persisted(&mut st);
     let (tail, next) = (st.journal.space.tail_seq(), st.journal.space.next_seq());
     let j = &mut st.journal;
     let point = retire::retire_point_from(&j.recs, tail, next, &mut j.persisted_floor);

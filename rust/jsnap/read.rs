@@ -45,12 +45,9 @@ impl Jsnap {
                 bio.accept_partial((x.start - start) as u32);
                 return Self::remap_read(bio, prod, start);
             }
-            let persisted = st.journal.rec(x.seq).is_some_and(|r| r.persisted);
-            if !persisted {
+            if !this.is_persisted(&st, x.seq) {
                 // A write to these sectors is being copied right now.
-                st.waiters += 1;
-                this.cond.wait(&mut st);
-                st.waiters -= 1;
+                this.wait_persisted(&mut st, x.seq);
                 continue;
             }
             let piece = end.min(x.end()) - start;

@@ -75,7 +75,6 @@ fn bare_state(sb: &Superblock) -> Result<State> {
         loaded: false,
         suspended: false,
         stopping: false,
-        waiters: 0,
         view_ops: 0,
         journal: JournalState {
             changes: RBTree::new(),

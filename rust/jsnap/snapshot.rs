@@ -257,7 +257,7 @@ impl Jsnap {
                 st = self.state.lock();
                 continue;
             }
-            let mut busy = false;
+            let mut busy = None;
             let epoch = st.snapshot.epoch();
             for (table, all) in [(&st.journal.changes, false), (&st.journal.snap_table, true)] {
                 let mut pos = start;
@@ -269,21 +269,19 @@ impl Jsnap {
                     if !all && !epoch.in_snapshot(x.seq) {
                         continue;
                     }
-                    if !st.journal.rec_ref(x.seq).is_some_and(|r| r.persisted) {
-                        busy = true;
+                    if busy.is_none() && !self.is_persisted(&st, x.seq) {
+                        busy = Some(x.seq);
                     }
                     if let Some(p) = extent::intersect(&x, start, end) {
                         pins.pieces.push(p, GFP_NOWAIT).map_err(|_| ENOMEM)?;
                     }
                 }
             }
-            if !busy {
+            let Some(seq) = busy else {
                 break;
-            }
+            };
             // A pre-snapshot write to these sectors is still being copied.
-            st.waiters += 1;
-            self.cond.wait(&mut st);
-            st.waiters -= 1;
+            self.wait_persisted(&mut st, seq);
         }
         for i in base..pins.pieces.len() {
             let seq = pins.pieces[i].seq;

@@ -17,7 +17,7 @@ use crate::logic::format::SnapState;
 use crate::logic::args;
 use super::chunklock::ChunkLocks;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{Arc, ArcBorrow};
 use kernel::workqueue::WorkItem;
@@ -188,9 +188,9 @@ impl Jsnap {
             if st.stopping || st.suspended {
                 break Err(EBUSY);
             }
-            st.waiters += 1;
+            this.waiters.fetch_add(1, Ordering::SeqCst);
             let sig = this.cond.wait_interruptible(&mut st);
-            st.waiters -= 1;
+            this.waiters.fetch_sub(1, Ordering::SeqCst);
             if sig {
                 break Err(EINTR);
             }
@@ -286,6 +286,10 @@ impl Target for Jsnap {
         let has_store = store_dev.is_some();
         let geometry = sb.geometry;
         let state = recovery::empty_state(&sb).map_err(CtrError::nomem)?;
+        let mut done = KVVec::with_capacity(geometry.desc_count as usize, GFP_KERNEL).map_err(CtrError::nomem)?;
+        for _ in 0..geometry.desc_count {
+            done.push(AtomicU64::new(u64::MAX), GFP_KERNEL).map_err(CtrError::nomem)?;
+        }
         let this = Arc::pin_init(
             try_pin_init!(Self {
                 bypass_wq,
@@ -311,6 +315,8 @@ impl Target for Jsnap {
                 max_io,
                 state <- new_spinlock!(state, "jsnap_state"),
                 cond <- new_condvar!("jsnap_cond"),
+                waiters: AtomicU32::new(0),
+                done,
                 sb <- new_mutex!(sb_state, "jsnap_sb"),
                 batch <- new_mutex!((), "jsnap_batch"),
                 msg <- new_mutex!((), "jsnap_msg"),
@@ -463,9 +469,9 @@ impl Target for Jsnap {
         let mut st = this.state.lock();
         st.suspended = true;
         while st.view_ops > 0 {
-            st.waiters += 1;
+            this.waiters.fetch_add(1, Ordering::SeqCst);
             this.cond.wait(&mut st);
-            st.waiters -= 1;
+            this.waiters.fetch_sub(1, Ordering::SeqCst);
         }
         drop(st);
         this.cond.notify_all();

@@ -133,15 +133,7 @@ impl Jsnap {
         pmem.fence();
         clock.mark(crate::prof::Stage::Desc);
 
-        let mut st = self.state.lock();
-        if let Some(r) = st.journal.rec(seq) {
-            r.persisted = true;
-        }
-        let wake = st.waiters > 0;
-        drop(st);
-        if wake {
-            self.cond.notify_all();
-        }
+        self.mark_persisted(seq);
         if copied.is_err() {
             pr_err!("dm-jsnap: journal copy out of bounds (seq {})\n", seq);
         }

@@ -16,7 +16,8 @@
 #   d (item 11) a pre-snapshot write W is held between its changes-table
 #               insert and its pmem copy (fault_copy_sector) while
 #               `snapshot` + `hydrate on` copy its chunk: the copier waits
-#               for W to be persistent; the view and the store hold W (or,
+#               for W to be persistent, and so does a read of W's sectors
+#               (then it returns W); the view and the store hold W (or,
 #               all-or-nothing, the old data), never the ring's stale bytes;
 #   e (item 21) a reload of the jsnap device is held in its constructor
 #               after its check for views (fault_ctr_ms) while a view
@@ -186,6 +187,10 @@ if want d && load_module "$FM" fault_copy_sector=$S fault_copy_ms="$HOLD"; then
 			oflag=direct,seek_bytes conv=notrunc status=none &
 		wpid=$!
 		sleep 0.5
+		# a read of W's sectors inside the window: it waits for W to be
+		# persistent (woken by W's completion), then reads W
+		IO_TIMEOUT=$((HOLD / 1000 + 30)) rd "$dev" $S 64 >"$SCRATCH/during" &
+		rpid=$!
 		r1=0 r2=0
 		msg "$NAME" snapshot || r1=$?
 		msg "$NAME" hydrate on || r2=$?
@@ -195,6 +200,11 @@ if want d && load_module "$FM" fault_copy_sector=$S fault_copy_ms="$HOLD"; then
 			fail "$P: inside the window" "took $ms ms >= $HOLD ms (raise FAULT_HOLD_MS)"
 		fi
 		if wait "$wpid"; then ok "$P: W completes"; else fail "$P: W completes"; fi
+		if wait "$rpid"; then ok "$P: a read during the hold completes"; else
+			fail "$P: a read during the hold completes" "rd failed or timed out"
+		fi
+		check_eq "$P: the read during the hold returns W" "$(sha256sum <"$W" | cut -c1-16)" \
+			"$(sha256sum <"$SCRATCH/during" | cut -c1-16)"
 		check_eq "$P: W was held" 1 "$(log_count "fault: holding the copy of sector $S")"
 		dd if="$W" of="$MODEL" bs=512 seek=$S conv=notrunc status=none
 		if wait_hydrated "$NAME" 120; then ok "$P: hydration done"; else

@@ -106,6 +106,9 @@ use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::{Arc, ArcBorrow, CondVar, Mutex, SpinLock};
 use kernel::workqueue::Work;
 
+/// Records [`Jsnap::fold_persisted`] looks at per call.
+const FOLD_MAX: u64 = 4096;
+
 /// Largest record: bios are split to this many sectors (1 MiB).
 pub(crate) const MAX_RECORD_SECTORS: u64 = 2048;
 /// Size of the bounce buffer of snapshot reads of unpreserved chunks and of
@@ -170,7 +173,9 @@ pub(crate) struct JournalState {
     snap_extents: u64,
     /// Ring space and descriptor slots.
     space: JournalSpace,
-    /// Record states, `desc_count` of them.
+    /// Record states, `desc_count` of them.  `Rec::persisted` lags the
+    /// writes' marks until the worker folds them (`Jsnap::fold_persisted`):
+    /// outside the worker's folded sections, ask `Jsnap::is_persisted`.
     recs: KVVec<Rec>,
     /// Every known record of `tail..persisted_floor` is persistent (a hint
     /// for [`crate::logic::retire::retire_point_from`]; 0 says nothing).
@@ -591,7 +596,11 @@ impl Jsnap {
             return;
         }
         let mut first = None;
-        for s in tail.max(j.persisted_floor)..next {
+        let from = tail.max(j.persisted_floor);
+        // Bounded per call (the lock is held): after a long idle stretch
+        // the worker folds the backlog over a few calls, tail first.
+        let end = next.min(from.saturating_add(FOLD_MAX));
+        for s in from..end {
             let Some(r) = j.recs.get_mut((s % n) as usize).filter(|r| r.seq == s) else {
                 continue;
             };
@@ -603,7 +612,7 @@ impl Jsnap {
                 }
             }
         }
-        j.persisted_floor = first.unwrap_or(next);
+        j.persisted_floor = first.unwrap_or(end);
     }
 
     /// Number of views attached.

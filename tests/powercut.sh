@@ -391,8 +391,10 @@ sched_journal() {
 		if ((i == cuts)); then
 			f=${JOURNAL_FEATS[RANDOM % ${#JOURNAL_FEATS[@]}]}
 			[[ -n $bypass ]] && f="${f:+$f }bypass $bypass"
-			pcut= genv=(PC_START="$start" PC_PREV_THREADS="$prev_thr")
-			echo "# [$(elapsed) s] final boot: features='${f:-default}', verify $prev, drain, compare production"
+			# (with the last round's snapshot, as every other boot: a
+			# snapshot whose message returned before the cut must be back)
+			pcut= genv=(PC_START="$start" PC_PREV_THREADS="$prev_thr" PC_PREV_SNAP="$prev_snap")
+			echo "# [$(elapsed) s] final boot: features='${f:-default}', verify $prev${prev_snap:+ and its snapshot}, drain, compare production"
 			run_vm final 0 final "$prev" $f
 			report final
 			vm_exit final final

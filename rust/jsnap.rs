@@ -503,9 +503,7 @@ impl Jsnap {
             if !st.suspended {
                 break;
             }
-            self.waiters.fetch_add(1, Ordering::SeqCst);
-            self.cond.wait(&mut st);
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            self.sleep(&mut st);
         }
         st.view_ops += 1;
         Some(ViewOp { j: self })
@@ -531,14 +529,31 @@ impl Jsnap {
         drop(self.batch.lock());
     }
 
+    /// Sleeps on `cond` (releasing `state`), counted in `waiters`: a
+    /// write wakes the sleepers only when there are some.
+    pub(crate) fn sleep(&self, st: &mut SpinLockGuard<'_, State>) {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        self.cond.wait(st);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// [`Jsnap::sleep`], interruptible; returns whether a signal is pending.
+    pub(crate) fn sleep_interruptible(&self, st: &mut SpinLockGuard<'_, State>) -> bool {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let sig = self.cond.wait_interruptible(st);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        sig
+    }
+
+    /// The word of `done` for record `seq` (`None` only without slots).
+    fn done_slot(&self, seq: u64) -> Option<&AtomicU64> {
+        let n = self.done.len() as u64;
+        self.done.get((seq % n.max(1)) as usize)
+    }
+
     /// Whether the write of record `seq` marked it persistent.
     fn marked(&self, seq: u64) -> bool {
-        let n = self.done.len() as u64;
-        n > 0
-            && self
-                .done
-                .get((seq % n) as usize)
-                .is_some_and(|m| m.load(Ordering::SeqCst) == seq)
+        self.done_slot(seq).is_some_and(|m| m.load(Ordering::SeqCst) == seq)
     }
 
     /// Whether record `seq` is persistent (its record says so, or its write
@@ -551,8 +566,7 @@ impl Jsnap {
     /// fenced): marks it persistent without taking `state`, and wakes the
     /// threads waiting for it.
     pub(crate) fn mark_persisted(&self, seq: u64) {
-        let n = self.done.len() as u64;
-        match self.done.get((seq % n.max(1)) as usize) {
+        match self.done_slot(seq) {
             // (`Release` would order the data; sequentially consistent
             // also orders the store before the look at `waiters` below,
             // against the waiter's announce-then-look.)

@@ -49,7 +49,6 @@ pub(crate) fn empty_state(sb: &Superblock) -> Result<State> {
     let g = &sb.geometry;
     let mut st = bare_state(sb)?;
     st.journal.recs = KVVec::from_elem(Rec::default(), g.desc_count as usize, GFP_KERNEL)?;
-    st.journal.persisted_floor = 0;
     st.snapshot.validity = KVVec::from_elem(0u8, g.map_bytes as usize, GFP_KERNEL)?;
     st.cbt = CbtState::new(g)?;
     st.journal.pool = new_pool(g)?;

@@ -188,9 +188,7 @@ impl Jsnap {
             if st.stopping || st.suspended {
                 break Err(EBUSY);
             }
-            this.waiters.fetch_add(1, Ordering::SeqCst);
-            let sig = this.cond.wait_interruptible(&mut st);
-            this.waiters.fetch_sub(1, Ordering::SeqCst);
+            let sig = this.sleep_interruptible(&mut st);
             if sig {
                 break Err(EINTR);
             }
@@ -469,9 +467,7 @@ impl Target for Jsnap {
         let mut st = this.state.lock();
         st.suspended = true;
         while st.view_ops > 0 {
-            this.waiters.fetch_add(1, Ordering::SeqCst);
-            this.cond.wait(&mut st);
-            this.waiters.fetch_sub(1, Ordering::SeqCst);
+            this.sleep(&mut st);
         }
         drop(st);
         this.cond.notify_all();

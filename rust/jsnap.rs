@@ -230,6 +230,9 @@ pub(crate) struct DestageState {
     drains: u32,
     /// Destage is running between the watermarks.
     destaging: bool,
+    /// When a writer last found the journal full (writes outran
+    /// destage), if ever since the table was loaded.
+    outrun_at: Option<kernel::time::Instant<kernel::time::Monotonic>>,
     /// Retirement stopped at a pinned record: kick the worker on unpin.
     retire_blocked: bool,
     /// Next sector the destage cursor looks at.
@@ -338,9 +341,13 @@ impl SnapshotState {
 /// One `jsnap` target instance.
 #[pin_data]
 pub(crate) struct Jsnap {
-    /// The bypass worker's queue (with `bypass` only).  The two queues are
+    /// The bypass worker's queue (with `bypass` only).  The queues are
     /// destroyed first (fields drop in order): no work runs afterwards.
     bypass_wq: Option<OwnedQueue>,
+    /// The queue of the worker that journals deferred writes (`serve`),
+    /// apart from the destage worker so that production keeps writing
+    /// while they are copied into pmem.
+    serve_wq: OwnedQueue,
     wq: OwnedQueue,
     /// Where views find this instance; it leaves at `dtr`.
     registry: Arc<registry::Registry>,
@@ -418,11 +425,14 @@ pub(crate) struct Jsnap {
     bypass_done: core::sync::atomic::AtomicU32,
     #[pin]
     pub(crate) bypass_work: Work<Jsnap, 1>,
+    #[pin]
+    pub(crate) serve_work: Work<Jsnap, 2>,
 }
 
 kernel::impl_has_work! {
     impl HasWork<Jsnap> for Jsnap { self.work }
     impl HasWork<Jsnap, 1> for Jsnap { self.bypass_work }
+    impl HasWork<Jsnap, 2> for Jsnap { self.serve_work }
 }
 
 /// A view operation in progress (see [`Jsnap::view_op`]); ends on drop.
@@ -488,6 +498,17 @@ impl Jsnap {
         let st = arc.state.lock();
         if !st.stopping {
             let _ = arc.wq.enqueue::<_, 0>(arc.clone());
+        }
+        drop(st);
+    }
+
+    /// Queues the worker that journals deferred writes, if any wait (no-op
+    /// while it is already queued).
+    pub(crate) fn kick_serve(this: &Arc<Self>) {
+        // Under the state lock and never once stopping, as `kick`.
+        let st = this.state.lock();
+        if !st.stopping && !st.journal.deferred.is_empty() {
+            let _ = this.serve_wq.enqueue::<_, 2>(this.clone());
         }
         drop(st);
     }

@@ -47,6 +47,12 @@ pub(crate) enum Stage {
     /// Retiring records: the superblock commit (with the changed-block
     /// pages) that moves the tail.
     Retire = 18,
+    /// The worker serving deferred writes (copying them into pmem).
+    DstServe = 19,
+    /// The worker's 1 ms sleep when it found nothing to destage yet.
+    DstSleep = 20,
+    /// One run of the worker, from its start to its return.
+    WorkerRun = 21,
 }
 
 #[cfg(jsnap_profile)]
@@ -56,7 +62,7 @@ mod on {
     use kernel::prelude::*;
     use kernel::time::{Instant, Monotonic};
 
-    const N: usize = 19;
+    const N: usize = 22;
     const NAMES: [&str; N] = [
         "reserve",
         "insert",
@@ -77,6 +83,9 @@ mod on {
         "dst write",
         "dst drop",
         "retire",
+        "dst serve",
+        "dst sleep",
+        "worker run",
     ];
     static NS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
     static COUNT: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];

@@ -2,8 +2,10 @@
 
 //! The off-line secondary task: the destage kworker.
 //!
-//! One run: serve deferred writes that now fit, then, while the journal is
-//! above the low watermark after crossing the high one (or a `drain` is
+//! One run: queue the worker that journals deferred writes (its own queue:
+//! production keeps writing while they are copied into pmem), then, while
+//! the journal is above the low watermark after crossing the high one (or
+//! below it while writers keep finding the journal full, or a `drain` is
 //! waiting, or writers are deferred), destage a batch:
 //!
 //! 1. collect up to `destage_batch` persisted extents: the pieces of the
@@ -42,6 +44,10 @@ use kernel::time::Delta;
 const BACKOFF_MS_MIN: i64 = 100;
 const BACKOFF_MS_MAX: i64 = 5000;
 
+/// How long after a writer last found the journal full destage goes on
+/// below the low watermark.
+const OUTRUN_MS: i64 = 100;
+
 /// Whether the worker should destage now.
 fn wanted(st: &mut State, high: u32, low: u32, no_destage: bool) -> bool {
     if st.stopping || st.suspended {
@@ -58,7 +64,15 @@ fn wanted(st: &mut State, high: u32, low: u32, no_destage: bool) -> bool {
         return false;
     }
     let pct = st.journal.usage_pct();
-    if pct >= u64::from(high) {
+    // Writers that found the journal full a moment ago outrun destage (a
+    // stream larger than the journal): stopping at the low watermark would
+    // only leave production idle until they fill the journal again, so
+    // destage goes on below it while they keep doing so.
+    let outrun = st
+        .destage
+        .outrun_at
+        .is_some_and(|t| t.elapsed() < Delta::from_millis(OUTRUN_MS));
+    if pct >= u64::from(high) || outrun {
         st.destage.destaging = true;
     } else if pct <= u64::from(low) {
         st.destage.destaging = false;
@@ -66,14 +80,28 @@ fn wanted(st: &mut State, high: u32, low: u32, no_destage: bool) -> bool {
     st.destage.destaging && st.journal.space.pending() > 0
 }
 
-/// Retries deferred writes in order until one does not fit.
-fn serve_deferred(this: &Arc<Jsnap>) {
+/// Retries deferred writes in order until one does not fit (the serve
+/// worker, queued by the destage worker: `Jsnap::kick_serve`).  Nothing
+/// reaches pmem while suspended: what waits then is served after resume.
+pub(super) fn serve_deferred(this: &Arc<Jsnap>) {
+    let mut clock = crate::prof::Clock::start();
     loop {
-        let Some(bio) = this.state.lock().journal.deferred.pop() else {
+        let bio = {
+            let mut st = this.state.lock();
+            if st.suspended || st.stopping {
+                return;
+            }
+            st.journal.deferred.pop()
+        };
+        let Some(bio) = bio else {
+            clock.mark(crate::prof::Stage::DstServe);
             return;
         };
         if let Journaled::Again(bio) = this.journal_write(bio, GFP_NOWAIT, true) {
             this.state.lock().journal.deferred.push_front(bio);
+            // The destage worker may have stopped while the list looked
+            // empty: it loops while writes wait, and queues this worker.
+            Jsnap::kick(this.as_arc_borrow());
             return;
         }
     }
@@ -311,6 +339,7 @@ fn preserve_snap_pieces(this: &Jsnap) -> bool {
 
 /// One worker run.
 pub(super) fn run(this: &Arc<Jsnap>) {
+    let mut whole = crate::prof::Clock::start();
     let mut backoff = BACKOFF_MS_MIN;
     let (high, low, nd) = (
         this.features.high_watermark,
@@ -325,7 +354,9 @@ pub(super) fn run(this: &Arc<Jsnap>) {
                 break;
             }
         }
-        serve_deferred(this);
+        // Deferred writes are journaled by their own worker while this
+        // one goes on destaging (it loops as long as any wait).
+        Jsnap::kick_serve(this);
         let mut clock = crate::prof::Clock::start();
         let retired = match retire(this) {
             Ok(r) => r,
@@ -333,7 +364,7 @@ pub(super) fn run(this: &Arc<Jsnap>) {
         };
         if retired {
             clock.mark(crate::prof::Stage::Retire);
-            serve_deferred(this);
+            Jsnap::kick_serve(this);
             this.cond.notify_all();
         }
         if !wanted(&mut this.state.lock(), high, low, nd) {
@@ -353,7 +384,9 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             // chunks (freed by preserving them), or records still being
             // copied or pinned.
             if !preserve_snap_pieces(this) && !retired {
+                let mut clock = crate::prof::Clock::start();
                 kernel::time::delay::fsleep(Delta::from_millis(1));
+                clock.mark(crate::prof::Stage::DstSleep);
             }
             continue;
         }
@@ -408,4 +441,5 @@ pub(super) fn run(this: &Arc<Jsnap>) {
         }
     }
     this.cond.notify_all();
+    whole.mark(crate::prof::Stage::WorkerRun);
 }

@@ -103,6 +103,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
         destage: DestageState {
             drains: 0,
             destaging: false,
+            outrun_at: None,
             retire_blocked: false,
             cursor: 0,
             errors: 0,

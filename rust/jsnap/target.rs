@@ -268,6 +268,7 @@ impl Target for Jsnap {
         // (see `io_hints`).
         ti.setup(false, false);
         let wq = OwnedQueue::new(c"jsnap_destage").map_err(CtrError::nomem)?;
+        let serve_wq = OwnedQueue::new(c"jsnap_serve").map_err(CtrError::nomem)?;
         let bypass_wq = match features.bypass {
             0 => None,
             _ => Some(OwnedQueue::new(c"jsnap_bypass").map_err(CtrError::nomem)?),
@@ -291,6 +292,7 @@ impl Target for Jsnap {
         let this = Arc::pin_init(
             try_pin_init!(Self {
                 bypass_wq,
+                serve_wq,
                 wq,
                 registry: registry.clone(),
                 io,
@@ -325,6 +327,7 @@ impl Target for Jsnap {
                 work <- new_work!("jsnap_work"),
                 bypass_done: core::sync::atomic::AtomicU32::new(0),
                 bypass_work <- new_work!("jsnap_bypass_work"),
+                serve_work <- new_work!("jsnap_serve_work"),
             }),
             GFP_KERNEL,
         )
@@ -349,6 +352,7 @@ impl Target for Jsnap {
             q.flush();
         }
         self.wq.flush();
+        self.serve_wq.flush();
         // Our own bios were all served before the table went (dm waits for
         // them at suspend); what is left came from a `mirror` view, whose
         // removal waits for it: complete it.
@@ -472,8 +476,10 @@ impl Target for Jsnap {
         drop(st);
         this.cond.notify_all();
         // A view operation that ended meanwhile may have kicked the worker;
-        // it returns at once now that `suspended` is set.
+        // it returns at once now that `suspended` is set (so does the
+        // worker that journals deferred writes).
         this.wq.flush();
+        this.serve_wq.flush();
     }
 
     fn end_io(this: ArcBorrow<'_, Self>, tag: usize, _ok: bool) {
@@ -496,6 +502,15 @@ impl WorkItem for Jsnap {
     fn run(this: Arc<Jsnap>) {
         let _noio = crate::ffi::wq::NoIo::begin();
         destage::run(&this);
+    }
+}
+
+impl WorkItem<2> for Jsnap {
+    type Pointer = Arc<Jsnap>;
+
+    fn run(this: Arc<Jsnap>) {
+        let _noio = crate::ffi::wq::NoIo::begin();
+        destage::serve_deferred(&this);
     }
 }
 

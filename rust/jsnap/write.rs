@@ -154,7 +154,10 @@ impl Jsnap {
         let mut clock = crate::prof::Clock::start();
         match journaled {
             Journaled::Again(bio) => {
-                this.state.lock().journal.deferred.push(bio);
+                let mut st = this.state.lock();
+                st.journal.deferred.push(bio);
+                st.destage.outrun_at = Some(kernel::time::Instant::now());
+                drop(st);
                 Self::kick(this);
             }
             Journaled::AboveHigh => Self::kick(this),

@@ -53,6 +53,8 @@ pub(crate) enum Stage {
     DstSleep = 20,
     /// One run of the worker, from its start to its return.
     WorkerRun = 21,
+    /// Destage batch: the production flush (part of `DstWrite`).
+    DstFlush = 22,
 }
 
 #[cfg(jsnap_profile)]
@@ -62,7 +64,7 @@ mod on {
     use kernel::prelude::*;
     use kernel::time::{Instant, Monotonic};
 
-    const N: usize = 22;
+    const N: usize = 23;
     const NAMES: [&str; N] = [
         "reserve",
         "insert",
@@ -86,6 +88,7 @@ mod on {
         "dst serve",
         "dst sleep",
         "worker run",
+        "dst flush",
     ];
     static NS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
     static COUNT: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];

@@ -243,7 +243,9 @@ fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
     if !preserve.is_empty() {
         crate::fault::cow_overwritten();
     }
+    let mut clock = crate::prof::Clock::start();
     io::flush(this.prod(&d)?)?;
+    clock.mark(crate::prof::Stage::DstFlush);
     drop(guard);
     Ok(runs.iter().map(|r| r.len).sum())
 }

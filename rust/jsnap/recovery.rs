@@ -28,8 +28,8 @@ use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 
 
-/// Table nodes of the pool that only the worker takes: enough for a few
-/// deferred writes (4 nodes each) when GFP_NOWAIT fails.
+/// Table nodes of the pool that only the worker serving deferred writes
+/// takes: enough for a few of them (4 nodes each) when GFP_NOWAIT fails.
 pub(crate) const WORKER_NODES: usize = 16;
 
 /// Table nodes put in the pool at table load.

@@ -464,7 +464,8 @@ impl Target for Jsnap {
 
     fn postsuspend(this: ArcBorrow<'_, Self>) {
         // dm has waited for every in-flight bio (deferred ones included,
-        // which the worker served); stop the worker (destage, hydration)
+        // which the serve worker journaled); stop the workers (destage,
+        // hydration, serving)
         // and let it finish, then wait for the view operations in progress
         // (new ones wait for the resume): nothing reaches pmem, production
         // or the store while suspended (the dm-clone order).

@@ -37,8 +37,9 @@ impl Jsnap {
 
     /// On-line primary task: journal one write and complete it.
     ///
-    /// `from_worker` is set when the destage worker retries a deferred
-    /// write; map-path writes queue behind deferred ones to keep order.
+    /// `from_worker` is set when the serve worker retries a deferred write
+    /// (`destage::serve_deferred`); map-path writes queue behind deferred
+    /// ones to keep order.
     pub(crate) fn journal_write(&self, bio: Bio, gfp: Flags, from_worker: bool) -> Journaled {
         let mut clock = crate::prof::Clock::start();
         let Ok(d) = self.devs() else {

@@ -22,12 +22,10 @@
 //!   production with FUA from the bypass worker instead of the journal.
 //! * **Destage** (off-line secondary task, [`destage`]): the kworker writes
 //!   batches of table extents from pmem to production — preserving first
-//!   the chunks the snapshot still needs ([`snapshot`]) — and, once a flush
-//!   issued after a batch's writes completed has completed (it goes with the
-//!   next batch's writes), drops the extents that batch wrote and retires
-//!   the records nothing refers to: superblock first, then the ring space.
-//!   A second worker journals the writes deferred while the journal was
-//!   full.
+//!   the chunks the snapshot still needs ([`snapshot`]) — flushes, drops the
+//!   extents it wrote and retires the records nothing refers to: superblock
+//!   first, then the ring space.  A second worker journals the writes
+//!   deferred while the journal was full.
 //!
 //! # Files
 //!

@@ -64,14 +64,11 @@ impl IoClient {
 
     /// Writes several runs of pmem to `dev` at once (all in flight
     /// together) and waits for all: `(sector, pmem byte offset, sectors)`.
-    /// With `flush`, an empty flush of `dev` goes with them: it makes
-    /// durable what `dev` completed before the call, not these runs.
     pub(crate) fn write_many_from_pmem(
         &self,
         dev: &DmDev,
         pmem: &Pmem,
         runs: &[(u64, usize, u64)],
-        flush: bool,
     ) -> Result {
         let n = runs.len();
         let mut sectors = KVVec::with_capacity(n, GFP_KERNEL)?;
@@ -96,7 +93,6 @@ impl IoClient {
                 counts.as_ptr(),
                 mems.as_ptr(),
                 n,
-                flush,
             )
         })
     }

@@ -608,9 +608,7 @@ void jsnap_bio_submit(struct bio *bio)
 /*
  * Write n regions from kernel memory (direct-mapped or vmapped pmem) to a
  * block device with asynchronous dm-io, all in flight together, and wait
- * for every one.  With flush, an empty REQ_PREFLUSH goes with them: it makes
- * durable what the device completed before this call (not these regions).
- * Returns 0 or -EIO if any failed.
+ * for every one.  Returns 0 or -EIO if any failed.
  */
 struct jsnap_batch {
 	atomic_t pending;
@@ -646,27 +644,12 @@ static int jsnap_batch_wait(struct jsnap_batch *b)
 
 int jsnap_io_write_many(struct dm_io_client *client, struct block_device *bdev,
 			const u64 *sectors, const u64 *counts, void *const *mems,
-			unsigned int n, bool flush)
+			unsigned int n)
 {
 	struct jsnap_batch b;
 	unsigned int i;
 
 	jsnap_batch_init(&b);
-	if (flush) {
-		struct dm_io_region region = { .bdev = bdev };
-		struct dm_io_request req = {
-			.bi_opf = REQ_OP_WRITE | REQ_PREFLUSH | REQ_SYNC,
-			.mem.type = DM_IO_KMEM,
-			.mem.ptr.addr = NULL,
-			.client = client,
-			.notify.fn = jsnap_batch_done,
-			.notify.context = &b,
-		};
-
-		atomic_inc(&b.pending);
-		if (dm_io(&req, 1, &region, NULL, NULL, IOPRIO_DEFAULT))
-			jsnap_batch_done(1, 0, &b);
-	}
 	for (i = 0; i < n; i++) {
 		struct dm_io_region region = {
 			.bdev = bdev, .sector = sectors[i], .count = counts[i],

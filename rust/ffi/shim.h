@@ -78,7 +78,7 @@ unsigned int jsnap_noio_begin(void);
 void jsnap_noio_end(unsigned int flags);
 int jsnap_io_write_many(struct dm_io_client *client, struct block_device *bdev,
 			const u64 *sectors, const u64 *counts, void *const *mems,
-			unsigned int n, bool flush);
+			unsigned int n);
 struct dm_kcopyd_client *jsnap_kcopyd_create(void);
 void jsnap_kcopyd_destroy(struct dm_kcopyd_client *kc);
 int jsnap_kcopyd_copy_many(struct dm_kcopyd_client *kc,

@@ -20,14 +20,9 @@
 //! 2. **preserve before overwrite** — the snapshot hook: chunks that the
 //!    snapshot still needs are copied to the store first (see `preserve`);
 //! 3. write the extents from pmem to production, merging runs that are
-//!    adjacent both on the target and in the ring; a flush of production
-//!    goes with them, which makes the previous batch durable (its writes
-//!    completed before it was issued): the disk writes while it flushes.
-//!    This batch is held ([`Held`]) until the next batch's flush, or a flush
-//!    of its own when there is none (idle, `drain`);
-//! 4. once its flush completed, drop from the table the pieces of the held
-//!    batch's records that are still there (newer writes that arrived
-//!    meanwhile stay);
+//!    adjacent both on the target and in the ring, then flush production;
+//! 4. drop from the table the pieces of those records that are still there
+//!    (newer writes that arrived meanwhile stay);
 //! 5. retire every record nothing refers to: commit the superblock's new
 //!    tail, then free the ring space and wake deferred writers.
 //!
@@ -129,7 +124,7 @@ const OLDEST_SCAN: u64 = 4;
 /// sector order; when there are none, a sweep in sector order from a
 /// rotating cursor.  Returns whether the batch is to be compacted (copied
 /// within the journal, `compact`) rather than written to production.
-fn collect(this: &Jsnap, batch: &mut KVec<Extent>, held: &Held) -> bool {
+fn collect(this: &Jsnap, batch: &mut KVec<Extent>) -> bool {
     let max = this.features.destage_batch as usize;
     let mut st = this.state.lock();
     let st = &mut *st;
@@ -147,7 +142,7 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>, held: &Held) -> bool {
             let Some(y) = first_overlap(&st.journal.changes, pos, end) else {
                 break;
             };
-            if y.seq == r.seq && !held.covers(&y) {
+            if y.seq == r.seq {
                 if batch.len() >= max || batch.push(y, GFP_NOWAIT).is_err() {
                     break 'records;
                 }
@@ -157,7 +152,7 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>, held: &Held) -> bool {
         }
     }
     if batch.is_empty() {
-        sweep(st, max, batch, held);
+        sweep(st, max, batch);
     } else {
         sort::heapsort_by_key(batch, |x| x.start);
     }
@@ -166,7 +161,7 @@ fn collect(this: &Jsnap, batch: &mut KVec<Extent>, held: &Held) -> bool {
 }
 
 /// Up to `max` persisted extents in sector order from the cursor.
-fn sweep(st: &mut State, max: usize, batch: &mut KVec<Extent>, held: &Held) {
+fn sweep(st: &mut State, max: usize, batch: &mut KVec<Extent>) {
     let start = st.destage.cursor;
     // From the cursor to the end, then from 0 up to the cursor: every
     // extent at most once.
@@ -180,7 +175,7 @@ fn sweep(st: &mut State, max: usize, batch: &mut KVec<Extent>, held: &Held) {
                 break;
             }
             let persisted = st.journal.rec_ref(x.seq).is_some_and(|r| r.persisted);
-            if persisted && !held.covers(&x) && batch.push(x, GFP_NOWAIT).is_err() {
+            if persisted && batch.push(x, GFP_NOWAIT).is_err() {
                 break;
             }
             key = x.end();
@@ -198,11 +193,8 @@ fn sweep(st: &mut State, max: usize, batch: &mut KVec<Extent>, held: &Held) {
 /// a snapshot is active, the exclusive locks of every chunk the batch
 /// touches are taken (in ascending order), and the chunks that receive
 /// post-snapshot data are preserved first, together, with one store flush.
-/// Then all runs are written at once; with `flush_held`, a production
-/// flush goes with them, which makes the previous batch durable (its
-/// writes completed before it was issued).  This batch's own flush is the
-/// next one's, or [`settle`]'s.
-fn write_batch(this: &Jsnap, batch: &[Extent], flush_held: bool) -> Result<u64> {
+/// Then all runs are written at once and production is flushed.
+fn write_batch(this: &Jsnap, batch: &[Extent]) -> Result<u64> {
     let d = this.devs()?;
     let epoch = this.state.lock().snapshot.epoch();
     let cs = u64::from(this.chunk_sectors);
@@ -253,79 +245,15 @@ fn write_batch(this: &Jsnap, batch: &[Extent], flush_held: bool) -> Result<u64> 
     for r in runs.iter() {
         io.push((r.start, this.ring_off(r.ring_pos), r.len), GFP_KERNEL)?;
     }
-    this.io.write_many_from_pmem(this.prod(&d)?, d.pmem()?, &io, flush_held)?;
+    this.io.write_many_from_pmem(this.prod(&d)?, d.pmem()?, &io)?;
     if !preserve.is_empty() {
         crate::fault::cow_overwritten();
     }
+    let mut clock = crate::prof::Clock::start();
+    io::flush(this.prod(&d)?)?;
+    clock.mark(crate::prof::Stage::DstFlush);
     drop(guard);
     Ok(runs.iter().map(|r| r.len).sum())
-}
-
-/// The last batch written to production and not yet flushed there.  Its
-/// pieces stay in the table, so that its records cannot retire (nor their
-/// journal space be reused) before a flush issued after its writes
-/// completed has completed (DESIGN.md 2.3, durability); reads keep being
-/// served from the journal meanwhile.  `collect` skips them.
-struct Held {
-    /// The batch's extents, sorted by start (disjoint, as in the table).
-    batch: KVec<Extent>,
-    /// Sectors written.
-    sectors: u64,
-}
-
-impl Held {
-    /// Whether `y` (a table extent) lies within a held extent of its record:
-    /// it is on production already, waiting for the flush.
-    fn covers(&self, y: &Extent) -> bool {
-        let i = self.batch.partition_point(|h| h.start <= y.start);
-        i > 0 && self.batch.get(i - 1).is_some_and(|h| h.seq == y.seq && y.end() <= h.end())
-    }
-
-    /// Drops the held pieces from the table after their flush completed.
-    fn drop_flushed(&mut self, this: &Jsnap) {
-        // A few extents per section: writers wait for the lock at most that
-        // long (each extent is dropped on its own; what a section leaves is
-        // durable on production already).
-        for part in self.batch.chunks(DROP_PER_SECTION) {
-            drop_destaged(&mut this.state.lock(), part);
-        }
-        let mut st = this.state.lock();
-        st.stats.destaged_bytes += self.sectors << 9;
-        // Destage works again only once a flush did (a write that succeeds
-        // while flushes fail retires nothing).
-        st.destage.degraded = false;
-        drop(st);
-        self.forget();
-    }
-
-    /// Forgets the held batch without dropping it (its flush failed, or was
-    /// not issued): its pieces stay in the table and are destaged again.
-    fn forget(&mut self) {
-        self.batch.clear();
-        self.sectors = 0;
-    }
-}
-
-/// Flushes production and drops the held batch: the worker found nothing
-/// more to write with whose flush it could go.  Suspended or removed,
-/// nothing reaches the devices: the held batch is destaged again later.
-fn settle(this: &Jsnap, held: &mut Held) -> Result {
-    let quiet = {
-        let st = this.state.lock();
-        st.suspended || st.stopping
-    };
-    if quiet {
-        held.forget();
-        return Ok(());
-    }
-    let mut clock = crate::prof::Clock::start();
-    let res = this.devs().and_then(|d| io::flush(this.prod(&d)?));
-    clock.mark(crate::prof::Stage::DstFlush);
-    match res {
-        Ok(()) => held.drop_flushed(this),
-        Err(_) => held.forget(),
-    }
-    res
 }
 
 /// Removes from the table what the batch wrote: pieces of the same record.
@@ -421,10 +349,6 @@ fn preserve_snap_pieces(this: &Jsnap) -> bool {
 pub(super) fn run(this: &Arc<Jsnap>) {
     let mut whole = crate::prof::Clock::start();
     let mut backoff = BACKOFF_MS_MIN;
-    let mut held = Held {
-        batch: KVec::new(),
-        sectors: 0,
-    };
     let (high, low, nd) = (
         this.features.high_watermark,
         this.features.low_watermark,
@@ -452,15 +376,6 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             this.cond.notify_all();
         }
         if !wanted(&mut this.state.lock(), high, low, nd) {
-            if !held.batch.is_empty() {
-                // Flushed before the worker idles; its records retire on
-                // the next pass.
-                let res = settle(this, &mut held);
-                if stop_after(this, res, &mut backoff) {
-                    break;
-                }
-                continue;
-            }
             // Nothing to destage: copy snapshot chunks if asked to.
             if this.hydrate_step() {
                 continue;
@@ -470,17 +385,9 @@ pub(super) fn run(this: &Arc<Jsnap>) {
         let mut clock = crate::prof::Clock::start();
         let guard = this.batch.lock();
         let mut batch = KVec::new();
-        let compact = collect(this, &mut batch, &held);
+        let compact = collect(this, &mut batch);
         if batch.is_empty() {
             drop(guard);
-            if !held.batch.is_empty() {
-                // What is left waits for the held batch's flush.
-                let res = settle(this, &mut held);
-                if stop_after(this, res, &mut backoff) {
-                    break;
-                }
-                continue;
-            }
             // What remains is pre-snapshot data superseded in unpreserved
             // chunks (freed by preserving them), or records still being
             // copied or pinned.
@@ -492,19 +399,6 @@ pub(super) fn run(this: &Arc<Jsnap>) {
             continue;
         }
         clock.mark(crate::prof::Stage::DstCollect);
-        if compact && !held.batch.is_empty() {
-            // Compaction decided on the tail with the held records counted
-            // as dead: they are, once flushed, and must be before the
-            // copies can free anything behind them.
-            let res = settle(this, &mut held);
-            if res.is_err() {
-                drop(guard);
-                if stop_after(this, res, &mut backoff) {
-                    break;
-                }
-                continue;
-            }
-        }
         // What compaction does not copy is written to production now.
         let mut rest = KVec::new();
         let res = if compact {
@@ -512,62 +406,48 @@ pub(super) fn run(this: &Arc<Jsnap>) {
         } else {
             Ok(())
         };
-        let mut todo = if compact { rest } else { batch };
-        let flush_held = !held.batch.is_empty();
-        let res = res.and_then(|()| {
-            if todo.is_empty() {
-                Ok(())
-            } else {
-                write_batch(this, &todo, flush_held).map(|sectors| {
-                    // The flush that went with it made the held batch
-                    // durable; this one is held until the next flush.
-                    clock.mark(crate::prof::Stage::DstWrite);
-                    if flush_held {
-                        held.drop_flushed(this);
-                    }
-                    sort::heapsort_by_key(&mut todo, |x| x.start);
-                    held.batch = core::mem::take(&mut todo);
-                    held.sectors = sectors;
-                })
+        let todo: &[Extent] = if compact { &rest } else { &batch };
+        let res = res.and_then(|()| if todo.is_empty() { Ok(0) } else { write_batch(this, todo) });
+        clock.mark(crate::prof::Stage::DstWrite);
+        if let Ok(sectors) = res {
+            // A few extents per section: writers wait for the lock at most
+            // that long (each extent is dropped on its own; what a section
+            // leaves is on production already).
+            for part in todo.chunks(DROP_PER_SECTION) {
+                drop_destaged(&mut this.state.lock(), part);
             }
-        });
-        if res.is_err() {
-            // Whether the flush completed is unknown: written again later.
-            held.forget();
+            let mut st = this.state.lock();
+            st.stats.destaged_bytes += sectors << 9;
+            st.destage.degraded = false;
         }
         drop(guard);
         clock.mark(crate::prof::Stage::DstDrop);
-        if stop_after(this, res, &mut backoff) {
-            break;
+        match res {
+            Ok(_) => backoff = BACKOFF_MS_MIN,
+            Err(e) => {
+                let mut st = this.state.lock();
+                // Out of memory is no device error: retried with back-off,
+                // neither counted nor failing a `drain`.
+                if e != ENOMEM {
+                    st.destage.errors += 1;
+                    st.destage.degraded = true;
+                }
+                let stop = st.stopping || st.suspended;
+                drop(st);
+                pr_warn!(
+                    "dm-jsnap: destage failed ({:?}), retrying in {} ms\n",
+                    e,
+                    backoff
+                );
+                this.cond.notify_all();
+                if stop {
+                    break;
+                }
+                kernel::time::delay::fsleep(Delta::from_millis(backoff));
+                backoff = (backoff * 2).min(BACKOFF_MS_MAX);
+            }
         }
     }
     this.cond.notify_all();
     whole.mark(crate::prof::Stage::WorkerRun);
-}
-
-/// Accounts for the outcome of a batch or flush (an error is counted and
-/// backed off from); whether the worker must stop (it failed while the
-/// target is being suspended or removed).
-fn stop_after(this: &Jsnap, res: Result, backoff: &mut i64) -> bool {
-    let Err(e) = res else {
-        *backoff = BACKOFF_MS_MIN;
-        return false;
-    };
-    let mut st = this.state.lock();
-    // Out of memory is no device error: retried with back-off, neither
-    // counted nor failing a `drain`.
-    if e != ENOMEM {
-        st.destage.errors += 1;
-        st.destage.degraded = true;
-    }
-    let stop = st.stopping || st.suspended;
-    drop(st);
-    pr_warn!("dm-jsnap: destage failed ({:?}), retrying in {} ms\n", e, *backoff);
-    this.cond.notify_all();
-    if stop {
-        return true;
-    }
-    kernel::time::delay::fsleep(Delta::from_millis(*backoff));
-    *backoff = (*backoff * 2).min(BACKOFF_MS_MAX);
-    false
 }

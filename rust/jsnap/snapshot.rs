@@ -404,7 +404,7 @@ impl Jsnap {
             for p in pins.pieces.iter() {
                 over.push((p.start, self.ring_off(p.ring_pos), p.len), GFP_KERNEL)?;
             }
-            self.io.write_many_from_pmem(store, d.pmem()?, &over, false)?;
+            self.io.write_many_from_pmem(store, d.pmem()?, &over)?;
         }
         drop(pins);
         clock.mark(crate::prof::Stage::PresOverlay);

@@ -492,24 +492,27 @@ impl Jsnap {
 
     pub(crate) fn kick(this: ArcBorrow<'_, Self>) {
         let arc: Arc<Self> = this.into();
-        // Queued under the state lock and never once stopping: `dtr` sets
-        // `stopping` under it and then flushes the queue, so nothing is
-        // queued after that flush (a view may hold the last reference, and
-        // a work item that dropped it would destroy its own queue).
-        let st = arc.state.lock();
-        if !st.stopping {
-            let _ = arc.wq.enqueue::<_, 0>(arc.clone());
-        }
-        drop(st);
+        Self::queue_unless_stopping::<0>(&arc, &arc.wq, |_| true);
     }
 
     /// Queues the worker that journals deferred writes, if any wait (no-op
     /// while it is already queued).
     pub(crate) fn kick_serve(this: &Arc<Self>) {
-        // Under the state lock and never once stopping, as `kick`.
+        Self::queue_unless_stopping::<2>(this, &this.serve_wq, |st| !st.journal.deferred.is_empty());
+    }
+
+    /// Queues work item `ID` of this instance on `q` if `want` holds of the
+    /// state, under the state lock and never once stopping: `dtr` sets
+    /// `stopping` under it and then flushes the queues, so nothing is
+    /// queued after those flushes (a view may hold the last reference, and
+    /// a work item that dropped it would destroy its own queue).
+    fn queue_unless_stopping<const ID: u64>(this: &Arc<Self>, q: &OwnedQueue, want: impl FnOnce(&State) -> bool)
+    where
+        Arc<Self>: kernel::workqueue::RawWorkItem<ID> + Send + 'static,
+    {
         let st = this.state.lock();
-        if !st.stopping && !st.journal.deferred.is_empty() {
-            let _ = this.serve_wq.enqueue::<_, 2>(this.clone());
+        if !st.stopping && want(&st) {
+            let _ = q.enqueue::<_, ID>(this.clone());
         }
         drop(st);
     }

@@ -168,6 +168,10 @@ pub(crate) struct JournalState {
     changes: RBTree<u64, Extent>,
     /// Number of extents in `changes`.
     extents: u64,
+    /// Sectors of the extents of both tables: the journal data still
+    /// needed (what destage must eventually write out), however much of
+    /// the ring dead records occupy.
+    live_sectors: u64,
     /// Pre-snapshot journal data superseded by newer writes, kept while a
     /// chunk it touches is not preserved (see `snapshot`).
     snap_table: RBTree<u64, Extent>,
@@ -293,6 +297,7 @@ impl JournalState {
         if let Some(node) = self.snap_table.remove_node(&x.start) {
             self.recycle(node.into_reservation());
             self.snap_extents = self.snap_extents.saturating_sub(1);
+            self.live_sectors = self.live_sectors.saturating_sub(x.len);
             if let Some(r) = self.rec(x.seq) {
                 r.refs = r.refs.saturating_sub(1);
             }
@@ -315,12 +320,16 @@ impl JournalState {
         self.recs.get_mut((seq % n) as usize)
     }
 
-    /// Journal use in percent: the fuller of ring and descriptor slots.
-    fn usage_pct(&self) -> u64 {
-        let ring = self.space.ring();
-        let a = ring.used() * 100 / ring.size().max(1);
-        let b = self.space.pending() * 100 / u64::from(self.space.desc_count()).max(1);
-        a.max(b)
+    /// How full the journal is: in use, and live (the extents of both
+    /// tables), each the fuller of ring sectors and descriptor slots.
+    fn fill(&self) -> crate::logic::compact::Fill {
+        let size = self.space.ring().size().max(1);
+        let slots = u64::from(self.space.desc_count()).max(1);
+        let pct = |sectors: u64, descs: u64| (sectors * 100 / size).max(descs * 100 / slots);
+        crate::logic::compact::Fill {
+            used_pct: pct(self.space.ring().used(), self.space.pending()),
+            live_pct: pct(self.live_sectors, self.extents + self.snap_extents),
+        }
     }
 }
 

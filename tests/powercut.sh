@@ -785,7 +785,7 @@ sched_fs() {
 #              replay (twice) `changed` is exact: c1 no snapshot, current =
 #              W1 + W2, previous refused; c2 snapshot active, previous = W1,
 #              current = W2.
-#   e4, e5     compaction of the journal tail (no snapshot, watermarks 4/2):
+#   e4, e5     compaction of the journal tail (no snapshot, watermarks 2/1):
 #              rounds of 4 KiB writes over a hot region leave a few live
 #              round-1 blocks at the tail; the first compaction copy is held
 #              (e4: data fenced, no descriptor; e5: descriptor durable,

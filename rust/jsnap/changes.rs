@@ -79,10 +79,12 @@ impl extent::Tables for Tables<'_> {
     }
 
     fn remove(&mut self, start: u64) -> bool {
+        let len = self.journal.changes.get(&start).map_or(0, |e| e.len);
         let Some(n) = self.journal.changes.remove_node(&start) else {
             return false;
         };
         self.journal.extents = self.journal.extents.saturating_sub(1);
+        self.journal.live_sectors = self.journal.live_sectors.saturating_sub(len);
         if let Some(old) = self.freed.replace(n.into_reservation()) {
             self.journal.recycle(old);
         }
@@ -103,6 +105,7 @@ impl extent::Tables for Tables<'_> {
                 self.journal.snap_extents += 1;
             }
         }
+        self.journal.live_sectors += ext.len;
         true
     }
 

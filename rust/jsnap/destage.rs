@@ -4,9 +4,10 @@
 //!
 //! One run: queue the worker that journals deferred writes (its own queue:
 //! production keeps writing while they are copied into pmem), then, while
-//! the journal is above the low watermark after crossing the high one (or
-//! below it while writers keep finding the journal full, or a `drain` is
-//! waiting, or writers are deferred), destage a batch:
+//! the live data in the journal is above the low watermark after crossing
+//! the high one, or the ring, dead records included, is near full
+//! (`compact::ring_high`), or while writers keep finding the journal full,
+//! or a `drain` is waiting, or writers are deferred, destage a batch:
 //!
 //! 1. collect up to `destage_batch` persisted extents: the pieces of the
 //!    oldest records that the tables still refer to, which hold the tail
@@ -33,6 +34,7 @@ use super::changes::first_overlap;
 use super::write::Journaled;
 use super::{Jsnap, State, MAX_RECORD_SECTORS};
 use crate::ffi::io;
+use crate::logic::compact;
 use crate::logic::extent::{self, Extent};
 use crate::logic::retire;
 use crate::logic::sort;
@@ -63,7 +65,7 @@ fn wanted(st: &mut State, high: u32, low: u32, no_destage: bool) -> bool {
     if no_destage {
         return false;
     }
-    let pct = st.journal.usage_pct();
+    let fill = st.journal.fill();
     // Writers that found the journal full a moment ago outrun destage (a
     // stream larger than the journal): stopping at the low watermark would
     // only leave production idle until they fill the journal again, so
@@ -72,9 +74,11 @@ fn wanted(st: &mut State, high: u32, low: u32, no_destage: bool) -> bool {
         .destage
         .outrun_at
         .is_some_and(|t| t.elapsed() < Delta::from_millis(OUTRUN_MS));
-    if pct >= u64::from(high) || outrun {
+    // The watermarks are about live data; dead records wait for the ring
+    // bound (`compact::ring_high`).
+    if compact::destage_starts(fill, high) || outrun {
         st.destage.destaging = true;
-    } else if pct <= u64::from(low) {
+    } else if compact::destage_stops(fill, high, low) {
         st.destage.destaging = false;
     }
     st.destage.destaging && st.journal.space.pending() > 0
@@ -269,6 +273,7 @@ fn drop_destaged(st: &mut State, batch: &[Extent]) {
                 if let Some(node) = st.journal.changes.remove_node(&y.start) {
                     st.journal.recycle(node.into_reservation());
                     st.journal.extents -= 1;
+                    st.journal.live_sectors = st.journal.live_sectors.saturating_sub(y.len);
                     if let Some(r) = st.journal.rec(y.seq) {
                         r.refs = r.refs.saturating_sub(1);
                     }

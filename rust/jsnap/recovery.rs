@@ -78,6 +78,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
         journal: JournalState {
             changes: RBTree::new(),
             extents: 0,
+            live_sectors: 0,
             snap_table: RBTree::new(),
             snap_extents: 0,
             space,

@@ -6,6 +6,7 @@ use super::changes::{insert_extent, Nodes};
 use super::recovery::WORKER_NODES;
 use super::{Jsnap, Rec};
 use crate::ffi::bio::Bio;
+use crate::logic::compact;
 use crate::logic::extent::{self, Extent};
 use crate::logic::format::SnapState;
 use crate::logic::ring::RingError;
@@ -119,7 +120,7 @@ impl Jsnap {
         st.journal.recycle_nodes(&mut nodes);
         st.stats.written_bytes += n << 9;
         let above_high = !self.features.no_destage
-            && st.journal.usage_pct() >= u64::from(self.features.high_watermark);
+            && compact::destage_starts(st.journal.fill(), self.features.high_watermark);
         drop(st);
         clock.mark(crate::prof::Stage::Insert);
 

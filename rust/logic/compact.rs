@@ -129,6 +129,48 @@ pub fn same_interval<I: PartialEq>(
     interval(seq) == interval(new_seq)
 }
 
+/// How full the journal is, in percent of its ring sectors or descriptor
+/// slots (the fuller of the two).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fill {
+    /// In use, dead records included: what writers can no longer have.
+    pub used_pct: u64,
+    /// What the extents of the tables need: the data destage must still
+    /// write out (dm-writecache's "blocks in use").
+    pub live_pct: u64,
+}
+
+/// Ring use at which destage runs even though the live data is below
+/// `high`: 1.8 times `high`, at most four fifths of the way from `high` to
+/// full (90% for the default 50; 9% for watermarks of 5, which keep
+/// destage running all the time).
+///
+/// The watermarks are about live data, as dm-writecache's are about its
+/// blocks in use.  A ring also fills with dead records (overwritten data),
+/// and reclaiming them costs a copy or a production write of each live
+/// piece among them; the older the tail, the fewer of those (uniform
+/// overwrites of `w` blocks: a share of about `exp(-age / w)` is still
+/// live).  So dead records are left to accumulate up to this point, and a
+/// burst arriving then finds a tail that is mostly dead, which compaction
+/// frees at memory speed.
+pub fn ring_high(high: u32) -> u64 {
+    let h = u64::from(high.min(100));
+    (h * 9 / 5).min(h + (100 - h) * 4 / 5)
+}
+
+/// Whether destage starts: the live data reached `high`, or the ring
+/// [`ring_high`].
+pub fn destage_starts(f: Fill, high: u32) -> bool {
+    f.live_pct >= u64::from(high) || f.used_pct >= ring_high(high)
+}
+
+/// Whether a running destage stops: the live data is down to `low` and
+/// the ring as far below [`ring_high`] as `low` is below `high`.
+pub fn destage_stops(f: Fill, high: u32, low: u32) -> bool {
+    let gap = u64::from(high.saturating_sub(low));
+    f.live_pct <= u64::from(low) && f.used_pct <= ring_high(high).saturating_sub(gap)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,4 +276,61 @@ mod tests {
         assert!(!same_interval(150, 250, iv));
         assert!(same_interval(250, 300, iv));
     }
+
+    fn fill(used_pct: u64, live_pct: u64) -> Fill {
+        Fill { used_pct, live_pct }
+    }
+
+    #[test]
+    fn ring_high_lies_between_high_and_full() {
+        assert_eq!(ring_high(50), 90);
+        assert_eq!(ring_high(5), 9);
+        assert_eq!(ring_high(2), 3);
+        assert_eq!(ring_high(1), 1);
+        assert_eq!(ring_high(80), 96);
+        assert_eq!(ring_high(95), 99);
+        assert_eq!(ring_high(100), 100);
+        assert_eq!(ring_high(200), 100);
+        for h in 1..=100 {
+            assert!(ring_high(h) >= u64::from(h) && ring_high(h) <= 100);
+        }
+    }
+
+    #[test]
+    fn fresh_data_keeps_the_old_watermarks() {
+        // Nothing overwritten: live equals used, and destage starts at
+        // `high` and stops at `low` as it did before.
+        assert!(!destage_starts(fill(49, 49), 50));
+        assert!(destage_starts(fill(50, 50), 50));
+        assert!(!destage_stops(fill(46, 46), 50, 45));
+        assert!(destage_stops(fill(45, 45), 50, 45));
+    }
+
+    #[test]
+    fn dead_records_wait_for_the_ring_bound() {
+        // An overwritten working set: little live, the ring fills.
+        assert!(!destage_starts(fill(89, 27), 50));
+        assert!(destage_starts(fill(90, 27), 50));
+        assert!(!destage_stops(fill(86, 27), 50, 45));
+        assert!(destage_stops(fill(85, 27), 50, 45));
+        // Live data above `low` keeps it running whatever the ring.
+        assert!(!destage_stops(fill(60, 46), 50, 45));
+    }
+
+    #[test]
+    fn watermarks_of_the_tests() {
+        // `high_watermark 5 low_watermark 1`: live data of 5%, or a ring
+        // 9% full, starts it; it stops at 1% live and 5% in use.
+        assert!(destage_starts(fill(5, 5), 5));
+        assert!(destage_starts(fill(9, 0), 5));
+        assert!(!destage_starts(fill(8, 4), 5));
+        assert!(destage_stops(fill(5, 1), 5, 1));
+        assert!(!destage_stops(fill(6, 1), 5, 1));
+        assert!(!destage_stops(fill(5, 2), 5, 1));
+        // A full ring always starts it.
+        for h in 1..=100 {
+            assert!(destage_starts(fill(100, 0), h));
+        }
+    }
+
 }

@@ -1304,7 +1304,8 @@ pub fn bypass_rules() -> Result<(), &'static str> {
 
 /// Compaction of the journal tail: only with no snapshot and no drain,
 /// only when at most the given share of the tail (sectors and records) is
-/// live, and only within one changed-block interval.
+/// live, and only within one changed-block interval; destage starts at the
+/// high watermark of live data or at the ring bound.
 pub fn compact_rules() -> Result<(), &'static str> {
     let mut recs = [Rec::default(); 4];
     for seq in 4..8u64 {
@@ -1337,5 +1338,13 @@ pub fn compact_rules() -> Result<(), &'static str> {
     let iv = |s: u64| if s >= 10 { Some(1u8) } else { None };
     ensure(compact::may_copy(0) && !compact::may_copy(compact::MAX_COPIES), "copies bounded")?;
     ensure(compact::same_interval(10, 12, iv), "same interval")?;
-    ensure(!compact::same_interval(9, 12, iv), "across an interval")
+    ensure(!compact::same_interval(9, 12, iv), "across an interval")?;
+    // The watermarks count live data; dead records wait for the ring bound.
+    let fill = |used_pct, live_pct| compact::Fill { used_pct, live_pct };
+    ensure(compact::ring_high(50) == 90 && compact::ring_high(5) == 9, "ring bound")?;
+    ensure(!compact::destage_starts(fill(89, 27), 50), "dead records below the bound")?;
+    ensure(compact::destage_starts(fill(90, 27), 50), "at the ring bound")?;
+    ensure(compact::destage_starts(fill(50, 50), 50), "live data at high")?;
+    ensure(!compact::destage_stops(fill(86, 27), 50, 45), "ring above its low")?;
+    ensure(compact::destage_stops(fill(85, 45), 50, 45), "both low")
 }

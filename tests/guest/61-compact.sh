@@ -191,13 +191,19 @@ if [[ -n ${JSNAP_FAULT_MODULE:-} && -f ${JSNAP_FAULT_MODULE:-} ]]; then
 	load_module "$JSNAP_FAULT_MODULE" fault_flip_stage=5 fault_flip_ms=$HOLD || finish
 	journal || finish
 	fresh
-	DEV=$(dm_create $NAME "$(table format)") || { fail "create (fault)" "dm_create"; finish; }
+	# `high_watermark 28`: the ring bound is 50% (compact::ring_high) while
+	# the hot region (12.5% live) stays below 28%, so the worker reclaims
+	# the ring while some hot records at the tail are still live and copies
+	# them (with the default 50 it waits for 90%, and by then every hot
+	# record at the tail is dead and retires without a copy).
+	DEV=$(dm_create $NAME "$(table format high_watermark 28)") || { fail "create (fault)" "dm_create"; finish; }
 	dmesg_mark
-	# Overwrites until the worker compacts (2 MiB crosses the high watermark).
+	# Overwrites until the worker compacts (2 MiB crosses the ring bound).
 	for i in $(seq 50); do
 		hot $((70 + i)) 40
 		log_count 'holding a compaction copy at stage 2' | grep -qv '^0$' && break
 	done
+	note "after $i rounds of hot writes: $(jsnap_status $NAME)"
 	check_eq "the first copy is held after it is durable" 1 "$(log_count 'holding a compaction copy at stage 2')"
 	# Inside the hold: newer data over every block of the hot region.
 	hot 69 0 0

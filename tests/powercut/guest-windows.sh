@@ -483,7 +483,7 @@ d_check() {
 	check_cmd "rmmod" rmmod dm_jsnap
 }
 
-# Case e4/e5: compaction of the journal tail (no snapshot, low watermarks so
+# Case e4/e5: compaction of the journal tail (no snapshot, watermarks 2/1 so
 # that 32 MiB of pmem compacts after about a megabyte).  A hot region of
 # E_NB 4 KiB blocks at S: round 1 writes every block, rounds 2..E_ROUNDS
 # every block but the last E_KEEP (one 4 KiB write each): the tail then
@@ -517,7 +517,7 @@ e_expect() { # e_expect FILE: what the hot region must hold (rounds 1..E_ROUNDS)
 e_cut() {
 	local stage=$1 S=$2
 	insmod_fault fault_flip_stage="$stage" fault_flip_ms="$HOLD"
-	load "create jsnap (format, no store, watermarks 4/2)" - format high_watermark 4 low_watermark 2
+	load "create jsnap (format, no store, watermarks 2/1)" - format high_watermark 2 low_watermark 1
 	write_others || true
 	if e_rounds "$DEV" "$S" 1 "$E_ROUNDS"; then ok "rounds 1..$E_ROUNDS of the hot region acknowledged"; else
 		fail "rounds of the hot region acknowledged" "python"
@@ -533,11 +533,11 @@ e_answers() { # e_answers LABEL DEV S
 e_check() {
 	local stage=$1 S=$2
 	insmod_normal
-	load "replay (create without format)" - high_watermark 4 low_watermark 2
+	load "replay (create without format)" - high_watermark 2 low_watermark 1
 	check_eq "state=ok errors=0 after replay" "ok 0" "$(status_get $NAME state) $(status_get $NAME errors)"
 	e_answers "after replay" "$DEV" "$S"
 	dm_remove "$NAME" || fail "remove jsnap"
-	load "second recovery (create without format)" - high_watermark 4 low_watermark 2
+	load "second recovery (create without format)" - high_watermark 2 low_watermark 1
 	e_answers "after a second recovery" "$DEV" "$S"
 	check_cmd "drain" msg "$NAME" drain
 	e_answers "after drain: production" "$PROD" "$S"

@@ -202,10 +202,12 @@ struct CreateArgs {
     /// initialise the journal even if it holds data (DESTROYS its content)
     #[arg(long)]
     format: bool,
-    /// destage starts when the journal is this % full (1..100)
+    /// destage starts when the live data is this % of the journal (1..100);
+    /// dead records wait until the ring is 4/5 of the way from it to full
     #[arg(long, value_name = "PCT")]
     high_watermark: Option<u32>,
-    /// destage stops below this % (0..99, below --high-watermark)
+    /// destage stops once the live data is at most this % (0..99, below
+    /// --high-watermark)
     #[arg(long, value_name = "PCT")]
     low_watermark: Option<u32>,
     /// extents written per destage batch (1..4096)

@@ -233,8 +233,8 @@ pub(crate) struct SnapshotState {
 pub(crate) struct DestageState {
     /// Outstanding `drain` requests.
     drains: u32,
-    /// Destage is running between the watermarks.
-    destaging: bool,
+    /// Destage is running between the watermarks, and what started it.
+    destaging: Option<crate::logic::compact::Trigger>,
     /// When a writer last found the journal full (writes outran
     /// destage), if ever since the table was loaded.
     outrun_at: Option<kernel::time::Instant<kernel::time::Monotonic>>,
@@ -326,10 +326,11 @@ impl JournalState {
         let size = self.space.ring().size().max(1);
         let slots = u64::from(self.space.desc_count()).max(1);
         let pct = |sectors: u64, descs: u64| (sectors * 100 / size).max(descs * 100 / slots);
-        crate::logic::compact::Fill {
-            used_pct: pct(self.space.ring().used(), self.space.pending()),
-            live_pct: pct(self.live_sectors, self.extents + self.snap_extents),
-        }
+        let used_pct = pct(self.space.ring().used(), self.space.pending());
+        // Pieces stand for descriptor slots, but carving can leave more
+        // pieces than records: live data is never more than what is used.
+        let live_pct = pct(self.live_sectors, self.extents + self.snap_extents).min(used_pct);
+        crate::logic::compact::Fill { used_pct, live_pct }
     }
 }
 

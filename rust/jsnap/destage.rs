@@ -34,7 +34,7 @@ use super::changes::first_overlap;
 use super::write::Journaled;
 use super::{Jsnap, State, MAX_RECORD_SECTORS};
 use crate::ffi::io;
-use crate::logic::compact;
+use crate::logic::compact::{self, Trigger};
 use crate::logic::extent::{self, Extent};
 use crate::logic::retire;
 use crate::logic::sort;
@@ -75,13 +75,20 @@ fn wanted(st: &mut State, high: u32, low: u32, no_destage: bool) -> bool {
         .outrun_at
         .is_some_and(|t| t.elapsed() < Delta::from_millis(OUTRUN_MS));
     // The watermarks are about live data; dead records wait for the ring
-    // bound (`compact::ring_high`).
-    if compact::destage_starts(fill, high) || outrun {
-        st.destage.destaging = true;
-    } else if compact::destage_stops(fill, high, low) {
-        st.destage.destaging = false;
+    // bound (`compact::ring_high`).  What started destage decides where it
+    // stops; live data (or outrunning writers) takes it deeper than the
+    // ring bound does.
+    let trigger = if outrun {
+        Some(Trigger::Live)
+    } else {
+        compact::destage_trigger(fill, high)
+    };
+    match (st.destage.destaging, trigger) {
+        (_, Some(Trigger::Live)) | (None, Some(Trigger::Ring)) => st.destage.destaging = trigger,
+        (Some(t), _) if compact::destage_stops(fill, high, low, t) => st.destage.destaging = None,
+        _ => {}
     }
-    st.destage.destaging && st.journal.space.pending() > 0
+    st.destage.destaging.is_some() && st.journal.space.pending() > 0
 }
 
 /// Retries deferred writes in order until one does not fit (the serve

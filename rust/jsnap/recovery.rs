@@ -103,7 +103,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
         cbt: CbtState::none(),
         destage: DestageState {
             drains: 0,
-            destaging: false,
+            destaging: None,
             outrun_at: None,
             retire_blocked: false,
             cursor: 0,

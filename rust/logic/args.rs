@@ -12,7 +12,7 @@
 //! |---------|---------|---------|
 //! | `format` | initialise the journal even if it holds a valid superblock | off |
 //! | `high_watermark <1..100>` | destage starts when the live data (what destage must still write out) reaches this percentage of the journal, or the ring, dead records included, reaches `compact::ring_high` (90% for 50) | 50 |
-//! | `low_watermark <0..99>` | destage stops once the live data is at most this percentage and the ring as far below its bound; must be below `high_watermark` | `high_watermark` - 5 (45) |
+//! | `low_watermark <0..99>` | destage started by live data stops once the journal (dead records included) is down to this percentage; started by the ring bound, once the live data is at most this percentage and the ring as far below its bound; must be below `high_watermark` | `high_watermark` - 5 (45) |
 //! | `destage_batch <1..4096>` | extents destaged per batch | 64 |
 //! | `hydrate_batch <1..1024>` | chunks copied per hydration step | 4 MiB worth, 16..1024 |
 //! | `no_destage` | destage only when forced (`drain`, full journal); for testing | off |

@@ -158,17 +158,46 @@ pub fn ring_high(high: u32) -> u64 {
     (h * 9 / 5).min(h + (100 - h) * 4 / 5)
 }
 
-/// Whether destage starts: the live data reached `high`, or the ring
-/// [`ring_high`].
-pub fn destage_starts(f: Fill, high: u32) -> bool {
-    f.live_pct >= u64::from(high) || f.used_pct >= ring_high(high)
+/// What started destage; it decides where destage stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Live data at the high watermark (or writers outrunning destage):
+    /// destage runs until the journal is down to the low watermark, dead
+    /// records included (records destaged but not yet retired count until
+    /// they retire, so a stream keeps destage going as deep as before).
+    Live,
+    /// The ring at [`ring_high`] with little live data: destage runs until
+    /// the live data is down to `low` and the ring as far below its bound
+    /// as `low` is below `high`.
+    Ring,
 }
 
-/// Whether a running destage stops: the live data is down to `low` and
-/// the ring as far below [`ring_high`] as `low` is below `high`.
-pub fn destage_stops(f: Fill, high: u32, low: u32) -> bool {
-    let gap = u64::from(high.saturating_sub(low));
-    f.live_pct <= u64::from(low) && f.used_pct <= ring_high(high).saturating_sub(gap)
+/// Whether destage starts, and why: the live data reached `high`, or the
+/// ring [`ring_high`].
+pub fn destage_trigger(f: Fill, high: u32) -> Option<Trigger> {
+    if f.live_pct >= u64::from(high) {
+        Some(Trigger::Live)
+    } else if f.used_pct >= ring_high(high) {
+        Some(Trigger::Ring)
+    } else {
+        None
+    }
+}
+
+/// Whether destage starts (writers wake the worker).
+pub fn destage_starts(f: Fill, high: u32) -> bool {
+    destage_trigger(f, high).is_some()
+}
+
+/// Whether destage started by `t` stops.
+pub fn destage_stops(f: Fill, high: u32, low: u32, t: Trigger) -> bool {
+    match t {
+        Trigger::Live => f.used_pct <= u64::from(low),
+        Trigger::Ring => {
+            let gap = u64::from(high.saturating_sub(low));
+            f.live_pct <= u64::from(low) && f.used_pct <= ring_high(high).saturating_sub(gap)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -302,19 +331,22 @@ mod tests {
         // `high` and stops at `low` as it did before.
         assert!(!destage_starts(fill(49, 49), 50));
         assert!(destage_starts(fill(50, 50), 50));
-        assert!(!destage_stops(fill(46, 46), 50, 45));
-        assert!(destage_stops(fill(45, 45), 50, 45));
+        assert_eq!(destage_trigger(fill(50, 50), 50), Some(Trigger::Live));
+        assert!(!destage_stops(fill(46, 46), 50, 45, Trigger::Live));
+        assert!(destage_stops(fill(45, 45), 50, 45, Trigger::Live));
+        // Destaged records not yet retired keep it going.
+        assert!(!destage_stops(fill(60, 30), 50, 45, Trigger::Live));
     }
 
     #[test]
     fn dead_records_wait_for_the_ring_bound() {
         // An overwritten working set: little live, the ring fills.
         assert!(!destage_starts(fill(89, 27), 50));
-        assert!(destage_starts(fill(90, 27), 50));
-        assert!(!destage_stops(fill(86, 27), 50, 45));
-        assert!(destage_stops(fill(85, 27), 50, 45));
+        assert_eq!(destage_trigger(fill(90, 27), 50), Some(Trigger::Ring));
+        assert!(!destage_stops(fill(86, 27), 50, 45, Trigger::Ring));
+        assert!(destage_stops(fill(85, 27), 50, 45, Trigger::Ring));
         // Live data above `low` keeps it running whatever the ring.
-        assert!(!destage_stops(fill(60, 46), 50, 45));
+        assert!(!destage_stops(fill(60, 46), 50, 45, Trigger::Ring));
     }
 
     #[test]
@@ -324,9 +356,11 @@ mod tests {
         assert!(destage_starts(fill(5, 5), 5));
         assert!(destage_starts(fill(9, 0), 5));
         assert!(!destage_starts(fill(8, 4), 5));
-        assert!(destage_stops(fill(5, 1), 5, 1));
-        assert!(!destage_stops(fill(6, 1), 5, 1));
-        assert!(!destage_stops(fill(5, 2), 5, 1));
+        assert!(destage_stops(fill(5, 1), 5, 1, Trigger::Ring));
+        assert!(!destage_stops(fill(6, 1), 5, 1, Trigger::Ring));
+        assert!(!destage_stops(fill(5, 2), 5, 1, Trigger::Ring));
+        assert!(destage_stops(fill(1, 1), 5, 1, Trigger::Live));
+        assert!(!destage_stops(fill(2, 1), 5, 1, Trigger::Live));
         // A full ring always starts it.
         for h in 1..=100 {
             assert!(destage_starts(fill(100, 0), h));

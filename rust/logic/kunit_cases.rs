@@ -1343,8 +1343,11 @@ pub fn compact_rules() -> Result<(), &'static str> {
     let fill = |used_pct, live_pct| compact::Fill { used_pct, live_pct };
     ensure(compact::ring_high(50) == 90 && compact::ring_high(5) == 9, "ring bound")?;
     ensure(!compact::destage_starts(fill(89, 27), 50), "dead records below the bound")?;
-    ensure(compact::destage_starts(fill(90, 27), 50), "at the ring bound")?;
-    ensure(compact::destage_starts(fill(50, 50), 50), "live data at high")?;
-    ensure(!compact::destage_stops(fill(86, 27), 50, 45), "ring above its low")?;
-    ensure(compact::destage_stops(fill(85, 45), 50, 45), "both low")
+    let (live, ring) = (Some(compact::Trigger::Live), Some(compact::Trigger::Ring));
+    ensure(compact::destage_trigger(fill(90, 27), 50) == ring, "at the ring bound")?;
+    ensure(compact::destage_trigger(fill(50, 50), 50) == live, "live data at high")?;
+    ensure(!compact::destage_stops(fill(86, 27), 50, 45, compact::Trigger::Ring), "ring above its low")?;
+    ensure(compact::destage_stops(fill(85, 45), 50, 45, compact::Trigger::Ring), "both low")?;
+    ensure(!compact::destage_stops(fill(60, 30), 50, 45, compact::Trigger::Live), "not yet retired")?;
+    ensure(compact::destage_stops(fill(45, 30), 50, 45, compact::Trigger::Live), "down to low")
 }

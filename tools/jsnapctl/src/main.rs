@@ -203,11 +203,13 @@ struct CreateArgs {
     #[arg(long)]
     format: bool,
     /// destage starts when the live data is this % of the journal (1..100);
-    /// dead records wait until the ring is 4/5 of the way from it to full
+    /// dead records wait for the ring bound (1.8x, at most 4/5 of the way
+    /// to full)
     #[arg(long, value_name = "PCT")]
     high_watermark: Option<u32>,
-    /// destage stops once the live data is at most this % (0..99, below
-    /// --high-watermark)
+    /// destage stops once the journal is down to this % (0..99, below
+    /// --high-watermark), or, started by the ring bound, once the live data
+    /// is down to it and the ring as far below its bound
     #[arg(long, value_name = "PCT")]
     low_watermark: Option<u32>,
     /// extents written per destage batch (1..4096)

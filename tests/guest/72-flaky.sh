@@ -4,7 +4,7 @@
 #   (a) production behind dm-flakey (up 1 s, down 1 s, error_writes) while
 #       writers push 1.5 journals' worth of data: every write completes,
 #       errors show in status, and destage brings the journal below its
-#       high watermark by itself (no `drain`); after a drain production
+#       ring bound by itself (no `drain`); after a drain production
 #       read directly equals the model;
 #   (b) the store behind dm-flakey (writes fail 1 s in every 2) under a
 #       snapshot, with destage and hydration running: production is never
@@ -98,8 +98,11 @@ check_eq "a: $k writes of 32 MiB ($((total >> 20)) MiB, journal $((jsz >> 20)) M
 same "a: jsnap = model while destage fails now and then" "$dev" "$REF"
 errs=$(status_get fla errors)
 if ((errs > 0)); then ok "a: destage errors counted ($errs)"; else fail "a: destage errors counted" "errors=$errs (did the flakey down time hit no batch?)"; fi
-if wait_below fla 20 300; then ok "a: destage brings the journal below the high watermark by itself (no drain)"; else
-	fail "a: destage brings the journal below the high watermark by itself" "$(jsnap_status fla)"
+# The watermarks count live data (README, `high_watermark`): dead records
+# may stay in the ring up to its bound, 36% for `high_watermark 20`
+# (compact::ring_high: 1.8 x 20).
+if wait_below fla 36 300; then ok "a: destage brings the journal below its ring bound (36% for high watermark 20) by itself (no drain)"; else
+	fail "a: destage brings the journal below its ring bound by itself" "$(jsnap_status fla)"
 fi
 # production well again (a drain fails while destage errors come in)
 check_cmd "a: production back to linear" swap_table flp "0 $LEN linear $PROD 0"

@@ -240,6 +240,10 @@ pub(crate) struct DestageState {
     outrun_at: Option<kernel::time::Instant<kernel::time::Monotonic>>,
     /// Retirement stopped at a pinned record: kick the worker on unpin.
     retire_blocked: bool,
+    /// A writer above the high watermark has queued the worker since its
+    /// last look at the state: the writers after it need not queue it
+    /// again (see [`DestageState::arm_kick`]).
+    kick_armed: bool,
     /// Next sector the destage cursor looks at.
     cursor: u64,
     /// Destage I/O errors so far, and whether the last attempt failed.
@@ -260,6 +264,20 @@ pub(crate) struct Stats {
     /// Bytes of live journal data copied to the head of the ring by
     /// compaction (`compact`).
     compacted_bytes: u64,
+}
+
+impl DestageState {
+    /// Whether a writer that finds the journal above the high watermark
+    /// must queue the worker: only the first since the worker last
+    /// cleared `kick_armed`.  The worker clears it under the state lock
+    /// before each look at the state, and a writer that armed it queues
+    /// the worker after leaving the lock, so a run that starts after that
+    /// writer's queueing clears it and then sees every write made under
+    /// it: no write above the watermark goes unseen, and the writers skip
+    /// one state-lock round trip each while the worker is already due.
+    pub(crate) fn arm_kick(&mut self) -> bool {
+        !core::mem::replace(&mut self.kick_armed, true)
+    }
 }
 
 impl JournalState {

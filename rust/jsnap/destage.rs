@@ -369,7 +369,10 @@ pub(super) fn run(this: &Arc<Jsnap>) {
     loop {
         {
             // Nothing reaches pmem or the devices while suspended.
-            let st = this.state.lock();
+            let mut st = this.state.lock();
+            // Writers above the high watermark queue the worker again
+            // once it has looked at the state from here on.
+            st.destage.kick_armed = false;
             if st.suspended || st.stopping {
                 break;
             }

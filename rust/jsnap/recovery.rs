@@ -106,6 +106,7 @@ fn bare_state(sb: &Superblock) -> Result<State> {
             destaging: None,
             outrun_at: None,
             retire_blocked: false,
+            kick_armed: false,
             cursor: 0,
             errors: 0,
             degraded: false,

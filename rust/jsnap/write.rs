@@ -17,7 +17,8 @@ use kernel::sync::ArcBorrow;
 /// What became of a write offered to the journal.
 pub(crate) enum Journaled {
     Done,
-    /// Done, and the journal is above the high watermark: wake destage.
+    /// Done, and the journal is above the high watermark: wake destage
+    /// (only the first such write since the worker last looked).
     AboveHigh,
     /// No journal space (or no memory for table nodes): try again later.
     Again(Bio),
@@ -120,7 +121,8 @@ impl Jsnap {
         st.journal.recycle_nodes(&mut nodes);
         st.stats.written_bytes += n << 9;
         let above_high = !self.features.no_destage
-            && compact::destage_starts(st.journal.fill(), self.features.high_watermark);
+            && compact::destage_starts(st.journal.fill(), self.features.high_watermark)
+            && st.destage.arm_kick();
         drop(st);
         clock.mark(crate::prof::Stage::Insert);
 

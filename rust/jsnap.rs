@@ -240,9 +240,13 @@ pub(crate) struct DestageState {
     outrun_at: Option<kernel::time::Instant<kernel::time::Monotonic>>,
     /// Retirement stopped at a pinned record: kick the worker on unpin.
     retire_blocked: bool,
-    /// A writer above the high watermark has queued the worker since its
-    /// last look at the state: the writers after it need not queue it
-    /// again (see [`DestageState::arm_kick`]).
+    /// A writer above the high watermark has taken it on itself, since
+    /// the worker last looked at the state, to queue the worker once its
+    /// write completes: the writers after it need not (see
+    /// [`DestageState::arm_kick`]).  That writer kicks after its copy, so
+    /// an idle worker starts once that one write is done, not the first
+    /// to finish; if it is held up, writers that fill the journal kick
+    /// regardless.
     kick_armed: bool,
     /// Next sector the destage cursor looks at.
     cursor: u64,

@@ -17,8 +17,9 @@ use kernel::sync::ArcBorrow;
 /// What became of a write offered to the journal.
 pub(crate) enum Journaled {
     Done,
-    /// Done, and the journal is above the high watermark: wake destage
-    /// (only the first such write since the worker last looked).
+    /// Done, the journal is above the high watermark, and this write armed
+    /// the destage kick (the first such write since the worker last
+    /// looked): wake destage.
     AboveHigh,
     /// No journal space (or no memory for table nodes): try again later.
     Again(Bio),

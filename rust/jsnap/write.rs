@@ -121,7 +121,7 @@ impl Jsnap {
         // What the insert did not use goes back to the pool.
         st.journal.recycle_nodes(&mut nodes);
         st.stats.written_bytes += n << 9;
-        let above_high = !self.features.no_destage
+        let wake_destage = !self.features.no_destage
             && compact::destage_starts(st.journal.fill(), self.features.high_watermark)
             && st.destage.arm_kick();
         drop(st);
@@ -145,7 +145,7 @@ impl Jsnap {
         clock.mark(crate::prof::Stage::Persisted);
         bio.endio(copied);
         clock.mark(crate::prof::Stage::Endio);
-        if above_high {
+        if wake_destage {
             Journaled::AboveHigh
         } else {
             Journaled::Done
